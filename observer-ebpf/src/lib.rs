@@ -1,0 +1,401 @@
+//! Types that cross the kernel boundary, compiled by both sides.
+//!
+//! The eBPF programs (`src/main.rs`, target `bpfel-unknown-none`) write these structs into the
+//! `EVENTS` ring buffer and read [`Config`] as a global; observer reads them back with the
+//! `user` feature, which adds the `aya::Pod` impls. Every struct is `#[repr(C)]`, uses fixed-width
+//! integers only, spells its padding out as `_pad` fields and has its size pinned by a
+//! compile-time assertion, so a layout change is a build error rather than garbage at runtime.
+//!
+//! Event kinds are numbered once and never reused (see [`EventKind`]).
+#![no_std]
+
+use core::mem::size_of;
+
+/// Names of the maps and globals in the eBPF object, shared so neither side spells them twice.
+pub mod names {
+    /// The one ring buffer every probe writes to.
+    pub const EVENTS: &str = "EVENTS";
+    /// LRU map: tgid -> [`super::Tracked`], the processes a stop signal or SIGKILL has targeted.
+    pub const TRACKED: &str = "TRACKED";
+    /// Hash map: cgroup v2 id -> [`super::WatchedCgroup`], the containers' cgroups.
+    pub const WATCHED_CGROUPS: &str = "WATCHED_CGROUPS";
+    /// Per-CPU array of `u64`, indexed by [`super::Counter`].
+    pub const COUNTERS: &str = "COUNTERS";
+    /// The [`super::Config`] global.
+    pub const CONFIG: &str = "CONFIG";
+}
+
+/// Names of the programs in the eBPF object, `<category>_<event>`.
+pub mod programs {
+    pub const SIGNAL_GENERATE: &str = "signal_generate";
+    pub const SIGNAL_DELIVER: &str = "signal_deliver";
+    pub const SCHED_PROCESS_EXIT: &str = "sched_process_exit";
+    pub const CGROUP_MKDIR: &str = "cgroup_mkdir";
+    pub const CGROUP_RMDIR: &str = "cgroup_rmdir";
+    pub const OOM_MARK_VICTIM: &str = "oom_mark_victim";
+}
+
+/// `TASK_COMM_LEN` in include/linux/sched.h.
+pub const TASK_COMM_LEN: usize = 16;
+/// Bytes of a cgroup path carried in a [`CgroupEvent`]. Kubernetes paths are at most ~200
+/// bytes (systemd driver, 64-hex id); a longer one is cut and counted in
+/// [`Counter::CgroupPathTruncated`].
+pub const CGROUP_PATH_LEN: usize = 256;
+/// Bytes of the cgroup prefix the kernel side matches at `cgroup_mkdir` (`/kubepods` by default).
+pub const CGROUP_PREFIX_LEN: usize = 64;
+
+pub const SIGKILL: u32 = 9;
+/// Highest signal number the mask in [`Config::stop_signal_mask`] can hold (`_NSIG` is 64).
+pub const MAX_SIGNAL: u32 = 63;
+
+/// `SIGNAL_UNKILLABLE` in include/linux/sched/signal.h: set on a pid namespace's init by
+/// copy_process() (kernel/fork.c), which is what makes a container's PID 1 special.
+pub const SIGNAL_UNKILLABLE: u32 = 0x0000_0040;
+
+/// `result` of the signal_generate tracepoint (`enum trace_signal_result`,
+/// include/trace/events/signal.h).
+pub mod signal_result {
+    pub const DELIVERED: u32 = 0;
+    pub const IGNORED: u32 = 1;
+    pub const ALREADY_PENDING: u32 = 2;
+    pub const OVERFLOW_FAIL: u32 = 3;
+    pub const LOSE_INFO: u32 = 4;
+}
+
+/// Disposition of a delivered signal, from `ka->sa.sa_handler` at signal_deliver.
+pub mod disposition {
+    /// `SIG_DFL` (sa_handler == 0).
+    pub const DEFAULT: u32 = 0;
+    /// `SIG_IGN` (sa_handler == 1).
+    pub const IGNORED: u32 = 1;
+    /// A user handler.
+    pub const HANDLED: u32 = 2;
+}
+
+/// Field offsets in the classic tracepoints' records, as printed in
+/// `/sys/kernel/tracing/events/<category>/<name>/format` on Linux 6.18 (the first 8 bytes are the
+/// common header). `observer check` compares every one of these with the running kernel's format
+/// files and refuses to start on a mismatch, so a kernel that moves a field cannot feed us garbage.
+pub mod tp_offsets {
+    /// signal:signal_deliver, include/trace/events/signal.h `TRACE_EVENT(signal_deliver, ...)`.
+    pub const SIGNAL_DELIVER_SIG: usize = 8;
+    pub const SIGNAL_DELIVER_SA_HANDLER: usize = 24;
+    pub const SIGNAL_DELIVER_SA_FLAGS: usize = 32;
+    /// sched:sched_process_exit, include/trace/events/sched.h; `group_dead` is new in 6.x.
+    pub const SCHED_PROCESS_EXIT_GROUP_DEAD: usize = 32;
+    /// cgroup:cgroup_mkdir / cgroup_rmdir, include/trace/events/cgroup.h `DECLARE_EVENT_CLASS(cgroup)`.
+    pub const CGROUP_ROOT: usize = 8;
+    pub const CGROUP_LEVEL: usize = 12;
+    pub const CGROUP_ID: usize = 16;
+    /// `__data_loc char[] path`: a u32, low 16 bits the offset in the record, high 16 the length.
+    pub const CGROUP_PATH_LOC: usize = 24;
+    /// oom:mark_victim, include/trace/events/oom.h.
+    pub const MARK_VICTIM_PID: usize = 8;
+
+    /// (category, event, field, offset, size) for each offset above, for `observer check`.
+    pub const EXPECTED: &[(&str, &str, &str, usize, usize)] = &[
+        ("signal", "signal_deliver", "sig", SIGNAL_DELIVER_SIG, 4),
+        ("signal", "signal_deliver", "sa_handler", SIGNAL_DELIVER_SA_HANDLER, 8),
+        ("signal", "signal_deliver", "sa_flags", SIGNAL_DELIVER_SA_FLAGS, 8),
+        ("sched", "sched_process_exit", "group_dead", SCHED_PROCESS_EXIT_GROUP_DEAD, 1),
+        ("cgroup", "cgroup_mkdir", "root", CGROUP_ROOT, 4),
+        ("cgroup", "cgroup_mkdir", "level", CGROUP_LEVEL, 4),
+        ("cgroup", "cgroup_mkdir", "id", CGROUP_ID, 8),
+        ("cgroup", "cgroup_mkdir", "path", CGROUP_PATH_LOC, 4),
+        ("cgroup", "cgroup_rmdir", "root", CGROUP_ROOT, 4),
+        ("cgroup", "cgroup_rmdir", "level", CGROUP_LEVEL, 4),
+        ("cgroup", "cgroup_rmdir", "id", CGROUP_ID, 8),
+        ("cgroup", "cgroup_rmdir", "path", CGROUP_PATH_LOC, 4),
+        ("oom", "mark_victim", "pid", MARK_VICTIM_PID, 4),
+    ];
+}
+
+/// Kinds of ring-buffer records. Numbers are never reused.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    SignalGenerate = 1,
+    SignalDeliver = 2,
+    ProcessExit = 3,
+    CgroupMkdir = 4,
+    CgroupRmdir = 5,
+    OomVictim = 6,
+}
+
+impl EventKind {
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::SignalGenerate,
+            2 => Self::SignalDeliver,
+            3 => Self::ProcessExit,
+            4 => Self::CgroupMkdir,
+            5 => Self::CgroupRmdir,
+            6 => Self::OomVictim,
+            _ => return None,
+        })
+    }
+}
+
+/// First field of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// An [`EventKind`] as u32.
+    pub kind: u32,
+    pub cpu: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the probe fired.
+    pub ktime_ns: u64,
+}
+
+/// signal:signal_generate (tp_btf), for a stop signal or SIGKILL aimed at a container's PID 1.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SignalGenerateEvent {
+    pub header: EventHeader,
+    pub sig: u32,
+    /// A [`signal_result`] value.
+    pub result: u32,
+    /// `group` argument: 1 when sent to the whole thread group (PIDTYPE_TGID and up).
+    pub group: u32,
+    /// `info->si_code` is not read; kept for layout stability.
+    pub _pad0: u32,
+    pub target_tgid: u32,
+    pub target_tid: u32,
+    pub sender_tgid: u32,
+    pub sender_tid: u32,
+    /// The target's cgroup v2 id at the time of the signal.
+    pub target_cgroup_id: u64,
+    pub sender_cgroup_id: u64,
+    pub target_comm: [u8; TASK_COMM_LEN],
+    pub sender_comm: [u8; TASK_COMM_LEN],
+}
+
+/// signal:signal_deliver, in the receiving thread, for a tracked process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SignalDeliverEvent {
+    pub header: EventHeader,
+    pub sig: u32,
+    /// A [`disposition`] value.
+    pub disposition: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    pub sa_flags: u64,
+    pub cgroup_id: u64,
+}
+
+/// sched:sched_process_exit with group_dead, for a tracked process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ProcessExitEvent {
+    pub header: EventHeader,
+    pub tgid: u32,
+    pub tid: u32,
+    /// `task->exit_code` in wait(2) status form: `code << 8` for exit(code), the signal number
+    /// (| 0x80 for a core dump) for a fatal signal.
+    pub exit_code: u32,
+    pub _pad0: u32,
+    pub cgroup_id: u64,
+    pub comm: [u8; TASK_COMM_LEN],
+}
+
+impl ProcessExitEvent {
+    /// `(exit code, fatal signal)` from the wait status; exactly one is `Some`.
+    /// (Not `exit_code >> 8` alone, which loses the fatal signal.)
+    pub const fn decode_status(status: u32) -> (Option<u32>, Option<u32>) {
+        let sig = status & 0x7f;
+        if sig == 0 {
+            (Some((status >> 8) & 0xff), None)
+        } else {
+            (None, Some(sig))
+        }
+    }
+}
+
+/// cgroup:cgroup_mkdir / cgroup_rmdir on the v2 hierarchy under the configured prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CgroupEvent {
+    pub header: EventHeader,
+    pub id: u64,
+    pub level: u32,
+    /// Bytes of `path` used (without the NUL).
+    pub path_len: u32,
+    pub path: [u8; CGROUP_PATH_LEN],
+}
+
+/// oom:mark_victim: the OOM killer chose this process (its SIGKILL was already sent).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OomVictimEvent {
+    pub header: EventHeader,
+    pub pid: u32,
+    pub _pad0: u32,
+    /// cgroup v2 id of the task that ran the OOM killer (the allocating task).
+    pub trigger_cgroup_id: u64,
+}
+
+/// Value of the `TRACKED` LRU map: what has already been emitted for a target process, so a
+/// storm of the same signal at one PID 1 costs a map update, not a ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tracked {
+    /// Start of the current de-duplication window (`bpf_ktime_get_ns`).
+    pub window_start_ns: u64,
+    /// Bit n: signal n's generation was emitted in this window.
+    pub generated_mask: u64,
+    /// Bit n: signal n's delivery was emitted in this window.
+    pub delivered_mask: u64,
+}
+
+/// Value of the `WATCHED_CGROUPS` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WatchedCgroup {
+    /// `bpf_ktime_get_ns` when the cgroup was seen (0: found by the start-up walk).
+    pub since_ns: u64,
+}
+
+/// Indexes of the `COUNTERS` per-CPU array. Numbers are never reused.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Ring buffer full: a record was lost (one counter per probe).
+    RingbufFullSignalGenerate = 0,
+    RingbufFullSignalDeliver = 1,
+    RingbufFullProcessExit = 2,
+    RingbufFullCgroup = 3,
+    RingbufFullOom = 4,
+    /// A repeated signal inside the de-duplication window, not emitted (by design, not a loss).
+    SignalDeduplicated = 5,
+    /// `TRACKED` insert failed: the exit of that process will not be seen.
+    TrackedInsertFailed = 6,
+    /// `WATCHED_CGROUPS` insert failed (map full): signals to that container are not seen.
+    WatchedInsertFailed = 7,
+    /// A cgroup path longer than [`CGROUP_PATH_LEN`] was cut.
+    CgroupPathTruncated = 8,
+    /// A `bpf_probe_read_kernel` of a kernel struct failed.
+    KernelReadFailed = 9,
+}
+
+/// Size of the `COUNTERS` array.
+pub const COUNTER_SLOTS: u32 = 16;
+
+/// Offsets of the kernel struct fields the probes read, taken from the running kernel's BTF
+/// (/sys/kernel/btf/vmlinux) at load time: aya cannot emit CO-RE relocations from Rust, and
+/// these layouts change with kernel version and config.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `task_struct.tgid` (pid_t).
+    pub task_tgid: u32,
+    /// `task_struct.pid` (pid_t).
+    pub task_pid: u32,
+    /// `task_struct.signal` (struct signal_struct *).
+    pub task_signal: u32,
+    /// `task_struct.cgroups` (struct css_set *).
+    pub task_cgroups: u32,
+    /// `task_struct.exit_code` (int).
+    pub task_exit_code: u32,
+    /// `task_struct.comm` (char[16]).
+    pub task_comm: u32,
+    /// `signal_struct.flags` (unsigned int).
+    pub signal_flags: u32,
+    /// `css_set.dfl_cgrp` (struct cgroup *).
+    pub css_set_dfl_cgrp: u32,
+    /// `cgroup.kn` (struct kernfs_node *).
+    pub cgroup_kn: u32,
+    /// `kernfs_node.id` (u64): the cgroup id `bpf_get_current_cgroup_id()` returns.
+    pub kernfs_node_id: u32,
+}
+
+/// The `CONFIG` global, written by observer when it loads the object.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Bit n set: signal n is a stop signal worth reporting. SIGKILL is always reported.
+    pub stop_signal_mask: u64,
+    /// A repeated (target, signal) inside this window is counted, not emitted.
+    pub dedupe_window_ns: u64,
+    pub offsets: KernelOffsets,
+    /// `hierarchy_id` of the cgroup v2 hierarchy (0, `cgrp_dfl_root`) as seen in `root`.
+    pub v2_hierarchy_id: u32,
+    pub cgroup_prefix_len: u32,
+    pub cgroup_prefix: [u8; CGROUP_PREFIX_LEN],
+}
+
+impl Config {
+    /// Defaults before userspace fills in the real values (all offsets 0 make every kernel
+    /// read fail and count, never read a wrong field).
+    pub const ZERO: Self = Self {
+        stop_signal_mask: 0,
+        dedupe_window_ns: 0,
+        offsets: KernelOffsets {
+            task_tgid: 0,
+            task_pid: 0,
+            task_signal: 0,
+            task_cgroups: 0,
+            task_exit_code: 0,
+            task_comm: 0,
+            signal_flags: 0,
+            css_set_dfl_cgrp: 0,
+            cgroup_kn: 0,
+            kernfs_node_id: 0,
+        },
+        v2_hierarchy_id: 0,
+        cgroup_prefix_len: 0,
+        cgroup_prefix: [0; CGROUP_PREFIX_LEN],
+    };
+}
+
+// Layouts are part of the contract: no implicit padding, sizes pinned.
+const _: () = assert!(size_of::<EventHeader>() == 16);
+const _: () = assert!(size_of::<SignalGenerateEvent>() == 16 + 32 + 16 + 32);
+const _: () = assert!(size_of::<SignalDeliverEvent>() == 16 + 16 + 16);
+const _: () = assert!(size_of::<ProcessExitEvent>() == 16 + 16 + 8 + 16);
+const _: () = assert!(size_of::<CgroupEvent>() == 16 + 16 + CGROUP_PATH_LEN);
+const _: () = assert!(size_of::<OomVictimEvent>() == 16 + 16);
+const _: () = assert!(size_of::<Tracked>() == 24);
+const _: () = assert!(size_of::<WatchedCgroup>() == 8);
+const _: () = assert!(size_of::<KernelOffsets>() == 40);
+const _: () = assert!(size_of::<Config>() == 16 + 40 + 8 + CGROUP_PREFIX_LEN);
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: all of these are #[repr(C)], Copy, made of integers and integer arrays, with no
+    // implicit padding (pinned by the size assertions above): every bit pattern is valid.
+    unsafe impl aya::Pod for EventHeader {}
+    unsafe impl aya::Pod for SignalGenerateEvent {}
+    unsafe impl aya::Pod for SignalDeliverEvent {}
+    unsafe impl aya::Pod for ProcessExitEvent {}
+    unsafe impl aya::Pod for CgroupEvent {}
+    unsafe impl aya::Pod for OomVictimEvent {}
+    unsafe impl aya::Pod for Tracked {}
+    unsafe impl aya::Pod for WatchedCgroup {}
+    unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for Config {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_status_keeps_the_fatal_signal() {
+        assert_eq!(ProcessExitEvent::decode_status(0), (Some(0), None));
+        assert_eq!(ProcessExitEvent::decode_status(3 << 8), (Some(3), None));
+        assert_eq!(ProcessExitEvent::decode_status(9), (None, Some(9)));
+        // SIGQUIT with a core dump.
+        assert_eq!(ProcessExitEvent::decode_status(0x80 | 3), (None, Some(3)));
+    }
+
+    #[test]
+    fn event_kinds_round_trip() {
+        for k in 1..=6 {
+            assert_eq!(EventKind::from_u32(k).map(|k| k as u32), Some(k));
+        }
+        assert_eq!(EventKind::from_u32(0), None);
+        assert_eq!(EventKind::from_u32(7), None);
+    }
+}

@@ -1,0 +1,110 @@
+//! cgroup creation and removal on the v2 hierarchy.
+//!
+//! runc removes a container's cgroup right after its PID 1 dies, so the id -> path mapping must
+//! be learned at creation. `cgroup_mkdir`/`cgroup_rmdir` (include/trace/events/cgroup.h, class
+//! `cgroup`) fire once per hierarchy; only the v2 one (`root` == cgrp_dfl_root's hierarchy id)
+//! carries the ids `bpf_get_current_cgroup_id()` returns. Paths under the configured prefix
+//! (`/kubepods` by default) are put into `WATCHED_CGROUPS` here, in the kernel, so a container
+//! that is signalled microseconds after its cgroup appears is still seen.
+
+use aya_ebpf::{
+    helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint, programs::TracePointContext,
+    EbpfContext,
+};
+use aya_log_ebpf::warn;
+use observer_ebpf::{
+    tp_offsets, CgroupEvent, Counter, EventHeader, EventKind, WatchedCgroup, CGROUP_PATH_LEN,
+    CGROUP_PREFIX_LEN,
+};
+
+use super::{config, count, cpu, now, EVENTS, WATCHED_CGROUPS};
+
+#[tracepoint]
+pub fn cgroup_mkdir(ctx: TracePointContext) -> i32 {
+    match unsafe { try_cgroup_event(&ctx, EventKind::CgroupMkdir) } {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+#[tracepoint]
+pub fn cgroup_rmdir(ctx: TracePointContext) -> i32 {
+    match unsafe { try_cgroup_event(&ctx, EventKind::CgroupRmdir) } {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+unsafe fn try_cgroup_event(ctx: &TracePointContext, kind: EventKind) -> Result<(), i64> {
+    let root: i32 = unsafe { ctx.read_at(tp_offsets::CGROUP_ROOT)? };
+    if root as u32 != config!(v2_hierarchy_id) {
+        return Ok(());
+    }
+    let id: u64 = unsafe { ctx.read_at(tp_offsets::CGROUP_ID)? };
+    let ts = now();
+    match kind {
+        EventKind::CgroupMkdir => {
+            let loc: u32 = unsafe { ctx.read_at(tp_offsets::CGROUP_PATH_LOC)? };
+            let path = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
+            if !unsafe { has_prefix(path) } {
+                return Ok(());
+            }
+            if WATCHED_CGROUPS.insert(&id, &WatchedCgroup { since_ns: ts }, 0).is_err() {
+                // Rare (65536 containers' cgroups): worth a log line besides the counter.
+                count(Counter::WatchedInsertFailed);
+                warn!(ctx, "WATCHED_CGROUPS full: signals to cgroup {} will not be seen", id);
+            }
+        }
+        _ => {
+            // Only cgroups we watched are reported gone.
+            if WATCHED_CGROUPS.remove(&id).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    let level: i32 = unsafe { ctx.read_at(tp_offsets::CGROUP_LEVEL)? };
+    let loc: u32 = unsafe { ctx.read_at(tp_offsets::CGROUP_PATH_LOC)? };
+    let path = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
+    let Some(mut entry) = EVENTS.reserve::<CgroupEvent>(0) else {
+        count(Counter::RingbufFullCgroup);
+        return Ok(());
+    };
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        (*ev).header = EventHeader { kind: kind as u32, cpu: cpu(), ktime_ns: ts };
+        (*ev).id = id;
+        (*ev).level = level as u32;
+        let len = match bpf_probe_read_kernel_str_bytes(path, &mut (*ev).path) {
+            Ok(s) => s.len(),
+            Err(_) => 0,
+        };
+        if len >= CGROUP_PATH_LEN - 1 {
+            count(Counter::CgroupPathTruncated);
+        }
+        (*ev).path_len = len as u32;
+    }
+    entry.submit(0);
+    Ok(())
+}
+
+/// True when the NUL-terminated kernel string at `path` starts with `CONFIG.cgroup_prefix`.
+#[inline(always)]
+unsafe fn has_prefix(path: *const u8) -> bool {
+    let mut buf = [0u8; CGROUP_PREFIX_LEN];
+    if bpf_probe_read_kernel_str_bytes(path, &mut buf).is_err() {
+        return false;
+    }
+    let n = config!(cgroup_prefix_len) as usize;
+    if n == 0 || n > CGROUP_PREFIX_LEN {
+        return false;
+    }
+    let mut i = 0;
+    while i < CGROUP_PREFIX_LEN {
+        if i >= n {
+            break;
+        }
+        if buf[i] != config!(cgroup_prefix[i]) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}

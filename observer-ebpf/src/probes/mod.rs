@@ -1,0 +1,111 @@
+//! Maps, the `CONFIG` global and helpers shared by the probes; one file per hook family.
+//!
+//! | program | hook | why this hook |
+//! |---|---|---|
+//! | `signal_generate` | tp_btf signal_generate | every way a signal is sent (kill, tgkill, pidfd_send_signal, cgroup.kill, OOM) goes through `__send_signal_locked`; tp_btf hands us the target `task_struct`, needed to filter in the kernel |
+//! | `signal_deliver` | tracepoint signal/signal_deliver | runs in the receiver with the disposition it acts on |
+//! | `sched_process_exit` | tracepoint sched/sched_process_exit | `group_dead` marks the thread group's end; exit code read from `current` |
+//! | `cgroup_mkdir` / `cgroup_rmdir` | tracepoint cgroup/* | learn a container's cgroup id -> path before runc removes it |
+//! | `oom_mark_victim` | tracepoint oom/mark_victim | tells an OOM SIGKILL from a grace-period SIGKILL |
+
+use aya_ebpf::{
+    helpers::bpf_probe_read_kernel,
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use observer_ebpf::{Config, Counter, Tracked, WatchedCgroup, COUNTER_SLOTS};
+
+mod cgroup;
+mod exit;
+mod oom;
+mod signal;
+
+/// 1 MiB: ~10k signal records; a node stopping every container at once stays far below it.
+/// Userspace can resize it at load (`set_max_entries`).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Processes a reported signal has targeted; exits of anything else cost one lookup.
+#[map]
+pub static TRACKED: LruHashMap<u32, Tracked> = LruHashMap::with_max_entries(16384, 0);
+
+/// cgroup v2 ids of the containers' cgroups (filled here at mkdir, and by userspace's start-up
+/// walk; emptied at rmdir).
+#[map]
+pub static WATCHED_CGROUPS: HashMap<u64, WatchedCgroup> = HashMap::with_max_entries(65536, 0);
+
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// Written by userspace at load time (`EbpfLoader::set_global`).
+#[unsafe(no_mangle)]
+pub static CONFIG: Config = Config::ZERO;
+
+/// Reads a field of `CONFIG` without letting the compiler fold the initial value.
+macro_rules! config {
+    ($($field:tt)+) => {{
+        #[allow(unused_unsafe)]
+        let v = unsafe {
+            core::ptr::read_volatile(core::ptr::addr_of!($crate::probes::CONFIG.$($field)+))
+        };
+        v
+    }};
+}
+pub(crate) use config;
+
+#[inline(always)]
+pub fn count(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // Per-CPU slot: no other writer.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Reads a `T` at `base + offset` in kernel memory (offsets come from BTF, see
+/// `KernelOffsets`). A zero offset means "unknown" and fails rather than read the wrong field.
+#[inline(always)]
+pub unsafe fn read_field<T>(base: *const u8, offset: u32) -> Result<T, i64> {
+    if base.is_null() || offset == 0 {
+        count(Counter::KernelReadFailed);
+        return Err(-1);
+    }
+    match unsafe { bpf_probe_read_kernel(base.add(offset as usize) as *const T) } {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            count(Counter::KernelReadFailed);
+            Err(e as i64)
+        }
+    }
+}
+
+/// `task->cgroups->dfl_cgrp->kn->id`: the cgroup v2 id of any task, the value
+/// `bpf_get_current_cgroup_id()` returns for `current` (kernel/bpf/helpers.c, `cgroup_id()`).
+#[inline(always)]
+pub unsafe fn task_cgroup_id(task: *const u8) -> Result<u64, i64> {
+    let css_set: *const u8 = unsafe { read_field(task, config!(offsets.task_cgroups))? };
+    let cgrp: *const u8 = unsafe { read_field(css_set, config!(offsets.css_set_dfl_cgrp))? };
+    let kn: *const u8 = unsafe { read_field(cgrp, config!(offsets.cgroup_kn))? };
+    unsafe { read_field(kn, config!(offsets.kernfs_node_id)) }
+}
+
+#[inline(always)]
+pub fn cpu() -> u32 {
+    unsafe { aya_ebpf::helpers::bpf_get_smp_processor_id() }
+}
+
+#[inline(always)]
+pub fn now() -> u64 {
+    unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
+}
+
+/// True when `sig` is reported: SIGKILL, or a configured stop signal.
+#[inline(always)]
+pub fn is_reported_signal(sig: u32) -> bool {
+    if sig == observer_ebpf::SIGKILL {
+        return true;
+    }
+    if sig == 0 || sig > observer_ebpf::MAX_SIGNAL {
+        return false;
+    }
+    config!(stop_signal_mask) & (1u64 << sig) != 0
+}

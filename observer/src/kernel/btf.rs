@@ -1,0 +1,251 @@
+//! Struct member offsets from the running kernel's BTF (/sys/kernel/btf/vmlinux).
+//!
+//! aya cannot emit CO-RE relocations from Rust, so the probes read kernel structs at offsets
+//! computed here at load time and passed in `Config::offsets`. The parser reads just enough of
+//! the BTF format (Documentation/bpf/btf.rst) to walk struct and union members, descending into
+//! anonymous members the way C field lookup does.
+
+use std::{collections::HashMap, path::Path};
+
+use observer_ebpf::KernelOffsets;
+
+/// Where the kernel publishes its own BTF.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("malformed BTF: {0}")]
+    Malformed(&'static str),
+    #[error("BTF has no struct {0}")]
+    NoStruct(String),
+    #[error("BTF struct {strukt} has no member {member}")]
+    NoMember { strukt: String, member: String },
+    #[error("BTF member {strukt}.{member} is a bitfield")]
+    Bitfield { strukt: String, member: String },
+}
+
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+
+/// One struct/union member: name (empty when anonymous), type id, bit offset, bitfield size.
+#[derive(Debug, Clone)]
+struct Member {
+    name: String,
+    type_id: u32,
+    bit_offset: u32,
+    bitfield_size: u32,
+}
+
+#[derive(Debug, Clone)]
+enum Type {
+    Composite {
+        name: String,
+        members: Vec<Member>,
+    },
+    /// typedef/volatile/const/restrict/type_tag: refers to another type.
+    Modifier {
+        type_id: u32,
+    },
+    Other,
+}
+
+/// The types of one BTF blob, indexed by type id (id 0 is `void`).
+pub struct Btf {
+    types: Vec<Type>,
+    structs: HashMap<String, u32>,
+}
+
+impl Btf {
+    pub fn from_sys_fs() -> Result<Self, BtfError> {
+        Self::from_file(Path::new(VMLINUX_BTF))
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, BtfError> {
+        let data = std::fs::read(path)
+            .map_err(|source| BtfError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&data)
+    }
+
+    pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
+        let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+        let u32_at =
+            |o: usize| data.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        if u16_at(0) != Some(0xeb9f) {
+            return Err(BtfError::Malformed("bad magic (big-endian BTF is not supported)"));
+        }
+        let hdr = |i: usize| u32_at(i).ok_or(BtfError::Malformed("short header"));
+        let hdr_len = hdr(4)? as usize;
+        let (type_off, type_len) = (hdr(8)? as usize, hdr(12)? as usize);
+        let (str_off, str_len) = (hdr(16)? as usize, hdr(20)? as usize);
+        let types_start = hdr_len + type_off;
+        let types_end = types_start + type_len;
+        let strs_start = hdr_len + str_off;
+        let strs = data
+            .get(strs_start..strs_start + str_len)
+            .ok_or(BtfError::Malformed("string section out of bounds"))?;
+        let name = |off: u32| -> String {
+            let s = strs.get(off as usize..).unwrap_or(&[]);
+            let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
+            String::from_utf8_lossy(&s[..end]).into_owned()
+        };
+        if types_end > data.len() {
+            return Err(BtfError::Malformed("type section out of bounds"));
+        }
+
+        let mut types = vec![Type::Other]; // id 0: void
+        let mut structs = HashMap::new();
+        let mut off = types_start;
+        while off + 12 <= types_end {
+            let name_off = u32_at(off).ok_or(BtfError::Malformed("short type"))?;
+            let info = u32_at(off + 4).ok_or(BtfError::Malformed("short type"))?;
+            let size_or_type = u32_at(off + 8).ok_or(BtfError::Malformed("short type"))?;
+            off += 12;
+            let vlen = (info & 0xffff) as usize;
+            let kind = (info >> 24) & 0x1f;
+            let kind_flag = info >> 31 == 1;
+            let id = types.len() as u32;
+            let ty = match kind {
+                KIND_STRUCT | KIND_UNION => {
+                    let mut members = Vec::with_capacity(vlen);
+                    for i in 0..vlen {
+                        let m = off + i * 12;
+                        let (Some(mname), Some(mtype), Some(moff)) =
+                            (u32_at(m), u32_at(m + 4), u32_at(m + 8))
+                        else {
+                            return Err(BtfError::Malformed("short member"));
+                        };
+                        let (bit_offset, bitfield_size) =
+                            if kind_flag { (moff & 0xff_ffff, moff >> 24) } else { (moff, 0) };
+                        members.push(Member {
+                            name: name(mname),
+                            type_id: mtype,
+                            bit_offset,
+                            bitfield_size,
+                        });
+                    }
+                    off += vlen * 12;
+                    let n = name(name_off);
+                    if !n.is_empty() && kind == KIND_STRUCT && size_or_type > 0 {
+                        structs.entry(n.clone()).or_insert(id);
+                    }
+                    Type::Composite { name: n, members }
+                }
+                // typedef, volatile, const, restrict, type_tag
+                8..=11 | 18 => Type::Modifier { type_id: size_or_type },
+                _ => {
+                    off += match kind {
+                        1 | 14 | 17 => 4,     // int, var, decl_tag
+                        3 => 12,              // array
+                        6 | 13 => vlen * 8,   // enum, func_proto
+                        15 | 19 => vlen * 12, // datasec, enum64
+                        2 | 7 | 12 | 16 => 0, // ptr, fwd, func, float
+                        _ => return Err(BtfError::Malformed("unknown type kind")),
+                    };
+                    Type::Other
+                }
+            };
+            types.push(ty);
+        }
+        Ok(Self { types, structs })
+    }
+
+    /// Byte offset of `member` in `struct strukt`, looking through anonymous structs/unions.
+    pub fn member_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
+        let id = *self.structs.get(strukt).ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
+        let no_member = || BtfError::NoMember { strukt: strukt.into(), member: member.into() };
+        let (bits, bitfield) = self.find(id, member, 0).ok_or_else(no_member)?;
+        if bitfield != 0 || bits % 8 != 0 {
+            return Err(BtfError::Bitfield { strukt: strukt.into(), member: member.into() });
+        }
+        Ok(bits / 8)
+    }
+
+    fn find(&self, id: u32, member: &str, depth: u32) -> Option<(u32, u32)> {
+        if depth > 16 {
+            return None;
+        }
+        let Type::Composite { members, .. } = self.resolve(id)? else { return None };
+        for m in members {
+            if m.name == member {
+                return Some((m.bit_offset, m.bitfield_size));
+            }
+            if m.name.is_empty() {
+                if let Some((bits, size)) = self.find(m.type_id, member, depth + 1) {
+                    return Some((m.bit_offset + bits, size));
+                }
+            }
+        }
+        None
+    }
+
+    fn resolve(&self, mut id: u32) -> Option<&Type> {
+        for _ in 0..32 {
+            match self.types.get(id as usize)? {
+                Type::Modifier { type_id } => id = *type_id,
+                t => return Some(t),
+            }
+        }
+        None
+    }
+
+    /// Name of a composite type, for diagnostics.
+    #[cfg(test)]
+    fn struct_name(&self, id: u32) -> Option<&str> {
+        match self.types.get(id as usize)? {
+            Type::Composite { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Every offset the probes need (see `observer_ebpf::KernelOffsets`).
+    pub fn kernel_offsets(&self) -> Result<KernelOffsets, BtfError> {
+        Ok(KernelOffsets {
+            task_tgid: self.member_offset("task_struct", "tgid")?,
+            task_pid: self.member_offset("task_struct", "pid")?,
+            task_signal: self.member_offset("task_struct", "signal")?,
+            task_cgroups: self.member_offset("task_struct", "cgroups")?,
+            task_exit_code: self.member_offset("task_struct", "exit_code")?,
+            task_comm: self.member_offset("task_struct", "comm")?,
+            signal_flags: self.member_offset("signal_struct", "flags")?,
+            css_set_dfl_cgrp: self.member_offset("css_set", "dfl_cgrp")?,
+            cgroup_kn: self.member_offset("cgroup", "kn")?,
+            kernfs_node_id: self.member_offset("kernfs_node", "id")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(matches!(Btf::parse(b""), Err(BtfError::Malformed(_))));
+        assert!(matches!(Btf::parse(&[0x9f, 0xeb, 1, 0, 24]), Err(BtfError::Malformed(_))));
+        let mut hdr = vec![0x9f, 0xeb, 1, 0];
+        hdr.extend_from_slice(&24u32.to_le_bytes());
+        hdr.extend_from_slice(&[0xff; 16]);
+        assert!(Btf::parse(&hdr).is_err());
+    }
+
+    /// The running kernel's own BTF: every offset the probes need resolves, and the ones that
+    /// have been stable for years have their well-known relative order.
+    #[test]
+    fn resolves_kernel_offsets_from_vmlinux() {
+        let btf = Btf::from_sys_fs().expect("this kernel publishes BTF at /sys/kernel/btf/vmlinux");
+        let o = btf.kernel_offsets().expect("all offsets resolve");
+        assert!(o.task_pid > 0 && o.task_tgid == o.task_pid + 4, "{o:?}");
+        assert!(o.task_comm > o.task_tgid, "{o:?}");
+        assert_eq!(o.kernfs_node_id % 8, 0);
+        assert!(btf.member_offset("task_struct", "no_such_field").is_err());
+        assert!(matches!(btf.member_offset("no_such_struct", "x"), Err(BtfError::NoStruct(_))));
+        let id = btf.structs["task_struct"];
+        assert_eq!(btf.struct_name(id), Some("task_struct"));
+    }
+}

@@ -1,0 +1,289 @@
+//! Loading and attaching the embedded eBPF object.
+//!
+//! [`PROBES`] is the one table of what observer hooks: program, program type, tracepoint,
+//! minimum kernel and why. `observer check` and `observer run` both walk it.
+
+use std::time::Duration;
+
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, TracePoint},
+    Ebpf, EbpfLoader,
+};
+use observer_ebpf::{
+    names, programs, Config, Counter, KernelOffsets, WatchedCgroup, CGROUP_PREFIX_LEN,
+};
+
+/// The eBPF object built by build.rs, embedded so the binary runs alone on a node.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer"));
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgramKind {
+    /// Classic tracepoint (perf_event attach; Linux 4.7+).
+    TracePoint,
+    /// BTF-typed raw tracepoint (Linux 5.5+, needs kernel BTF).
+    BtfTracePoint,
+}
+
+impl ProgramKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TracePoint => "tracepoint",
+            Self::BtfTracePoint => "tp_btf",
+        }
+    }
+}
+
+/// One program of the object and where it attaches. Every one is required: without any of
+/// them a termination record would be wrong, not just poorer.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeSpec {
+    pub program: &'static str,
+    pub kind: ProgramKind,
+    pub category: &'static str,
+    pub event: &'static str,
+    pub min_kernel: &'static str,
+    pub purpose: &'static str,
+}
+
+pub const PROBES: &[ProbeSpec] = &[
+    ProbeSpec {
+        program: programs::SIGNAL_GENERATE,
+        kind: ProgramKind::BtfTracePoint,
+        category: "signal",
+        event: "signal_generate",
+        min_kernel: "5.5",
+        purpose: "stop signals and SIGKILLs sent to containers' PID 1 (every send path)",
+    },
+    ProbeSpec {
+        program: programs::SIGNAL_DELIVER,
+        kind: ProgramKind::TracePoint,
+        category: "signal",
+        event: "signal_deliver",
+        min_kernel: "2.6.32",
+        purpose: "disposition of a delivered stop signal (default, ignored, handled)",
+    },
+    ProbeSpec {
+        program: programs::SCHED_PROCESS_EXIT,
+        kind: ProgramKind::TracePoint,
+        category: "sched",
+        event: "sched_process_exit",
+        min_kernel: "6.16 (group_dead field)",
+        purpose: "exit time and code of a signalled PID 1",
+    },
+    ProbeSpec {
+        program: programs::CGROUP_MKDIR,
+        kind: ProgramKind::TracePoint,
+        category: "cgroup",
+        event: "cgroup_mkdir",
+        min_kernel: "4.18",
+        purpose: "learn container cgroup id -> path before the runtime removes it",
+    },
+    ProbeSpec {
+        program: programs::CGROUP_RMDIR,
+        kind: ProgramKind::TracePoint,
+        category: "cgroup",
+        event: "cgroup_rmdir",
+        min_kernel: "4.18",
+        purpose: "forget removed container cgroups",
+    },
+    ProbeSpec {
+        program: programs::OOM_MARK_VICTIM,
+        kind: ProgramKind::TracePoint,
+        category: "oom",
+        event: "mark_victim",
+        min_kernel: "4.7",
+        purpose: "tell an OOM kill from a grace-period SIGKILL",
+    },
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("reading kernel BTF: {0}")]
+    Btf(#[from] super::btf::BtfError),
+    #[error("aya cannot read kernel BTF: {0}")]
+    AyaBtf(#[from] aya::BtfError),
+    #[error("loading the eBPF object: {0}")]
+    Object(#[from] aya::EbpfError),
+    #[error("program {program} missing from the eBPF object")]
+    MissingProgram { program: &'static str },
+    #[error("loading program {program} ({kind}): {source}")]
+    Program {
+        program: &'static str,
+        kind: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("attaching {program} to {category}/{event}: {source}")]
+    Attach {
+        program: &'static str,
+        category: &'static str,
+        event: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("map {0}: {1}")]
+    Map(&'static str, #[source] aya::maps::MapError),
+    #[error("map {0} missing from the eBPF object")]
+    MissingMap(&'static str),
+    #[error("invalid option: {0}")]
+    Option(String),
+}
+
+/// What the kernel side is told at load time.
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    /// Signal numbers reported as stop signals (SIGKILL always is).
+    pub stop_signals: Vec<u32>,
+    /// A repeated (target, signal) inside this window is counted, not emitted.
+    pub dedupe_window: Duration,
+    /// Hierarchy-relative prefix of the containers' cgroups (`/kubepods`).
+    pub cgroup_prefix: String,
+    /// Ring buffer size in bytes (a power of two, multiple of the page size).
+    pub ring_buffer_bytes: u32,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        Self {
+            // SIGHUP SIGINT SIGQUIT SIGUSR1 SIGUSR2 SIGTERM SIGWINCH: what real images use
+            // as STOPSIGNAL (nginx/php-fpm QUIT, httpd WINCH, haproxy USR1, postgres INT).
+            stop_signals: vec![1, 2, 3, 10, 12, 15, 28],
+            dedupe_window: Duration::from_secs(1),
+            cgroup_prefix: "/kubepods".into(),
+            ring_buffer_bytes: 1 << 20,
+        }
+    }
+}
+
+impl ProbeOptions {
+    pub fn config(&self, offsets: KernelOffsets) -> Result<Config, LoadError> {
+        let mut config = Config::ZERO;
+        for &sig in &self.stop_signals {
+            if sig == 0 || sig > observer_ebpf::MAX_SIGNAL {
+                return Err(LoadError::Option(format!("signal number {sig} out of range 1..=63")));
+            }
+            config.stop_signal_mask |= 1 << sig;
+        }
+        config.dedupe_window_ns = self.dedupe_window.as_nanos().min(u64::MAX as u128) as u64;
+        config.offsets = offsets;
+        // cgrp_dfl_root is the first hierarchy registered: id 0, the `0::` line of /proc/*/cgroup.
+        config.v2_hierarchy_id = 0;
+        let prefix = self.cgroup_prefix.as_bytes();
+        if prefix.is_empty() || !prefix.starts_with(b"/") || prefix.len() > CGROUP_PREFIX_LEN {
+            return Err(LoadError::Option(format!(
+                "cgroup prefix {:?} must start with / and be 1..={CGROUP_PREFIX_LEN} bytes",
+                self.cgroup_prefix
+            )));
+        }
+        config.cgroup_prefix[..prefix.len()].copy_from_slice(prefix);
+        config.cgroup_prefix_len = prefix.len() as u32;
+        if !self.ring_buffer_bytes.is_power_of_two() || self.ring_buffer_bytes < 4096 {
+            return Err(LoadError::Option(format!(
+                "ring buffer size {} must be a power of two >= 4096",
+                self.ring_buffer_bytes
+            )));
+        }
+        Ok(config)
+    }
+}
+
+/// Parses the object with `config` and loads (verifies) every program, without attaching.
+pub fn load(options: &ProbeOptions, offsets: KernelOffsets) -> Result<Ebpf, LoadError> {
+    let config = options.config(offsets)?;
+    bump_memlock_rlimit();
+    let mut ebpf = EbpfLoader::new()
+        .set_global(names::CONFIG, &config, true)
+        .set_max_entries(names::EVENTS, options.ring_buffer_bytes)
+        .load(OBJECT)?;
+    let btf = aya::Btf::from_sys_fs()?;
+    for spec in PROBES {
+        load_program(&mut ebpf, spec, &btf)?;
+    }
+    Ok(ebpf)
+}
+
+fn load_program(ebpf: &mut Ebpf, spec: &ProbeSpec, btf: &aya::Btf) -> Result<(), LoadError> {
+    let program = ebpf
+        .program_mut(spec.program)
+        .ok_or(LoadError::MissingProgram { program: spec.program })?;
+    let err =
+        |source| LoadError::Program { program: spec.program, kind: spec.kind.as_str(), source };
+    match spec.kind {
+        ProgramKind::TracePoint => {
+            let p: &mut TracePoint = program.try_into().map_err(err)?;
+            p.load().map_err(err)
+        }
+        ProgramKind::BtfTracePoint => {
+            let p: &mut BtfTracePoint = program.try_into().map_err(err)?;
+            p.load(spec.event, btf).map_err(err)
+        }
+    }
+}
+
+/// Attaches every loaded program. The links live as long as `ebpf`.
+pub fn attach(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+    for spec in PROBES {
+        let program = ebpf
+            .program_mut(spec.program)
+            .ok_or(LoadError::MissingProgram { program: spec.program })?;
+        let err = |source| LoadError::Attach {
+            program: spec.program,
+            category: spec.category,
+            event: spec.event,
+            source,
+        };
+        match spec.kind {
+            ProgramKind::TracePoint => {
+                let p: &mut TracePoint = program.try_into().map_err(err)?;
+                p.attach(spec.category, spec.event).map_err(err)?;
+            }
+            ProgramKind::BtfTracePoint => {
+                let p: &mut BtfTracePoint = program.try_into().map_err(err)?;
+                p.attach().map_err(err)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones to the memcg.
+fn bump_memlock_rlimit() {
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: a valid rlimit struct; failure only matters on old kernels and shows at load.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+    if rc != 0 {
+        log::debug!("raising RLIMIT_MEMLOCK failed: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Takes the ring buffer out of the object (it moves into the reader task).
+pub fn take_events(ebpf: &mut Ebpf) -> Result<RingBuf<MapData>, LoadError> {
+    let map = ebpf.take_map(names::EVENTS).ok_or(LoadError::MissingMap(names::EVENTS))?;
+    RingBuf::try_from(map).map_err(|e| LoadError::Map(names::EVENTS, e))
+}
+
+/// The containers' cgroups the kernel side filters on.
+pub fn take_watched(ebpf: &mut Ebpf) -> Result<BpfHashMap<MapData, u64, WatchedCgroup>, LoadError> {
+    let map = ebpf
+        .take_map(names::WATCHED_CGROUPS)
+        .ok_or(LoadError::MissingMap(names::WATCHED_CGROUPS))?;
+    BpfHashMap::try_from(map).map_err(|e| LoadError::Map(names::WATCHED_CGROUPS, e))
+}
+
+/// Kernel-side counters, summed over CPUs.
+pub struct KernelCounters {
+    map: PerCpuArray<MapData, u64>,
+}
+
+impl KernelCounters {
+    pub fn take(ebpf: &mut Ebpf) -> Result<Self, LoadError> {
+        let map = ebpf.take_map(names::COUNTERS).ok_or(LoadError::MissingMap(names::COUNTERS))?;
+        let map = PerCpuArray::try_from(map).map_err(|e| LoadError::Map(names::COUNTERS, e))?;
+        Ok(Self { map })
+    }
+
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.map.get(&(counter as u32), 0).map(|v| v.iter().sum()).unwrap_or(0)
+    }
+}

@@ -1,0 +1,4 @@
+//! The kernel side seen from userspace: BTF offsets, tracefs, loading the probes, reading them.
+pub mod btf;
+pub mod loader;
+pub mod tracefs;
