@@ -48,10 +48,6 @@ pub const SIGKILL: u32 = 9;
 /// Highest signal number the mask in [`Config::stop_signal_mask`] can hold (`_NSIG` is 64).
 pub const MAX_SIGNAL: u32 = 63;
 
-/// `SIGNAL_UNKILLABLE` in include/linux/sched/signal.h: set on a pid namespace's init by
-/// copy_process() (kernel/fork.c), which is what makes a container's PID 1 special.
-pub const SIGNAL_UNKILLABLE: u32 = 0x0000_0040;
-
 /// `result` of the signal_generate tracepoint (`enum trace_signal_result`,
 /// include/trace/events/signal.h).
 pub mod signal_result {
@@ -70,6 +66,8 @@ pub mod disposition {
     pub const IGNORED: u32 = 1;
     /// A user handler.
     pub const HANDLED: u32 = 2;
+    /// Could not be read.
+    pub const UNKNOWN: u32 = 255;
 }
 
 /// Field offsets in the classic tracepoints' records, as printed in
@@ -157,8 +155,10 @@ pub struct SignalGenerateEvent {
     pub result: u32,
     /// `group` argument: 1 when sent to the whole thread group (PIDTYPE_TGID and up).
     pub group: u32,
-    /// `info->si_code` is not read; kept for layout stability.
-    pub _pad0: u32,
+    /// The target's disposition for `sig` when it was sent (a [`disposition`] value, or
+    /// [`disposition::UNKNOWN`]): tells "PID 1 has no handler" (default) from SIG_IGN, both of
+    /// which the kernel drops at generation (result = ignored) and never delivers.
+    pub target_handler: u32,
     pub target_tgid: u32,
     pub target_tid: u32,
     pub sender_tgid: u32,
@@ -291,22 +291,32 @@ pub struct KernelOffsets {
     pub task_tgid: u32,
     /// `task_struct.pid` (pid_t).
     pub task_pid: u32,
-    /// `task_struct.signal` (struct signal_struct *).
-    pub task_signal: u32,
     /// `task_struct.cgroups` (struct css_set *).
     pub task_cgroups: u32,
     /// `task_struct.exit_code` (int).
     pub task_exit_code: u32,
     /// `task_struct.comm` (char[16]).
     pub task_comm: u32,
-    /// `signal_struct.flags` (unsigned int).
-    pub signal_flags: u32,
     /// `css_set.dfl_cgrp` (struct cgroup *).
     pub css_set_dfl_cgrp: u32,
     /// `cgroup.kn` (struct kernfs_node *).
     pub cgroup_kn: u32,
     /// `kernfs_node.id` (u64): the cgroup id `bpf_get_current_cgroup_id()` returns.
     pub kernfs_node_id: u32,
+    /// `task_struct.sighand` (struct sighand_struct *).
+    pub task_sighand: u32,
+    /// `sighand_struct.action` (struct k_sigaction[_NSIG]); `sa.sa_handler` is its first word.
+    pub sighand_action: u32,
+    /// `sizeof(struct k_sigaction)`.
+    pub k_sigaction_size: u32,
+    /// `task_struct.thread_pid` (struct pid *).
+    pub task_thread_pid: u32,
+    /// `pid.level` (unsigned int): depth of the task's pid namespace (0 = the host's).
+    pub pid_level: u32,
+    /// `pid.numbers` (struct upid[]): the task's pid in each namespace, host first.
+    pub pid_numbers: u32,
+    /// `sizeof(struct upid)`; `upid.nr` is its first field.
+    pub upid_size: u32,
 }
 
 /// The `CONFIG` global, written by observer when it loads the object.
@@ -322,6 +332,7 @@ pub struct Config {
     pub v2_hierarchy_id: u32,
     pub cgroup_prefix_len: u32,
     pub cgroup_prefix: [u8; CGROUP_PREFIX_LEN],
+    pub _pad: u32,
 }
 
 impl Config {
@@ -333,18 +344,24 @@ impl Config {
         offsets: KernelOffsets {
             task_tgid: 0,
             task_pid: 0,
-            task_signal: 0,
             task_cgroups: 0,
             task_exit_code: 0,
             task_comm: 0,
-            signal_flags: 0,
             css_set_dfl_cgrp: 0,
             cgroup_kn: 0,
             kernfs_node_id: 0,
+            task_sighand: 0,
+            sighand_action: 0,
+            k_sigaction_size: 0,
+            task_thread_pid: 0,
+            pid_level: 0,
+            pid_numbers: 0,
+            upid_size: 0,
         },
         v2_hierarchy_id: 0,
         cgroup_prefix_len: 0,
         cgroup_prefix: [0; CGROUP_PREFIX_LEN],
+        _pad: 0,
     };
 }
 
@@ -357,8 +374,8 @@ const _: () = assert!(size_of::<CgroupEvent>() == 16 + 16 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<OomVictimEvent>() == 16 + 16);
 const _: () = assert!(size_of::<Tracked>() == 24);
 const _: () = assert!(size_of::<WatchedCgroup>() == 8);
-const _: () = assert!(size_of::<KernelOffsets>() == 40);
-const _: () = assert!(size_of::<Config>() == 16 + 40 + 8 + CGROUP_PREFIX_LEN);
+const _: () = assert!(size_of::<KernelOffsets>() == 60);
+const _: () = assert!(size_of::<Config>() == 16 + 60 + 4 + 4 + CGROUP_PREFIX_LEN + 4);
 
 #[cfg(feature = "user")]
 mod user {

@@ -1,14 +1,21 @@
 //! observer: how Kubernetes containers die, from the kernel's point of view.
 //!
 //! The pipeline, in the order data flows:
-//! - [`kernel`]: the eBPF probes (built from `observer-ebpf`) and reading their ring buffer;
+//! - [`kernel`]: the eBPF probes (built from `observer-ebpf`), loading and attaching them;
 //! - [`events`]: ring-buffer records decoded into typed events;
-//! - [`correlate`]: pure state machine, events -> one termination record per container;
+//! - [`correlate`]: pure state machine, events -> one termination per container PID 1;
 //! - [`metadata`]: who a cgroup belongs to (namespace, pod, container, workload);
-//! - [`sinks`]: Prometheus metrics, the JSON-lines journal, the HTTP server;
+//! - [`record`]: the journal schema; [`sinks`]: Prometheus metrics, journal, HTTP;
 //! - [`daemon`]: wires the above for `observer run`; [`check`] is the preflight.
 pub mod cgroup;
 pub mod check;
 pub mod cli;
+pub mod clock;
+pub mod correlate;
+pub mod daemon;
+pub mod events;
 pub mod kernel;
+pub mod metadata;
+pub mod record;
 pub mod signals;
+pub mod sinks;

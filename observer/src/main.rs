@@ -1,19 +1,36 @@
+//! observer's entry point: parse the command line, set up logging, dispatch.
+use std::process::ExitCode;
+
 use clap::Parser as _;
 use observer::cli::{Cli, Command};
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
-    match cli.command {
+    match Cli::parse().command {
         Command::Check(args) => {
             let report = observer::check::run(&args.probes.options(), true);
             println!("{report}");
             if report.passed() {
-                std::process::ExitCode::SUCCESS
+                ExitCode::SUCCESS
             } else {
-                std::process::ExitCode::FAILURE
+                ExitCode::FAILURE
             }
         }
-        Command::Run(_args) => std::process::ExitCode::FAILURE,
+        Command::Run(args) => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("observer: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(observer::daemon::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("observer: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }

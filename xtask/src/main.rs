@@ -1,1 +1,160 @@
-fn main() {}
+//! `cargo xtask`: what cargo alone cannot do. Setup of the eBPF toolchain and the Debian
+//! packages the tests need (idempotent, saying what it does), the release build, running the
+//! daemon as root, and the full test suite as CI runs it.
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing: nightly rust-src, bpf-linker, Debian packages for the tests.
+    Setup,
+    /// Setup, then build target/release/observer with the eBPF object embedded.
+    Build,
+    /// Setup, build, and run the daemon as root with working defaults.
+    Run {
+        /// Extra arguments for `observer run` (after --).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Setup, build, then every test: formatting, clippy, unit tests, root integration tests.
+    Test {
+        /// Only tests whose name contains this (passed to the test harness).
+        filter: Option<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Setup => setup::all(),
+        Cmd::Build => {
+            setup::all()?;
+            build_release()
+        }
+        Cmd::Run { args } => {
+            setup::all()?;
+            build_release()?;
+            run_daemon(&args)
+        }
+        Cmd::Test { filter } => {
+            setup::all()?;
+            test(filter.as_deref())
+        }
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").into()
+}
+
+/// Runs a command in the workspace root, echoing it; fails with its status.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: $ {}", display(cmd));
+    let status = cmd
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("spawning {}", display(cmd)))?;
+    if !status.success() {
+        bail!("{} failed: {status}", display(cmd));
+    }
+    Ok(())
+}
+
+pub fn display(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn build_release() -> Result<()> {
+    run(cargo().args(["build", "--release", "--package", "observer"]))?;
+    let bin = workspace_root().join("target/release/observer");
+    eprintln!("xtask: built {} (eBPF object embedded)", bin.display());
+    Ok(())
+}
+
+fn require_root(what: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{what} needs root (eBPF, tracefs, cgroups, runc): run it with sudo or as root");
+    }
+    Ok(())
+}
+
+fn run_daemon(extra: &[String]) -> Result<()> {
+    require_root("cargo xtask run")?;
+    let bin = workspace_root().join("target/release/observer");
+    let listen = "127.0.0.1:9464";
+    let journal = "/var/lib/observer/terminations.jsonl";
+    eprintln!("xtask: observer starts now; look at:");
+    eprintln!("  metrics:  curl -s http://{listen}/metrics | grep container_termination");
+    eprintln!("  health:   curl -s http://{listen}/healthz");
+    eprintln!("  journal:  tail -f {journal}");
+    eprintln!("  Ctrl-C stops it.");
+    let mut cmd = Command::new(bin);
+    cmd.args(["run", "--listen", listen, "--journal", journal]).args(extra);
+    run(&mut cmd)
+}
+
+fn test(filter: Option<&str>) -> Result<()> {
+    require_root("cargo xtask test")?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--package",
+        "observer",
+        "--package",
+        "xtask",
+        "--package",
+        "observer-tests",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // Unit tests (pure logic, plus a few that read this kernel's BTF and mounts).
+    let mut unit = cargo();
+    unit.args([
+        "test",
+        "--package",
+        "observer",
+        "--package",
+        "observer-ebpf",
+        "--package",
+        "xtask",
+    ]);
+    if let Some(f) = filter {
+        unit.args(["--", f]);
+    }
+    run(&mut unit)?;
+    // Root integration tests drive the release binary, as a node would run it.
+    build_release()?;
+    let mut it = cargo();
+    it.args(["test", "--package", "observer-tests"])
+        .env("OBSERVER_BIN", workspace_root().join("target/release/observer"));
+    it.arg("--");
+    if let Some(f) = filter {
+        it.arg(f);
+    }
+    run(&mut it)
+}

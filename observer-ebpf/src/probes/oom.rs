@@ -1,15 +1,15 @@
 //! OOM kills. `__oom_kill_process()` (mm/oom_kill.c, v6.18) sends SIGKILL with
 //! do_send_sig_info() and then calls mark_oom_victim() -> trace_mark_victim(): the SIGKILL's
-//! signal_generate comes first, this record names it as the OOM killer's. The victim is
-//! tracked here too, so its exit is seen even when it OOM-killed itself (sender == target,
-//! which signal_generate skips).
+//! signal_generate comes first (and passes its filter even when the victim OOM-killed itself,
+//! sender == target), and this record names that SIGKILL as the OOM killer's. OOM kills are rare:
+//! every one is emitted, and userspace keeps those that hit a container's PID 1.
 
 use aya_ebpf::{
     helpers::bpf_get_current_cgroup_id, macros::tracepoint, programs::TracePointContext,
 };
-use observer_ebpf::{tp_offsets, Counter, EventHeader, EventKind, OomVictimEvent, Tracked};
+use observer_ebpf::{tp_offsets, Counter, EventHeader, EventKind, OomVictimEvent};
 
-use super::{count, cpu, now, EVENTS, TRACKED};
+use super::{count, cpu, now, EVENTS};
 
 #[tracepoint]
 pub fn oom_mark_victim(ctx: TracePointContext) -> i32 {
@@ -22,12 +22,6 @@ unsafe fn try_oom_mark_victim(ctx: &TracePointContext) -> Result<(), i64> {
     let pid: i32 = unsafe { ctx.read_at(tp_offsets::MARK_VICTIM_PID)? };
     let pid = pid as u32;
     let ts = now();
-    if unsafe { TRACKED.get(&pid) }.is_none() {
-        let t = Tracked { window_start_ns: ts, generated_mask: 0, delivered_mask: 0 };
-        if TRACKED.insert(&pid, &t, 0).is_err() {
-            count(Counter::TrackedInsertFailed);
-        }
-    }
     let Some(mut entry) = EVENTS.reserve::<OomVictimEvent>(0) else {
         count(Counter::RingbufFullOom);
         return Ok(());

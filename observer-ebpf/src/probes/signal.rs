@@ -6,6 +6,11 @@
 //! three. `current` is the sender; the target arrives as a `task_struct *`, which is why this is
 //! tp_btf and not the classic tracepoint (whose record has only the target's tid and comm).
 //!
+//! "Container PID 1" is tested as `task->thread_pid->numbers[level].nr == 1` with level > 0,
+//! not with SIGNAL_UNKILLABLE: complete_signal() overwrites `signal->flags` with
+//! SIGNAL_GROUP_EXIT for a fatal signal before this tracepoint fires, so the SIGKILL that ends
+//! a container would be filtered out.
+//!
 //! A pid namespace's init with SIG_DFL drops everything but SIGKILL/SIGSTOP sent from an
 //! ancestor namespace (`sig_task_ignored()`): that is result=1 here and no delivery later,
 //! the commonest reason a container ignores SIGTERM.
@@ -17,7 +22,7 @@ use aya_ebpf::{
 };
 use observer_ebpf::{
     disposition, tp_offsets, Counter, EventHeader, EventKind, SignalDeliverEvent,
-    SignalGenerateEvent, Tracked, SIGNAL_UNKILLABLE, TASK_COMM_LEN,
+    SignalGenerateEvent, Tracked, SIGKILL, TASK_COMM_LEN,
 };
 
 use super::{
@@ -44,16 +49,15 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let task: *const u8 = ctx.arg(2);
     let target_tgid: i32 = unsafe { read_field(task, config!(offsets.task_tgid))? };
     let target_tgid = target_tgid as u32;
-    // 2. A process signalling itself is never a container stop.
+    // 2. A process signalling itself is never a container stop. SIGKILL is the exception: the
+    //    OOM killer sends it from the allocating task, which can be the victim itself.
     let pid_tgid = bpf_get_current_pid_tgid();
     let sender_tgid = (pid_tgid >> 32) as u32;
-    if sender_tgid == target_tgid {
+    if sender_tgid == target_tgid && sig != SIGKILL {
         return Ok(());
     }
     // 3. Only a pid namespace's init (not the host's init): the process the runtime stops.
-    let signal: *const u8 = unsafe { read_field(task, config!(offsets.task_signal))? };
-    let flags: u32 = unsafe { read_field(signal, config!(offsets.signal_flags))? };
-    if flags & SIGNAL_UNKILLABLE == 0 || target_tgid == 1 {
+    if !unsafe { is_pid_ns_init(task)? } {
         return Ok(());
     }
     // 4. Only inside a container's cgroup.
@@ -74,6 +78,7 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let target_tid: i32 = unsafe { read_field(task, config!(offsets.task_pid)) }.unwrap_or(0);
     let target_comm: [u8; TASK_COMM_LEN] =
         unsafe { read_field(task, config!(offsets.task_comm)) }.unwrap_or([0; TASK_COMM_LEN]);
+    let target_handler = unsafe { handler_of(task, sig) };
     let group: i32 = ctx.arg(3);
     let result: i32 = ctx.arg(4);
     entry.write(SignalGenerateEvent {
@@ -81,7 +86,7 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
         sig,
         result: result as u32,
         group: group as u32,
-        _pad0: 0,
+        target_handler,
         target_tgid,
         target_tid: target_tid as u32,
         sender_tgid,
@@ -171,4 +176,38 @@ fn mark_emitted(tgid: u32, sig: u32, ts: u64, delivered: bool) -> bool {
             true
         }
     }
+}
+
+/// `task->sighand->action[sig - 1].sa.sa_handler` as a [`disposition`] value.
+#[inline(always)]
+unsafe fn handler_of(task: *const u8, sig: u32) -> u32 {
+    let Ok(sighand) = (unsafe { read_field::<*const u8>(task, config!(offsets.task_sighand)) })
+    else {
+        return disposition::UNKNOWN;
+    };
+    let size = config!(offsets.k_sigaction_size);
+    let offset = config!(offsets.sighand_action) + (sig - 1) * size;
+    if size == 0 {
+        return disposition::UNKNOWN;
+    }
+    match unsafe { read_field::<u64>(sighand, offset) } {
+        Ok(0) => disposition::DEFAULT,
+        Ok(1) => disposition::IGNORED,
+        Ok(_) => disposition::HANDLED,
+        Err(_) => disposition::UNKNOWN,
+    }
+}
+
+/// True when `task` is pid 1 of a pid namespace below the host's (include/linux/pid.h:
+/// `struct pid { ...; unsigned int level; ...; struct upid numbers[]; }`).
+#[inline(always)]
+unsafe fn is_pid_ns_init(task: *const u8) -> Result<bool, i64> {
+    let pid: *const u8 = unsafe { read_field(task, config!(offsets.task_thread_pid))? };
+    let level: u32 = unsafe { read_field(pid, config!(offsets.pid_level))? };
+    if level == 0 || level > 32 {
+        return Ok(false);
+    }
+    let nr_offset = config!(offsets.pid_numbers) + level * config!(offsets.upid_size);
+    let nr: i32 = unsafe { read_field(pid, nr_offset)? };
+    Ok(nr == 1)
 }

@@ -45,7 +45,7 @@ struct Member {
 #[derive(Debug, Clone)]
 enum Type {
     Composite {
-        name: String,
+        size: u32,
         members: Vec<Member>,
     },
     /// typedef/volatile/const/restrict/type_tag: refers to another type.
@@ -132,9 +132,9 @@ impl Btf {
                     off += vlen * 12;
                     let n = name(name_off);
                     if !n.is_empty() && kind == KIND_STRUCT && size_or_type > 0 {
-                        structs.entry(n.clone()).or_insert(id);
+                        structs.entry(n).or_insert(id);
                     }
-                    Type::Composite { name: n, members }
+                    Type::Composite { size: size_or_type, members }
                 }
                 // typedef, volatile, const, restrict, type_tag
                 8..=11 | 18 => Type::Modifier { type_id: size_or_type },
@@ -166,6 +166,15 @@ impl Btf {
         Ok(bits / 8)
     }
 
+    /// `sizeof(struct strukt)`.
+    pub fn struct_size(&self, strukt: &str) -> Result<u32, BtfError> {
+        let id = *self.structs.get(strukt).ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
+        match self.resolve(id) {
+            Some(Type::Composite { size, .. }) => Ok(*size),
+            _ => Err(BtfError::NoStruct(strukt.into())),
+        }
+    }
+
     fn find(&self, id: u32, member: &str, depth: u32) -> Option<(u32, u32)> {
         if depth > 16 {
             return None;
@@ -194,28 +203,24 @@ impl Btf {
         None
     }
 
-    /// Name of a composite type, for diagnostics.
-    #[cfg(test)]
-    fn struct_name(&self, id: u32) -> Option<&str> {
-        match self.types.get(id as usize)? {
-            Type::Composite { name, .. } => Some(name),
-            _ => None,
-        }
-    }
-
     /// Every offset the probes need (see `observer_ebpf::KernelOffsets`).
     pub fn kernel_offsets(&self) -> Result<KernelOffsets, BtfError> {
         Ok(KernelOffsets {
             task_tgid: self.member_offset("task_struct", "tgid")?,
             task_pid: self.member_offset("task_struct", "pid")?,
-            task_signal: self.member_offset("task_struct", "signal")?,
             task_cgroups: self.member_offset("task_struct", "cgroups")?,
             task_exit_code: self.member_offset("task_struct", "exit_code")?,
             task_comm: self.member_offset("task_struct", "comm")?,
-            signal_flags: self.member_offset("signal_struct", "flags")?,
             css_set_dfl_cgrp: self.member_offset("css_set", "dfl_cgrp")?,
             cgroup_kn: self.member_offset("cgroup", "kn")?,
             kernfs_node_id: self.member_offset("kernfs_node", "id")?,
+            task_sighand: self.member_offset("task_struct", "sighand")?,
+            sighand_action: self.member_offset("sighand_struct", "action")?,
+            k_sigaction_size: self.struct_size("k_sigaction")?,
+            task_thread_pid: self.member_offset("task_struct", "thread_pid")?,
+            pid_level: self.member_offset("pid", "level")?,
+            pid_numbers: self.member_offset("pid", "numbers")?,
+            upid_size: self.struct_size("upid")?,
         })
     }
 }
@@ -243,9 +248,12 @@ mod tests {
         assert!(o.task_pid > 0 && o.task_tgid == o.task_pid + 4, "{o:?}");
         assert!(o.task_comm > o.task_tgid, "{o:?}");
         assert_eq!(o.kernfs_node_id % 8, 0);
+        // struct k_sigaction { struct sigaction sa; } on x86_64: handler, flags, restorer, mask.
+        assert_eq!(o.k_sigaction_size, 32, "{o:?}");
+        // struct upid { int nr; struct pid_namespace *ns; }
+        assert_eq!(o.upid_size, 16, "{o:?}");
         assert!(btf.member_offset("task_struct", "no_such_field").is_err());
         assert!(matches!(btf.member_offset("no_such_struct", "x"), Err(BtfError::NoStruct(_))));
-        let id = btf.structs["task_struct"];
-        assert_eq!(btf.struct_name(id), Some("task_struct"));
+        assert_eq!(btf.struct_size("k_sigaction").unwrap(), o.k_sigaction_size);
     }
 }

@@ -193,8 +193,8 @@ pub fn load(options: &ProbeOptions, offsets: KernelOffsets) -> Result<Ebpf, Load
     let config = options.config(offsets)?;
     bump_memlock_rlimit();
     let mut ebpf = EbpfLoader::new()
-        .set_global(names::CONFIG, &config, true)
-        .set_max_entries(names::EVENTS, options.ring_buffer_bytes)
+        .override_global(names::CONFIG, &config, true)
+        .map_max_entries(names::EVENTS, options.ring_buffer_bytes)
         .load(OBJECT)?;
     let btf = aya::Btf::from_sys_fs()?;
     for spec in PROBES {

@@ -135,10 +135,8 @@ pub fn pod_uid_is_valid(uid: &str) -> bool {
 /// everything before it is taken as a `--cgroup-root` prefix.
 pub fn parse(path: &str) -> Result<CgroupKind, CgroupPathError> {
     let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-    let Some((index, root)) = components
-        .iter()
-        .enumerate()
-        .find_map(|(i, c)| kubepods_root(c).map(|root| (i, root)))
+    let Some((index, root)) =
+        components.iter().enumerate().find_map(|(i, c)| kubepods_root(c).map(|root| (i, root)))
     else {
         return Err(CgroupPathError::NotKubepods(path.to_owned()));
     };
@@ -147,10 +145,7 @@ pub fn parse(path: &str) -> Result<CgroupKind, CgroupPathError> {
         Root::Systemd { stem } => parse_systemd(stem, below),
         Root::Cgroupfs => parse_cgroupfs(below),
     };
-    parsed.map_err(|reason| CgroupPathError::Malformed {
-        path: path.to_owned(),
-        reason,
-    })
+    parsed.map_err(|reason| CgroupPathError::Malformed { path: path.to_owned(), reason })
 }
 
 /// The kubepods root component and, for systemd, the slice stem every
@@ -179,10 +174,7 @@ fn kubepods_root(component: &str) -> Option<Root<'_>> {
 /// Returns `<rest>` for a component `<parent_stem>-<rest>.slice`: systemd slice
 /// names repeat their parent's name as a prefix.
 fn child_slice<'a>(parent_stem: &str, component: &'a str) -> Option<&'a str> {
-    component
-        .strip_suffix(".slice")?
-        .strip_prefix(parent_stem)?
-        .strip_prefix('-')
+    component.strip_suffix(".slice")?.strip_prefix(parent_stem)?.strip_prefix('-')
 }
 
 fn parse_systemd(stem: &str, below: &[&str]) -> Result<CgroupKind, &'static str> {
@@ -202,9 +194,8 @@ fn parse_systemd(stem: &str, below: &[&str]) -> Result<CgroupKind, &'static str>
         let pod_uid = unescape_systemd_uid(escaped_uid)?;
         return container_or_pod(pod_uid, qos, below, Driver::Systemd);
     }
-    let escaped_uid = level
-        .strip_prefix("pod")
-        .ok_or("expected a QoS or pod slice under the kubepods slice")?;
+    let escaped_uid =
+        level.strip_prefix("pod").ok_or("expected a QoS or pod slice under the kubepods slice")?;
     let pod_uid = unescape_systemd_uid(escaped_uid)?;
     container_or_pod(pod_uid, QosClass::Guaranteed, below, Driver::Systemd)
 }
@@ -232,9 +223,8 @@ fn parse_cgroupfs(below: &[&str]) -> Result<CgroupKind, &'static str> {
         },
         None => (QosClass::Guaranteed, *first, below),
     };
-    let pod_uid = pod
-        .strip_prefix("pod")
-        .ok_or("expected a QoS class or pod<uid> cgroup under kubepods")?;
+    let pod_uid =
+        pod.strip_prefix("pod").ok_or("expected a QoS class or pod<uid> cgroup under kubepods")?;
     if !pod_uid_is_valid(pod_uid) {
         return Err("pod uid is not 1..=64 of [0-9a-f-]");
     }
@@ -253,18 +243,18 @@ fn container_or_pod(
         return Ok(CgroupKind::Pod { pod_uid, qos });
     };
     Ok(match parse_container_component(first, driver)? {
-        ContainerCgroup::Container { id, runtime } => CgroupKind::Container {
-            pod_uid,
-            qos,
-            container_id: id.to_owned(),
-            runtime,
-        },
+        ContainerCgroup::Container { id, runtime } => {
+            CgroupKind::Container { pod_uid, qos, container_id: id.to_owned(), runtime }
+        }
         ContainerCgroup::Conmon => CgroupKind::Other,
     })
 }
 
 enum ContainerCgroup<'a> {
-    Container { id: &'a str, runtime: Runtime },
+    Container {
+        id: &'a str,
+        runtime: Runtime,
+    },
     /// CRI-O's monitor process: not a container of the pod spec.
     Conmon,
 }
@@ -328,10 +318,7 @@ mod tests {
     }
 
     fn pod(qos: QosClass) -> Result<CgroupKind, CgroupPathError> {
-        Ok(CgroupKind::Pod {
-            pod_uid: UID.to_owned(),
-            qos,
-        })
+        Ok(CgroupKind::Pod { pod_uid: UID.to_owned(), qos })
     }
 
     fn sub(template: &str) -> String {

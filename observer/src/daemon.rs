@@ -1,0 +1,254 @@
+//! `observer run`: preflight, probes, the ring-buffer reader, the correlation pipeline, sinks.
+//!
+//! Tasks: the reader drains the ring buffer into a bounded queue and never blocks (a full
+//! queue is counted as loss); the pipeline owns the correlator, metadata and journal; the HTTP
+//! server reads the metrics. Timing comes from the kernel's timestamps only.
+
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
+
+use anyhow::{bail, Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use observer_ebpf::{Counter, WatchedCgroup};
+use prometheus::IntCounter;
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    sync::mpsc,
+};
+
+use crate::{
+    cgroup::CgroupV2,
+    check,
+    cli::RunArgs,
+    clock::{monotonic_ns, WallClock},
+    correlate::Correlator,
+    events::{self, Event},
+    kernel::{btf::Btf, loader},
+    metadata::Metadata,
+    record::Record,
+    sinks::{
+        http::{self, Shared},
+        journal::Journal,
+        metrics::Metrics,
+    },
+};
+
+/// Decoded events waiting for the pipeline; past this the reader counts drops.
+pub const EVENT_QUEUE: usize = 65_536;
+/// How often closed records are drained and counters refreshed.
+pub const TICK: Duration = Duration::from_millis(50);
+
+pub async fn run(args: RunArgs) -> Result<()> {
+    let options = args.probes.options();
+    let report = check::run(&options, false);
+    if !report.passed() {
+        bail!("observer cannot run on this node:\n{report}");
+    }
+    let offsets = Btf::from_sys_fs()?.kernel_offsets()?;
+    let mut ebpf = loader::load(&options, offsets)?;
+    match aya_log::EbpfLogger::init(&mut ebpf) {
+        Ok(logger) => {
+            let mut logger = readable(logger)?;
+            tokio::spawn(async move {
+                while let Ok(mut guard) = logger.readable_mut().await {
+                    guard.get_inner_mut().flush();
+                    guard.clear_ready();
+                }
+            });
+        }
+        Err(e) => log::warn!("eBPF log forwarding unavailable: {e}"),
+    }
+    loader::attach(&mut ebpf)?;
+
+    // Containers that existed before we attached: the kernel only saw new cgroups.
+    let v2 = CgroupV2::discover()?;
+    let mut watched = loader::take_watched(&mut ebpf)?;
+    let mut metadata = Metadata::new(&args.kubelet_log_root);
+    for (id, path) in v2.walk(&options.cgroup_prefix)? {
+        if let Err(e) = watched.insert(id, WatchedCgroup { since_ns: 0 }, 0) {
+            log::warn!("cannot watch existing cgroup {path}: {e}");
+        }
+        metadata.learn(id, &path);
+    }
+    let ring = loader::take_events(&mut ebpf)?;
+    let counters = loader::KernelCounters::take(&mut ebpf)?;
+    let mut journal = Journal::open(&args.journal)?;
+    let listener = http::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let shared = Arc::new(Shared {
+        metrics: Metrics::new(),
+        healthy: std::sync::atomic::AtomicBool::new(true),
+    });
+    let node = args.node.clone().unwrap_or_else(hostname);
+    let clock = WallClock::measure();
+
+    let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
+    let reader = tokio::spawn(read_ring(ring, tx, shared.clone()));
+    let server = tokio::spawn(http::serve(listener, shared.clone()));
+    log::info!(
+        "observer {} on {node}: probes attached, {} container cgroups known; metrics on http://{}/metrics, journal {}",
+        env!("CARGO_PKG_VERSION"),
+        metadata.len(),
+        args.listen,
+        journal.path().display()
+    );
+
+    let mut correlator = Correlator::new();
+    let mut tick = tokio::time::interval(TICK);
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let m = &shared.metrics;
+    let mut close = |correlator: &mut Correlator, metadata: &mut Metadata, now: u64| {
+        for t in correlator.drain_closed(now) {
+            let identity = metadata.identity(t.cgroup_id);
+            let record = Record::new(&t, identity.as_ref(), &node, &clock);
+            match journal.append(&record) {
+                Ok(()) => m.journal_records.inc(),
+                Err(e) => {
+                    m.journal_errors.inc();
+                    log::error!("{e}");
+                }
+            }
+            m.observe(&record);
+            log::info!(
+                "{}/{} {}: {} (stop signal {} -> exit {:?} s, SIGKILL {})",
+                record.namespace.as_deref().unwrap_or("?"),
+                record.pod.as_deref().unwrap_or("?"),
+                record.container.as_deref().unwrap_or("?"),
+                record.outcome.as_str(),
+                record.stop_signal.as_deref().unwrap_or("none"),
+                record.term_to_exit_seconds,
+                if record.sigkill_at.is_some() { "sent" } else { "not sent" },
+            );
+        }
+    };
+    let result = loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) => handle(ev, &mut correlator, &mut metadata),
+                None => break Err(anyhow::anyhow!("ring-buffer reader stopped")),
+            },
+            _ = tick.tick() => {
+                close(&mut correlator, &mut metadata, monotonic_ns());
+                refresh_counters(m, &counters, &correlator, &metadata);
+                if reader.is_finished() || server.is_finished() {
+                    break Err(anyhow::anyhow!("a daemon task stopped"));
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = sigterm.recv() => break Ok(()),
+        }
+    };
+    shared.healthy.store(false, Ordering::Relaxed);
+    // Records whose exit was seen are complete: write them before leaving.
+    while let Ok(ev) = rx.try_recv() {
+        handle(ev, &mut correlator, &mut metadata);
+    }
+    close(&mut correlator, &mut metadata, u64::MAX);
+    reader.abort();
+    server.abort();
+    match &result {
+        Ok(()) => log::info!("observer stopped"),
+        Err(e) => log::error!("observer stopping: {e:#}"),
+    }
+    result
+}
+
+fn handle(ev: Event, correlator: &mut Correlator, metadata: &mut Metadata) {
+    match &ev {
+        Event::CgroupMkdir(c) => {
+            metadata.learn(c.id, &c.path);
+        }
+        Event::CgroupRmdir(c) => metadata.forget(c.id),
+        _ => correlator.ingest(&ev),
+    }
+}
+
+fn refresh_counters(
+    m: &Metrics,
+    counters: &loader::KernelCounters,
+    correlator: &Correlator,
+    metadata: &Metadata,
+) {
+    let lost = |stage: &str| m.lost.with_label_values(&[stage]);
+    let ring = [
+        Counter::RingbufFullSignalGenerate,
+        Counter::RingbufFullSignalDeliver,
+        Counter::RingbufFullProcessExit,
+        Counter::RingbufFullCgroup,
+        Counter::RingbufFullOom,
+    ]
+    .iter()
+    .map(|&c| counters.get(c))
+    .sum();
+    Metrics::set_counter(&lost("ring_buffer"), ring);
+    Metrics::set_counter(&lost("tracked_map_full"), counters.get(Counter::TrackedInsertFailed));
+    Metrics::set_counter(&lost("watched_map_full"), counters.get(Counter::WatchedInsertFailed));
+    Metrics::set_counter(&lost("correlation_evicted"), correlator.stats.evicted);
+    Metrics::set_counter(&lost("kill_expired"), correlator.stats.kill_expired);
+    Metrics::set_counter(&m.deduplicated, counters.get(Counter::SignalDeduplicated));
+    for (source, n) in &metadata.errors {
+        Metrics::set_counter(&m.metadata_errors.with_label_values(&[source]), *n);
+    }
+    m.open_terminations.set(correlator.open_len() as i64);
+    m.watched_cgroups.set(metadata.len() as i64);
+}
+
+/// Drains the ring buffer whenever it is readable; never blocks the kernel side: a full queue
+/// is counted and the record dropped.
+async fn read_ring(
+    ring: RingBuf<MapData>,
+    tx: mpsc::Sender<Event>,
+    shared: Arc<Shared>,
+) -> Result<()> {
+    let m = &shared.metrics;
+    let probes = [
+        "signal_generate",
+        "signal_deliver",
+        "sched_process_exit",
+        "cgroup_mkdir",
+        "cgroup_rmdir",
+        "oom_mark_victim",
+    ];
+    let per_probe: Vec<(&str, IntCounter)> =
+        probes.iter().map(|p| (*p, m.events.with_label_values(&[p]))).collect();
+    let lost_channel = m.lost.with_label_values(&["channel"]);
+    let lost_decode = m.lost.with_label_values(&["decode"]);
+    let mut fd = readable(ring)?;
+    loop {
+        let mut guard = fd.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            match events::decode(&item) {
+                Ok(ev) => {
+                    if let Some((_, c)) = per_probe.iter().find(|(p, _)| *p == ev.probe()) {
+                        c.inc();
+                    }
+                    if tx.try_send(ev).is_err() {
+                        lost_channel.inc();
+                    }
+                }
+                Err(e) => {
+                    log::debug!("bad ring-buffer record: {e}");
+                    lost_decode.inc();
+                }
+            }
+        }
+        guard.clear_ready();
+    }
+}
+
+/// Registers an fd-owning aya object with tokio for readability.
+fn readable<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
+    // SAFETY: `inner` owns its file descriptor (a BPF map or the aya-log ring) and keeps it
+    // open for as long as the AsyncFd, which owns `inner`, lives.
+    unsafe { AsyncFd::register_with_interest(inner, Interest::READABLE) }.map_err(|e| e.into())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}

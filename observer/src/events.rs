@@ -1,0 +1,336 @@
+//! Ring-buffer records decoded into typed events. Pure: no aya, no I/O.
+
+use observer_ebpf::{
+    disposition, signal_result, CgroupEvent, EventHeader, EventKind, OomVictimEvent,
+    ProcessExitEvent, SignalDeliverEvent, SignalGenerateEvent,
+};
+
+/// What the kernel did with a signal at generation (`enum trace_signal_result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalResult {
+    Delivered,
+    /// Dropped: SIG_IGN, or a pid namespace's init with no handler.
+    Ignored,
+    AlreadyPending,
+    OverflowFail,
+    LoseInfo,
+    Unknown(u32),
+}
+
+impl From<u32> for SignalResult {
+    fn from(v: u32) -> Self {
+        match v {
+            signal_result::DELIVERED => Self::Delivered,
+            signal_result::IGNORED => Self::Ignored,
+            signal_result::ALREADY_PENDING => Self::AlreadyPending,
+            signal_result::OVERFLOW_FAIL => Self::OverflowFail,
+            signal_result::LOSE_INFO => Self::LoseInfo,
+            other => Self::Unknown(other),
+        }
+    }
+}
+
+/// A signal's disposition in the target process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Disposition {
+    /// SIG_DFL.
+    Default,
+    /// SIG_IGN.
+    Ignored,
+    /// A user handler.
+    Handled,
+}
+
+impl Disposition {
+    fn from_raw(v: u32) -> Option<Self> {
+        match v {
+            disposition::DEFAULT => Some(Self::Default),
+            disposition::IGNORED => Some(Self::Ignored),
+            disposition::HANDLED => Some(Self::Handled),
+            _ => None,
+        }
+    }
+}
+
+/// A process as seen by the kernel: host tgid and comm.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Proc {
+    pub pid: u32,
+    pub comm: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalGenerate {
+    pub ktime_ns: u64,
+    pub sig: u32,
+    pub result: SignalResult,
+    /// The target's disposition for `sig` at the time it was sent.
+    pub target_handler: Option<Disposition>,
+    pub target: Proc,
+    pub target_cgroup_id: u64,
+    pub sender: Proc,
+    pub sender_cgroup_id: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalDeliver {
+    pub ktime_ns: u64,
+    pub sig: u32,
+    pub disposition: Disposition,
+    pub tgid: u32,
+    pub cgroup_id: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessExit {
+    pub ktime_ns: u64,
+    pub tgid: u32,
+    pub comm: String,
+    /// exit(code), when the process exited.
+    pub exit_code: Option<u32>,
+    /// The fatal signal, when a signal ended it.
+    pub exit_signal: Option<u32>,
+    pub cgroup_id: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupChange {
+    pub ktime_ns: u64,
+    pub id: u64,
+    pub level: u32,
+    /// Hierarchy-relative path, e.g. `/kubepods/besteffort/pod<uid>/<id>`.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OomVictim {
+    pub ktime_ns: u64,
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    SignalGenerate(SignalGenerate),
+    SignalDeliver(SignalDeliver),
+    ProcessExit(ProcessExit),
+    CgroupMkdir(CgroupChange),
+    CgroupRmdir(CgroupChange),
+    OomVictim(OomVictim),
+}
+
+impl Event {
+    /// The probe that produced it, as the `probe` label of `observer_events_total`.
+    pub fn probe(&self) -> &'static str {
+        match self {
+            Self::SignalGenerate(_) => "signal_generate",
+            Self::SignalDeliver(_) => "signal_deliver",
+            Self::ProcessExit(_) => "sched_process_exit",
+            Self::CgroupMkdir(_) => "cgroup_mkdir",
+            Self::CgroupRmdir(_) => "cgroup_rmdir",
+            Self::OomVictim(_) => "oom_mark_victim",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than its header")]
+    Short(usize),
+    #[error("unknown event kind {0}")]
+    UnknownKind(u32),
+    #[error("{kind:?} record of {len} bytes, expected {expected}")]
+    Size { kind: EventKind, len: usize, expected: usize },
+}
+
+impl DecodeError {
+    /// Label for the decode-failure counter.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Short(_) => "short",
+            Self::UnknownKind(_) => "unknown_kind",
+            Self::Size { .. } => "size",
+        }
+    }
+}
+
+/// Reads a `T` from the start of `bytes` (which is at least `size_of::<T>()` long).
+fn read<T: Copy>(bytes: &[u8]) -> T {
+    debug_assert!(bytes.len() >= std::mem::size_of::<T>());
+    // SAFETY: length checked by every caller; T is a #[repr(C)] Pod from observer-ebpf, valid
+    // for any bit pattern; read_unaligned copes with the ring buffer's 8-byte alignment.
+    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
+}
+
+fn sized<T: Copy>(bytes: &[u8], kind: EventKind) -> Result<T, DecodeError> {
+    let expected = std::mem::size_of::<T>();
+    if bytes.len() < expected {
+        return Err(DecodeError::Size { kind, len: bytes.len(), expected });
+    }
+    Ok(read(bytes))
+}
+
+/// NUL-terminated kernel string -> String (lossy).
+fn cstr(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    if bytes.len() < std::mem::size_of::<EventHeader>() {
+        return Err(DecodeError::Short(bytes.len()));
+    }
+    let header: EventHeader = read(bytes);
+    let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
+    Ok(match kind {
+        EventKind::SignalGenerate => {
+            let e: SignalGenerateEvent = sized(bytes, kind)?;
+            Event::SignalGenerate(SignalGenerate {
+                ktime_ns: e.header.ktime_ns,
+                sig: e.sig,
+                result: e.result.into(),
+                target_handler: Disposition::from_raw(e.target_handler),
+                target: Proc { pid: e.target_tgid, comm: cstr(&e.target_comm) },
+                target_cgroup_id: e.target_cgroup_id,
+                sender: Proc { pid: e.sender_tgid, comm: cstr(&e.sender_comm) },
+                sender_cgroup_id: e.sender_cgroup_id,
+            })
+        }
+        EventKind::SignalDeliver => {
+            let e: SignalDeliverEvent = sized(bytes, kind)?;
+            Event::SignalDeliver(SignalDeliver {
+                ktime_ns: e.header.ktime_ns,
+                sig: e.sig,
+                disposition: Disposition::from_raw(e.disposition).unwrap_or(Disposition::Handled),
+                tgid: e.tgid,
+                cgroup_id: e.cgroup_id,
+            })
+        }
+        EventKind::ProcessExit => {
+            let e: ProcessExitEvent = sized(bytes, kind)?;
+            let (exit_code, exit_signal) = ProcessExitEvent::decode_status(e.exit_code);
+            Event::ProcessExit(ProcessExit {
+                ktime_ns: e.header.ktime_ns,
+                tgid: e.tgid,
+                comm: cstr(&e.comm),
+                exit_code,
+                exit_signal,
+                cgroup_id: e.cgroup_id,
+            })
+        }
+        EventKind::CgroupMkdir | EventKind::CgroupRmdir => {
+            let e: CgroupEvent = sized(bytes, kind)?;
+            let len = (e.path_len as usize).min(e.path.len());
+            let change = CgroupChange {
+                ktime_ns: e.header.ktime_ns,
+                id: e.id,
+                level: e.level,
+                path: cstr(&e.path[..len]),
+            };
+            if kind == EventKind::CgroupMkdir {
+                Event::CgroupMkdir(change)
+            } else {
+                Event::CgroupRmdir(change)
+            }
+        }
+        EventKind::OomVictim => {
+            let e: OomVictimEvent = sized(bytes, kind)?;
+            Event::OomVictim(OomVictim { ktime_ns: e.header.ktime_ns, pid: e.pid })
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use observer_ebpf::{CGROUP_PATH_LEN, TASK_COMM_LEN};
+
+    fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
+        // SAFETY: T is a padding-free #[repr(C)] struct.
+        unsafe {
+            std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
+        }
+        .to_vec()
+    }
+
+    fn comm(s: &str) -> [u8; TASK_COMM_LEN] {
+        let mut c = [0; TASK_COMM_LEN];
+        c[..s.len()].copy_from_slice(s.as_bytes());
+        c
+    }
+
+    #[test]
+    fn decodes_a_signal_generate_record() {
+        let raw = SignalGenerateEvent {
+            header: EventHeader { kind: EventKind::SignalGenerate as u32, cpu: 1, ktime_ns: 42 },
+            sig: 15,
+            result: 1,
+            group: 1,
+            target_handler: 0,
+            target_tgid: 100,
+            target_tid: 100,
+            sender_tgid: 7,
+            sender_tid: 8,
+            target_cgroup_id: 5000,
+            sender_cgroup_id: 1,
+            target_comm: comm("sleep"),
+            sender_comm: comm("runc"),
+        };
+        let Event::SignalGenerate(e) = decode(&bytes_of(&raw)).unwrap() else { panic!() };
+        assert_eq!(e.ktime_ns, 42);
+        assert_eq!(e.result, SignalResult::Ignored);
+        assert_eq!(e.target_handler, Some(Disposition::Default));
+        assert_eq!(e.target, Proc { pid: 100, comm: "sleep".into() });
+        assert_eq!(e.sender, Proc { pid: 7, comm: "runc".into() });
+        assert_eq!(e.target_cgroup_id, 5000);
+    }
+
+    #[test]
+    fn decodes_exit_status_and_cgroup_paths() {
+        let raw = ProcessExitEvent {
+            header: EventHeader { kind: EventKind::ProcessExit as u32, cpu: 0, ktime_ns: 9 },
+            tgid: 100,
+            tid: 100,
+            exit_code: 9,
+            _pad0: 0,
+            cgroup_id: 5000,
+            comm: comm("sleep"),
+        };
+        let Event::ProcessExit(e) = decode(&bytes_of(&raw)).unwrap() else { panic!() };
+        assert_eq!((e.exit_code, e.exit_signal), (None, Some(9)));
+
+        let mut path = [0u8; CGROUP_PATH_LEN];
+        let p = b"/kubepods/besteffort/podx/abc";
+        path[..p.len()].copy_from_slice(p);
+        let raw = CgroupEvent {
+            header: EventHeader { kind: EventKind::CgroupRmdir as u32, cpu: 0, ktime_ns: 1 },
+            id: 77,
+            level: 4,
+            path_len: p.len() as u32,
+            path,
+        };
+        let Event::CgroupRmdir(c) = decode(&bytes_of(&raw)).unwrap() else { panic!() };
+        assert_eq!(c.path, "/kubepods/besteffort/podx/abc");
+        assert_eq!(c.id, 77);
+    }
+
+    #[test]
+    fn rejects_short_unknown_and_truncated_records() {
+        assert_eq!(decode(&[0; 3]), Err(DecodeError::Short(3)));
+        let mut h = bytes_of(&EventHeader { kind: 99, cpu: 0, ktime_ns: 0 });
+        assert_eq!(decode(&h), Err(DecodeError::UnknownKind(99)));
+        h = bytes_of(&EventHeader { kind: EventKind::SignalGenerate as u32, cpu: 0, ktime_ns: 0 });
+        assert!(matches!(decode(&h), Err(DecodeError::Size { .. })));
+        // A path_len larger than the buffer is clamped, not trusted.
+        let raw = CgroupEvent {
+            header: EventHeader { kind: EventKind::CgroupMkdir as u32, cpu: 0, ktime_ns: 1 },
+            id: 1,
+            level: 1,
+            path_len: u32::MAX,
+            path: [b'a'; CGROUP_PATH_LEN],
+        };
+        let Event::CgroupMkdir(c) = decode(&bytes_of(&raw)).unwrap() else { panic!() };
+        assert_eq!(c.path.len(), CGROUP_PATH_LEN);
+    }
+}

@@ -1,0 +1,103 @@
+//! The journal record: one JSON object per container termination (the interface contract).
+//! Timestamps are RFC 3339 UTC with nanoseconds, converted from kernel time; intervals are
+//! differences of kernel timestamps. Unknown values are null, never invented.
+
+use serde::Serialize;
+
+use crate::{
+    clock::WallClock,
+    correlate::{Outcome, Termination},
+    events::{Disposition, Proc},
+    metadata::{cgroup_path::Runtime, Identity},
+    signals,
+};
+
+/// preStop as observed (filled by the preStop detection; null until then).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PreStop {
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub duration_seconds: Option<f64>,
+    pub overrun: bool,
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    pub ts: String,
+    pub node: String,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub pod_uid: Option<String>,
+    pub container: Option<String>,
+    pub container_id: Option<String>,
+    pub workload: Option<String>,
+    pub runtime: Option<Runtime>,
+    pub cgroup: Option<String>,
+    pub pid: u32,
+    pub comm: String,
+    pub stop_signal: Option<String>,
+    pub stop_signal_at: Option<String>,
+    pub stop_signal_sender: Option<Proc>,
+    pub stop_signal_ignored: Option<bool>,
+    pub stop_signal_disposition: Option<Disposition>,
+    /// The target's disposition when the stop signal was sent (read in the kernel): tells
+    /// "no handler" (default) from SIG_IGN when the kernel dropped the signal.
+    pub stop_signal_handler: Option<Disposition>,
+    pub sigkill_at: Option<String>,
+    pub sigkill_sender: Option<Proc>,
+    pub exit_at: String,
+    pub exit_code: Option<u32>,
+    pub exit_signal: Option<String>,
+    pub term_to_exit_seconds: Option<f64>,
+    pub term_to_kill_seconds: Option<f64>,
+    pub outcome: Outcome,
+    pub grace_period_seconds: Option<u64>,
+    pub prestop: Option<PreStop>,
+}
+
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+impl Record {
+    pub fn new(
+        t: &Termination,
+        identity: Option<&Identity>,
+        node: &str,
+        clock: &WallClock,
+    ) -> Self {
+        let id = identity.cloned().unwrap_or_default();
+        let stop = t.stop_signal.as_ref();
+        Self {
+            ts: clock.rfc3339(t.exit.at_ns),
+            node: node.to_string(),
+            namespace: id.namespace,
+            pod: id.pod,
+            pod_uid: id.pod_uid,
+            container: id.container,
+            container_id: id.container_id,
+            workload: id.workload,
+            runtime: id.runtime,
+            cgroup: identity.map(|i| i.cgroup.clone()),
+            pid: t.pid,
+            comm: t.comm.clone(),
+            stop_signal: stop.map(|s| signals::name(s.sig)),
+            stop_signal_at: stop.map(|s| clock.rfc3339(s.at_ns)),
+            stop_signal_sender: stop.map(|s| s.sender.clone()),
+            stop_signal_ignored: stop.map(|s| s.ignored),
+            stop_signal_disposition: stop.and_then(|s| s.disposition),
+            stop_signal_handler: stop.and_then(|s| s.handler),
+            sigkill_at: t.sigkill.as_ref().map(|k| clock.rfc3339(k.at_ns)),
+            sigkill_sender: t.sigkill.as_ref().map(|k| k.sender.clone()),
+            exit_at: clock.rfc3339(t.exit.at_ns),
+            exit_code: t.exit.code,
+            exit_signal: t.exit.signal.map(signals::name),
+            term_to_exit_seconds: t.term_to_exit_ns().map(secs),
+            term_to_kill_seconds: t.term_to_kill_ns().map(secs),
+            outcome: t.outcome,
+            grace_period_seconds: id.grace_period_seconds,
+            prestop: None,
+        }
+    }
+}

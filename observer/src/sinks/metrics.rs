@@ -1,0 +1,187 @@
+//! Prometheus metrics. One struct owns its Registry (no global macros).
+//!
+//! Cardinality: container series are labelled `namespace, workload, container` (plus `outcome`
+//! on the counter). `workload` is the pod's owner derived from the pod name, never the pod
+//! name itself, so series do not grow with pod churn: a Deployment rolled a thousand times is
+//! still one workload. Unknown names are the empty string.
+
+use prometheus::{
+    core::Collector, Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::record::Record;
+
+/// Suited to grace periods: 50 ms .. 120 s, with 2 (the kubelet floor), 5, 10 and 30 (the
+/// default grace period) among them.
+pub const TERMINATION_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 31.0, 45.0, 60.0, 90.0, 120.0,
+];
+
+const CONTAINER_LABELS: &[&str] = &["namespace", "workload", "container"];
+
+pub struct Metrics {
+    registry: Registry,
+    pub terminations: IntCounterVec,
+    pub term_to_exit: HistogramVec,
+    pub term_to_kill: HistogramVec,
+    pub stop_signal_ignored: IntCounterVec,
+    pub prestop_overruns: IntCounterVec,
+    pub prestop_duration: HistogramVec,
+    pub events: IntCounterVec,
+    pub lost: IntCounterVec,
+    pub deduplicated: IntCounter,
+    pub metadata_errors: IntCounterVec,
+    pub journal_records: IntCounter,
+    pub journal_errors: IntCounter,
+    pub open_terminations: IntGauge,
+    pub watched_cgroups: IntGauge,
+}
+
+fn register<C: Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+    registry.register(Box::new(c.clone())).expect("metric names are unique");
+    c
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let hist = |name: &str, help: &str| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(TERMINATION_BUCKETS.to_vec()),
+                CONTAINER_LABELS,
+            )
+            .expect("valid histogram")
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter")
+        };
+        let build_info = IntCounterVec::new(
+            Opts::new("observer_build_info", "observer build; the value is always 1"),
+            &["version"],
+        )
+        .expect("valid");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).inc();
+        register(&r, build_info);
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("process metrics register once");
+
+        let mut labels_outcome = CONTAINER_LABELS.to_vec();
+        labels_outcome.push("outcome");
+        Self {
+            terminations: register(&r, counter(
+                "container_terminations_total",
+                "Container terminations seen by the kernel probes, by outcome (graceful, killed, killed_without_stop_signal, oom_killed)",
+                &labels_outcome,
+            )),
+            term_to_exit: register(&r, hist(
+                "container_termination_term_to_exit_seconds",
+                "Stop signal to exit of the container's PID 1 (kernel clock), graceful or killed",
+            )),
+            term_to_kill: register(&r, hist(
+                "container_termination_term_to_kill_seconds",
+                "Stop signal to SIGKILL, for terminations that needed SIGKILL",
+            )),
+            stop_signal_ignored: register(&r, counter(
+                "container_termination_stop_signal_ignored_total",
+                "Stop signals the kernel dropped at the container's PID 1 (no handler in a pid namespace init, or SIG_IGN)",
+                CONTAINER_LABELS,
+            )),
+            prestop_overruns: register(&r, counter(
+                "container_termination_prestop_overruns_total",
+                "preStop hooks still running when the stop signal was sent with the 2 s floor",
+                CONTAINER_LABELS,
+            )),
+            prestop_duration: register(&r, hist(
+                "container_termination_prestop_duration_seconds",
+                "Duration of preStop hooks",
+            )),
+            events: register(&r, counter(
+                "observer_events_total",
+                "Records read from the kernel ring buffer, by probe",
+                &["probe"],
+            )),
+            lost: register(&r, counter(
+                "observer_events_lost_total",
+                "Events lost, by stage: ring_buffer (kernel reserve failed), channel (userspace queue full), decode, tracked_map_full, watched_map_full, correlation_evicted, kill_expired",
+                &["stage"],
+            )),
+            deduplicated: register(&r, IntCounter::new(
+                "observer_kernel_signals_deduplicated_total",
+                "Repeated (process, signal) pairs inside the de-duplication window, counted in the kernel and not emitted",
+            ).expect("valid")),
+            metadata_errors: register(&r, counter(
+                "observer_metadata_errors_total",
+                "Failures of a metadata source, by source",
+                &["source"],
+            )),
+            journal_records: register(&r, IntCounter::new(
+                "observer_journal_records_total",
+                "Records appended to the journal",
+            ).expect("valid")),
+            journal_errors: register(&r, IntCounter::new(
+                "observer_journal_errors_total",
+                "Journal writes that failed",
+            ).expect("valid")),
+            open_terminations: register(&r, IntGauge::new(
+                "observer_open_terminations",
+                "Containers signalled whose exit has not been seen yet",
+            ).expect("valid")),
+            watched_cgroups: register(&r, IntGauge::new(
+                "observer_watched_cgroups",
+                "Container cgroups known to the daemon",
+            ).expect("valid")),
+            registry: r,
+        }
+    }
+
+    /// Folds one closed termination into the container metrics.
+    pub fn observe(&self, record: &Record) {
+        let labels = [
+            record.namespace.as_deref().unwrap_or(""),
+            record.workload.as_deref().unwrap_or(""),
+            record.container.as_deref().unwrap_or(""),
+        ];
+        self.terminations
+            .with_label_values(&[labels[0], labels[1], labels[2], record.outcome.as_str()])
+            .inc();
+        if let Some(s) = record.term_to_exit_seconds {
+            self.term_to_exit.with_label_values(&labels).observe(s);
+        }
+        if let Some(s) = record.term_to_kill_seconds {
+            self.term_to_kill.with_label_values(&labels).observe(s);
+        }
+        if record.stop_signal_ignored == Some(true) {
+            self.stop_signal_ignored.with_label_values(&labels).inc();
+        }
+        if let Some(p) = &record.prestop {
+            if p.overrun {
+                self.prestop_overruns.with_label_values(&labels).inc();
+            }
+            if let Some(d) = p.duration_seconds {
+                self.prestop_duration.with_label_values(&labels).observe(d);
+            }
+        }
+    }
+
+    /// Raises a counter to an absolute value read elsewhere (kernel counters, stats).
+    pub fn set_counter(counter: &IntCounter, value: u64) {
+        let now = counter.get();
+        if value > now {
+            counter.inc_by(value - now);
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

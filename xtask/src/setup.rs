@@ -1,0 +1,134 @@
+//! Idempotent setup of everything a fresh machine lacks, each step saying what it does:
+//! nightly rust-src (for -Z build-std=core), bpf-linker built against the nightly toolchain's
+//! own LLVM, and the Debian packages the integration tests drive.
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::run;
+
+/// The bpf-linker release that builds with LLVM 22 and rustc 1.95 here.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Debian packages the tests use: OCI runtimes, containerd with its CRI plugin,
+/// a static busybox for container root filesystems, util-linux's unshare.
+const PACKAGES: &[&str] = &["runc", "crun", "containerd", "busybox-static", "util-linux"];
+
+pub fn all() -> Result<()> {
+    rust_src()?;
+    bpf_linker()?;
+    packages()?;
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("spawning {}", crate::display(cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}\n{}",
+            crate::display(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn rust_src() -> Result<()> {
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))
+        .context("a nightly toolchain is needed to build eBPF (rustup toolchain list)")?;
+    let src = PathBuf::from(sysroot.trim()).join("lib/rustlib/src/rust/library/core");
+    if src.is_dir() {
+        eprintln!("xtask: nightly rust-src present");
+        return Ok(());
+    }
+    eprintln!("xtask: adding rust-src to the installed nightly (for -Z build-std=core)");
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+fn bpf_linker_works() -> bool {
+    Command::new("bpf-linker").arg("--version").output().is_ok_and(|o| {
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)
+    })
+}
+
+fn bpf_linker() -> Result<()> {
+    if bpf_linker_works() {
+        eprintln!("xtask: bpf-linker {BPF_LINKER_VERSION} present");
+        return Ok(());
+    }
+    // bpf-linker links against LLVM; the nightly toolchain ships one (the one rustc's BPF
+    // backend uses), but only under its soname. Build an LLVM_PREFIX whose lib/ has both
+    // libLLVM.so (for the link) and the soname (for the runtime loader: bpf-linker's RUNPATH
+    // is LLVM_PREFIX/lib), both pointing at the toolchain's file.
+    let vv = output(Command::new("rustc").args(["+nightly", "-vV"]))?;
+    let major = vv
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .context("rustc +nightly -vV prints no LLVM version")?
+        .to_string();
+    let sysroot = PathBuf::from(
+        output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?.trim(),
+    );
+    let libdir = sysroot.join("lib");
+    let llvm = std::fs::read_dir(&libdir)
+        .with_context(|| format!("reading {}", libdir.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with(&format!("libLLVM.so.{major}")))
+        .with_context(|| format!("no libLLVM.so.{major}* in {}", libdir.display()))?;
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    let prefix = home.join("observer-llvm").join(&llvm);
+    let prefix_lib = prefix.join("lib");
+    std::fs::create_dir_all(&prefix_lib)?;
+    for name in ["libLLVM.so", llvm.as_str()] {
+        let link = prefix_lib.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(libdir.join(&llvm), &link)
+            .with_context(|| format!("linking {}", link.display()))?;
+    }
+    eprintln!(
+        "xtask: building bpf-linker {BPF_LINKER_VERSION} against nightly's LLVM {major} ({}); takes a few minutes once",
+        prefix.display()
+    );
+    run(Command::new("cargo")
+        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--force"])
+        .args(["--no-default-features", "--features", &format!("llvm-{major}")])
+        .env("LLVM_PREFIX", &prefix))?;
+    if !bpf_linker_works() {
+        bail!(
+            "bpf-linker was installed but `bpf-linker --version` fails: is ~/.cargo/bin on PATH?"
+        );
+    }
+    Ok(())
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+fn packages() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        eprintln!("xtask: Debian packages present ({})", PACKAGES.join(", "));
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("missing Debian packages {missing:?}: run as root so xtask can apt-get install them");
+    }
+    eprintln!("xtask: installing Debian packages {}", missing.join(", "));
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
