@@ -399,10 +399,10 @@ mod tests {
         assert_eq!(t.outcome, Outcome::Graceful);
         assert_eq!(t.term_to_exit_ns(), Some(250 * MS));
         assert_eq!(t.term_to_kill_ns(), None);
-        let s = t.stop_signal.unwrap();
-        assert_eq!((s.sig, s.ignored, s.disposition), (15, false, Some(Disposition::Handled)));
         assert_eq!(t.exit.code, Some(0));
         assert_eq!(t.cgroup_id, CG);
+        let s = t.stop_signal.unwrap();
+        assert_eq!((s.sig, s.ignored, s.disposition), (15, false, Some(Disposition::Handled)));
     }
 
     #[test]
@@ -504,9 +504,8 @@ mod tests {
             sig(60_000, 15, SignalResult::Delivered),
             exit(60_100, Some(0), None),
         ]);
-        let s = t.stop_signal.unwrap();
-        assert_eq!(s.sig, 15);
         assert_eq!(t.term_to_exit_ns(), Some(100 * MS));
+        assert_eq!(t.stop_signal.unwrap().sig, 15);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `cargo xtask`: what cargo alone cannot do. Setup of the eBPF toolchain and the Debian
 //! packages the tests need (idempotent, saying what it does), the release build, running the
 //! daemon as root, and the full test suite as CI runs it.
+mod bench;
 mod setup;
 
 use std::{
@@ -30,6 +31,8 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Setup, build, then measure observer's overhead: A/B/A on fork and signal storms.
+    Bench,
     /// Setup, build, then every test: formatting, clippy, unit tests, root integration tests.
     Test {
         /// Only tests whose name contains this (passed to the test harness).
@@ -48,6 +51,12 @@ fn main() -> Result<()> {
             setup::all()?;
             build_release()?;
             run_daemon(&args)
+        }
+        Cmd::Bench => {
+            setup::all()?;
+            build_release()?;
+            require_root("cargo xtask bench")?;
+            bench::run()
         }
         Cmd::Test { filter } => {
             setup::all()?;

@@ -104,7 +104,7 @@ pub enum LoadError {
     #[error("aya cannot read kernel BTF: {0}")]
     AyaBtf(#[from] aya::BtfError),
     #[error("loading the eBPF object: {0}")]
-    Object(#[from] aya::EbpfError),
+    Object(#[source] Box<aya::EbpfError>),
     #[error("program {program} missing from the eBPF object")]
     MissingProgram { program: &'static str },
     #[error("loading program {program} ({kind}): {source}")]
@@ -112,7 +112,7 @@ pub enum LoadError {
         program: &'static str,
         kind: &'static str,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("attaching {program} to {category}/{event}: {source}")]
     Attach {
@@ -120,10 +120,10 @@ pub enum LoadError {
         category: &'static str,
         event: &'static str,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("map {0}: {1}")]
-    Map(&'static str, #[source] aya::maps::MapError),
+    Map(&'static str, #[source] Box<aya::maps::MapError>),
     #[error("map {0} missing from the eBPF object")]
     MissingMap(&'static str),
     #[error("invalid option: {0}")]
@@ -195,7 +195,8 @@ pub fn load(options: &ProbeOptions, offsets: KernelOffsets) -> Result<Ebpf, Load
     let mut ebpf = EbpfLoader::new()
         .override_global(names::CONFIG, &config, true)
         .map_max_entries(names::EVENTS, options.ring_buffer_bytes)
-        .load(OBJECT)?;
+        .load(OBJECT)
+        .map_err(|e| LoadError::Object(Box::new(e)))?;
     let btf = aya::Btf::from_sys_fs()?;
     for spec in PROBES {
         load_program(&mut ebpf, spec, &btf)?;
@@ -207,8 +208,11 @@ fn load_program(ebpf: &mut Ebpf, spec: &ProbeSpec, btf: &aya::Btf) -> Result<(),
     let program = ebpf
         .program_mut(spec.program)
         .ok_or(LoadError::MissingProgram { program: spec.program })?;
-    let err =
-        |source| LoadError::Program { program: spec.program, kind: spec.kind.as_str(), source };
+    let err = |source| LoadError::Program {
+        program: spec.program,
+        kind: spec.kind.as_str(),
+        source: Box::new(source),
+    };
     match spec.kind {
         ProgramKind::TracePoint => {
             let p: &mut TracePoint = program.try_into().map_err(err)?;
@@ -231,7 +235,7 @@ pub fn attach(ebpf: &mut Ebpf) -> Result<(), LoadError> {
             program: spec.program,
             category: spec.category,
             event: spec.event,
-            source,
+            source: Box::new(source),
         };
         match spec.kind {
             ProgramKind::TracePoint => {
@@ -260,7 +264,7 @@ fn bump_memlock_rlimit() {
 /// Takes the ring buffer out of the object (it moves into the reader task).
 pub fn take_events(ebpf: &mut Ebpf) -> Result<RingBuf<MapData>, LoadError> {
     let map = ebpf.take_map(names::EVENTS).ok_or(LoadError::MissingMap(names::EVENTS))?;
-    RingBuf::try_from(map).map_err(|e| LoadError::Map(names::EVENTS, e))
+    RingBuf::try_from(map).map_err(|e| LoadError::Map(names::EVENTS, Box::new(e)))
 }
 
 /// The containers' cgroups the kernel side filters on.
@@ -268,7 +272,7 @@ pub fn take_watched(ebpf: &mut Ebpf) -> Result<BpfHashMap<MapData, u64, WatchedC
     let map = ebpf
         .take_map(names::WATCHED_CGROUPS)
         .ok_or(LoadError::MissingMap(names::WATCHED_CGROUPS))?;
-    BpfHashMap::try_from(map).map_err(|e| LoadError::Map(names::WATCHED_CGROUPS, e))
+    BpfHashMap::try_from(map).map_err(|e| LoadError::Map(names::WATCHED_CGROUPS, Box::new(e)))
 }
 
 /// Kernel-side counters, summed over CPUs.
@@ -279,7 +283,8 @@ pub struct KernelCounters {
 impl KernelCounters {
     pub fn take(ebpf: &mut Ebpf) -> Result<Self, LoadError> {
         let map = ebpf.take_map(names::COUNTERS).ok_or(LoadError::MissingMap(names::COUNTERS))?;
-        let map = PerCpuArray::try_from(map).map_err(|e| LoadError::Map(names::COUNTERS, e))?;
+        let map =
+            PerCpuArray::try_from(map).map_err(|e| LoadError::Map(names::COUNTERS, Box::new(e)))?;
         Ok(Self { map })
     }
 

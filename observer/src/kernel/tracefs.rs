@@ -90,7 +90,7 @@ pub fn read_format(
     Ok(parse_format(&text))
 }
 
-/// `field:int sig;	offset:8;	size:4;	signed:1;` -> ("sig", 8, 4). Array brackets and
+/// `field:int sig; offset:8; size:4; signed:1;` (tab-separated) -> ("sig", 8, 4). Array brackets and
 /// `__data_loc` prefixes are stripped from the name.
 pub fn parse_format(text: &str) -> HashMap<String, Field> {
     let mut fields = HashMap::new();

@@ -1,0 +1,233 @@
+//! `cargo xtask bench`: the cost of observer on a node, A/B in one run.
+//!
+//! Workloads, each run without the daemon, with it, and without it again (A/B/A, so drift
+//! shows): a fork/exec/exit storm (`/bin/true` spawned in a loop), a signal storm between two
+//! host processes (SIGUSR1 to a handler), and a signal storm at a container's PID 1 (a pid
+//! namespace init in a kubepods cgroup), which is what the in-kernel de-duplication is for.
+//! Reports the ratio, events/s read, events lost, signals de-duplicated in the kernel, and the
+//! daemon's CPU and RSS from its own /metrics.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+
+/// One storm: runs it and returns operations per second.
+type Workload<'a> = Box<dyn Fn() -> Result<f64> + 'a>;
+
+const LISTEN: &str = "127.0.0.1:19465";
+const SPAWNS: u32 = 3000;
+const SIGNALS: u32 = 200_000;
+
+pub fn run() -> Result<()> {
+    let bin = crate::workspace_root().join("target/release/observer");
+    let work = std::env::temp_dir().join(format!("observer-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let result = bench(&bin, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn bench(bin: &Path, work: &Path) -> Result<()> {
+    let container = Container::start()?;
+    let host_target = Command::new("busybox")
+        .args(["sh", "-c", "trap : USR1; while :; do busybox sleep 1; done"])
+        .spawn()
+        .context("busybox")?;
+    let host_target = Guard(host_target);
+    std::thread::sleep(Duration::from_millis(200));
+
+    let workloads: [(&str, Workload<'_>); 3] = [
+        ("fork/exec/exit storm", Box::new(|| spawn_storm(SPAWNS))),
+        ("signal storm, host->host", Box::new(|| signal_storm(host_target.0.id(), SIGNALS))),
+        ("signal storm, host->container PID 1", Box::new(|| signal_storm(container.pid, SIGNALS))),
+    ];
+    println!(
+        "observer bench: {} cores; ops/s without (A1), with (B), without (A2) the daemon",
+        num_cpus()
+    );
+    println!(
+        "{:<38} {:>11} {:>11} {:>11} {:>8}",
+        "workload", "A1 ops/s", "B ops/s", "A2 ops/s", "B/A"
+    );
+    let mut rows = Vec::new();
+    for (name, w) in &workloads {
+        let a1 = w()?;
+        let daemon = Daemon::start(bin, work)?;
+        let before = daemon.scrape()?;
+        let b = w()?;
+        let after = daemon.scrape()?;
+        drop(daemon);
+        let a2 = w()?;
+        let a = (a1 + a2) / 2.0;
+        println!("{name:<38} {a1:>11.0} {b:>11.0} {a2:>11.0} {:>8.3}", b / a);
+        rows.push((name, before, after));
+    }
+    println!();
+    println!(
+        "{:<38} {:>10} {:>8} {:>12} {:>10} {:>9}",
+        "daemon during", "events", "lost", "deduplicated", "cpu s", "rss MiB"
+    );
+    for (name, before, after) in rows {
+        let d = |k: &str| after.get(k) - before.get(k);
+        println!(
+            "{name:<38} {:>10.0} {:>8.0} {:>12.0} {:>10.3} {:>9.1}",
+            d("observer_events_total"),
+            d("observer_events_lost_total"),
+            d("observer_kernel_signals_deduplicated_total"),
+            d("process_cpu_seconds_total"),
+            after.get("process_resident_memory_bytes") / (1024.0 * 1024.0),
+        );
+    }
+    Ok(())
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// fork + exec + exit of /bin/true, `n` times; returns spawns per second.
+fn spawn_storm(n: u32) -> Result<f64> {
+    let t = Instant::now();
+    for _ in 0..n {
+        Command::new("/bin/true").status()?;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+/// `n` SIGUSR1s to `pid` as fast as kill(2) goes; returns signals per second.
+fn signal_storm(pid: u32, n: u32) -> Result<f64> {
+    let t = Instant::now();
+    for _ in 0..n {
+        // SAFETY: a pid this bench started and still holds.
+        if unsafe { libc::kill(pid as i32, libc::SIGUSR1) } != 0 {
+            bail!("kill({pid}): {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A pid namespace init in a kubepods cgroup, with a SIGUSR1 handler.
+struct Container {
+    unshare: Child,
+    pid: u32,
+    cgroup: PathBuf,
+}
+
+impl Container {
+    fn start() -> Result<Self> {
+        let cgroup = PathBuf::from(format!(
+            "/sys/fs/cgroup/unified/kubepods/besteffort/pod00000000-0000-0000-0000-{:012}/{}",
+            std::process::id(),
+            "b".repeat(64)
+        ));
+        std::fs::create_dir_all(&cgroup).with_context(|| format!("mkdir {}", cgroup.display()))?;
+        let unshare = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec unshare --pid --fork busybox sh -c 'trap : USR1; while :; do busybox sleep 1; done'",
+                cgroup.display()
+            ))
+            .stderr(Stdio::null())
+            .spawn()?;
+        let upid = unshare.id();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let pid = loop {
+            let c = std::fs::read_to_string(format!("/proc/{upid}/task/{upid}/children"))
+                .unwrap_or_default();
+            if let Some(p) = c.split_whitespace().next().and_then(|p| p.parse().ok()) {
+                break p;
+            }
+            if Instant::now() > deadline {
+                bail!("container PID 1 did not start");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(Self { unshare, pid, cgroup })
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        // SAFETY: the PID 1 this bench started.
+        unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = std::fs::remove_dir(&self.cgroup);
+        if let Some(pod) = self.cgroup.parent() {
+            let _ = std::fs::remove_dir(pod);
+        }
+    }
+}
+
+struct Daemon(Child);
+
+struct Scrape(String);
+
+impl Scrape {
+    /// Sum of every series of `name`.
+    fn get(&self, name: &str) -> f64 {
+        self.0
+            .lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter(|l| l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Daemon {
+    fn start(bin: &Path, work: &Path) -> Result<Self> {
+        let child = Command::new(bin)
+            .args(["run", "--listen", LISTEN, "--journal"])
+            .arg(work.join("journal.jsonl"))
+            .arg("--kubelet-log-root")
+            .arg(work)
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("{} (run `cargo xtask build`)", bin.display()))?;
+        let d = Self(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while d.scrape().is_err() {
+            if Instant::now() > deadline {
+                bail!("observer did not come up on {LISTEN}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(d)
+    }
+
+    fn scrape(&self) -> Result<Scrape> {
+        // Let the daemon's 50 ms tick fold kernel counters in.
+        std::thread::sleep(Duration::from_millis(120));
+        let mut s = TcpStream::connect(LISTEN)?;
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: {LISTEN}\r\nConnection: close\r\n\r\n")?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)?;
+        Ok(Scrape(body))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: the daemon this bench started, by pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
