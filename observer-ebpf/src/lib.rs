@@ -75,10 +75,6 @@ pub mod disposition {
 /// common header). `observer check` compares every one of these with the running kernel's format
 /// files and refuses to start on a mismatch, so a kernel that moves a field cannot feed us garbage.
 pub mod tp_offsets {
-    /// signal:signal_deliver, include/trace/events/signal.h `TRACE_EVENT(signal_deliver, ...)`.
-    pub const SIGNAL_DELIVER_SIG: usize = 8;
-    pub const SIGNAL_DELIVER_SA_HANDLER: usize = 24;
-    pub const SIGNAL_DELIVER_SA_FLAGS: usize = 32;
     /// sched:sched_process_exit, include/trace/events/sched.h; `group_dead` is new in 6.x.
     pub const SCHED_PROCESS_EXIT_GROUP_DEAD: usize = 32;
     /// cgroup:cgroup_mkdir / cgroup_rmdir, include/trace/events/cgroup.h `DECLARE_EVENT_CLASS(cgroup)`.
@@ -92,9 +88,6 @@ pub mod tp_offsets {
 
     /// (category, event, field, offset, size) for each offset above, for `observer check`.
     pub const EXPECTED: &[(&str, &str, &str, usize, usize)] = &[
-        ("signal", "signal_deliver", "sig", SIGNAL_DELIVER_SIG, 4),
-        ("signal", "signal_deliver", "sa_handler", SIGNAL_DELIVER_SA_HANDLER, 8),
-        ("signal", "signal_deliver", "sa_flags", SIGNAL_DELIVER_SA_FLAGS, 8),
         ("sched", "sched_process_exit", "group_dead", SCHED_PROCESS_EXIT_GROUP_DEAD, 1),
         ("cgroup", "cgroup_mkdir", "root", CGROUP_ROOT, 4),
         ("cgroup", "cgroup_mkdir", "level", CGROUP_LEVEL, 4),
@@ -170,7 +163,7 @@ pub struct SignalGenerateEvent {
     pub sender_comm: [u8; TASK_COMM_LEN],
 }
 
-/// signal:signal_deliver, in the receiving thread, for a tracked process.
+/// signal:signal_deliver (tp_btf), in the receiving thread, for a tracked process.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SignalDeliverEvent {

@@ -25,8 +25,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the node daemon: probes, correlation, metrics, journal.
     Run(RunArgs),
-    /// Check that this node can run observer: kernel, BTF, tracefs, tracepoints, cgroup v2,
-    /// privileges, and that every BPF program loads. Exit status 0 when all pass.
+    /// Preflight: can this node run observer? Exit status 0 when every check passes.
+    ///
+    /// One line per requirement, PASS or FAIL with the remedy: kernel version, kernel BTF,
+    /// tracefs (mounted when missing and root), each tracepoint and the record fields the
+    /// probes read, cgroup v2, privileges, and that every BPF program loads.
     Check(CheckArgs),
 }
 

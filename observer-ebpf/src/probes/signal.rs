@@ -16,13 +16,16 @@
 //! the commonest reason a container ignores SIGTERM.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid},
-    macros::{btf_tracepoint, tracepoint},
-    programs::{BtfTracePointContext, TracePointContext},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_probe_read_kernel,
+    },
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
 };
 use observer_ebpf::{
-    disposition, tp_offsets, Counter, EventHeader, EventKind, SignalDeliverEvent,
-    SignalGenerateEvent, Tracked, SIGKILL, TASK_COMM_LEN,
+    disposition, Counter, EventHeader, EventKind, SignalDeliverEvent, SignalGenerateEvent, Tracked,
+    SIGKILL, TASK_COMM_LEN,
 };
 
 use super::{
@@ -47,17 +50,18 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let task: *const u8 = ctx.arg(2);
+    // 2. Only a pid namespace's init (not the host's init): the process the runtime stops.
+    //    Host processes fail here after two reads.
+    if !unsafe { is_pid_ns_init(task)? } {
+        return Ok(());
+    }
     let target_tgid: i32 = unsafe { read_field(task, config!(offsets.task_tgid))? };
     let target_tgid = target_tgid as u32;
-    // 2. A process signalling itself is never a container stop. SIGKILL is the exception: the
+    // 3. A process signalling itself is never a container stop. SIGKILL is the exception: the
     //    OOM killer sends it from the allocating task, which can be the victim itself.
     let pid_tgid = bpf_get_current_pid_tgid();
     let sender_tgid = (pid_tgid >> 32) as u32;
     if sender_tgid == target_tgid && sig != SIGKILL {
-        return Ok(());
-    }
-    // 3. Only a pid namespace's init (not the host's init): the process the runtime stops.
-    if !unsafe { is_pid_ns_init(task)? } {
         return Ok(());
     }
     // 4. Only inside a container's cgroup.
@@ -102,16 +106,18 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
 
 /// `TRACE_EVENT(signal_deliver, TP_PROTO(int sig, struct kernel_siginfo *info,
 /// struct k_sigaction *ka))`, called from get_signal() in the receiving thread just before
-/// the handler runs or the default action is taken.
-#[tracepoint]
-pub fn signal_deliver(ctx: TracePointContext) -> i32 {
+/// the handler runs or the default action is taken. tp_btf rather than the classic tracepoint:
+/// this fires for every delivered signal on the node, and the classic one formats a perf
+/// record each time before the program can say no.
+#[btf_tracepoint(function = "signal_deliver")]
+pub fn signal_deliver(ctx: BtfTracePointContext) -> i32 {
     match unsafe { try_signal_deliver(&ctx) } {
         Ok(()) | Err(_) => 0,
     }
 }
 
-unsafe fn try_signal_deliver(ctx: &TracePointContext) -> Result<(), i64> {
-    let sig: i32 = unsafe { ctx.read_at(tp_offsets::SIGNAL_DELIVER_SIG)? };
+unsafe fn try_signal_deliver(ctx: &BtfTracePointContext) -> Result<(), i64> {
+    let sig: i32 = ctx.arg(0);
     let sig = sig as u32;
     if !is_reported_signal(sig) {
         return Ok(());
@@ -123,8 +129,13 @@ unsafe fn try_signal_deliver(ctx: &TracePointContext) -> Result<(), i64> {
     if !mark_emitted(tgid, sig, ts, true) {
         return Ok(());
     }
-    let sa_handler: u64 = unsafe { ctx.read_at(tp_offsets::SIGNAL_DELIVER_SA_HANDLER)? };
-    let sa_flags: u64 = unsafe { ctx.read_at(tp_offsets::SIGNAL_DELIVER_SA_FLAGS)? };
+    // struct k_sigaction { struct sigaction sa; ... }, sa = { sa_handler, sa_flags, ... }
+    // (include/linux/signal_types.h): the handler is the first word, the flags the second.
+    let ka: *const u8 = ctx.arg(2);
+    let sa_handler: u64 =
+        unsafe { bpf_probe_read_kernel(ka as *const u64) }.map_err(|e| e as i64)?;
+    let sa_flags: u64 =
+        unsafe { bpf_probe_read_kernel(ka.add(8) as *const u64) }.map_err(|e| e as i64)?;
     let Some(mut entry) = EVENTS.reserve::<SignalDeliverEvent>(0) else {
         count(Counter::RingbufFullSignalDeliver);
         return Ok(());

@@ -57,10 +57,10 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: programs::SIGNAL_DELIVER,
-        kind: ProgramKind::TracePoint,
+        kind: ProgramKind::BtfTracePoint,
         category: "signal",
         event: "signal_deliver",
-        min_kernel: "2.6.32",
+        min_kernel: "5.5",
         purpose: "disposition of a delivered stop signal (default, ignored, handled)",
     },
     ProbeSpec {
