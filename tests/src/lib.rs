@@ -134,10 +134,26 @@ impl Drop for Pod {
             let _ = std::fs::remove_file(d);
             let _ = std::fs::remove_dir_all(d);
         }
-        // The pod cgroup (containers' cgroups are removed by their owners).
-        let _ = std::fs::remove_dir(
-            cgroup_v2_root().join(self.cgroup_parent().trim_start_matches('/')),
-        );
+        // The pod cgroup in every hierarchy: v2, and the v1 controllers runc also uses (it
+        // removes a container's directories but leaves the pod's). Containers' cgroups are
+        // removed by their owners, which end first.
+        let rel = self.cgroup_parent().trim_start_matches('/').to_string();
+        let mut roots = vec![cgroup_v2_root()];
+        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+            roots.extend(entries.flatten().map(|e| e.path()));
+        }
+        for root in roots {
+            let dir = root.join(&rel);
+            // The runtime's own cleanup of the container's cgroups can lag its exit a little.
+            let mut tries = 0;
+            while dir.is_dir() && std::fs::remove_dir(&dir).is_err() && tries < 100 {
+                std::thread::sleep(Duration::from_millis(10));
+                tries += 1;
+            }
+            if dir.is_dir() {
+                eprintln!("warning: could not remove {}", dir.display());
+            }
+        }
     }
 }
 
@@ -230,6 +246,12 @@ impl NsInit {
         Ok(t)
     }
 
+    /// Waits until PID 1 has a handler for `sig` or ignores it (a shell runs `trap` only
+    /// after exec: a signal sent before that meets SIG_DFL, which an init drops).
+    pub fn wait_handler(&self, sig: i32) -> Result<()> {
+        wait_handler(self.pid, sig)
+    }
+
     pub fn alive(&self) -> bool {
         let mut pfd = libc::pollfd { fd: self.pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd, no wait.
@@ -252,6 +274,29 @@ impl Drop for NsInit {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+/// Waits until `pid` catches or ignores `sig` (SigCgt / SigIgn in /proc/<pid>/status).
+pub fn wait_handler(pid: u32, sig: i32) -> Result<()> {
+    let bit = 1u64 << (sig - 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let mask = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                .unwrap_or(0)
+        };
+        if (mask("SigCgt:") | mask("SigIgn:")) & bit != 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("pid {pid} installed no disposition for signal {sig} within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -101,6 +101,7 @@ fn handler_that_exits_is_graceful_and_keeps_the_exit_code() {
     let mut pod = Pod::new(&d.log_root, &ns, "api-0");
     let (cid, cg) = pod.container("api");
     let p = NsInit::spawn(&cg, &args(&handler_exits(3))).unwrap();
+    p.wait_handler(libc::SIGTERM).unwrap();
     let t_term = p.signal(libc::SIGTERM);
     let t_exit = p.wait_exit(WAIT).unwrap();
     let r = &d.wait_records(1, WAIT, by_id(&cid))[0];
@@ -131,6 +132,7 @@ fn sig_ign_is_told_apart_from_no_handler() {
     let (cid, cg) = pod.container("worker");
     let p = NsInit::spawn(&cg, &["busybox", "sh", "-c", "trap '' TERM; busybox sleep 1000 & wait"])
         .unwrap();
+    p.wait_handler(libc::SIGTERM).unwrap();
     p.signal(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(200));
     assert!(p.alive());
@@ -163,6 +165,7 @@ fn slow_handler_interval_matches_the_test_clock() {
         ],
     )
     .unwrap();
+    p.wait_handler(libc::SIGTERM).unwrap();
     let t_term = p.signal(libc::SIGTERM);
     let t_exit = p.wait_exit(WAIT).unwrap();
     let r = &d.wait_records(1, WAIT, by_id(&cid))[0];
@@ -302,7 +305,9 @@ fn a_burst_of_200_pod_processes_stopped_at_once_loses_nothing() {
     let mut procs = Vec::new();
     for i in 0..N {
         let (cid, cg) = pod.container(&format!("c{i}"));
-        procs.push((cid, NsInit::spawn(&cg, &args(&handler_exits(0))).unwrap()));
+        let p = NsInit::spawn(&cg, &args(&handler_exits(0))).unwrap();
+        p.wait_handler(libc::SIGTERM).unwrap();
+        procs.push((cid, p));
     }
     let t0 = Instant::now();
     for (_, p) in &procs {
@@ -341,10 +346,13 @@ fn containers_started_before_the_daemon_are_known() {
     assert_eq!(r["namespace"], ns.as_str());
     assert_eq!(r["container"], "redis");
     assert_eq!(r["outcome"], "killed");
+    drop(p);
     drop(pod);
     let _ = std::fs::remove_dir_all(&log_root);
 }
 
+/// Callers end the container before the pod (`drop(runc); drop(pod)`): the pod's cgroups can
+/// only be removed once the container's are.
 fn runc_container(d: &Daemon, ns: &str, pod_name: &str, args: &[&str]) -> (Pod, String, Runc) {
     let mut pod = Pod::new(&d.log_root, ns, pod_name);
     let (cid, _) = pod.container("main");
@@ -361,7 +369,7 @@ fn runc_container(d: &Daemon, ns: &str, pod_name: &str, args: &[&str]) -> (Pod, 
 fn runc_sleep_as_pid1_ignores_sigterm_then_is_killed() {
     let d = Daemon::start();
     let ns = unique("runc");
-    let (_pod, cid, runc) = runc_container(&d, &ns, "shop-7d4b9c6f8-x2k9p", &["sleep", "1000"]);
+    let (pod, cid, runc) = runc_container(&d, &ns, "shop-7d4b9c6f8-x2k9p", &["sleep", "1000"]);
     let pid = runc.pid().unwrap();
     runc.kill("TERM").unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -388,12 +396,13 @@ fn runc_sleep_as_pid1_ignores_sigterm_then_is_killed() {
 fn runc_handler_exits_gracefully() {
     let d = Daemon::start();
     let ns = unique("runcok");
-    let (_pod, cid, runc) = runc_container(
+    let (pod, cid, runc) = runc_container(
         &d,
         &ns,
         "shop-7d4b9c6f8-x2k9p",
         &["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"],
     );
+    observer_tests::wait_handler(runc.pid().unwrap(), libc::SIGTERM).unwrap();
     runc.kill("TERM").unwrap();
     let r = &d.wait_records(1, WAIT, by_id(&cid))[0];
     assert_eq!(r["outcome"], "graceful");
@@ -401,6 +410,8 @@ fn runc_handler_exits_gracefully() {
     assert_eq!(r["stop_signal_disposition"], "handled");
     assert_eq!(r["stop_signal_sender"]["comm"], "runc");
     assert!(r["term_to_exit_seconds"].as_f64().unwrap() < 1.0);
+    drop(runc);
+    drop(pod);
 }
 
 #[test]
