@@ -390,6 +390,8 @@ fn runc_sleep_as_pid1_ignores_sigterm_then_is_killed() {
         d.metric("container_terminations_total", &[("namespace", &ns), ("outcome", "killed")]),
         1.0
     );
+    drop(runc);
+    drop(pod);
 }
 
 #[test]
