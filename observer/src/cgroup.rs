@@ -4,10 +4,7 @@
 //! A cgroup's v2 id is its kernfs node id, which is the directory's inode number
 //! (kernfs_gen_ino() -> `kn->id`; `bpf_get_current_cgroup_id()` returns the same value).
 
-use std::{
-    os::unix::fs::MetadataExt as _,
-    path::{Path, PathBuf},
-};
+use std::{os::unix::fs::MetadataExt as _, path::PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -85,13 +82,6 @@ impl CgroupV2 {
     }
 }
 
-/// The v2 id (inode) of a cgroup directory.
-pub fn id_of(dir: &Path) -> Result<u64, CgroupError> {
-    std::fs::metadata(dir)
-        .map(|m| m.ino())
-        .map_err(|source| CgroupError::Io { path: dir.display().to_string(), source })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,7 +109,7 @@ mod tests {
         let all = v2.walk("/").expect("walk");
         assert!(!all.is_empty());
         assert_eq!(all[0].1, "/");
-        assert_eq!(all[0].0, id_of(&v2.mount).unwrap());
+        assert_eq!(all[0].0, std::fs::metadata(&v2.mount).unwrap().ino());
         assert!(v2.walk("/no/such/prefix").unwrap().is_empty());
     }
 }

@@ -75,7 +75,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let ring = loader::take_events(&mut ebpf)?;
     let counters = loader::KernelCounters::take(&mut ebpf)?;
     let mut journal = Journal::open(&args.journal)?;
-    let listener = http::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let shared = Arc::new(Shared {
@@ -184,11 +184,16 @@ fn refresh_counters(
     .map(|&c| counters.get(c))
     .sum();
     Metrics::set_counter(&lost("ring_buffer"), ring);
+    Metrics::set_counter(&lost("kernel_read"), counters.get(Counter::KernelReadFailed));
     Metrics::set_counter(&lost("tracked_map_full"), counters.get(Counter::TrackedInsertFailed));
     Metrics::set_counter(&lost("watched_map_full"), counters.get(Counter::WatchedInsertFailed));
     Metrics::set_counter(&lost("correlation_evicted"), correlator.stats.evicted);
     Metrics::set_counter(&lost("kill_expired"), correlator.stats.kill_expired);
     Metrics::set_counter(&m.deduplicated, counters.get(Counter::SignalDeduplicated));
+    Metrics::set_counter(&m.paths_truncated, counters.get(Counter::CgroupPathTruncated));
+    let unmatched = |reason: &str| m.unmatched.with_label_values(&[reason]);
+    Metrics::set_counter(&unmatched("orphan_exit"), correlator.stats.orphan_exits);
+    Metrics::set_counter(&unmatched("late"), correlator.stats.late);
     for (source, n) in &metadata.errors {
         Metrics::set_counter(&m.metadata_errors.with_label_values(&[source]), *n);
     }
@@ -204,16 +209,8 @@ async fn read_ring(
     shared: Arc<Shared>,
 ) -> Result<()> {
     let m = &shared.metrics;
-    let probes = [
-        "signal_generate",
-        "signal_deliver",
-        "sched_process_exit",
-        "cgroup_mkdir",
-        "cgroup_rmdir",
-        "oom_mark_victim",
-    ];
-    let per_probe: Vec<(&str, IntCounter)> =
-        probes.iter().map(|p| (*p, m.events.with_label_values(&[p]))).collect();
+    let per_probe: Vec<IntCounter> =
+        Event::PROBES.iter().map(|p| m.events.with_label_values(&[p])).collect();
     let lost_channel = m.lost.with_label_values(&["channel"]);
     let lost_decode = m.lost.with_label_values(&["decode"]);
     let mut fd = readable(ring)?;
@@ -223,9 +220,7 @@ async fn read_ring(
         while let Some(item) = ring.next() {
             match events::decode(&item) {
                 Ok(ev) => {
-                    if let Some((_, c)) = per_probe.iter().find(|(p, _)| *p == ev.probe()) {
-                        c.inc();
-                    }
+                    per_probe[ev.probe_index()].inc();
                     if tx.try_send(ev).is_err() {
                         lost_channel.inc();
                     }

@@ -120,16 +120,31 @@ pub enum Event {
 }
 
 impl Event {
-    /// The probe that produced it, as the `probe` label of `observer_events_total`.
-    pub fn probe(&self) -> &'static str {
+    /// The probes, in [`Event::probe_index`] order, as `probe` labels of `observer_events_total`.
+    pub const PROBES: [&'static str; 6] = [
+        "signal_generate",
+        "signal_deliver",
+        "sched_process_exit",
+        "cgroup_mkdir",
+        "cgroup_rmdir",
+        "oom_mark_victim",
+    ];
+
+    /// Index into [`Event::PROBES`] of the probe that produced it.
+    pub fn probe_index(&self) -> usize {
         match self {
-            Self::SignalGenerate(_) => "signal_generate",
-            Self::SignalDeliver(_) => "signal_deliver",
-            Self::ProcessExit(_) => "sched_process_exit",
-            Self::CgroupMkdir(_) => "cgroup_mkdir",
-            Self::CgroupRmdir(_) => "cgroup_rmdir",
-            Self::OomVictim(_) => "oom_mark_victim",
+            Self::SignalGenerate(_) => 0,
+            Self::SignalDeliver(_) => 1,
+            Self::ProcessExit(_) => 2,
+            Self::CgroupMkdir(_) => 3,
+            Self::CgroupRmdir(_) => 4,
+            Self::OomVictim(_) => 5,
         }
+    }
+
+    /// The probe that produced it.
+    pub fn probe(&self) -> &'static str {
+        Self::PROBES[self.probe_index()]
     }
 }
 

@@ -105,7 +105,7 @@ impl Metadata {
         }
         let mut identity = Identity { cgroup: path.to_string(), ..Default::default() };
         fill_from_path(&mut identity, &kind);
-        self.fill_from_logs(&mut identity);
+        fill_from_logs(&self.logs, &mut self.errors, &mut identity);
         self.cgroups.insert(id, Entry { identity, kind });
         true
     }
@@ -126,46 +126,49 @@ impl Metadata {
     /// Identity of a container cgroup; names still missing are looked up again (kubelet may
     /// have created the log directory after the cgroup).
     pub fn identity(&mut self, id: u64) -> Option<Identity> {
-        let mut entry = self.cgroups.remove(&id)?;
+        let entry = self.cgroups.get_mut(&id)?;
         if entry.identity.pod.is_none() || entry.identity.container.is_none() {
             fill_from_path(&mut entry.identity, &entry.kind);
-            self.fill_from_logs(&mut entry.identity);
+            fill_from_logs(&self.logs, &mut self.errors, &mut entry.identity);
         }
-        let identity = entry.identity.clone();
-        self.cgroups.insert(id, entry);
-        Some(identity)
+        Some(entry.identity.clone())
     }
+}
 
-    fn fill_from_logs(&mut self, identity: &mut Identity) {
-        if let Some(uid) = identity.pod_uid.clone() {
-            match self.logs.pod_by_uid(&uid) {
-                Ok(Some(pod)) => {
-                    identity.workload = Some(workload::derive(&pod.pod).name);
-                    identity.namespace = Some(pod.namespace);
-                    identity.pod = Some(pod.pod);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    log::debug!("kubelet log layout, pod {uid}: {e}");
-                    *self.errors.entry("kubelet_logs").or_default() += 1;
-                }
+/// Names from kubelet's log layout; failures are counted under `kubelet_logs`.
+fn fill_from_logs(
+    logs: &KubeletLogs,
+    errors: &mut HashMap<&'static str, u64>,
+    identity: &mut Identity,
+) {
+    if let Some(uid) = identity.pod_uid.clone() {
+        match logs.pod_by_uid(&uid) {
+            Ok(Some(pod)) => {
+                identity.workload = Some(workload::derive(&pod.pod).name);
+                identity.namespace = Some(pod.namespace);
+                identity.pod = Some(pod.pod);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log::debug!("kubelet log layout, pod {uid}: {e}");
+                *errors.entry("kubelet_logs").or_default() += 1;
             }
         }
-        if let Some(id) = identity.container_id.clone() {
-            match self.logs.container_by_id(&id) {
-                Ok(Some(c)) => {
-                    identity.container = Some(c.container);
-                    if identity.pod.is_none() {
-                        identity.workload = Some(workload::derive(&c.pod).name);
-                        identity.pod = Some(c.pod);
-                        identity.namespace = Some(c.namespace);
-                    }
+    }
+    if let Some(id) = identity.container_id.clone() {
+        match logs.container_by_id(&id) {
+            Ok(Some(c)) => {
+                identity.container = Some(c.container);
+                if identity.pod.is_none() {
+                    identity.workload = Some(workload::derive(&c.pod).name);
+                    identity.pod = Some(c.pod);
+                    identity.namespace = Some(c.namespace);
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    log::debug!("kubelet log layout, container {id}: {e}");
-                    *self.errors.entry("kubelet_logs").or_default() += 1;
-                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log::debug!("kubelet log layout, container {id}: {e}");
+                *errors.entry("kubelet_logs").or_default() += 1;
             }
         }
     }

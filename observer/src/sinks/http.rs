@@ -1,11 +1,8 @@
 //! HTTP: `GET /metrics` (Prometheus text) and `GET /healthz`.
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
 };
 
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
@@ -36,11 +33,6 @@ async fn healthz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "event pipeline stopped\n")
     }
-}
-
-/// Binds `addr` (failing with a clear error) and returns the bound listener.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub events: IntCounterVec,
     pub lost: IntCounterVec,
     pub deduplicated: IntCounter,
+    pub paths_truncated: IntCounter,
+    pub unmatched: IntCounterVec,
     pub metadata_errors: IntCounterVec,
     pub journal_records: IntCounter,
     pub journal_errors: IntCounter,
@@ -104,13 +106,29 @@ impl Metrics {
             )),
             lost: register(&r, counter(
                 "observer_events_lost_total",
-                "Events lost, by stage: ring_buffer (kernel reserve failed), channel (userspace queue full), decode, tracked_map_full, watched_map_full, correlation_evicted, kill_expired",
+                "Events lost, by stage: ring_buffer (kernel reserve failed), kernel_read (a probe could not read a kernel struct, so it could not decide), channel (userspace queue full), decode, tracked_map_full, watched_map_full, correlation_evicted, kill_expired",
                 &["stage"],
             )),
             deduplicated: register(&r, IntCounter::new(
                 "observer_kernel_signals_deduplicated_total",
                 "Repeated (process, signal) pairs inside the de-duplication window, counted in the kernel and not emitted",
             ).expect("valid")),
+            paths_truncated: register(
+                &r,
+                IntCounter::new(
+                    "observer_kernel_cgroup_paths_truncated_total",
+                    "cgroup paths longer than the probe's buffer, cut (the container is then named by id only)",
+                )
+                .expect("valid"),
+            ),
+            unmatched: register(
+                &r,
+                counter(
+                    "observer_correlation_unmatched_total",
+                    "Events that joined no termination, by reason: orphan_exit (a tracked process exited with no signal record, e.g. a non-PID-1 OOM victim), late (arrived after its record closed)",
+                    &["reason"],
+                ),
+            ),
             metadata_errors: register(&r, counter(
                 "observer_metadata_errors_total",
                 "Failures of a metadata source, by source",
