@@ -23,10 +23,13 @@ use crate::{
     check,
     cli::RunArgs,
     clock::{monotonic_ns, WallClock},
-    correlate::Correlator,
+    correlate::{Correlator, Termination},
     events::{self, Event},
     kernel::{btf::Btf, loader},
-    metadata::Metadata,
+    metadata::{
+        resolver::{self, Lookup},
+        Metadata,
+    },
     record::Record,
     sinks::{
         http::{self, Shared},
@@ -37,6 +40,8 @@ use crate::{
 
 /// Decoded events waiting for the pipeline; past this the reader counts drops.
 pub const EVENT_QUEUE: usize = 65_536;
+/// Container lookups waiting for the metadata task; past this they are counted and skipped.
+pub const LOOKUP_QUEUE: usize = 4_096;
 /// How often closed records are drained and counters refreshed.
 pub const TICK: Duration = Duration::from_millis(50);
 
@@ -65,12 +70,19 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // Containers that existed before we attached: the kernel only saw new cgroups.
     let v2 = CgroupV2::discover()?;
     let mut watched = loader::take_watched(&mut ebpf)?;
-    let mut metadata = Metadata::new(&args.kubelet_log_root);
+    let sources = args.metadata.sources();
+    // A record waits at most this long for its container's lookup: connect, list and two
+    // calls, each under the CRI deadline, then the file sources.
+    let hold_ns = (sources.cri_timeout * 4 + Duration::from_secs(1)).as_nanos() as u64;
+    let (lookups, mut resolved) = resolver::spawn(sources, LOOKUP_QUEUE);
+    let mut metadata = Metadata::new();
     for (id, path) in v2.walk(&options.cgroup_prefix)? {
         if let Err(e) = watched.insert(id, WatchedCgroup { since_ns: 0 }, 0) {
             log::warn!("cannot watch existing cgroup {path}: {e}");
         }
-        metadata.learn(id, &path);
+        if let Some(lookup) = metadata.learn(id, &path) {
+            request(&lookups, &mut metadata, lookup);
+        }
     }
     let ring = loader::take_events(&mut ebpf)?;
     let counters = loader::KernelCounters::take(&mut ebpf)?;
@@ -100,10 +112,34 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let mut tick = tokio::time::interval(TICK);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let m = &shared.metrics;
+    // Closed terminations waiting for their container's metadata, with a deadline.
+    let mut waiting: Vec<(Termination, u64)> = Vec::new();
     let mut close = |correlator: &mut Correlator, metadata: &mut Metadata, now: u64| {
-        for t in correlator.drain_closed(now) {
+        waiting.extend(
+            correlator.drain_closed(now).into_iter().map(|t| (t, now.saturating_add(hold_ns))),
+        );
+        let mut ready = Vec::new();
+        waiting.retain_mut(|(t, deadline)| {
+            if now < *deadline {
+                if metadata.is_pending(t.cgroup_id) {
+                    return true;
+                }
+                if let Some(lookup) = metadata.retry(t.cgroup_id) {
+                    request(&lookups, metadata, lookup);
+                    return true;
+                }
+            }
+            ready.push(t.clone());
+            false
+        });
+        for t in ready {
             let identity = metadata.identity(t.cgroup_id);
-            let record = Record::new(&t, identity.as_ref(), &node, &clock);
+            if identity.is_some_and(|i| i.is_sandbox()) {
+                // A pod's pause container: kubelet's StopPodSandbox SIGKILLs it by design.
+                m.ignored.with_label_values(&["pod_sandbox"]).inc();
+                continue;
+            }
+            let record = Record::new(&t, identity, &node, &clock);
             match journal.append(&record) {
                 Ok(()) => m.journal_records.inc(),
                 Err(e) => {
@@ -127,9 +163,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let result = loop {
         tokio::select! {
             ev = rx.recv() => match ev {
-                Some(ev) => handle(ev, &mut correlator, &mut metadata),
+                Some(ev) => handle(ev, &mut correlator, &mut metadata, &lookups),
                 None => break Err(anyhow::anyhow!("ring-buffer reader stopped")),
             },
+            Some(r) = resolved.recv() => {
+                log::debug!("cgroup {}: metadata from {:?}", r.cgroup_id, r.sources);
+                metadata.apply(r);
+            }
             _ = tick.tick() => {
                 close(&mut correlator, &mut metadata, monotonic_ns());
                 refresh_counters(m, &counters, &correlator, &metadata);
@@ -144,7 +184,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     shared.healthy.store(false, Ordering::Relaxed);
     // Records whose exit was seen are complete: write them before leaving.
     while let Ok(ev) = rx.try_recv() {
-        handle(ev, &mut correlator, &mut metadata);
+        handle(ev, &mut correlator, &mut metadata, &lookups);
     }
     close(&mut correlator, &mut metadata, u64::MAX);
     reader.abort();
@@ -156,13 +196,28 @@ pub async fn run(args: RunArgs) -> Result<()> {
     result
 }
 
-fn handle(ev: Event, correlator: &mut Correlator, metadata: &mut Metadata) {
+fn handle(
+    ev: Event,
+    correlator: &mut Correlator,
+    metadata: &mut Metadata,
+    lookups: &mpsc::Sender<Lookup>,
+) {
     match &ev {
         Event::CgroupMkdir(c) => {
-            metadata.learn(c.id, &c.path);
+            if let Some(lookup) = metadata.learn(c.id, &c.path) {
+                request(lookups, metadata, lookup);
+            }
         }
         Event::CgroupRmdir(c) => metadata.forget(c.id),
         _ => correlator.ingest(&ev),
+    }
+}
+
+/// Hands a lookup to the metadata task without waiting; a full queue is counted.
+fn request(lookups: &mpsc::Sender<Lookup>, metadata: &mut Metadata, lookup: Lookup) {
+    let id = lookup.cgroup_id;
+    if lookups.try_send(lookup).is_err() {
+        metadata.lookup_dropped(id);
     }
 }
 

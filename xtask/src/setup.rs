@@ -12,8 +12,10 @@ use crate::run;
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages the tests use: OCI runtimes, containerd with its CRI plugin,
-/// a static busybox for container root filesystems, util-linux's unshare.
-const PACKAGES: &[&str] = &["runc", "crun", "containerd", "busybox-static", "util-linux"];
+/// a static busybox for container root filesystems, util-linux's unshare; protoc, which the
+/// k8s-cri crate's build script needs to generate the CRI client.
+const PACKAGES: &[&str] =
+    &["runc", "crun", "containerd", "busybox-static", "util-linux", "protobuf-compiler"];
 
 pub fn all() -> Result<()> {
     rust_src()?;

@@ -1,24 +1,28 @@
-//! Who a cgroup belongs to: namespace, pod, container, workload.
+//! Who a cgroup belongs to: namespace, pod, container, workload, grace period, preStop.
 //!
 //! One small interface for the rest of the daemon: [`Metadata::learn`] when a container cgroup
-//! appears (the cgroup_mkdir probe, or the start-up walk), [`Metadata::identity`] when a record
-//! closes, [`Metadata::forget`] when the cgroup is removed. Identity is resolved when the
+//! appears (the cgroup_mkdir probe, or the start-up walk) returns a [`resolver::Lookup`] for the
+//! metadata task; [`Metadata::apply`] merges its answer; [`Metadata::identity`] when a record
+//! closes; [`Metadata::forget`] when the cgroup is removed. Identity is resolved when the
 //! container appears, because the runtime (and runc's cgroup) may be gone when it dies.
 //!
-//! Sources, merged per container, best first: kubelet's log layout (namespace, pod, container
-//! names), then the cgroup path alone (pod uid, QoS class, container id; names null).
+//! Sources, merged per container, best first: the CRI runtime, the runtime's state files,
+//! kubelet's log layout (all in [`resolver`], off the event path), then the cgroup path alone
+//! (pod uid, QoS class, container id; names null), parsed here at once.
+pub mod annotations;
 pub mod cgroup_path;
+pub mod cri;
 pub mod kubelet_logs;
+pub mod resolver;
+pub mod state_files;
 pub mod workload;
 
-use std::{
-    collections::{HashMap, VecDeque},
-    path::PathBuf,
-};
+use std::collections::{HashMap, VecDeque};
 
 use self::{
+    annotations::PreStopHandler,
     cgroup_path::{CgroupKind, QosClass, Runtime},
-    kubelet_logs::KubeletLogs,
+    resolver::{Lookup, Resolved},
 };
 
 /// Everything known about a container; `None` is unknown, never guessed.
@@ -33,7 +37,26 @@ pub struct Identity {
     pub workload: Option<String>,
     pub runtime: Option<Runtime>,
     pub qos: Option<QosClass>,
+    pub image: Option<String>,
+    /// "container" or "sandbox" (a pod's pause container), when a source says.
+    pub container_type: Option<String>,
+    /// kubelet's grace for this container: the pod's deletion grace period when set at
+    /// creation, else terminationGracePeriodSeconds (from the CRI annotations).
     pub grace_period_seconds: Option<u64>,
+    /// The preStop hook kubelet will run (the `preStopHandler` annotation).
+    pub prestop_handler: Option<PreStopHandler>,
+    /// The image's STOPSIGNAL, where the runtime records it (CRI-O).
+    pub image_stop_signal: Option<String>,
+}
+
+impl Identity {
+    pub fn is_named(&self) -> bool {
+        self.namespace.is_some() && self.pod.is_some() && self.container.is_some()
+    }
+
+    pub fn is_sandbox(&self) -> bool {
+        self.container_type.as_deref() == Some("sandbox")
+    }
 }
 
 /// Bound on remembered cgroups (containers alive plus recently removed).
@@ -45,12 +68,15 @@ pub const MAX_REMOVED: usize = 4_096;
 #[derive(Debug)]
 struct Entry {
     identity: Identity,
-    kind: CgroupKind,
+    /// A lookup is out; records for this cgroup wait for it (bounded by the daemon).
+    pending: bool,
+    /// Looked up again at close because names were missing (done once).
+    retried: bool,
 }
 
 /// See the module docs.
+#[derive(Default)]
 pub struct Metadata {
-    logs: KubeletLogs,
     cgroups: HashMap<u64, Entry>,
     removed: VecDeque<u64>,
     /// Failures per source, for `observer_metadata_errors_total{source}`.
@@ -58,13 +84,8 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    pub fn new(kubelet_log_root: impl Into<PathBuf>) -> Self {
-        Self {
-            logs: KubeletLogs::new(kubelet_log_root),
-            cgroups: HashMap::new(),
-            removed: VecDeque::new(),
-            errors: HashMap::new(),
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Number of cgroups remembered.
@@ -76,22 +97,22 @@ impl Metadata {
         self.cgroups.is_empty()
     }
 
-    /// A cgroup appeared (or was found at start-up). Returns whether it is a container's.
-    pub fn learn(&mut self, id: u64, path: &str) -> bool {
+    /// A cgroup appeared (or was found at start-up). For a container's, remembers what the
+    /// path says and returns the lookup to hand to the metadata task.
+    pub fn learn(&mut self, id: u64, path: &str) -> Option<Lookup> {
         let kind = match cgroup_path::parse(path) {
             Ok(kind) => kind,
-            Err(cgroup_path::CgroupPathError::NotKubepods(_)) => return false,
+            Err(cgroup_path::CgroupPathError::NotKubepods(_)) => return None,
             Err(e) => {
                 log::debug!("cgroup {id} {path:?}: {e}");
                 *self.errors.entry("cgroup_path").or_default() += 1;
-                return false;
+                return None;
             }
         };
-        let is_container = matches!(kind, CgroupKind::Container { .. });
-        if !is_container {
-            return false;
-        }
-        if self.cgroups.len() >= MAX_CGROUPS {
+        let CgroupKind::Container { pod_uid, qos, container_id, runtime } = kind else {
+            return None;
+        };
+        if self.cgroups.len() >= MAX_CGROUPS && !self.cgroups.contains_key(&id) {
             // Forget the oldest removed one first; if none, refuse (counted).
             match self.removed.pop_front() {
                 Some(old) => {
@@ -99,15 +120,84 @@ impl Metadata {
                 }
                 None => {
                     *self.errors.entry("capacity").or_default() += 1;
-                    return false;
+                    return None;
                 }
             }
         }
-        let mut identity = Identity { cgroup: path.to_string(), ..Default::default() };
-        fill_from_path(&mut identity, &kind);
-        fill_from_logs(&self.logs, &mut self.errors, &mut identity);
-        self.cgroups.insert(id, Entry { identity, kind });
-        true
+        let identity = Identity {
+            cgroup: path.to_string(),
+            pod_uid: Some(pod_uid.clone()),
+            container_id: Some(container_id.clone()),
+            qos: Some(qos),
+            runtime: Some(runtime).filter(|r| *r != Runtime::Unknown),
+            ..Default::default()
+        };
+        self.cgroups.insert(id, Entry { identity, pending: true, retried: false });
+        Some(Lookup { cgroup_id: id, container_id, pod_uid: Some(pod_uid) })
+    }
+
+    /// The metadata task's answer: fills what the path could not tell.
+    pub fn apply(&mut self, r: Resolved) {
+        for source in &r.errors {
+            *self.errors.entry(source).or_default() += 1;
+        }
+        let Some(entry) = self.cgroups.get_mut(&r.cgroup_id) else { return };
+        entry.pending = false;
+        let id = &mut entry.identity;
+        let f = r.facts;
+        fn fill<T>(a: &mut Option<T>, b: Option<T>) {
+            if a.is_none() {
+                *a = b;
+            }
+        }
+        fill(&mut id.namespace, f.namespace.clone());
+        fill(&mut id.pod, f.pod.clone());
+        fill(&mut id.container, f.container.clone());
+        fill(&mut id.image, f.image.clone());
+        fill(&mut id.container_type, f.container_type.clone());
+        fill(&mut id.prestop_handler, f.prestop.clone());
+        fill(&mut id.image_stop_signal, f.stop_signal.clone());
+        fill(&mut id.grace_period_seconds, f.grace_period_seconds().map(|g| g.max(0) as u64));
+        // The runtime that answered for this container beats a guess from the path.
+        if r.runtime.is_some() {
+            id.runtime = r.runtime;
+        }
+        if let (None, Some(pod)) = (&id.workload, &id.pod) {
+            id.workload = Some(workload::derive(pod).name);
+        }
+        if id.pod_uid.is_none() {
+            id.pod_uid = f.pod_uid;
+        }
+    }
+
+    /// A lookup could not be handed to the metadata task (queue full): counted, and the
+    /// record goes out with what the path says.
+    pub fn lookup_dropped(&mut self, id: u64) {
+        *self.errors.entry("queue").or_default() += 1;
+        if let Some(e) = self.cgroups.get_mut(&id) {
+            e.pending = false;
+        }
+    }
+
+    /// Whether records for this cgroup should wait for a lookup in flight.
+    pub fn is_pending(&self, id: u64) -> bool {
+        self.cgroups.get(&id).is_some_and(|e| e.pending)
+    }
+
+    /// At close: when names are still missing (kubelet may have written its log directory,
+    /// or the runtime may have come back, after the cgroup appeared), one more lookup.
+    pub fn retry(&mut self, id: u64) -> Option<Lookup> {
+        let e = self.cgroups.get_mut(&id)?;
+        if e.pending || e.retried || e.identity.is_named() {
+            return None;
+        }
+        e.retried = true;
+        e.pending = true;
+        Some(Lookup {
+            cgroup_id: id,
+            container_id: e.identity.container_id.clone()?,
+            pod_uid: e.identity.pod_uid.clone(),
+        })
     }
 
     /// The cgroup was removed: keep it a while for records still closing.
@@ -123,121 +213,83 @@ impl Metadata {
         }
     }
 
-    /// Identity of a container cgroup; names still missing are looked up again (kubelet may
-    /// have created the log directory after the cgroup).
-    pub fn identity(&mut self, id: u64) -> Option<Identity> {
-        let entry = self.cgroups.get_mut(&id)?;
-        if entry.identity.pod.is_none() || entry.identity.container.is_none() {
-            fill_from_path(&mut entry.identity, &entry.kind);
-            fill_from_logs(&self.logs, &mut self.errors, &mut entry.identity);
-        }
-        Some(entry.identity.clone())
-    }
-}
-
-/// Names from kubelet's log layout; failures are counted under `kubelet_logs`.
-fn fill_from_logs(
-    logs: &KubeletLogs,
-    errors: &mut HashMap<&'static str, u64>,
-    identity: &mut Identity,
-) {
-    if let Some(uid) = identity.pod_uid.clone() {
-        match logs.pod_by_uid(&uid) {
-            Ok(Some(pod)) => {
-                identity.workload = Some(workload::derive(&pod.pod).name);
-                identity.namespace = Some(pod.namespace);
-                identity.pod = Some(pod.pod);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                log::debug!("kubelet log layout, pod {uid}: {e}");
-                *errors.entry("kubelet_logs").or_default() += 1;
-            }
-        }
-    }
-    if let Some(id) = identity.container_id.clone() {
-        match logs.container_by_id(&id) {
-            Ok(Some(c)) => {
-                identity.container = Some(c.container);
-                if identity.pod.is_none() {
-                    identity.workload = Some(workload::derive(&c.pod).name);
-                    identity.pod = Some(c.pod);
-                    identity.namespace = Some(c.namespace);
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                log::debug!("kubelet log layout, container {id}: {e}");
-                *errors.entry("kubelet_logs").or_default() += 1;
-            }
-        }
-    }
-}
-
-fn fill_from_path(identity: &mut Identity, kind: &CgroupKind) {
-    if let CgroupKind::Container { pod_uid, qos, container_id, runtime } = kind {
-        identity.pod_uid.get_or_insert_with(|| pod_uid.clone());
-        identity.container_id.get_or_insert_with(|| container_id.clone());
-        identity.qos.get_or_insert(*qos);
-        if *runtime != Runtime::Unknown {
-            identity.runtime.get_or_insert(*runtime);
-        }
+    /// Identity of a container cgroup.
+    pub fn identity(&self, id: u64) -> Option<&Identity> {
+        self.cgroups.get(&id).map(|e| &e.identity)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{annotations::Facts, *};
 
     const UID: &str = "0f2c9a4e-1b7d-4c3e-9a51-2d8e7f6a5b4c";
     const CID: &str = "3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a";
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("observer-md-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
-    }
-
     #[test]
-    fn names_a_container_from_the_kubelet_log_layout() {
-        let root = temp_dir("names");
-        std::fs::create_dir_all(root.join(format!("pods/shop_web-7d4b9c6f8-x2k9p_{UID}/nginx")))
-            .unwrap();
-        let mut md = Metadata::new(&root);
-        let path = format!("/kubepods/burstable/pod{UID}/{CID}");
-        assert!(md.learn(7, &path));
+    fn the_path_gives_ids_at_once_and_a_lookup_for_the_rest() {
+        let mut md = Metadata::new();
+        let lookup = md.learn(7, &format!("/kubepods/burstable/pod{UID}/{CID}")).unwrap();
+        assert_eq!((lookup.cgroup_id, lookup.container_id.as_str()), (7, CID));
+        assert!(md.is_pending(7));
         let id = md.identity(7).unwrap();
-        assert_eq!(id.namespace.as_deref(), Some("shop"));
-        assert_eq!(id.pod.as_deref(), Some("web-7d4b9c6f8-x2k9p"));
-        assert_eq!(id.workload.as_deref(), Some("web"));
         assert_eq!(id.pod_uid.as_deref(), Some(UID));
-        assert_eq!(id.container_id.as_deref(), Some(CID));
         assert_eq!(id.qos, Some(QosClass::Burstable));
-        // No containers/ symlink: the container name stays unknown rather than guessed.
-        assert_eq!(id.container, None);
-        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!((id.pod.as_ref(), id.runtime), (None, None));
+
+        md.apply(Resolved {
+            cgroup_id: 7,
+            facts: Facts {
+                namespace: Some("shop".into()),
+                pod: Some("web-7d4b9c6f8-x2k9p".into()),
+                container: Some("nginx".into()),
+                termination_grace_period_seconds: Some(45),
+                ..Default::default()
+            },
+            runtime: Some(Runtime::Containerd),
+            sources: vec!["cri"],
+            errors: vec!["annotations"],
+        });
+        assert!(!md.is_pending(7));
+        let id = md.identity(7).unwrap();
+        assert_eq!(id.workload.as_deref(), Some("web"));
+        assert_eq!(id.grace_period_seconds, Some(45));
+        assert_eq!(id.runtime, Some(Runtime::Containerd));
+        assert_eq!(md.errors.get("annotations"), Some(&1));
+        assert!(md.retry(7).is_none(), "named: no second lookup");
     }
 
     #[test]
-    fn ids_only_without_a_log_layout_and_nothing_for_non_containers() {
-        let mut md = Metadata::new("/nonexistent-observer-log-root");
-        assert!(md.learn(1, &format!("/kubepods/besteffort/pod{UID}/{CID}")));
-        let id = md.identity(1).unwrap();
-        assert_eq!((id.pod, id.namespace, id.workload), (None, None, None));
-        assert_eq!(id.container_id.as_deref(), Some(CID));
-        assert!(!md.learn(2, &format!("/kubepods/besteffort/pod{UID}")));
-        assert!(!md.learn(3, "/system.slice/ssh.service"));
-        assert!(!md.learn(4, "/kubepods/besteffort/pod{UID}/not-hex"));
+    fn an_unnamed_container_is_looked_up_once_more_at_close() {
+        let mut md = Metadata::new();
+        md.learn(1, &format!("/kubepods/besteffort/pod{UID}/{CID}")).unwrap();
+        md.apply(Resolved { cgroup_id: 1, ..Default::default() });
+        let again = md.retry(1).unwrap();
+        assert_eq!(again.container_id, CID);
+        assert!(md.is_pending(1));
+        md.apply(Resolved { cgroup_id: 1, ..Default::default() });
+        assert!(md.retry(1).is_none());
+    }
+
+    #[test]
+    fn nothing_for_non_containers_and_malformed_paths_are_counted() {
+        let mut md = Metadata::new();
+        assert!(md.learn(2, &format!("/kubepods/besteffort/pod{UID}")).is_none());
+        assert!(md.learn(3, "/system.slice/ssh.service").is_none());
+        assert!(md.learn(4, "/kubepods/besteffort/pod{UID}/not-hex").is_none());
         assert_eq!(md.errors.get("cgroup_path"), Some(&1));
         assert!(md.identity(2).is_none());
+        // An answer for a cgroup we do not know is ignored.
+        md.apply(Resolved { cgroup_id: 99, ..Default::default() });
+        assert!(md.is_empty());
     }
 
     #[test]
     fn removed_cgroups_are_kept_for_closing_records_then_evicted() {
-        let mut md = Metadata::new("/nonexistent-observer-log-root");
+        let mut md = Metadata::new();
         let path = format!("/kubepods/besteffort/pod{UID}/{CID}");
         for id in 0..(MAX_REMOVED as u64 + 10) {
-            assert!(md.learn(id, &path));
+            assert!(md.learn(id, &path).is_some());
             md.forget(id);
         }
         assert_eq!(md.len(), MAX_REMOVED);

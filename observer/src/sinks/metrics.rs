@@ -33,6 +33,7 @@ pub struct Metrics {
     pub deduplicated: IntCounter,
     pub paths_truncated: IntCounter,
     pub unmatched: IntCounterVec,
+    pub ignored: IntCounterVec,
     pub metadata_errors: IntCounterVec,
     pub journal_records: IntCounter,
     pub journal_errors: IntCounter,
@@ -129,9 +130,14 @@ impl Metrics {
                     &["reason"],
                 ),
             ),
+            ignored: register(&r, counter(
+                "observer_terminations_ignored_total",
+                "Terminations seen and deliberately not recorded, by reason: pod_sandbox (a pod's pause container, which kubelet's StopPodSandbox SIGKILLs by design)",
+                &["reason"],
+            )),
             metadata_errors: register(&r, counter(
                 "observer_metadata_errors_total",
-                "Failures of a metadata source, by source",
+                "Failures of a metadata source, by source: cri (socket missing, refused, timed out, error status), state_files (unreadable or malformed runtime config.json), kubelet_logs, annotations (a kubelet annotation that does not parse), cgroup_path (malformed kubepods path), queue (lookup queue full), capacity (metadata cache full)",
                 &["source"],
             )),
             journal_records: register(&r, IntCounter::new(
