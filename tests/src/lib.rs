@@ -19,6 +19,8 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use serde_json::Value;
 
+pub mod containerd;
+
 /// Fails loudly when the tests cannot run for real.
 pub fn require_root() {
     // SAFETY: no preconditions.
@@ -55,7 +57,7 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}x{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
-fn hex64(seed: &str) -> String {
+pub fn hex64(seed: &str) -> String {
     // Not cryptographic: a stable 64-hex id from the seed (FNV-1a, repeated).
     let mut out = String::new();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -70,7 +72,7 @@ fn hex64(seed: &str) -> String {
     out
 }
 
-fn uuid(seed: &str) -> String {
+pub fn uuid(seed: &str) -> String {
     let h = hex64(&format!("uid{seed}"));
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
@@ -134,25 +136,29 @@ impl Drop for Pod {
             let _ = std::fs::remove_file(d);
             let _ = std::fs::remove_dir_all(d);
         }
-        // The pod cgroup in every hierarchy: v2, and the v1 controllers runc also uses (it
-        // removes a container's directories but leaves the pod's). Containers' cgroups are
-        // removed by their owners, which end first.
-        let rel = self.cgroup_parent().trim_start_matches('/').to_string();
-        let mut roots = vec![cgroup_v2_root()];
-        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-            roots.extend(entries.flatten().map(|e| e.path()));
+        // Containers' cgroups are removed by their owners, which end first.
+        remove_cgroup_everywhere(&self.cgroup_parent());
+    }
+}
+
+/// Removes a (pod) cgroup in every hierarchy: v2, and the v1 controllers runc also uses (it
+/// removes a container's directories but leaves the pod's).
+pub fn remove_cgroup_everywhere(path: &str) {
+    let rel = path.trim_start_matches('/');
+    let mut roots = vec![cgroup_v2_root()];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        roots.extend(entries.flatten().map(|e| e.path()));
+    }
+    for root in roots {
+        let dir = root.join(rel);
+        // The runtime's own cleanup of the container's cgroups can lag its exit a little.
+        let mut tries = 0;
+        while dir.is_dir() && std::fs::remove_dir(&dir).is_err() && tries < 100 {
+            std::thread::sleep(Duration::from_millis(10));
+            tries += 1;
         }
-        for root in roots {
-            let dir = root.join(&rel);
-            // The runtime's own cleanup of the container's cgroups can lag its exit a little.
-            let mut tries = 0;
-            while dir.is_dir() && std::fs::remove_dir(&dir).is_err() && tries < 100 {
-                std::thread::sleep(Duration::from_millis(10));
-                tries += 1;
-            }
-            if dir.is_dir() {
-                eprintln!("warning: could not remove {}", dir.display());
-            }
+        if dir.is_dir() {
+            eprintln!("warning: could not remove {}", dir.display());
         }
     }
 }

@@ -80,7 +80,7 @@ impl Cri {
         let endpoint = path.display().to_string();
         let socket = path.to_owned();
         // The URI is required by tonic and ignored by the connector.
-        let uri = Endpoint::from_static("http://[::]:0").connect_timeout(timeout).timeout(timeout);
+        let uri = Endpoint::from_static("http://[::]:0").connect_timeout(timeout);
         let channel = uri.connect_with_connector(tower::service_fn(move |_: Uri| {
             let socket = socket.clone();
             async move { Ok::<_, io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
