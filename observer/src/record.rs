@@ -6,20 +6,68 @@ use serde::Serialize;
 
 use crate::{
     clock::WallClock,
-    correlate::{Outcome, Termination},
+    correlate::{choose_exec_prestop, Outcome, Termination},
+    engine,
     events::{Disposition, Proc},
     metadata::{cgroup_path::Runtime, Identity},
     signals,
 };
 
-/// preStop as observed (filled by the preStop detection; null until then).
+/// The preStop hook as observed; `prestop` is null when none was seen or can be inferred.
+///
+/// - `kind: "exec"`: an exec session the runtime started into the container, running at the
+///   stop signal or ended just before it. Times are its exec and exit (kernel clock);
+///   `overrun` when it was still running at the stop signal and the stop window, when one
+///   was observed, was the 2 s floor.
+/// - `kind: "inferred"` (HTTP and sleep hooks leave no process): from the grace period G and
+///   the observed stop window G' (stop signal -> SIGKILL). `duration_seconds` is what kubelet
+///   charged, G - G': whole seconds, a lower bound; times and pid are null; `overrun` when
+///   G' is the 2 s floor and G is longer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PreStop {
+    pub kind: &'static str,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
     pub duration_seconds: Option<f64>,
     pub overrun: bool,
-    pub kind: &'static str,
+    /// The exec session's host pid and program (exec only).
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+}
+
+impl PreStop {
+    /// From the termination's exec sessions, else inferred from G and the stop window.
+    /// `hook_command` is the preStopHandler's exec command when metadata knows it.
+    pub fn observe(
+        t: &Termination,
+        grace_period_seconds: Option<u64>,
+        hook_command: Option<&[String]>,
+        clock: &WallClock,
+    ) -> Option<Self> {
+        let stop = t.stop_signal.as_ref()?;
+        let window = t.term_to_kill_ns();
+        if let Some(s) = choose_exec_prestop(&t.prestop_candidates, hook_command) {
+            return Some(Self {
+                kind: "exec",
+                started_at: Some(clock.rfc3339(s.started_ns)),
+                ended_at: s.ended_ns.map(|e| clock.rfc3339(e)),
+                duration_seconds: s.ended_ns.map(|e| secs(e.saturating_sub(s.started_ns))),
+                overrun: engine::exec_prestop_overrun(s.running_at(stop.at_ns), window),
+                pid: Some(s.session.pid),
+                comm: Some(s.session.comm.clone()),
+            });
+        }
+        let inferred = engine::infer_prestop(grace_period_seconds?, window?)?;
+        Some(Self {
+            kind: "inferred",
+            started_at: None,
+            ended_at: None,
+            duration_seconds: Some(inferred.charged_seconds as f64),
+            overrun: inferred.overrun,
+            pid: None,
+            comm: None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -97,7 +145,7 @@ impl Record {
             term_to_kill_seconds: t.term_to_kill_ns().map(secs),
             outcome: t.outcome,
             grace_period_seconds: id.grace_period_seconds,
-            prestop: None,
+            prestop: PreStop::observe(t, id.grace_period_seconds, None, clock),
         }
     }
 }
