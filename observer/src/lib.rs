@@ -14,6 +14,7 @@ pub mod cli;
 pub mod clock;
 pub mod correlate;
 pub mod daemon;
+pub mod drill;
 pub mod engine;
 pub mod events;
 pub mod kernel;
