@@ -149,3 +149,78 @@ impl Record {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::{Exit, Kill, SessionSeen, StopSignal};
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn termination(kill_after_s: Option<u64>, sessions: Vec<SessionSeen>) -> Termination {
+        let proc_ = |pid, comm: &str| Proc { pid, comm: comm.into() };
+        let stop_at = 100 * SEC;
+        Termination {
+            pid: 10,
+            comm: "app".into(),
+            cgroup_id: 1,
+            stop_signal: Some(StopSignal {
+                sig: 15,
+                at_ns: stop_at,
+                sender: proc_(5, "runc"),
+                ignored: true,
+                handler: Some(Disposition::Default),
+                disposition: None,
+            }),
+            sigkill: kill_after_s
+                .map(|s| Kill { at_ns: stop_at + s * SEC, sender: proc_(5, "runc") }),
+            oom: false,
+            exit: Exit {
+                at_ns: stop_at + kill_after_s.unwrap_or(1) * SEC + 1,
+                code: None,
+                signal: Some(9),
+            },
+            outcome: Outcome::Killed,
+            prestop_candidates: sessions,
+        }
+    }
+
+    fn session(started_s: u64, ended_s: Option<u64>) -> SessionSeen {
+        SessionSeen {
+            session: Proc { pid: 20, comm: "sh".into() },
+            parent: Proc { pid: 5, comm: "runc".into() },
+            started_ns: started_s * SEC,
+            ended_ns: ended_s.map(|e| e * SEC),
+        }
+    }
+
+    #[test]
+    fn an_exec_session_is_the_prestop_with_its_kernel_times() {
+        let clock = WallClock::measure();
+        let t = termination(Some(20), vec![session(90, Some(99))]);
+        let p = PreStop::observe(&t, None, None, &clock).unwrap();
+        assert_eq!((p.kind, p.overrun, p.pid), ("exec", false, Some(20)));
+        assert_eq!(p.duration_seconds, Some(9.0));
+        assert_eq!(p.started_at, Some(clock.rfc3339(90 * SEC)));
+        // Running at the stop signal, 2 s floor: overrun.
+        let t = termination(Some(2), vec![session(70, Some(102))]);
+        assert!(PreStop::observe(&t, Some(30), None, &clock).unwrap().overrun);
+    }
+
+    #[test]
+    fn without_a_session_the_hook_is_inferred_only_with_grace_and_a_window() {
+        let clock = WallClock::measure();
+        let t = termination(Some(2), vec![]);
+        let p = PreStop::observe(&t, Some(30), None, &clock).unwrap();
+        assert_eq!((p.kind, p.overrun, p.duration_seconds), ("inferred", true, Some(28.0)));
+        assert_eq!((p.started_at, p.pid), (None, None));
+        assert_eq!(PreStop::observe(&t, None, None, &clock), None, "no G: nothing invented");
+        let graceful = termination(None, vec![]);
+        assert_eq!(PreStop::observe(&graceful, Some(30), None, &clock), None, "no window");
+        let full = termination(Some(30), vec![]);
+        assert_eq!(PreStop::observe(&full, Some(30), None, &clock), None, "G' = G");
+        let mut no_stop = termination(Some(2), vec![session(99, None)]);
+        no_stop.stop_signal = None;
+        assert_eq!(PreStop::observe(&no_stop, Some(30), None, &clock), None);
+    }
+}

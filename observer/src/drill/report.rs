@@ -37,6 +37,15 @@ fn is_shell(comm: &str) -> bool {
     SHELLS.contains(&comm)
 }
 
+/// `0.8 ms`, `250.3 ms`, `2.004 s`.
+pub fn human(seconds: f64) -> String {
+    if seconds < 1.0 {
+        format!("{:.1} ms", seconds * 1e3)
+    } else {
+        format!("{seconds:.3} s")
+    }
+}
+
 /// Judges a drill's record. `grace` is G; `stop` the stop signal's name.
 pub fn verdict(record: &Record, grace: u64) -> Verdict {
     let sig = record.stop_signal.clone().unwrap_or_else(|| "the stop signal".into());
@@ -52,7 +61,7 @@ pub fn verdict(record: &Record, grace: u64) -> Verdict {
         Outcome::Killed | Outcome::KilledWithoutStopSignal | Outcome::OomKilled
     );
     if !killed {
-        let took = record.term_to_exit_seconds.unwrap_or(0.0);
+        let took = record.term_to_exit_seconds.map(human).unwrap_or_else(|| "?".into());
         let code = match (record.exit_code, &record.exit_signal) {
             (Some(c), _) => format!("exit code {c}"),
             (None, Some(s)) => format!("ended by {s}"),
@@ -62,7 +71,7 @@ pub fn verdict(record: &Record, grace: u64) -> Verdict {
             return Verdict {
                 exit_status: status::PRESTOP_OVERRUN,
                 summary: format!(
-                    "preStop overran: PID 1 exited {took:.3} s after {sig} ({code}), with no margin left"
+                    "preStop overran: PID 1 exited {took} after {sig} ({code}), with no margin left"
                 ),
                 fix: Some(overrun_note),
             };
@@ -75,11 +84,11 @@ pub fn verdict(record: &Record, grace: u64) -> Verdict {
         };
         return Verdict {
             exit_status: status::GRACEFUL,
-            summary: format!("graceful: PID 1 exited {took:.3} s after {sig} ({code})"),
+            summary: format!("graceful: PID 1 exited {took} after {sig} ({code})"),
             fix,
         };
     }
-    let window = record.term_to_kill_seconds.map(|s| format!("{s:.3} s")).unwrap_or_default();
+    let window = record.term_to_kill_seconds.map(human).unwrap_or_else(|| "?".into());
     let (summary, mut fix) = match (record.outcome, record.stop_signal_ignored, record.stop_signal_handler, record.stop_signal_disposition) {
         (Outcome::OomKilled, ..) => (
             "SIGKILL by the OOM killer".to_string(),
@@ -253,5 +262,126 @@ impl fmt::Display for Report {
             write!(f, "\nfix: {fix}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::PreStop;
+
+    /// A record as the drill makes them; each test changes what it is about.
+    fn record(comm: &str) -> Record {
+        Record {
+            ts: String::new(),
+            node: "n".into(),
+            namespace: None,
+            pod: None,
+            pod_uid: None,
+            container: None,
+            container_id: None,
+            workload: None,
+            runtime: None,
+            cgroup: None,
+            pid: 10,
+            comm: comm.into(),
+            stop_signal: Some("SIGTERM".into()),
+            stop_signal_at: None,
+            stop_signal_sender: None,
+            stop_signal_ignored: Some(false),
+            stop_signal_disposition: Some(Disposition::Handled),
+            stop_signal_handler: Some(Disposition::Handled),
+            sigkill_at: None,
+            sigkill_sender: None,
+            exit_at: String::new(),
+            exit_code: Some(0),
+            exit_signal: None,
+            term_to_exit_seconds: Some(0.25),
+            term_to_kill_seconds: None,
+            outcome: Outcome::Graceful,
+            grace_period_seconds: Some(30),
+            prestop: None,
+        }
+    }
+
+    fn killed(mut r: Record, ignored: bool, handler: Disposition) -> Record {
+        r.outcome = Outcome::Killed;
+        r.stop_signal_ignored = Some(ignored);
+        r.stop_signal_handler = Some(handler);
+        r.stop_signal_disposition = (!ignored).then_some(handler);
+        r.exit_code = None;
+        r.exit_signal = Some("SIGKILL".into());
+        r.term_to_kill_seconds = Some(30.002);
+        r
+    }
+
+    fn overrun() -> Option<PreStop> {
+        Some(PreStop {
+            kind: "exec",
+            started_at: None,
+            ended_at: None,
+            duration_seconds: Some(32.0),
+            overrun: true,
+            pid: Some(11),
+            comm: Some("sh".into()),
+        })
+    }
+
+    #[test]
+    fn a_clean_exit_is_status_0_with_nothing_to_fix() {
+        let v = verdict(&record("server"), 30);
+        assert_eq!(v.exit_status, status::GRACEFUL);
+        assert_eq!(v.summary, "graceful: PID 1 exited 250.0 ms after SIGTERM (exit code 0)");
+        assert_eq!(v.fix, None);
+        let mut r = record("server");
+        r.exit_code = Some(1);
+        let v = verdict(&r, 30);
+        assert_eq!(v.exit_status, status::GRACEFUL);
+        assert!(v.fix.unwrap().contains("exit code 1 as reason Error"));
+    }
+
+    #[test]
+    fn no_handler_names_the_fix_and_tells_shells_apart() {
+        let v = verdict(&killed(record("server"), true, Disposition::Default), 30);
+        assert_eq!(v.exit_status, status::SIGKILL_NEEDED);
+        assert!(v.summary.contains("SIGTERM was ignored: PID 1 (server) has no handler"), "{v:?}");
+        assert_eq!(
+            v.fix.as_deref(),
+            Some("exec your server from the entrypoint, install a handler, or run under an init such as tini")
+        );
+        let v = verdict(&killed(record("sh"), true, Disposition::Default), 30);
+        assert!(v.summary.contains("PID 1 is a shell (sh)"), "{v:?}");
+        assert!(v.summary.contains("does not forward SIGTERM to its child"), "{v:?}");
+    }
+
+    #[test]
+    fn sig_ign_and_a_slow_handler_have_their_own_words() {
+        let v = verdict(&killed(record("app"), true, Disposition::Ignored), 30);
+        assert!(v.summary.contains("sets it to SIG_IGN"), "{v:?}");
+        let v = verdict(&killed(record("app"), false, Disposition::Handled), 30);
+        assert!(v.summary.contains("received SIGTERM but was still running after 30.002 s"));
+        assert!(v.fix.unwrap().contains("terminationGracePeriodSeconds"));
+        let v = verdict(&killed(record("bash"), false, Disposition::Handled), 30);
+        assert!(v.summary.contains("its trap runs only when its foreground child ends"), "{v:?}");
+    }
+
+    #[test]
+    fn a_prestop_overrun_is_status_4_without_sigkill_and_3_with_it() {
+        let mut r = record("app");
+        r.prestop = overrun();
+        let v = verdict(&r, 30);
+        assert_eq!(v.exit_status, status::PRESTOP_OVERRUN);
+        assert!(v.fix.unwrap().contains("used up the 30 s grace period"));
+        let mut r = killed(record("app"), false, Disposition::Handled);
+        r.prestop = overrun();
+        let v = verdict(&r, 30);
+        assert_eq!(v.exit_status, status::SIGKILL_NEEDED);
+        assert!(v.fix.unwrap().starts_with("the preStop hook used up the 30 s grace period"));
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human(0.0008), "0.8 ms");
+        assert_eq!(human(2.0041), "2.004 s");
     }
 }
