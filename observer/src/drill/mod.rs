@@ -173,11 +173,11 @@ pub fn main(args: DrillArgs) -> ExitCode {
         }
         Err(DrillError::Usage(e)) => {
             eprintln!("observer drill: {e}");
-            ExitCode::from(2)
+            ExitCode::from(report::status::USAGE)
         }
         Err(e) => {
             eprintln!("observer drill: {e}");
-            ExitCode::from(1)
+            ExitCode::from(report::status::ERROR)
         }
     }
 }
@@ -193,8 +193,10 @@ struct Observer {
     _ebpf: aya::Ebpf,
     ring: RingBuf<MapData>,
     watched: aya::maps::HashMap<MapData, u64, WatchedCgroup>,
+    counters: loader::KernelCounters,
     correlator: Correlator,
-    lost: u64,
+    /// Ring-buffer records that did not decode.
+    undecoded: u64,
 }
 
 impl Observer {
@@ -206,7 +208,34 @@ impl Observer {
         loader::attach(&mut ebpf).map_err(|e| probes(&e))?;
         let ring = loader::take_events(&mut ebpf).map_err(|e| probes(&e))?;
         let watched = loader::take_watched(&mut ebpf).map_err(|e| probes(&e))?;
-        Ok(Self { _ebpf: ebpf, ring, watched, correlator: Correlator::new(), lost: 0 })
+        let counters = loader::KernelCounters::take(&mut ebpf).map_err(|e| probes(&e))?;
+        Ok(Self {
+            _ebpf: ebpf,
+            ring,
+            watched,
+            counters,
+            correlator: Correlator::new(),
+            undecoded: 0,
+        })
+    }
+
+    /// Records the kernel side could not emit or read, and records we could not decode: a
+    /// report built without them may miss a step, so the drill says so.
+    fn lost(&self) -> u64 {
+        use observer_ebpf::Counter::*;
+        [
+            RingbufFullSignalGenerate,
+            RingbufFullSignalDeliver,
+            RingbufFullProcessExit,
+            RingbufFullExec,
+            TrackedInsertFailed,
+            WatchedInsertFailed,
+            KernelReadFailed,
+        ]
+        .iter()
+        .map(|&c| self.counters.get(c))
+        .sum::<u64>()
+            + self.undecoded
     }
 
     fn drain(&mut self) {
@@ -216,7 +245,7 @@ impl Observer {
                 Ok(ev) => self.correlator.ingest(&ev),
                 Err(e) => {
                     log::warn!("bad ring-buffer record: {e}");
-                    self.lost += 1;
+                    self.undecoded += 1;
                 }
             }
         }
@@ -382,6 +411,10 @@ fn drive(
         }
         std::thread::sleep(Duration::from_millis(10));
     };
+    let lost = observer.lost();
+    if lost > 0 {
+        log::warn!("{lost} kernel records were lost or unreadable: the report may miss a step");
+    }
     let record = Record::new(&termination, Some(&identity), &hostname(), clock);
     let report = report::Report::new(&termination, &record, args, hook_error);
     Ok(Outcome { record, report })
