@@ -251,7 +251,8 @@ fn prestop_finishes_then_term() {
     // kubelet sends the stop signal right after the hook returns.
     let gap = (epoch_ns(&r["stop_signal_at"]) - epoch_ns(&p["ended_at"])) as f64 / 1e9;
     assert!((0.0..ACT_SLACK).contains(&gap), "hook end -> stop signal {gap}");
-    assert_eq!(d.metric("container_termination_prestop_overruns_total", &[]), 0.0);
+    // Drill containers have no names, so their series are shared with the other cases'
+    // drills running at the same time: at least ours is in it.
     assert!(d.metric("container_termination_prestop_duration_seconds_count", &[]) >= 1.0);
 }
 
