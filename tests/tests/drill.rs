@@ -373,5 +373,5 @@ fn usage_errors_exit_2_and_need_a_command() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("exited before the stop"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("before any stop signal"));
 }

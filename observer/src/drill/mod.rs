@@ -60,8 +60,10 @@ pub enum DrillError {
     },
     #[error("loading the probes: {0}")]
     Probes(String),
-    #[error("the workload exited before the stop began (exit status {0}); a drill needs a long-running workload")]
-    ExitedEarly(String),
+    #[error(
+        "the workload exited {0}, before any stop signal; a drill needs a long-running workload"
+    )]
+    ExitedEarly(&'static str),
     #[error("the probes saw no termination of PID 1 ({0}) within {RECORD_WAIT:?} of its exit")]
     NotSeen(u32),
 }
@@ -327,7 +329,7 @@ fn drive(
     while monotonic_ns() < start_at {
         observer.drain();
         if executor.pid1_exited() {
-            return Err(DrillError::ExitedEarly("see the workload's output above".into()));
+            return Err(DrillError::ExitedEarly("early (its output is above)"));
         }
         std::thread::sleep(POLL);
     }
@@ -337,6 +339,7 @@ fn drive(
         Engine::new(Plan { grace_period_seconds: args.grace_period, has_prestop: hook.is_some() });
     let mut running: Option<Running> = None;
     let mut hook_error = None;
+    let mut signalled = false;
     let mut action = engine.step(Input::Start, monotonic_ns());
     loop {
         match action {
@@ -361,6 +364,7 @@ fn drive(
                     signals::name(args.stop_signal)
                 );
                 executor.send_signal(args.stop_signal)?;
+                signalled = true;
             }
             Action::SendKill => executor.send_signal(signals::SIGKILL)?,
             Action::Done => break,
@@ -394,6 +398,9 @@ fn drive(
         } else {
             engine.step(Input::Tick, now)
         };
+    }
+    if !signalled {
+        return Err(DrillError::ExitedEarly("during the preStop hook"));
     }
     if let Some(e) = &hook_error {
         log::warn!("preStop hook failed ({e}): kubelet records a FailedPreStopHook event");
