@@ -33,6 +33,7 @@ pub mod programs {
     pub const CGROUP_MKDIR: &str = "cgroup_mkdir";
     pub const CGROUP_RMDIR: &str = "cgroup_rmdir";
     pub const OOM_MARK_VICTIM: &str = "oom_mark_victim";
+    pub const SCHED_PROCESS_EXEC: &str = "sched_process_exec";
 }
 
 /// `TASK_COMM_LEN` in include/linux/sched.h.
@@ -111,6 +112,7 @@ pub enum EventKind {
     CgroupMkdir = 4,
     CgroupRmdir = 5,
     OomVictim = 6,
+    ExecSession = 7,
 }
 
 impl EventKind {
@@ -122,6 +124,7 @@ impl EventKind {
             4 => Self::CgroupMkdir,
             5 => Self::CgroupRmdir,
             6 => Self::OomVictim,
+            7 => Self::ExecSession,
             _ => return None,
         })
     }
@@ -228,6 +231,23 @@ pub struct OomVictimEvent {
     pub trigger_cgroup_id: u64,
 }
 
+/// sched:sched_process_exec (tp_btf): a process exec'd inside a watched container cgroup
+/// whose parent is outside it, i.e. an exec session the runtime started into the container
+/// (`runc exec`, CRI ExecSync: preStop exec hooks, exec probes, `kubectl exec`). The
+/// container's own PID 1 and its descendants are never reported.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecSessionEvent {
+    pub header: EventHeader,
+    pub tgid: u32,
+    pub parent_tgid: u32,
+    /// The container's cgroup v2 id (the session's own).
+    pub cgroup_id: u64,
+    /// The comm after exec (the new program's name).
+    pub comm: [u8; TASK_COMM_LEN],
+    pub parent_comm: [u8; TASK_COMM_LEN],
+}
+
 /// Value of the `TRACKED` LRU map: what has already been emitted for a target process, so a
 /// storm of the same signal at one PID 1 costs a map update, not a ring-buffer record.
 #[repr(C)]
@@ -269,6 +289,7 @@ pub enum Counter {
     CgroupPathTruncated = 8,
     /// A `bpf_probe_read_kernel` of a kernel struct failed.
     KernelReadFailed = 9,
+    RingbufFullExec = 10,
 }
 
 /// Size of the `COUNTERS` array.
@@ -310,6 +331,8 @@ pub struct KernelOffsets {
     pub pid_numbers: u32,
     /// `sizeof(struct upid)`; `upid.nr` is its first field.
     pub upid_size: u32,
+    /// `task_struct.real_parent` (struct task_struct *).
+    pub task_real_parent: u32,
 }
 
 /// The `CONFIG` global, written by observer when it loads the object.
@@ -325,7 +348,6 @@ pub struct Config {
     pub v2_hierarchy_id: u32,
     pub cgroup_prefix_len: u32,
     pub cgroup_prefix: [u8; CGROUP_PREFIX_LEN],
-    pub _pad: u32,
 }
 
 impl Config {
@@ -350,11 +372,11 @@ impl Config {
             pid_level: 0,
             pid_numbers: 0,
             upid_size: 0,
+            task_real_parent: 0,
         },
         v2_hierarchy_id: 0,
         cgroup_prefix_len: 0,
         cgroup_prefix: [0; CGROUP_PREFIX_LEN],
-        _pad: 0,
     };
 }
 
@@ -365,10 +387,11 @@ const _: () = assert!(size_of::<SignalDeliverEvent>() == 16 + 16 + 16);
 const _: () = assert!(size_of::<ProcessExitEvent>() == 16 + 16 + 8 + 16);
 const _: () = assert!(size_of::<CgroupEvent>() == 16 + 16 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<OomVictimEvent>() == 16 + 16);
+const _: () = assert!(size_of::<ExecSessionEvent>() == 16 + 16 + 32);
 const _: () = assert!(size_of::<Tracked>() == 24);
 const _: () = assert!(size_of::<WatchedCgroup>() == 8);
-const _: () = assert!(size_of::<KernelOffsets>() == 60);
-const _: () = assert!(size_of::<Config>() == 16 + 60 + 4 + 4 + CGROUP_PREFIX_LEN + 4);
+const _: () = assert!(size_of::<KernelOffsets>() == 64);
+const _: () = assert!(size_of::<Config>() == 16 + 64 + 4 + 4 + CGROUP_PREFIX_LEN);
 
 #[cfg(feature = "user")]
 mod user {
@@ -381,6 +404,7 @@ mod user {
     unsafe impl aya::Pod for ProcessExitEvent {}
     unsafe impl aya::Pod for CgroupEvent {}
     unsafe impl aya::Pod for OomVictimEvent {}
+    unsafe impl aya::Pod for ExecSessionEvent {}
     unsafe impl aya::Pod for Tracked {}
     unsafe impl aya::Pod for WatchedCgroup {}
     unsafe impl aya::Pod for KernelOffsets {}
@@ -402,10 +426,10 @@ mod tests {
 
     #[test]
     fn event_kinds_round_trip() {
-        for k in 1..=6 {
+        for k in 1..=7 {
             assert_eq!(EventKind::from_u32(k).map(|k| k as u32), Some(k));
         }
         assert_eq!(EventKind::from_u32(0), None);
-        assert_eq!(EventKind::from_u32(7), None);
+        assert_eq!(EventKind::from_u32(8), None);
     }
 }

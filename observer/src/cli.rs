@@ -1,8 +1,8 @@
-//! Command line: `observer run | check`.
+//! Command line: `observer run | check | drill`.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::{
     kernel::loader::ProbeOptions,
@@ -34,6 +34,15 @@ pub enum Command {
     /// tracefs (mounted when missing and root), each tracepoint and the record fields the
     /// probes read, cgroup v2, privileges, and that every BPF program loads.
     Check(CheckArgs),
+    /// Stop a workload the way kubelet stops a container, and report what the kernel saw.
+    ///
+    /// Runs CMD as PID 1 of a fresh pid and mount namespace in a kubepods cgroup of its own,
+    /// then carries out kubelet's sequence: preStop (with the grace period as its budget),
+    /// the stop signal, SIGKILL when the remaining window (at least 2 s) runs out. Prints a
+    /// timeline and a verdict with the fix, or with --json one journal record. Exit status:
+    /// 0 exited gracefully, 3 SIGKILL was needed, 4 preStop overran (no SIGKILL), 1 error,
+    /// 2 usage.
+    Drill(DrillArgs),
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +174,46 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub struct CheckArgs {
     #[command(flatten)]
     pub probes: ProbeArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("prestop").args(["prestop_exec", "prestop_http", "prestop_sleep"])))]
+pub struct DrillArgs {
+    /// terminationGracePeriodSeconds (or the deletion's grace): the budget of preStop and stop.
+    #[arg(long, value_name = "S", default_value_t = crate::engine::DEFAULT_GRACE_PERIOD_SECONDS)]
+    pub grace_period: u64,
+
+    /// preStop exec hook: `sh -c CMD` inside the workload's namespaces and cgroup.
+    #[arg(long, value_name = "CMD")]
+    pub prestop_exec: Option<String>,
+
+    /// preStop HTTP hook: GET this http:// URL.
+    #[arg(long, value_name = "URL", value_parser = crate::drill::parse_http_url)]
+    pub prestop_http: Option<crate::drill::HttpTarget>,
+
+    /// preStop sleep hook of S seconds.
+    #[arg(long, value_name = "S")]
+    pub prestop_sleep: Option<u64>,
+
+    /// The image's STOPSIGNAL.
+    #[arg(long, value_name = "SIG", default_value = "SIGTERM", value_parser = parse_signal)]
+    pub stop_signal: u32,
+
+    /// How long the workload runs before the stop begins (500ms, 2s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::drill::parse_duration)]
+    pub start_after: Duration,
+
+    /// Print one record in the journal schema instead of the timeline.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Cgroup path prefix the container's cgroup is made under (as for `observer run`).
+    #[arg(long, default_value = "/kubepods")]
+    pub cgroup_root: String,
+
+    /// The workload and its arguments. Its stdout and stderr go to the drill's stderr.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 fn parse_signal(s: &str) -> Result<u32, String> {

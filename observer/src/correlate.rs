@@ -10,11 +10,17 @@
 //! (time, sender, OOM?), and the exit (time, code or fatal signal). The kernel side only reports
 //! signals aimed at a pid namespace's init inside a watched container cgroup, so every record
 //! here is about a container's PID 1; a signalled host process never reaches this module.
+//!
+//! preStop exec hooks: exec sessions the runtime started into a container cgroup are kept by
+//! pid until they exit (and [`SESSION_LINGER_NS`] after); when a termination closes, the
+//! sessions of its cgroup that were running at the stop signal, or ended just before it
+//! ([`engine::PRESTOP_END_SLACK_NS`]), are its preStop candidates ([`choose_exec_prestop`]).
 
 use std::collections::HashMap;
 
 use crate::{
-    events::{Disposition, Event, Proc, ProcessExit, SignalResult},
+    engine,
+    events::{Disposition, Event, ExecSession, Proc, ProcessExit, SignalResult},
     signals::SIGKILL,
 };
 
@@ -36,6 +42,48 @@ pub const KILL_EXPIRY_NS: u64 = 10 * 60 * SEC;
 pub const STOP_SIGNAL_SUPERSEDE_NS: u64 = 5 * SEC;
 /// Bound on open records; past it the oldest is evicted and counted.
 pub const MAX_OPEN: usize = 65_536;
+/// How long an ended exec session is kept for the termination it may be the preStop of (the
+/// record closes [`CLOSE_LINGER_NS`] after PID 1's exit; the session can end after that exit).
+pub const SESSION_LINGER_NS: u64 = 10 * SEC;
+/// Bound on exec sessions kept (running ones included); past it the oldest is evicted and
+/// counted.
+pub const MAX_SESSIONS: usize = 16_384;
+
+/// An exec session into a container, as the kernel saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSeen {
+    pub session: Proc,
+    /// Who started it (the runtime).
+    pub parent: Proc,
+    pub started_ns: u64,
+    /// When it exited; None while it runs (or when its exit was not seen by the close).
+    pub ended_ns: Option<u64>,
+}
+
+impl SessionSeen {
+    /// Whether it was still running at `at_ns`.
+    pub fn running_at(&self, at_ns: u64) -> bool {
+        self.started_ns <= at_ns && self.ended_ns.is_none_or(|e| e > at_ns)
+    }
+}
+
+/// Picks the preStop hook among a termination's candidates (latest start first): the first
+/// whose program is the hook command's (its basename, as the kernel's comm keeps it) when the
+/// command is known, else the latest started. A known command that matches none means the
+/// hook left no session (or another exec was running): no preStop is made up.
+pub fn choose_exec_prestop<'a>(
+    candidates: &'a [SessionSeen],
+    hook_command: Option<&[String]>,
+) -> Option<&'a SessionSeen> {
+    match hook_command.and_then(|c| c.first()) {
+        Some(program) => {
+            let base = program.rsplit('/').next().unwrap_or(program);
+            let comm: String = base.chars().take(observer_ebpf::TASK_COMM_LEN - 1).collect();
+            candidates.iter().find(|c| c.session.comm == comm)
+        }
+        None => candidates.first(),
+    }
+}
 
 /// The first stop signal of a termination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +144,9 @@ pub struct Termination {
     pub oom: bool,
     pub exit: Exit,
     pub outcome: Outcome,
+    /// Exec sessions into the container running at the stop signal or ended just before it,
+    /// latest start first: the preStop exec hook's candidates.
+    pub prestop_candidates: Vec<SessionSeen>,
 }
 
 impl Termination {
@@ -123,6 +174,8 @@ pub struct Stats {
     pub orphan_exits: u64,
     /// Events for a record that had already closed.
     pub late: u64,
+    /// Exec sessions evicted because [`MAX_SESSIONS`] were kept.
+    pub sessions_evicted: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +197,8 @@ pub struct Correlator {
     oom_marks: HashMap<u32, u64>,
     /// pid -> exit time of records closed recently, to tell late events from new ones.
     recently_closed: HashMap<u32, u64>,
+    /// Exec sessions into containers, by session pid.
+    sessions: HashMap<u32, (u64, SessionSeen)>,
     pub stats: Stats,
 }
 
@@ -210,6 +265,14 @@ impl Correlator {
                     }
                 }
             }
+            Event::ExecSession(e) => self.ingest_session(e),
+            Event::ProcessExit(x) if self.sessions.contains_key(&x.tgid) => {
+                if let Some((_, s)) = self.sessions.get_mut(&x.tgid) {
+                    if x.ktime_ns >= s.started_ns {
+                        s.ended_ns = Some(s.ended_ns.map_or(x.ktime_ns, |e| e.min(x.ktime_ns)));
+                    }
+                }
+            }
             Event::ProcessExit(x) => {
                 if self.is_late(x.tgid, x.ktime_ns) {
                     return;
@@ -228,6 +291,38 @@ impl Correlator {
             },
             Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => {}
         }
+    }
+
+    /// Exec sessions kept (for tests and gauges).
+    pub fn sessions_len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    fn ingest_session(&mut self, e: &ExecSession) {
+        if let Some((_, s)) = self.sessions.get_mut(&e.session.pid) {
+            // The same process exec'ing again (`sh -c` exec'ing its command): one session,
+            // from its first exec, named by its last program.
+            if s.ended_ns.is_none() {
+                if e.ktime_ns >= s.started_ns {
+                    s.session.comm = e.session.comm.clone();
+                }
+                s.started_ns = s.started_ns.min(e.ktime_ns);
+                return;
+            }
+        }
+        if self.sessions.len() >= MAX_SESSIONS {
+            if let Some((&pid, _)) = self.sessions.iter().min_by_key(|(_, (_, s))| s.started_ns) {
+                self.sessions.remove(&pid);
+                self.stats.sessions_evicted += 1;
+            }
+        }
+        let seen = SessionSeen {
+            session: e.session.clone(),
+            parent: e.parent.clone(),
+            started_ns: e.ktime_ns,
+            ended_ns: None,
+        };
+        self.sessions.insert(e.session.pid, (e.cgroup_id, seen));
     }
 
     fn attach_exit(&mut self, pid: u32, x: &ProcessExit) {
@@ -266,9 +361,10 @@ impl Correlator {
     pub fn drain_closed(&mut self, now_ns: u64) -> Vec<Termination> {
         let mut done = Vec::new();
         let mut expired_kills = 0;
+        let sessions = &self.sessions;
         self.open.retain(|&pid, rec| match &rec.exit {
             Some(exit) if now_ns >= exit.at_ns.saturating_add(CLOSE_LINGER_NS) => {
-                done.push(finish(pid, rec));
+                done.push(finish(pid, rec, sessions));
                 false
             }
             Some(_) => true,
@@ -286,6 +382,9 @@ impl Correlator {
         self.stats.orphan_exits += (before - self.orphan_exits.len()) as u64;
         self.oom_marks.retain(|_, &mut t| now_ns < t.saturating_add(OOM_MARK_TTL_NS));
         self.recently_closed.retain(|_, &mut t| now_ns < t.saturating_add(ORPHAN_EXIT_TTL_NS));
+        self.sessions.retain(|_, (_, s)| {
+            s.ended_ns.is_none_or(|e| now_ns < e.saturating_add(SESSION_LINGER_NS))
+        });
         for t in &done {
             self.recently_closed.insert(t.pid, t.exit.at_ns);
         }
@@ -307,7 +406,28 @@ fn choose_stop_signal(a: StopSignal, b: StopSignal) -> StopSignal {
     }
 }
 
-fn finish(pid: u32, rec: &Open) -> Termination {
+/// The sessions of `cgroup_id` running at `stop_ns` or ended at most
+/// [`engine::PRESTOP_END_SLACK_NS`] before it, latest start first.
+fn prestop_candidates(
+    sessions: &HashMap<u32, (u64, SessionSeen)>,
+    cgroup_id: u64,
+    stop_ns: u64,
+) -> Vec<SessionSeen> {
+    let mut out: Vec<SessionSeen> = sessions
+        .values()
+        .filter(|(cg, s)| {
+            *cg == cgroup_id
+                && s.started_ns <= stop_ns
+                && s.ended_ns
+                    .is_none_or(|e| e.saturating_add(engine::PRESTOP_END_SLACK_NS) >= stop_ns)
+        })
+        .map(|(_, s)| s.clone())
+        .collect();
+    out.sort_by(|a, b| b.started_ns.cmp(&a.started_ns).then(a.session.pid.cmp(&b.session.pid)));
+    out
+}
+
+fn finish(pid: u32, rec: &Open, sessions: &HashMap<u32, (u64, SessionSeen)>) -> Termination {
     let exit = rec.exit.clone().expect("finish is only called with an exit");
     // A stop signal after the SIGKILL did not start this termination.
     let stop = rec
@@ -324,10 +444,15 @@ fn finish(pid: u32, rec: &Open) -> Termination {
     } else {
         Outcome::Graceful
     };
+    let prestop_candidates = stop
+        .as_ref()
+        .map(|s| prestop_candidates(sessions, rec.cgroup_id, s.at_ns))
+        .unwrap_or_default();
     Termination {
         pid,
         comm: rec.comm.clone(),
         cgroup_id: rec.cgroup_id,
+        prestop_candidates,
         stop_signal: stop,
         sigkill: rec.kill.clone(),
         oom: rec.oom,
@@ -534,6 +659,111 @@ mod tests {
         c.ingest(&sig(0, 9, SignalResult::Delivered));
         assert!(c.drain_closed(KILL_EXPIRY_NS).is_empty());
         assert_eq!((c.stats.kill_expired, c.open_len()), (1, 0));
+    }
+
+    fn session(at_ms: u64, pid: u32, cgroup_id: u64, comm: &str) -> Event {
+        Event::ExecSession(ExecSession {
+            ktime_ns: at_ms * MS,
+            session: Proc { pid, comm: comm.into() },
+            parent: Proc { pid: 77, comm: "runc".into() },
+            cgroup_id,
+        })
+    }
+    fn exit_of(at_ms: u64, pid: u32) -> Event {
+        Event::ProcessExit(ProcessExit {
+            ktime_ns: at_ms * MS,
+            tgid: pid,
+            comm: "sh".into(),
+            exit_code: Some(0),
+            exit_signal: None,
+            cgroup_id: CG,
+        })
+    }
+
+    #[test]
+    fn a_session_ending_just_before_the_stop_signal_is_a_prestop_candidate() {
+        let t = one(&[
+            session(0, 500, CG, "sh"),
+            exit_of(3000, 500),
+            sig(3010, 15, SignalResult::Delivered),
+            exit(3100, Some(0), None),
+        ]);
+        assert_eq!(t.prestop_candidates.len(), 1);
+        let s = &t.prestop_candidates[0];
+        assert_eq!((s.session.pid, s.started_ns, s.ended_ns), (500, 0, Some(3000 * MS)));
+        assert_eq!(s.parent.comm, "runc");
+        assert!(!s.running_at(3010 * MS));
+    }
+
+    #[test]
+    fn a_session_still_running_at_the_stop_signal_is_a_candidate_and_its_exit_is_not_an_orphan() {
+        let (out, c) = run(&[
+            session(0, 500, CG, "sleep"),
+            sig(2000, 15, SignalResult::Delivered),
+            exit(2050, Some(0), None),
+            exit_of(2051, 500),
+        ]);
+        let s = &out[0].prestop_candidates[0];
+        assert!(s.running_at(2000 * MS));
+        assert_eq!(s.ended_ns, Some(2051 * MS));
+        assert_eq!(c.stats.orphan_exits, 0);
+    }
+
+    #[test]
+    fn old_sessions_and_other_containers_sessions_are_not_candidates() {
+        let t = one(&[
+            session(0, 501, CG, "sh"),
+            exit_of(100, 501),
+            session(50, 502, CG + 1, "sh"),
+            session(2500, 503, CG, "late"),
+            sig(2000, 15, SignalResult::Delivered),
+            exit(2100, Some(0), None),
+        ]);
+        assert!(t.prestop_candidates.is_empty(), "{:?}", t.prestop_candidates);
+    }
+
+    #[test]
+    fn a_session_that_execs_again_stays_one_session() {
+        let t = one(&[
+            session(0, 500, CG, "sh"),
+            session(3, 500, CG, "sleep"),
+            sig(2000, 15, SignalResult::Delivered),
+            exit(2100, Some(0), None),
+        ]);
+        assert_eq!(t.prestop_candidates.len(), 1);
+        assert_eq!(t.prestop_candidates[0].session.comm, "sleep");
+        assert_eq!(t.prestop_candidates[0].started_ns, 0);
+    }
+
+    #[test]
+    fn the_hook_command_picks_among_candidates_else_the_latest_start() {
+        let t = one(&[
+            session(0, 600, CG, "sh"),
+            session(1000, 601, CG, "probe"),
+            sig(2000, 15, SignalResult::Delivered),
+            exit(2100, Some(0), None),
+        ]);
+        let c = &t.prestop_candidates;
+        assert_eq!(choose_exec_prestop(c, None).unwrap().session.pid, 601);
+        let hook = ["/bin/sh".to_string(), "-c".into(), "sleep 5".into()];
+        assert_eq!(choose_exec_prestop(c, Some(&hook)).unwrap().session.pid, 600);
+        assert!(choose_exec_prestop(c, Some(&["nginx".to_string()])).is_none());
+        assert!(choose_exec_prestop(&[], None).is_none());
+    }
+
+    #[test]
+    fn ended_sessions_expire_and_running_ones_are_bounded() {
+        let mut c = Correlator::new();
+        c.ingest(&session(0, 1, CG, "sh"));
+        c.ingest(&exit_of(10, 1));
+        c.ingest(&session(0, 2, CG, "sh"));
+        c.drain_closed(10 * MS + SESSION_LINGER_NS);
+        assert_eq!(c.sessions_len(), 1, "the running one stays");
+        for pid in 10..(10 + MAX_SESSIONS as u32) {
+            c.ingest(&session(1, pid, CG, "sh"));
+        }
+        assert_eq!(c.sessions_len(), MAX_SESSIONS);
+        assert_eq!(c.stats.sessions_evicted, 1);
     }
 
     #[test]

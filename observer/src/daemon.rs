@@ -234,6 +234,7 @@ fn refresh_counters(
         Counter::RingbufFullProcessExit,
         Counter::RingbufFullCgroup,
         Counter::RingbufFullOom,
+        Counter::RingbufFullExec,
     ]
     .iter()
     .map(|&c| counters.get(c))
@@ -244,6 +245,7 @@ fn refresh_counters(
     Metrics::set_counter(&lost("watched_map_full"), counters.get(Counter::WatchedInsertFailed));
     Metrics::set_counter(&lost("correlation_evicted"), correlator.stats.evicted);
     Metrics::set_counter(&lost("kill_expired"), correlator.stats.kill_expired);
+    Metrics::set_counter(&lost("exec_session_evicted"), correlator.stats.sessions_evicted);
     Metrics::set_counter(&m.deduplicated, counters.get(Counter::SignalDeduplicated));
     Metrics::set_counter(&m.paths_truncated, counters.get(Counter::CgroupPathTruncated));
     let unmatched = |reason: &str| m.unmatched.with_label_values(&[reason]);

@@ -1,8 +1,8 @@
 //! Ring-buffer records decoded into typed events. Pure: no aya, no I/O.
 
 use observer_ebpf::{
-    disposition, signal_result, CgroupEvent, EventHeader, EventKind, OomVictimEvent,
-    ProcessExitEvent, SignalDeliverEvent, SignalGenerateEvent,
+    disposition, signal_result, CgroupEvent, EventHeader, EventKind, ExecSessionEvent,
+    OomVictimEvent, ProcessExitEvent, SignalDeliverEvent, SignalGenerateEvent,
 };
 
 /// What the kernel did with a signal at generation (`enum trace_signal_result`).
@@ -109,6 +109,17 @@ pub struct OomVictim {
     pub pid: u32,
 }
 
+/// A process the runtime exec'd into a container from outside it (see the probe's docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSession {
+    pub ktime_ns: u64,
+    /// The session's host tgid and its comm after exec.
+    pub session: Proc,
+    /// The process that started it (the runtime: runc, crun, observer drill).
+    pub parent: Proc,
+    pub cgroup_id: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     SignalGenerate(SignalGenerate),
@@ -117,17 +128,19 @@ pub enum Event {
     CgroupMkdir(CgroupChange),
     CgroupRmdir(CgroupChange),
     OomVictim(OomVictim),
+    ExecSession(ExecSession),
 }
 
 impl Event {
     /// The probes, in [`Event::probe_index`] order, as `probe` labels of `observer_events_total`.
-    pub const PROBES: [&'static str; 6] = [
+    pub const PROBES: [&'static str; 7] = [
         "signal_generate",
         "signal_deliver",
         "sched_process_exit",
         "cgroup_mkdir",
         "cgroup_rmdir",
         "oom_mark_victim",
+        "sched_process_exec",
     ];
 
     /// Index into [`Event::PROBES`] of the probe that produced it.
@@ -139,6 +152,7 @@ impl Event {
             Self::CgroupMkdir(_) => 3,
             Self::CgroupRmdir(_) => 4,
             Self::OomVictim(_) => 5,
+            Self::ExecSession(_) => 6,
         }
     }
 
@@ -253,6 +267,15 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             let e: OomVictimEvent = sized(bytes, kind)?;
             Event::OomVictim(OomVictim { ktime_ns: e.header.ktime_ns, pid: e.pid })
         }
+        EventKind::ExecSession => {
+            let e: ExecSessionEvent = sized(bytes, kind)?;
+            Event::ExecSession(ExecSession {
+                ktime_ns: e.header.ktime_ns,
+                session: Proc { pid: e.tgid, comm: cstr(&e.comm) },
+                parent: Proc { pid: e.parent_tgid, comm: cstr(&e.parent_comm) },
+                cgroup_id: e.cgroup_id,
+            })
+        }
     })
 }
 
@@ -328,6 +351,23 @@ mod tests {
         let Event::CgroupRmdir(c) = decode(&bytes_of(&raw)).unwrap() else { panic!() };
         assert_eq!(c.path, "/kubepods/besteffort/podx/abc");
         assert_eq!(c.id, 77);
+    }
+
+    #[test]
+    fn decodes_an_exec_session_record() {
+        let raw = ExecSessionEvent {
+            header: EventHeader { kind: EventKind::ExecSession as u32, cpu: 1, ktime_ns: 77 },
+            tgid: 300,
+            parent_tgid: 200,
+            cgroup_id: 5000,
+            comm: comm("sh"),
+            parent_comm: comm("runc"),
+        };
+        let Event::ExecSession(e) = decode(&bytes_of(&raw)).unwrap() else { panic!() };
+        assert_eq!(e.session, Proc { pid: 300, comm: "sh".into() });
+        assert_eq!(e.parent, Proc { pid: 200, comm: "runc".into() });
+        assert_eq!((e.ktime_ns, e.cgroup_id), (77, 5000));
+        assert_eq!(Event::ExecSession(e).probe(), "sched_process_exec");
     }
 
     #[test]

@@ -6,13 +6,16 @@
 //! - [`correlate`]: pure state machine, events -> one termination per container PID 1;
 //! - [`metadata`]: who a cgroup belongs to (namespace, pod, container, workload);
 //! - [`record`]: the journal schema; [`sinks`]: Prometheus metrics, journal, HTTP;
-//! - [`daemon`]: wires the above for `observer run`; [`check`] is the preflight.
+//! - [`daemon`]: wires the above for `observer run`; [`check`] is the preflight;
+//! - [`engine`]: kubelet's killContainer sequence, pure; [`drill`] carries it out on a workload.
 pub mod cgroup;
 pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod correlate;
 pub mod daemon;
+pub mod drill;
+pub mod engine;
 pub mod events;
 pub mod kernel;
 pub mod metadata;

@@ -7,6 +7,7 @@
 //! | `sched_process_exit` | tracepoint sched/sched_process_exit | `group_dead` marks the thread group's end; exit code read from `current` |
 //! | `cgroup_mkdir` / `cgroup_rmdir` | tracepoint cgroup/* | learn a container's cgroup id -> path before runc removes it |
 //! | `oom_mark_victim` | tracepoint oom/mark_victim | tells an OOM SIGKILL from a grace-period SIGKILL |
+//! | `sched_process_exec` | tp_btf sched_process_exec | exec sessions the runtime starts in a container (preStop exec hooks): the new program, in its final cgroup, with its parent |
 
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
@@ -16,6 +17,7 @@ use aya_ebpf::{
 use observer_ebpf::{Config, Counter, Tracked, WatchedCgroup, COUNTER_SLOTS};
 
 mod cgroup;
+mod exec;
 mod exit;
 mod oom;
 mod signal;

@@ -212,7 +212,7 @@ unsafe fn handler_of(task: *const u8, sig: u32) -> u32 {
 /// True when `task` is pid 1 of a pid namespace below the host's (include/linux/pid.h:
 /// `struct pid { ...; unsigned int level; ...; struct upid numbers[]; }`).
 #[inline(always)]
-unsafe fn is_pid_ns_init(task: *const u8) -> Result<bool, i64> {
+pub(super) unsafe fn is_pid_ns_init(task: *const u8) -> Result<bool, i64> {
     let pid: *const u8 = unsafe { read_field(task, config!(offsets.task_thread_pid))? };
     let level: u32 = unsafe { read_field(pid, config!(offsets.pid_level))? };
     if level == 0 || level > 32 {

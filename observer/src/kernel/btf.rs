@@ -221,6 +221,7 @@ impl Btf {
             pid_level: self.member_offset("pid", "level")?,
             pid_numbers: self.member_offset("pid", "numbers")?,
             upid_size: self.struct_size("upid")?,
+            task_real_parent: self.member_offset("task_struct", "real_parent")?,
         })
     }
 }

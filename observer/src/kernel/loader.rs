@@ -95,6 +95,14 @@ pub const PROBES: &[ProbeSpec] = &[
         min_kernel: "4.7",
         purpose: "tell an OOM kill from a grace-period SIGKILL",
     },
+    ProbeSpec {
+        program: programs::SCHED_PROCESS_EXEC,
+        kind: ProgramKind::BtfTracePoint,
+        category: "sched",
+        event: "sched_process_exec",
+        min_kernel: "5.5",
+        purpose: "exec sessions entering a container (preStop exec hooks)",
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

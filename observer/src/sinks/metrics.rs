@@ -107,7 +107,7 @@ impl Metrics {
             )),
             lost: register(&r, counter(
                 "observer_events_lost_total",
-                "Events lost, by stage: ring_buffer (kernel reserve failed), kernel_read (a probe could not read a kernel struct, so it could not decide), channel (userspace queue full), decode, tracked_map_full, watched_map_full, correlation_evicted, kill_expired",
+                "Events lost, by stage: ring_buffer (kernel reserve failed), kernel_read (a probe could not read a kernel struct, so it could not decide), channel (userspace queue full), decode, tracked_map_full, watched_map_full, correlation_evicted, kill_expired, exec_session_evicted",
                 &["stage"],
             )),
             deduplicated: register(&r, IntCounter::new(
