@@ -211,6 +211,19 @@ pub struct DrillArgs {
     #[arg(long, default_value = "/kubepods")]
     pub cgroup_root: String,
 
+    /// CRI mode: run the workload as a container of this CRI runtime (e.g.
+    /// /run/containerd/containerd.sock) in a host-network pod sandbox, and carry the sequence
+    /// out as kubelet does: ExecSync for an exec hook, StopContainer with the grace left.
+    /// The runtime then picks the stop signal (the image's STOPSIGNAL); --stop-signal is not
+    /// used.
+    #[arg(long, value_name = "SOCKET", requires = "image")]
+    pub cri_endpoint: Option<PathBuf>,
+
+    /// CRI mode: the image to run (already pulled or imported on the node); CMD overrides
+    /// its command.
+    #[arg(long, value_name = "IMAGE", requires = "cri_endpoint")]
+    pub image: Option<String>,
+
     /// The workload and its arguments. Its stdout and stderr go to the drill's stderr.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,

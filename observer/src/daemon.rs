@@ -171,8 +171,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 metadata.apply(r);
             }
             _ = tick.tick() => {
-                close(&mut correlator, &mut metadata, monotonic_ns());
+                // Counters first: a record is never visible before the errors behind it.
                 refresh_counters(m, &counters, &correlator, &metadata);
+                close(&mut correlator, &mut metadata, monotonic_ns());
                 if reader.is_finished() || server.is_finished() {
                     break Err(anyhow::anyhow!("a daemon task stopped"));
                 }

@@ -9,7 +9,7 @@ use crate::{
     correlate::{choose_exec_prestop, Outcome, Termination},
     engine,
     events::{Disposition, Proc},
-    metadata::{cgroup_path::Runtime, Identity},
+    metadata::{annotations::PreStopHandler, cgroup_path::Runtime, Identity},
     signals,
 };
 
@@ -117,6 +117,7 @@ impl Record {
         clock: &WallClock,
     ) -> Self {
         let id = identity.cloned().unwrap_or_default();
+        let prestop = prestop(t, &id, clock);
         let stop = t.stop_signal.as_ref();
         Self {
             ts: clock.rfc3339(t.exit.at_ns),
@@ -147,7 +148,30 @@ impl Record {
             term_to_kill_seconds: t.term_to_kill_ns().map(secs),
             outcome: t.outcome,
             grace_period_seconds: id.grace_period_seconds,
-            prestop: PreStop::observe(t, id.grace_period_seconds, None, clock),
+            prestop,
+        }
+    }
+}
+
+/// preStop as the kernel saw it, read against what kubelet was told to run. kubelet writes the
+/// grace-period annotation beside the preStop one on every container, so a known grace with no
+/// handler means there was no hook: nothing is inferred, and exec sessions at that moment
+/// (`kubectl exec`, probes) are not taken for one. A known HTTP or sleep hook leaves no process:
+/// only the inference from the stop window applies.
+fn prestop(t: &Termination, id: &Identity, clock: &WallClock) -> Option<PreStop> {
+    match &id.prestop_handler {
+        None if id.grace_period_seconds.is_some() => None,
+        None => PreStop::observe(t, id.grace_period_seconds, None, clock),
+        Some(PreStopHandler::Exec { command }) => {
+            PreStop::observe(t, id.grace_period_seconds, Some(command), clock)
+        }
+        Some(_) if t.prestop_candidates.is_empty() => {
+            PreStop::observe(t, id.grace_period_seconds, None, clock)
+        }
+        Some(_) => {
+            let mut no_exec = t.clone();
+            no_exec.prestop_candidates.clear();
+            PreStop::observe(&no_exec, id.grace_period_seconds, None, clock)
         }
     }
 }

@@ -409,11 +409,22 @@ impl PrivateContainerd {
     /// Freezes (SIGSTOP) or thaws (SIGCONT) containerd itself: a CRI that accepts connections
     /// and never answers.
     pub fn freeze(&self, frozen: bool) {
-        if let Some(child) = &self.child {
-            let sig = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
-            // SAFETY: signalling our own child by PID.
-            unsafe { libc::kill(child.id() as i32, sig) };
+        let Some(child) = &self.child else { return };
+        let sig = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        // Returns once the kernel has it stopped (state T) or running again.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let stat =
+                std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+            let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+            if (state == Some('T')) == frozen {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
+        panic!("containerd did not {} in 5 s", if frozen { "stop" } else { "continue" });
     }
 }
 

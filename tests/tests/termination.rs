@@ -376,6 +376,7 @@ fn runc_sleep_as_pid1_ignores_sigterm_then_is_killed() {
     assert_eq!(runc.status(), "running", "busybox sleep as PID 1 ignores SIGTERM");
     runc.kill("KILL").unwrap();
     let r = &d.wait_records(1, WAIT, by_id(&cid))[0];
+    eprintln!("record: {r:#}\ndaemon log:\n{}", d.log());
     assert_eq!(r["pid"], pid);
     assert_eq!(r["outcome"], "killed");
     assert_eq!(r["stop_signal_ignored"], true);

@@ -10,6 +10,7 @@
 //! Exit status: 0 the workload exited gracefully; 3 SIGKILL was needed; 4 the preStop hook
 //! overran (no SIGKILL); 1 error; 2 usage.
 
+pub mod cri;
 pub mod process;
 pub mod report;
 
@@ -34,7 +35,7 @@ use crate::{
         btf::Btf,
         loader::{self, ProbeOptions},
     },
-    metadata::{Identity, Metadata},
+    metadata::{annotations::PreStopHandler, Identity, Metadata},
     record::Record,
     signals,
 };
@@ -88,6 +89,16 @@ pub trait Executor {
     fn prestop_exec_running(&mut self) -> bool;
     /// Sends `sig` to PID 1 from the host.
     fn send_signal(&mut self, sig: u32) -> Result<(), DrillError>;
+    /// The runtime's stop: the stop signal now, SIGKILL after `window_seconds` (kubelet's
+    /// StopContainer timeout). By default the drill sends both itself.
+    fn stop(&mut self, sig: u32, window_seconds: u64) -> Result<(), DrillError> {
+        let _ = window_seconds;
+        self.send_signal(sig)
+    }
+    /// The window ran out. A runtime that was given the window kills on its own.
+    fn kill(&mut self) -> Result<(), DrillError> {
+        self.send_signal(crate::signals::SIGKILL)
+    }
     fn pid1_exited(&mut self) -> bool;
     /// PID 1 and every session the drill started have exited.
     fn finished(&mut self) -> bool;
@@ -99,6 +110,24 @@ pub enum Hook {
     Exec(String),
     Http(HttpTarget),
     Sleep(Duration),
+}
+
+impl Hook {
+    /// The hook in the `preStopHandler` annotation's terms.
+    pub fn handler(&self) -> PreStopHandler {
+        match self {
+            Self::Exec(cmd) => {
+                PreStopHandler::Exec { command: vec!["sh".into(), "-c".into(), cmd.clone()] }
+            }
+            Self::Http(t) => PreStopHandler::HttpGet {
+                scheme: "HTTP".into(),
+                host: Some(t.host.clone()),
+                port: t.port.to_string(),
+                path: t.path.clone(),
+            },
+            Self::Sleep(d) => PreStopHandler::Sleep { seconds: d.as_secs() as i64 },
+        }
+    }
 }
 
 /// `http://host:port/path`, what kubelet's HTTP hook GETs.
@@ -294,8 +323,16 @@ pub fn run(args: &DrillArgs) -> Result<Outcome, DrillError> {
     }
     let mut observer = Observer::start(&options)?;
     let clock = WallClock::measure();
-    let mut executor = process::ProcessExecutor::start(&args.cgroup_root, &args.command)?;
-    drive(args, &mut observer, &mut executor, &clock)
+    match (&args.cri_endpoint, &args.image) {
+        (Some(endpoint), Some(image)) => {
+            let mut executor = cri::CriExecutor::start(endpoint, image, args)?;
+            drive(args, &mut observer, &mut executor, &clock)
+        }
+        _ => {
+            let mut executor = process::ProcessExecutor::start(&args.cgroup_root, &args.command)?;
+            drive(args, &mut observer, &mut executor, &clock)
+        }
+    }
 }
 
 fn drive(
@@ -310,13 +347,15 @@ fn drive(
     if let Err(e) = observer.watched.insert(container.cgroup_id, WatchedCgroup { since_ns: 0 }, 0) {
         return Err(DrillError::Probes(format!("watching the container's cgroup: {e}")));
     }
-    let mut metadata = Metadata::new("/nonexistent-kubelet-log-root");
-    metadata.learn(container.cgroup_id, &container.cgroup_path);
-    let mut identity = metadata.identity(container.cgroup_id).unwrap_or_else(|| Identity {
-        cgroup: container.cgroup_path.clone(),
-        ..Default::default()
+    // The drill knows what kubelet would have been told: the cgroup path gives the ids, the
+    // arguments give the grace period and the preStop hook.
+    let mut metadata = Metadata::new();
+    let _ = metadata.learn(container.cgroup_id, &container.cgroup_path);
+    let mut identity = metadata.identity(container.cgroup_id).cloned().unwrap_or_else(|| {
+        Identity { cgroup: container.cgroup_path.clone(), ..Default::default() }
     });
     identity.grace_period_seconds = Some(args.grace_period);
+    identity.prestop_handler = args.hook().map(|h| h.handler());
     log::info!(
         "PID 1 is pid {} in {}; stopping it in {:?}",
         container.pid,
@@ -363,10 +402,10 @@ fn drive(
                     "sending {} to PID 1, SIGKILL in {window_seconds} s",
                     signals::name(args.stop_signal)
                 );
-                executor.send_signal(args.stop_signal)?;
+                executor.stop(args.stop_signal, window_seconds)?;
                 signalled = true;
             }
-            Action::SendKill => executor.send_signal(signals::SIGKILL)?,
+            Action::SendKill => executor.kill()?,
             Action::Done => break,
             Action::Wait => {}
         }

@@ -55,7 +55,7 @@ fn cstring(s: &[u8], what: &str) -> Result<CString, DrillError> {
 }
 
 /// A 64-hex container id and a pod uid, unique per drill.
-fn ids() -> (String, String) {
+pub(crate) fn ids() -> (String, String) {
     let mut seed = [0u8; 32];
     let read = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed));
     if read.is_err() {
@@ -164,7 +164,7 @@ fn read_exec_result(read: OwnedFd, what: &str) -> Result<(), DrillError> {
     Ok(())
 }
 
-fn pidfd_open(pid: i32) -> Result<OwnedFd, DrillError> {
+pub(crate) fn pidfd_open(pid: i32) -> Result<OwnedFd, DrillError> {
     // SAFETY: plain syscall.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {

@@ -278,6 +278,7 @@ mod tests {
             namespace: None,
             pod: None,
             pod_uid: None,
+            image: None,
             container: None,
             container_id: None,
             workload: None,

@@ -44,6 +44,23 @@ pub enum CriError {
     Status { endpoint: String, call: &'static str, status: Box<tonic::Status> },
 }
 
+/// A gRPC channel to the CRI socket at `path`, connected within `timeout`.
+pub async fn channel(path: &Path, timeout: Duration) -> Result<Channel, CriError> {
+    let endpoint = path.display().to_string();
+    let socket = path.to_owned();
+    // The URI is required by tonic and ignored by the connector.
+    let uri = Endpoint::from_static("http://[::]:0").connect_timeout(timeout);
+    let channel = uri.connect_with_connector(tower::service_fn(move |_: Uri| {
+        let socket = socket.clone();
+        async move { Ok::<_, io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
+    }));
+    match tokio::time::timeout(timeout, channel).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(source)) => Err(CriError::Connect { endpoint, source }),
+        Err(_) => Err(CriError::Timeout { endpoint, call: "connect", timeout }),
+    }
+}
+
 /// A connected CRI runtime service.
 #[derive(Clone)]
 pub struct Cri {
@@ -77,19 +94,7 @@ impl Cri {
     }
 
     async fn connect_one(path: &Path, timeout: Duration) -> Result<Self, CriError> {
-        let endpoint = path.display().to_string();
-        let socket = path.to_owned();
-        // The URI is required by tonic and ignored by the connector.
-        let uri = Endpoint::from_static("http://[::]:0").connect_timeout(timeout);
-        let channel = uri.connect_with_connector(tower::service_fn(move |_: Uri| {
-            let socket = socket.clone();
-            async move { Ok::<_, io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
-        }));
-        let channel = match tokio::time::timeout(timeout, channel).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(source)) => return Err(CriError::Connect { endpoint, source }),
-            Err(_) => return Err(CriError::Timeout { endpoint, call: "connect", timeout }),
-        };
+        let channel = channel(path, timeout).await?;
         let mut cri = Self {
             client: RuntimeServiceClient::new(channel),
             endpoint: path.to_owned(),
