@@ -30,8 +30,9 @@ use crate::{
     record::Record,
     sinks::{
         http::{self, Shared},
-        journal::Journal,
+        journal::{Journal, JournalError, JournalOptions, Repair},
         metrics::Metrics,
+        recent::Recent,
     },
 };
 
@@ -74,14 +75,22 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
     let ring = loader::take_events(&mut ebpf)?;
     let counters = loader::KernelCounters::take(&mut ebpf)?;
-    let mut journal = Journal::open(&args.journal)?;
+    let mut journal = Journal::open(
+        &args.journal,
+        JournalOptions { max_bytes: args.journal_max_bytes, files: args.journal_files },
+    )?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let shared = Arc::new(Shared {
         metrics: Metrics::new(),
         healthy: std::sync::atomic::AtomicBool::new(true),
+        recent: Recent::new(args.recent_terminations as usize),
     });
+    if let Some(Repair::Truncated { .. }) = journal.repair {
+        // A record torn by the previous run's end is a record lost.
+        shared.metrics.journal_errors.inc();
+    }
     let node = args.node.clone().unwrap_or_else(hostname);
     let clock = WallClock::measure();
 
@@ -100,17 +109,35 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let mut tick = tokio::time::interval(TICK);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let m = &shared.metrics;
+    // Consecutive failed journal writes (a full disk): logged at the first and every 100th.
+    let mut failing = 0u64;
     let mut close = |correlator: &mut Correlator, metadata: &mut Metadata, now: u64| {
         for t in correlator.drain_closed(now) {
             let identity = metadata.identity(t.cgroup_id);
             let record = Record::new(&t, identity.as_ref(), &node, &clock);
             match journal.append(&record) {
-                Ok(()) => m.journal_records.inc(),
+                Ok(()) => {
+                    m.journal_records.inc();
+                    if failing > 0 {
+                        log::info!("journal writable again after {failing} failed writes");
+                        failing = 0;
+                    }
+                }
                 Err(e) => {
                     m.journal_errors.inc();
-                    log::error!("{e}");
+                    if let JournalError::Rotate { .. } = e {
+                        // Rotation failed; the record went to the current file.
+                        m.journal_records.inc();
+                        log::error!("{e}");
+                    } else {
+                        failing += 1;
+                        if failing == 1 || failing.is_multiple_of(100) {
+                            log::error!("{e} ({failing} in a row; the record is in /terminations and the metrics only)");
+                        }
+                    }
                 }
             }
+            shared.recent.push(&record);
             m.observe(&record);
             log::info!(
                 "{}/{} {}: {} (stop signal {} -> exit {:?} s, SIGKILL {})",
@@ -122,6 +149,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 record.term_to_exit_seconds,
                 if record.sigkill_at.is_some() { "sent" } else { "not sent" },
             );
+        }
+        // Durable against a node crash: one fdatasync per tick, not per record.
+        if let Err(e) = journal.sync() {
+            m.journal_errors.inc();
+            log::error!("{e}");
         }
     };
     let result = loop {

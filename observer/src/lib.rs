@@ -6,7 +6,8 @@
 //! - [`correlate`]: pure state machine, events -> one termination per container PID 1;
 //! - [`metadata`]: who a cgroup belongs to (namespace, pod, container, workload);
 //! - [`record`]: the journal schema; [`sinks`]: Prometheus metrics, journal, HTTP;
-//! - [`daemon`]: wires the above for `observer run`; [`check`] is the preflight.
+//! - [`daemon`]: wires the above for `observer run`; [`check`] is the preflight;
+//! - [`report`]: `observer report`, post-incident analysis of the journal.
 pub mod cgroup;
 pub mod check;
 pub mod cli;
@@ -17,5 +18,6 @@ pub mod events;
 pub mod kernel;
 pub mod metadata;
 pub mod record;
+pub mod report;
 pub mod signals;
 pub mod sinks;

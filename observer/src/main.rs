@@ -16,6 +16,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Report(args) => match observer::report::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("observer: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run(args) => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
