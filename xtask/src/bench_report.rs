@@ -103,7 +103,18 @@ fn timed(bin: &Path, args: &[&str]) -> Result<(f64, i64)> {
 
 /// Writes `n` records over FILE.2, FILE.1, FILE; returns the bytes written.
 fn generate(journal: &Path, n: usize) -> Result<u64> {
-    let mut files = [String::new(), String::new(), String::new()];
+    // Streamed to disk: xtask stays small, because a child started with vfork reports the
+    // parent's peak RSS as its own in wait4's ru_maxrss.
+    let mut files = Vec::new();
+    for k in 0..3 {
+        let path = match 2 - k {
+            0 => journal.to_path_buf(),
+            n => journal.with_extension(format!("jsonl.{n}")),
+        };
+        let f = std::fs::File::create(&path).with_context(|| format!("{}", path.display()))?;
+        files.push(std::io::BufWriter::new(f));
+    }
+    let mut bytes = 0;
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut rand = || {
         seed ^= seed << 13;
@@ -166,16 +177,11 @@ fn generate(journal: &Path, n: usize) -> Result<u64> {
             "\"exit_at\":\"{exit}\",\"exit_code\":{code},\"exit_signal\":{signal},\"term_to_exit_seconds\":{t2e},\
              \"term_to_kill_seconds\":{t2k},\"outcome\":\"{outcome}\",\"grace_period_seconds\":30,\"prestop\":{prestop}}}"
         )?;
-        files[i * 3 / n].push_str(&line);
+        std::io::Write::write_all(&mut files[i * 3 / n], line.as_bytes())?;
+        bytes += line.len() as u64;
     }
-    let mut bytes = 0;
-    for (k, body) in files.iter().enumerate() {
-        let path = match 2 - k {
-            0 => journal.to_path_buf(),
-            n => journal.with_extension(format!("jsonl.{n}")),
-        };
-        std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
-        bytes += body.len() as u64;
+    for mut f in files {
+        std::io::Write::flush(&mut f)?;
     }
     Ok(bytes)
 }
