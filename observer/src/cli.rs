@@ -113,15 +113,15 @@ pub struct ReportArgs {
     pub journal: PathBuf,
 
     /// Only terminations in this last stretch of time: 90s, 15m, 6h, 2d, 1h30m.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with_all = ["from", "to"])]
+    #[arg(long, value_name = "DURATION", value_parser = parse_since_duration, conflicts_with_all = ["from", "to"])]
     pub since: Option<chrono::Duration>,
 
     /// Only terminations at or after this time: RFC 3339 (2026-08-01T02:00:00Z) or a UTC date.
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = parse_report_time)]
     pub from: Option<chrono::DateTime<chrono::Utc>>,
 
     /// Only terminations at or before this time.
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = parse_report_time)]
     pub to: Option<chrono::DateTime<chrono::Utc>>,
 
     #[arg(long, value_name = "NS")]
@@ -135,7 +135,7 @@ pub struct ReportArgs {
     pub pod: Option<String>,
 
     /// graceful, killed, killed_without_stop_signal or oom_killed.
-    #[arg(long, value_name = "O", value_parser = parse_outcome)]
+    #[arg(long, value_name = "O", value_parser = parse_report_outcome)]
     pub outcome: Option<String>,
 
     /// Print the matching journal records unchanged, one per line (pipe into jq).
@@ -158,15 +158,15 @@ pub enum Color {
     Never,
 }
 
-fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
+fn parse_since_duration(s: &str) -> Result<chrono::Duration, String> {
     crate::report::filter::parse_duration(s).map_err(|e| e.to_string())
 }
 
-fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+fn parse_report_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     crate::report::filter::parse_time(s).map_err(|e| e.to_string())
 }
 
-fn parse_outcome(s: &str) -> Result<String, String> {
+fn parse_report_outcome(s: &str) -> Result<String, String> {
     crate::report::filter::parse_outcome(s).map_err(|e| e.to_string())
 }
 
