@@ -1,4 +1,4 @@
-//! Command line: `observer run | check | drill`.
+//! Command line: `observer run | check | drill | report`.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -43,6 +43,13 @@ pub enum Command {
     /// 0 exited gracefully, 3 SIGKILL was needed, 4 preStop overran (no SIGKILL), 1 error,
     /// 2 usage.
     Drill(DrillArgs),
+    /// Post-incident analysis of the journal: which pods were SIGKILLed, and why.
+    ///
+    /// A summary per workload (terminations, graceful/killed/OOM, p50/p95/max stop signal ->
+    /// exit, stop signals ignored, preStop overruns), then the forced kills, newest first, with
+    /// the reason in words. Reads rotated files (FILE.N .. FILE.1, FILE) in time order; corrupt
+    /// or truncated lines are skipped and counted in a closing warning.
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -93,6 +100,18 @@ pub struct RunArgs {
     /// Node name written in every record (default: the host name).
     #[arg(long, env = "NODE_NAME")]
     pub node: Option<String>,
+
+    /// Rotate the journal before a record would make it larger than this many bytes.
+    #[arg(long, default_value_t = 10 << 20, value_parser = clap::value_parser!(u64).range(4096..))]
+    pub journal_max_bytes: u64,
+
+    /// Rotated journal files kept, named as logrotate does: FILE.1 (newest) .. FILE.N.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub journal_files: u32,
+
+    /// Terminations kept in memory for GET /terminations.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub recent_terminations: u32,
 
     #[command(flatten)]
     pub probes: ProbeArgs,
@@ -168,6 +187,70 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?} is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Journal file; its rotated files FILE.1 .. FILE.N are read too, oldest first.
+    #[arg(long, default_value = "/var/lib/observer/terminations.jsonl", env = "OBSERVER_JOURNAL")]
+    pub journal: PathBuf,
+
+    /// Only terminations in this last stretch of time: 90s, 15m, 6h, 2d, 1h30m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_since_duration, conflicts_with_all = ["from", "to"])]
+    pub since: Option<chrono::Duration>,
+
+    /// Only terminations at or after this time: RFC 3339 (2026-08-01T02:00:00Z) or a UTC date.
+    #[arg(long, value_name = "TIME", value_parser = parse_report_time)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// Only terminations at or before this time.
+    #[arg(long, value_name = "TIME", value_parser = parse_report_time)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// The pod's owner as in the metrics (Deployment, StatefulSet, ... name).
+    #[arg(long, value_name = "W")]
+    pub workload: Option<String>,
+
+    #[arg(long, value_name = "P")]
+    pub pod: Option<String>,
+
+    /// graceful, killed, killed_without_stop_signal or oom_killed.
+    #[arg(long, value_name = "O", value_parser = parse_report_outcome)]
+    pub outcome: Option<String>,
+
+    /// Print the matching journal records unchanged, one per line (pipe into jq).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Forced kills listed at most (0: all); the rest are counted.
+    #[arg(long, default_value_t = 100)]
+    pub max_kills: usize,
+
+    /// Colour: auto (only on a terminal, and not with NO_COLOR set), always, never.
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+fn parse_since_duration(s: &str) -> Result<chrono::Duration, String> {
+    crate::report::filter::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_report_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    crate::report::filter::parse_time(s).map_err(|e| e.to_string())
+}
+
+fn parse_report_outcome(s: &str) -> Result<String, String> {
+    crate::report::filter::parse_outcome(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -33,8 +33,9 @@ use crate::{
     record::Record,
     sinks::{
         http::{self, Shared},
-        journal::Journal,
+        journal::{Journal, JournalError, JournalOptions, Repair},
         metrics::Metrics,
+        recent::Recent,
     },
 };
 
@@ -86,14 +87,22 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
     let ring = loader::take_events(&mut ebpf)?;
     let counters = loader::KernelCounters::take(&mut ebpf)?;
-    let mut journal = Journal::open(&args.journal)?;
+    let mut journal = Journal::open(
+        &args.journal,
+        JournalOptions { max_bytes: args.journal_max_bytes, files: args.journal_files },
+    )?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let shared = Arc::new(Shared {
         metrics: Metrics::new(),
         healthy: std::sync::atomic::AtomicBool::new(true),
+        recent: Recent::new(args.recent_terminations as usize),
     });
+    if let Some(Repair::Truncated { .. }) = journal.repair {
+        // A record torn by the previous run's end is a record lost.
+        shared.metrics.journal_errors.inc();
+    }
     let node = args.node.clone().unwrap_or_else(hostname);
     let clock = WallClock::measure();
 
@@ -114,6 +123,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let m = &shared.metrics;
     // Closed terminations waiting for their container's metadata, with a deadline.
     let mut waiting: Vec<(Termination, u64)> = Vec::new();
+    // Consecutive failed journal writes (a full disk): logged at the first and every 100th.
+    let mut failing = 0u64;
     let mut close = |correlator: &mut Correlator, metadata: &mut Metadata, now: u64| {
         waiting.extend(
             correlator.drain_closed(now).into_iter().map(|t| (t, now.saturating_add(hold_ns))),
@@ -141,12 +152,28 @@ pub async fn run(args: RunArgs) -> Result<()> {
             }
             let record = Record::new(&t, identity, &node, &clock);
             match journal.append(&record) {
-                Ok(()) => m.journal_records.inc(),
+                Ok(()) => {
+                    m.journal_records.inc();
+                    if failing > 0 {
+                        log::info!("journal writable again after {failing} failed writes");
+                        failing = 0;
+                    }
+                }
                 Err(e) => {
                     m.journal_errors.inc();
-                    log::error!("{e}");
+                    if let JournalError::Rotate { .. } = e {
+                        // Rotation failed; the record went to the current file.
+                        m.journal_records.inc();
+                        log::error!("{e}");
+                    } else {
+                        failing += 1;
+                        if failing == 1 || failing.is_multiple_of(100) {
+                            log::error!("{e} ({failing} in a row; the record is in /terminations and the metrics only)");
+                        }
+                    }
                 }
             }
+            shared.recent.push(&record);
             m.observe(&record);
             log::info!(
                 "{}/{} {}: {} (stop signal {} -> exit {:?} s, SIGKILL {})",
@@ -158,6 +185,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 record.term_to_exit_seconds,
                 if record.sigkill_at.is_some() { "sent" } else { "not sent" },
             );
+        }
+        // Durable against a node crash: one fdatasync per tick, not per record.
+        if let Err(e) = journal.sync() {
+            m.journal_errors.inc();
+            log::error!("{e}");
         }
     };
     let result = loop {

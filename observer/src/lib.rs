@@ -8,6 +8,7 @@
 //! - [`record`]: the journal schema; [`sinks`]: Prometheus metrics, journal, HTTP;
 //! - [`daemon`]: wires the above for `observer run`; [`check`] is the preflight;
 //! - [`engine`]: kubelet's killContainer sequence, pure; [`drill`] carries it out on a workload.
+//! - [`report`]: `observer report`, post-incident analysis of the journal.
 pub mod cgroup;
 pub mod check;
 pub mod cli;
@@ -20,5 +21,6 @@ pub mod events;
 pub mod kernel;
 pub mod metadata;
 pub mod record;
+pub mod report;
 pub mod signals;
 pub mod sinks;

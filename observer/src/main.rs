@@ -17,6 +17,13 @@ fn main() -> ExitCode {
             }
         }
         Command::Drill(args) => observer::drill::main(args),
+        Command::Report(args) => match observer::report::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("observer: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run(args) => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,

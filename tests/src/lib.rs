@@ -328,12 +328,22 @@ impl Daemon {
     /// Starts the daemon with `log_root` as kubelet's log root (default: a fresh directory
     /// of its own) and extra `observer run` arguments.
     pub fn start_with(log_root: Option<&Path>, extra: &[&str]) -> Self {
+        Self::start_with_journal(None, log_root, extra)
+    }
+
+    /// Like [`Daemon::start_with`], with the journal at `journal` (default: in the daemon's
+    /// own directory, removed with it).
+    pub fn start_with_journal(
+        journal: Option<&Path>,
+        log_root: Option<&Path>,
+        extra: &[&str],
+    ) -> Self {
         require_root();
         let dir = std::env::temp_dir().join(unique("observer-it-"));
         let log_root = log_root.map(Path::to_path_buf).unwrap_or_else(|| dir.join("logs"));
         std::fs::create_dir_all(&log_root).expect("log root");
         std::fs::create_dir_all(&dir).expect("test dir");
-        let journal = dir.join("journal.jsonl");
+        let journal = journal.map(Path::to_path_buf).unwrap_or_else(|| dir.join("journal.jsonl"));
         let addr = format!("127.0.0.1:{}", free_port());
         let bin = observer_bin();
         assert!(bin.exists(), "{} missing: run `cargo xtask test` (it builds it)", bin.display());
@@ -355,6 +365,11 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(50));
         }
         d
+    }
+
+    /// The daemon's pid (to SIGKILL it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log(&self) -> String {

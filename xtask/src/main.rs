@@ -2,6 +2,7 @@
 //! packages the tests need (idempotent, saying what it does), the release build, running the
 //! daemon as root, and the full test suite as CI runs it.
 mod bench;
+mod bench_report;
 mod setup;
 
 use std::{
@@ -31,8 +32,13 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Setup, build, then measure observer's overhead: A/B/A on fork and signal storms.
-    Bench,
+    /// Setup, build, then measure observer's overhead (A/B/A on fork and signal storms) and
+    /// `observer report` on a 100,000-record journal.
+    Bench {
+        /// Only the report benchmark (no root needed).
+        #[arg(long)]
+        report_only: bool,
+    },
     /// Setup, build, then every test: formatting, clippy, unit tests, root integration tests.
     Test {
         /// Only tests whose name contains this (passed to the test harness).
@@ -52,9 +58,13 @@ fn main() -> Result<()> {
             build_release()?;
             run_daemon(&args)
         }
-        Cmd::Bench => {
+        Cmd::Bench { report_only } => {
             setup::all()?;
             build_release()?;
+            bench_report::run()?;
+            if report_only {
+                return Ok(());
+            }
             require_root("cargo xtask bench")?;
             bench::run()
         }

@@ -1,0 +1,198 @@
+//! Which records a question is about: a time window and exact names, shared by `observer
+//! report` and `GET /terminations`. Pure: "now" is an argument.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+
+use super::entry::Entry;
+
+/// Every outcome a record can have, as the journal spells it.
+pub const OUTCOMES: &[&str] = &["graceful", "killed", "killed_without_stop_signal", "oom_killed"];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error(
+        "bad duration {0:?}: expected a number and a unit (s, m, h, d, w), e.g. 90s, 15m, 6h, 1h30m"
+    )]
+    Duration(String),
+    #[error(
+        "bad time {0:?}: expected RFC 3339 (2026-08-01T02:00:00Z) or a date (2026-08-01, UTC)"
+    )]
+    Time(String),
+    #[error("unknown outcome {0:?}: expected one of graceful, killed, killed_without_stop_signal, oom_killed")]
+    Outcome(String),
+}
+
+/// Conditions a record must all meet. The window is on the record's `ts` (the exit), both
+/// ends inclusive; names compare exactly.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub namespace: Option<String>,
+    pub workload: Option<String>,
+    pub pod: Option<String>,
+    pub outcome: Option<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, e: &Entry<'_>) -> bool {
+        fn same(want: &Option<String>, have: &Option<std::borrow::Cow<'_, str>>) -> bool {
+            want.as_deref().is_none_or(|w| have.as_deref() == Some(w))
+        }
+        self.from.is_none_or(|f| e.at >= f)
+            && self.to.is_none_or(|t| e.at <= t)
+            && same(&self.namespace, &e.namespace)
+            && same(&self.workload, &e.workload)
+            && same(&self.pod, &e.pod)
+            && self.outcome.as_deref().is_none_or(|o| e.outcome == o)
+    }
+}
+
+/// `90s`, `15m`, `6h`, `2d`, `1w`, or several together (`1h30m`).
+pub fn parse_duration(s: &str) -> Result<chrono::Duration, FilterError> {
+    let err = || FilterError::Duration(s.to_string());
+    let mut total: i64 = 0;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(err());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        if digits == 0 {
+            return Err(err());
+        }
+        let n: i64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit: i64 = match &rest[..unit_len] {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            _ => return Err(err()),
+        };
+        rest = &rest[unit_len..];
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(err)?;
+    }
+    // Beyond chrono's range (about 292 million years) is as good as "everything".
+    chrono::Duration::try_seconds(total.min(i64::MAX / 1000)).ok_or_else(err)
+}
+
+/// RFC 3339 with any offset, `YYYY-MM-DDTHH:MM:SS` (UTC) or a date alone (midnight UTC).
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, FilterError> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Ok(t.and_utc());
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| FilterError::Time(s.to_string()))
+}
+
+/// The start of a `since` window: a duration before `now`, or a time.
+pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, FilterError> {
+    match parse_duration(s) {
+        Ok(d) => Ok(now.checked_sub_signed(d).unwrap_or(DateTime::<Utc>::MIN_UTC)),
+        Err(duration_err) => parse_time(s).map_err(|_| duration_err),
+    }
+}
+
+pub fn parse_outcome(s: &str) -> Result<String, FilterError> {
+    OUTCOMES
+        .iter()
+        .find(|o| **o == s)
+        .map(|o| o.to_string())
+        .ok_or_else(|| FilterError::Outcome(s.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::Outcome;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        parse_time(s).unwrap()
+    }
+
+    #[test]
+    fn outcomes_are_the_journal_spelling() {
+        let all = [
+            Outcome::Graceful,
+            Outcome::Killed,
+            Outcome::KilledWithoutStopSignal,
+            Outcome::OomKilled,
+        ];
+        assert_eq!(all.map(Outcome::as_str).as_slice(), OUTCOMES);
+        for o in all {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
+        assert_eq!(parse_outcome("killed").unwrap(), "killed");
+        assert!(parse_outcome("KILLED").unwrap_err().to_string().contains("oom_killed"));
+    }
+
+    #[test]
+    fn durations_in_units_and_combinations() {
+        let d = |s| parse_duration(s).map(|d| d.num_seconds());
+        assert_eq!(d("90s"), Ok(90));
+        assert_eq!(d("15m"), Ok(900));
+        assert_eq!(d("6h"), Ok(21_600));
+        assert_eq!(d("2d"), Ok(172_800));
+        assert_eq!(d("1w"), Ok(604_800));
+        assert_eq!(d("1h30m"), Ok(5_400));
+        for bad in ["", "h", "10", "10x", "1.5h", "-1h", "1h 30m", "99999999999999999999s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+        // Huge but representable: clamped, never a panic.
+        assert!(d("9999999999999w").is_ok());
+    }
+
+    #[test]
+    fn times_in_rfc3339_naive_utc_or_a_date() {
+        assert_eq!(t("2026-08-01T02:00:00Z"), t("2026-08-01T04:00:00+02:00"));
+        assert_eq!(t("2026-08-01T02:00:00"), t("2026-08-01T02:00:00Z"));
+        assert_eq!(t("2026-08-01 02:00:00.5"), t("2026-08-01T02:00:00.500Z"));
+        assert_eq!(t("2026-08-01"), t("2026-08-01T00:00:00Z"));
+        for bad in ["", "yesterday", "2026-13-01", "2026-08-01T25:00:00Z", "1690000000"] {
+            assert!(parse_time(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn since_is_a_duration_before_now_or_a_time() {
+        let now = t("2026-08-01T12:00:00Z");
+        assert_eq!(parse_since("2h", now), Ok(t("2026-08-01T10:00:00Z")));
+        assert_eq!(parse_since("2026-08-01T11:00:00Z", now), Ok(t("2026-08-01T11:00:00Z")));
+        assert_eq!(parse_since("9999999999999w", now).ok(), Some(DateTime::<Utc>::MIN_UTC));
+        let e = parse_since("yesterday", now).unwrap_err().to_string();
+        assert!(e.contains("yesterday") && e.contains("15m"), "{e}");
+    }
+
+    #[test]
+    fn filter_matches_window_and_exact_names() {
+        let line = br#"{"ts":"2026-08-01T02:00:00.000000001Z","namespace":"shop","pod":"web-1","workload":"web","outcome":"killed"}"#;
+        let e = Entry::parse(line).unwrap();
+        let all = Filter::default();
+        assert!(all.matches(&e));
+        let f = |f: Filter| f.matches(&e);
+        assert!(f(Filter { namespace: Some("shop".into()), ..all.clone() }));
+        assert!(!f(Filter { namespace: Some("sho".into()), ..all.clone() }));
+        assert!(!f(Filter { workload: Some("api".into()), ..all.clone() }));
+        assert!(f(Filter { pod: Some("web-1".into()), ..all.clone() }));
+        assert!(!f(Filter { outcome: Some("graceful".into()), ..all.clone() }));
+        assert!(f(Filter { from: Some(t("2026-08-01T02:00:00Z")), ..all.clone() }));
+        assert!(!f(Filter { from: Some(t("2026-08-01T02:00:01Z")), ..all.clone() }));
+        assert!(!f(Filter { to: Some(t("2026-08-01T02:00:00Z")), ..all.clone() }));
+        assert!(f(Filter { to: Some(t("2026-08-01T02:00:00.000000001Z")), ..all.clone() }));
+        // A record with no namespace never matches a namespace filter.
+        let anon = Entry::parse(br#"{"ts":"2026-08-01T02:00:00Z","outcome":"killed"}"#).unwrap();
+        assert!(!Filter { namespace: Some("shop".into()), ..all }.matches(&anon));
+    }
+}

@@ -1,0 +1,423 @@
+//! The report's text: a summary per workload, then the forced kills, newest first, each with
+//! its reason in words. Pure: records in, text out.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use super::entry::Entry;
+
+/// The report fits a terminal this wide with names of usual length.
+pub const WIDTH: usize = 100;
+const NAME_MAX: usize = 36;
+const NAME_MIN: usize = 16;
+/// `08-01 02:13:07`: the year is in the report's first line.
+const TIME_W: usize = 14;
+const CONTAINER_MAX: usize = 16;
+
+#[derive(Debug, Default)]
+struct Workload {
+    total: u64,
+    graceful: u64,
+    /// killed + killed_without_stop_signal.
+    killed: u64,
+    oom: u64,
+    ignored: u64,
+    overruns: u64,
+    term_to_exit: Vec<f64>,
+}
+
+/// One forced kill, owned (the line it came from is gone once read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kill {
+    pub at: DateTime<Utc>,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub reason: String,
+}
+
+/// How a kill's pod is named in the list.
+type Label = Box<dyn Fn(&Kill) -> String>;
+
+/// Everything the text is made from.
+#[derive(Debug, Default)]
+pub struct Summary {
+    workloads: HashMap<(String, String), Workload>,
+    kills: Vec<Kill>,
+    records: u64,
+    first: Option<DateTime<Utc>>,
+    last: Option<DateTime<Utc>>,
+}
+
+fn name(s: &Option<std::borrow::Cow<'_, str>>) -> String {
+    s.as_deref().filter(|s| !s.is_empty()).unwrap_or("-").to_string()
+}
+
+/// Seconds in words: "28 s", "2.0 s", "0.31 s".
+pub fn secs(s: f64) -> String {
+    if s >= 9.95 {
+        format!("{s:.0} s")
+    } else if s >= 0.995 {
+        format!("{s:.1} s")
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
+/// Why a container was killed, in words; None for a graceful stop.
+pub fn reason(e: &Entry<'_>) -> Option<String> {
+    let sig = e.stop_signal.as_deref().unwrap_or("the stop signal");
+    Some(match e.outcome.as_ref() {
+        "graceful" => return None,
+        "oom_killed" => "OOM".to_string(),
+        "killed_without_stop_signal" => "SIGKILL with no stop signal before it".to_string(),
+        "killed" => match &e.prestop {
+            Some(p) if p.overrun => match (p.duration_seconds, e.grace_period_seconds) {
+                (Some(d), Some(g)) => format!("preStop used {} of {g} s grace", secs(d)),
+                (Some(d), None) => format!("preStop used {}, past the grace period", secs(d)),
+                _ => "preStop overran the grace period".to_string(),
+            },
+            _ if e.stop_signal_ignored == Some(true) => match e.stop_signal_handler.as_deref() {
+                Some("default") => format!("{sig} ignored by PID 1 (no handler)"),
+                Some("ignored") => format!("{sig} ignored by PID 1 (SIG_IGN)"),
+                _ => format!("{sig} ignored by PID 1"),
+            },
+            _ => match e.term_to_kill_seconds {
+                Some(t) => format!("slow shutdown: still running {} after {sig}", secs(t)),
+                None => format!("slow shutdown: still running after {sig}"),
+            },
+        },
+        other => other.to_string(),
+    })
+}
+
+impl Summary {
+    pub fn add(&mut self, e: &Entry<'_>) {
+        self.records += 1;
+        self.first = Some(self.first.map_or(e.at, |f| f.min(e.at)));
+        self.last = Some(self.last.map_or(e.at, |l| l.max(e.at)));
+        let w = self.workloads.entry((name(&e.namespace), name(&e.workload))).or_default();
+        w.total += 1;
+        match e.outcome.as_ref() {
+            "graceful" => w.graceful += 1,
+            "killed" | "killed_without_stop_signal" => w.killed += 1,
+            "oom_killed" => w.oom += 1,
+            _ => {}
+        }
+        if e.stop_signal_ignored == Some(true) {
+            w.ignored += 1;
+        }
+        if e.prestop.as_ref().is_some_and(|p| p.overrun) {
+            w.overruns += 1;
+        }
+        if let Some(t) = e.term_to_exit_seconds.filter(|t| t.is_finite()) {
+            w.term_to_exit.push(t);
+        }
+        if let Some(reason) = reason(e) {
+            self.kills.push(Kill {
+                at: e.at,
+                namespace: name(&e.namespace),
+                pod: name(&e.pod),
+                container: name(&e.container),
+                reason,
+            });
+        }
+    }
+
+    /// The report; `max_kills` 0 lists every forced kill.
+    pub fn render(mut self, max_kills: usize, color: bool) -> String {
+        let paint = |code: &str, s: &str| {
+            if color {
+                format!("\x1b[{code}m{s}\x1b[0m")
+            } else {
+                s.to_string()
+            }
+        };
+        let (Some(first), Some(last)) = (self.first, self.last) else {
+            return "no terminations match\n".to_string();
+        };
+        let mut out = String::new();
+        let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
+        out += &format!(
+            "{} termination{} from {} to {} UTC\n\n",
+            self.records,
+            if self.records == 1 { "" } else { "s" },
+            fmt(first),
+            fmt(last)
+        );
+
+        // Workloads with forced kills first, then the busiest, then by name.
+        let mut rows: Vec<_> = self.workloads.into_iter().collect();
+        rows.sort_by(|a, b| {
+            (b.1.killed + b.1.oom, b.1.total)
+                .cmp(&(a.1.killed + a.1.oom, a.1.total))
+                .then_with(|| a.0.cmp(&b.0))
+        });
+        let nums = [
+            ("TOTAL", 7),
+            ("GRACEFUL", 9),
+            ("KILLED", 7),
+            ("OOM", 5),
+            ("p50", 7),
+            ("p95", 7),
+            ("max", 7),
+            ("IGNORED", 8),
+            ("OVERRUNS", 9),
+        ];
+        let num_width: usize = nums.iter().map(|n| n.1).sum();
+        let label = |k: &(String, String)| format!("{}/{}", k.0, k.1);
+        let name_w = rows
+            .iter()
+            .map(|r| label(&r.0).chars().count())
+            .chain(["NAMESPACE/WORKLOAD".len()])
+            .max()
+            .unwrap_or(0)
+            .min(WIDTH - num_width);
+        let mut header = pad("NAMESPACE/WORKLOAD", name_w);
+        for (h, w) in nums {
+            header += &format!("{h:>w$}");
+        }
+        out += &paint("1", &header);
+        out += "\n";
+        out +=
+            &format!("{:>w$}\n", "(p50 p95 max: stop signal -> exit, s)", w = name_w + num_width);
+        for (key, w) in &mut rows {
+            w.term_to_exit.sort_by(f64::total_cmp);
+            let q =
+                |p: f64| percentile(&w.term_to_exit, p).map_or("-".into(), |v| format!("{v:.2}"));
+            let cells = [
+                w.total.to_string(),
+                w.graceful.to_string(),
+                w.killed.to_string(),
+                w.oom.to_string(),
+                q(0.50),
+                q(0.95),
+                q(1.0),
+                w.ignored.to_string(),
+                w.overruns.to_string(),
+            ];
+            let mut line = pad(&label(key), name_w);
+            for (i, (c, (_, width))) in cells.iter().zip(nums).enumerate() {
+                let cell = format!("{c:>width$}");
+                // Counts of forced kills stand out in red when not zero.
+                let hot = matches!(i, 2 | 3 | 7 | 8) && c != "0";
+                line += &if hot { paint("31", &cell) } else { cell };
+            }
+            out += &line;
+            out += "\n";
+        }
+
+        self.kills.sort_by_key(|k| std::cmp::Reverse(k.at));
+        let total_kills = self.kills.len();
+        if total_kills == 0 {
+            out += "\nno forced kills\n";
+            return out;
+        }
+        let shown = if max_kills == 0 { total_kills } else { max_kills.min(total_kills) };
+        // One namespace (the usual question): named once, not on every line.
+        let ns0 = self.kills[0].namespace.clone();
+        let kills = &self.kills[..shown];
+        let (pod_header, label): (&str, Label) = if self.kills.iter().all(|k| k.namespace == ns0) {
+            out += &format!("\nFORCED KILLS ({total_kills}, newest first) in namespace {ns0}\n");
+            ("POD", Box::new(|k: &Kill| k.pod.clone()))
+        } else {
+            out += &format!("\nFORCED KILLS ({total_kills}, newest first)\n");
+            ("NAMESPACE/POD", Box::new(|k: &Kill| format!("{}/{}", k.namespace, k.pod)))
+        };
+        let ctr_w = kills
+            .iter()
+            .map(|k| k.container.chars().count())
+            .chain(["CONTAINER".len()])
+            .max()
+            .unwrap_or(0)
+            .min(CONTAINER_MAX);
+        // The pod column gives way to the longest reason, down to NAME_MIN.
+        let reason_w = kills.iter().map(|k| k.reason.chars().count()).max().unwrap_or(0);
+        let pod_w = kills
+            .iter()
+            .map(|k| label(k).chars().count())
+            .chain([pod_header.len()])
+            .max()
+            .unwrap_or(0)
+            .min(NAME_MAX)
+            .min(WIDTH.saturating_sub(TIME_W + 6 + ctr_w + reason_w).max(NAME_MIN));
+        let header = format!(
+            "{}  {}  {}  REASON",
+            pad("TIME (UTC)", TIME_W),
+            pad(pod_header, pod_w),
+            pad("CONTAINER", ctr_w)
+        );
+        out += &paint("1", &header);
+        out += "\n";
+        for k in kills {
+            let reason =
+                if k.reason == "OOM" { paint("35", &k.reason) } else { paint("31", &k.reason) };
+            out += &format!(
+                "{}  {}  {}  {reason}\n",
+                k.at.format("%m-%d %H:%M:%S"),
+                pad(&label(k), pod_w),
+                pad(&k.container, ctr_w)
+            );
+        }
+        if shown < total_kills {
+            out += &format!(
+                "... {} older forced kill{} not shown (--max-kills 0 lists all)\n",
+                total_kills - shown,
+                if total_kills - shown == 1 { "" } else { "s" }
+            );
+        }
+        out
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// Left-aligned in `width` characters; a longer name loses its middle to "…" (a pod's
+/// distinguishing suffix and its namespace prefix both stay).
+fn pad(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width {
+        format!("{s}{}", " ".repeat(width - n))
+    } else {
+        let keep = width.saturating_sub(1);
+        let tail = keep / 2;
+        let mut cut: String = s.chars().take(keep - tail).collect();
+        cut.push('…');
+        cut.extend(s.chars().skip(n - tail));
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(json: &str) -> Entry<'_> {
+        Entry::parse(json.as_bytes()).unwrap()
+    }
+
+    const KILLED_NO_HANDLER: &str = r#"{"ts":"2026-08-01T02:00:03Z","namespace":"shop","pod":"web-7d4b9c6f8-x2k9p","container":"app","workload":"web","outcome":"killed","stop_signal":"SIGTERM","stop_signal_ignored":true,"stop_signal_handler":"default","term_to_exit_seconds":30.01,"term_to_kill_seconds":30.0}"#;
+    const GRACEFUL: &str = r#"{"ts":"2026-08-01T02:00:01Z","namespace":"shop","pod":"web-7d4b9c6f8-abcde","container":"app","workload":"web","outcome":"graceful","stop_signal":"SIGTERM","stop_signal_ignored":false,"term_to_exit_seconds":0.25}"#;
+    const SLOW: &str = r#"{"ts":"2026-08-01T02:00:02Z","namespace":"shop","pod":"api-0","container":"api","workload":"api","outcome":"killed","stop_signal":"SIGTERM","stop_signal_ignored":false,"stop_signal_handler":"handled","term_to_exit_seconds":30.0,"term_to_kill_seconds":30.0}"#;
+    const OOM: &str = r#"{"ts":"2026-08-01T02:00:04Z","namespace":"batch","pod":"hog-1","container":"hog","workload":"hog","outcome":"oom_killed"}"#;
+
+    #[test]
+    fn reasons_in_words() {
+        assert_eq!(
+            reason(&entry(KILLED_NO_HANDLER)).unwrap(),
+            "SIGTERM ignored by PID 1 (no handler)"
+        );
+        assert_eq!(reason(&entry(GRACEFUL)), None);
+        assert_eq!(
+            reason(&entry(SLOW)).unwrap(),
+            "slow shutdown: still running 30 s after SIGTERM"
+        );
+        assert_eq!(reason(&entry(OOM)).unwrap(), "OOM");
+        let sig_ign = KILLED_NO_HANDLER.replace("\"default\"", "\"ignored\"");
+        assert_eq!(reason(&entry(&sig_ign)).unwrap(), "SIGTERM ignored by PID 1 (SIG_IGN)");
+        let prestop = SLOW.replace(
+            "\"outcome\"",
+            "\"grace_period_seconds\":30,\"prestop\":{\"duration_seconds\":28.2,\"overrun\":true},\"outcome\"",
+        );
+        assert_eq!(reason(&entry(&prestop)).unwrap(), "preStop used 28 s of 30 s grace");
+        let no_stop = r#"{"ts":"2026-08-01T02:00:04Z","outcome":"killed_without_stop_signal"}"#;
+        assert_eq!(reason(&entry(no_stop)).unwrap(), "SIGKILL with no stop signal before it");
+        let quit = SLOW.replace("SIGTERM", "SIGQUIT").replace("30.0}", "0.5}");
+        assert_eq!(
+            reason(&entry(&quit)).unwrap(),
+            "slow shutdown: still running 0.50 s after SIGQUIT"
+        );
+    }
+
+    #[test]
+    fn seconds_read_naturally() {
+        assert_eq!(secs(28.2), "28 s");
+        assert_eq!(secs(2.01), "2.0 s");
+        assert_eq!(secs(0.314), "0.31 s");
+        assert_eq!(secs(9.96), "10 s");
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), Some(50.0));
+        assert_eq!(percentile(&v, 0.95), Some(95.0));
+        assert_eq!(percentile(&v, 1.0), Some(100.0));
+        assert_eq!(percentile(&[3.0], 0.5), Some(3.0));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    fn summary(lines: &[&str]) -> Summary {
+        let mut s = Summary::default();
+        for l in lines {
+            s.add(&entry(l));
+        }
+        s
+    }
+
+    #[test]
+    fn summary_then_kills_newest_first() {
+        let text = summary(&[GRACEFUL, SLOW, KILLED_NO_HANDLER, OOM]).render(0, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "4 terminations from 2026-08-01 02:00:01 to 2026-08-01 02:00:04 UTC");
+        let row = |name: &str| {
+            lines
+                .iter()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in\n{text}"))
+                .split_whitespace()
+                .skip(1)
+                .collect::<Vec<_>>()
+        };
+        // TOTAL GRACEFUL KILLED OOM p50 p95 max IGNORED OVERRUNS
+        assert_eq!(row("shop/web"), ["2", "1", "1", "0", "0.25", "30.01", "30.01", "1", "0"]);
+        assert_eq!(row("shop/api"), ["1", "0", "1", "0", "30.00", "30.00", "30.00", "0", "0"]);
+        assert_eq!(row("batch/hog"), ["1", "0", "0", "1", "-", "-", "-", "0", "0"]);
+        let kills: Vec<&&str> =
+            lines.iter().skip_while(|l| !l.starts_with("FORCED KILLS (3")).skip(2).collect();
+        assert_eq!(kills.len(), 3, "{text}");
+        assert!(kills[0].starts_with("08-01 02:00:04  batch/hog-1") && kills[0].ends_with("OOM"));
+        assert!(
+            kills[1].contains("shop/web-7d4b9c6f8-x2k9p  app ")
+                && kills[1].ends_with("(no handler)")
+        );
+        assert!(kills[2].ends_with("still running 30 s after SIGTERM"));
+        assert!(!text.contains('\x1b'), "no colour unless asked");
+        for l in &lines {
+            assert!(l.chars().count() <= WIDTH, "{} columns: {l}", l.chars().count());
+        }
+    }
+
+    #[test]
+    fn long_names_are_cut_to_fit_and_colour_is_optional() {
+        let long = KILLED_NO_HANDLER
+            .replace("\"web\"", &format!("\"{}\"", "w".repeat(80)))
+            .replace("web-7d4b9c6f8-x2k9p", &"p".repeat(80));
+        let text = summary(&[&long]).render(0, false);
+        for l in text.lines() {
+            assert!(l.chars().count() <= WIDTH, "{} columns: {l}", l.chars().count());
+        }
+        assert!(text.contains("…x2k9p") || text.contains("…pppp"), "{text}");
+        assert!(text.contains("shop/www"), "the namespace prefix stays: {text}");
+        assert!(text.contains("in namespace shop"), "{text}");
+        let coloured = summary(&[&long]).render(0, true);
+        assert!(coloured.contains("\x1b[31m"));
+    }
+
+    #[test]
+    fn kills_beyond_the_limit_are_counted() {
+        let text = summary(&[SLOW, KILLED_NO_HANDLER, OOM]).render(1, false);
+        assert!(text.contains("FORCED KILLS (3, newest first)"), "{text}");
+        assert!(text.contains("... 2 older forced kills not shown"), "{text}");
+        assert_eq!(summary(&[]).render(0, false), "no terminations match\n");
+        assert!(summary(&[GRACEFUL]).render(0, false).ends_with("\nno forced kills\n"));
+    }
+}
