@@ -58,6 +58,9 @@ pub struct SessionSeen {
     pub started_ns: u64,
     /// When it exited; None while it runs (or when its exit was not seen by the close).
     pub ended_ns: Option<u64>,
+    /// Every program it ran, in order (`session.comm` is the last): a runtime's exec can show
+    /// its own re-exec (runc's `exe`) after the hook's program.
+    pub comms: Vec<String>,
 }
 
 impl SessionSeen {
@@ -75,14 +78,23 @@ pub fn choose_exec_prestop<'a>(
     candidates: &'a [SessionSeen],
     hook_command: Option<&[String]>,
 ) -> Option<&'a SessionSeen> {
-    match hook_command.and_then(|c| c.first()) {
-        Some(program) => {
-            let base = program.rsplit('/').next().unwrap_or(program);
-            let comm: String = base.chars().take(observer_ebpf::TASK_COMM_LEN - 1).collect();
-            candidates.iter().find(|c| c.session.comm == comm)
-        }
-        None => candidates.first(),
-    }
+    let Some(command) = hook_command.filter(|c| !c.is_empty()) else {
+        return candidates.first();
+    };
+    // The session's comm is its program's name at its exec, or at a later exec of the same
+    // process: `sh -c "sleep 5"` becomes `sleep` where the shell execs its last command
+    // (busybox ash does). Any word of the command names the hook.
+    let names: Vec<String> = command
+        .iter()
+        .flat_map(|arg| arg.split_whitespace())
+        .map(|word| {
+            let base = word.rsplit('/').next().unwrap_or(word);
+            base.chars().take(observer_ebpf::TASK_COMM_LEN - 1).collect()
+        })
+        .collect();
+    candidates.iter().find(|c| {
+        names.contains(&c.session.comm) || c.comms.iter().any(|comm| names.contains(comm))
+    })
 }
 
 /// The first stop signal of a termination.
@@ -306,6 +318,9 @@ impl Correlator {
                 if e.ktime_ns >= s.started_ns {
                     s.session.comm = e.session.comm.clone();
                 }
+                if !s.comms.contains(&e.session.comm) {
+                    s.comms.push(e.session.comm.clone());
+                }
                 s.started_ns = s.started_ns.min(e.ktime_ns);
                 return;
             }
@@ -321,6 +336,7 @@ impl Correlator {
             parent: e.parent.clone(),
             started_ns: e.ktime_ns,
             ended_ns: None,
+            comms: vec![e.session.comm.clone()],
         };
         self.sessions.insert(e.session.pid, (e.cgroup_id, seen));
     }

@@ -217,6 +217,7 @@ mod tests {
             parent: Proc { pid: 5, comm: "runc".into() },
             started_ns: started_s * SEC,
             ended_ns: ended_s.map(|e| e * SEC),
+            comms: vec!["sh".into()],
         }
     }
 

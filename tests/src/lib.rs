@@ -562,6 +562,24 @@ fn run_ok(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Nanoseconds since the epoch of an RFC 3339 UTC timestamp with nanoseconds.
+pub fn epoch_ns(ts: &Value) -> i128 {
+    let s = ts.as_str().unwrap_or_else(|| panic!("not a timestamp: {ts}"));
+    let (date, time) = s.trim_end_matches('Z').split_once('T').expect("RFC 3339");
+    let d: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y, m, day) = (if d[1] <= 2 { d[0] - 1 } else { d[0] }, d[1], d[2]);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').map(|p| p.parse().unwrap()).collect();
+    let ns: i64 = format!("{frac:0<9}")[..9].parse().unwrap();
+    (days as i128 * 86_400 + (t[0] * 3600 + t[1] * 60 + t[2]) as i128) * 1_000_000_000 + ns as i128
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use k8s_cri::v1::{
     LinuxContainerConfig, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
     LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
     PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopContainerRequest, StopPodSandboxRequest,
+    StopContainerRequest, StopPodSandboxRequest, VersionRequest,
 };
 use tokio::{runtime::Runtime, task::JoinHandle};
 use tonic::transport::Channel;
@@ -26,7 +26,9 @@ use super::{process, Container, DrillError, Executor, Hook};
 use crate::{
     cgroup::CgroupV2,
     cli::DrillArgs,
-    metadata::{annotations as kubelet, cri},
+    metadata::{
+        annotations as kubelet, cgroup_path::Runtime as ContainerRuntime, cri, workload, Identity,
+    },
 };
 
 /// Deadline of the CRI calls that are not the stop itself.
@@ -44,6 +46,7 @@ pub struct CriExecutor {
     pid1: OwnedFd,
     exec: Option<JoinHandle<Result<(), String>>>,
     stop: Option<JoinHandle<Result<(), String>>>,
+    identity: Identity,
 }
 
 fn cri_error(what: &str) -> impl FnOnce(tonic::Status) -> DrillError + '_ {
@@ -72,6 +75,10 @@ impl CriExecutor {
             .block_on(cri::channel(endpoint, CALL_TIMEOUT))
             .map_err(|e| DrillError::Setup(e.to_string()))?;
         let mut client = RuntimeServiceClient::new(channel);
+        let version = rt
+            .block_on(client.version(VersionRequest { version: "v1".into() }))
+            .map_err(cri_error("Version"))?
+            .into_inner();
 
         let (hex, uid) = process::ids();
         let pod = format!("drill-{}", &hex[..10]);
@@ -153,6 +160,18 @@ impl CriExecutor {
             pid1: process::pidfd_open(std::process::id() as i32)?,
             exec: None,
             stop: None,
+            identity: Identity {
+                namespace: Some(DRILL_NAMESPACE.into()),
+                workload: Some(workload::derive(&pod).name),
+                pod: Some(pod.clone()),
+                pod_uid: Some(uid.clone()),
+                container: Some("workload".into()),
+                image: Some(image.into()),
+                runtime: Some(cri::runtime_from_name(&version.runtime_name))
+                    .filter(|r| *r != ContainerRuntime::Unknown),
+                container_type: Some("container".into()),
+                ..Default::default()
+            },
         };
         // From here on, Drop removes the sandbox whatever fails.
         let mut client = me.client.clone();
@@ -191,6 +210,8 @@ impl CriExecutor {
             })? as u32;
         me.pid1 = process::pidfd_open(pid as i32)?;
         let (cgroup_path, cgroup_id) = v2_cgroup_of(pid)?;
+        me.identity.cgroup = cgroup_path.clone();
+        me.identity.container_id = Some(me.container_id.clone());
         me.container = Container { cgroup_path, cgroup_id, pid };
         Ok(me)
     }
@@ -281,6 +302,10 @@ impl Executor for CriExecutor {
         Ok(())
     }
 
+    fn identity(&self) -> Option<Identity> {
+        Some(self.identity.clone())
+    }
+
     fn kill(&mut self) -> Result<(), DrillError> {
         // The runtime was given the window with StopContainer and kills on its own.
         Ok(())
@@ -308,7 +333,8 @@ impl Drop for CriExecutor {
             client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id }).await?;
             Ok::<_, tonic::Status>(())
         };
-        match self.rt.block_on(tokio::time::timeout(CALL_TIMEOUT, cleanup)) {
+        // The timer must be made inside the runtime.
+        match self.rt.block_on(async { tokio::time::timeout(CALL_TIMEOUT, cleanup).await }) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => log::warn!("removing drill sandbox {}: {}", self.sandbox, e.message()),
             Err(_) => log::warn!("removing drill sandbox {}: timed out", self.sandbox),

@@ -102,6 +102,11 @@ pub trait Executor {
     fn pid1_exited(&mut self) -> bool;
     /// PID 1 and every session the drill started have exited.
     fn finished(&mut self) -> bool;
+    /// What the executor knows about the container beyond its cgroup path (a runtime knows
+    /// the names, image and runtime it created it with).
+    fn identity(&self) -> Option<Identity> {
+        None
+    }
 }
 
 /// The preStop hook to run.
@@ -354,6 +359,9 @@ fn drive(
     let mut identity = metadata.identity(container.cgroup_id).cloned().unwrap_or_else(|| {
         Identity { cgroup: container.cgroup_path.clone(), ..Default::default() }
     });
+    if let Some(known) = executor.identity() {
+        identity = Identity { cgroup: identity.cgroup, qos: identity.qos, ..known };
+    }
     identity.grace_period_seconds = Some(args.grace_period);
     identity.prestop_handler = args.hook().map(|h| h.handler());
     log::info!(

@@ -44,6 +44,16 @@ pub enum CriError {
     Status { endpoint: String, call: &'static str, status: Box<tonic::Status> },
 }
 
+/// `Version.runtime_name` in the record's vocabulary.
+pub fn runtime_from_name(name: &str) -> Runtime {
+    match name {
+        "containerd" => Runtime::Containerd,
+        "cri-o" => Runtime::Crio,
+        "docker" | "cri-dockerd" => Runtime::Docker,
+        _ => Runtime::Unknown,
+    }
+}
+
 /// A gRPC channel to the CRI socket at `path`, connected within `timeout`.
 pub async fn channel(path: &Path, timeout: Duration) -> Result<Channel, CriError> {
     let endpoint = path.display().to_string();
@@ -118,12 +128,7 @@ impl Cri {
 
     /// The runtime in the record's vocabulary.
     pub fn runtime(&self) -> Runtime {
-        match self.runtime_name.as_str() {
-            "containerd" => Runtime::Containerd,
-            "cri-o" => Runtime::Crio,
-            "docker" | "cri-dockerd" => Runtime::Docker,
-            _ => Runtime::Unknown,
-        }
+        runtime_from_name(&self.runtime_name)
     }
 
     async fn call<T>(
