@@ -2,6 +2,7 @@
 //! packages the tests need (idempotent, saying what it does), the release build, running the
 //! daemon as root, and the full test suite as CI runs it.
 mod bench;
+mod image;
 mod setup;
 
 use std::{
@@ -33,6 +34,8 @@ enum Cmd {
     },
     /// Setup, build, then measure observer's overhead: A/B/A on fork and signal storms.
     Bench,
+    /// Setup, then the daemon's OCI image (static binary on scratch, umoci): prints digest and size.
+    Image,
     /// Setup, build, then every test: formatting, clippy, unit tests, root integration tests.
     Test {
         /// Only tests whose name contains this (passed to the test harness).
@@ -57,6 +60,11 @@ fn main() -> Result<()> {
             build_release()?;
             require_root("cargo xtask bench")?;
             bench::run()
+        }
+        Cmd::Image => {
+            setup::all()?;
+            image::print(&image::build()?);
+            Ok(())
         }
         Cmd::Test { filter } => {
             setup::all()?;
@@ -156,8 +164,9 @@ fn test(filter: Option<&str>) -> Result<()> {
         unit.args(["--", f]);
     }
     run(&mut unit)?;
-    // Root integration tests drive the release binary, as a node would run it.
+    // Root integration tests drive the release binary, as a node would run it, and the image.
     build_release()?;
+    image::print(&image::build()?);
     let mut it = cargo();
     it.args(["test", "--package", "observer-tests"])
         .env("OBSERVER_BIN", workspace_root().join("target/release/observer"));
