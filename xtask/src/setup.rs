@@ -14,7 +14,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the tests use: OCI runtimes, containerd with its CRI plugin,
 /// a static busybox for container root filesystems, util-linux's unshare; for the deploy
 /// path: Prometheus and promtool, umoci and skopeo (the image, without a Docker engine), the
-/// glibc static libraries (a static daemon on a scratch image), python3-venv (manifest checks).
+/// glibc static libraries and binutils' strip (a static daemon on a scratch image), python3-venv
+/// (manifest checks).
 const PACKAGES: &[&str] = &[
     "runc",
     "crun",
@@ -25,6 +26,7 @@ const PACKAGES: &[&str] = &[
     "umoci",
     "skopeo",
     "libc6-dev",
+    "binutils",
     "python3-venv",
 ];
 
