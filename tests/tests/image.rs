@@ -193,24 +193,37 @@ impl Drop for Bundle {
     }
 }
 
-fn scratch_dirs() -> (PathBuf, PathBuf, PathBuf) {
+/// A kubelet log root and a journal directory of the test's own, removed on drop (declare it
+/// first: it must outlive the containers that mount it).
+struct Scratch {
+    base: PathBuf,
+    logs: PathBuf,
+    journal: PathBuf,
+}
+
+fn scratch_dirs() -> Scratch {
     let base = std::env::temp_dir().join(unique("observer-image-it-"));
     let (logs, journal) = (base.join("logs"), base.join("journal"));
     for d in [logs.join("pods"), logs.join("containers"), journal.clone()] {
         std::fs::create_dir_all(d).unwrap();
     }
-    (base, logs, journal)
+    Scratch { base, logs, journal }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
 }
 
 /// `observer check` inside the image, with only CAP_BPF and CAP_PERFMON: every check passes,
 /// including loading every BPF program, and CAP_SYS_ADMIN is indeed absent.
 #[test]
 fn image_preflight_passes_with_only_bpf_and_perfmon() {
-    let (base, logs, journal) = scratch_dirs();
-    let mut b = Bundle::new(&["check"], &logs, &journal);
+    let scratch = scratch_dirs();
+    let mut b = Bundle::new(&["check"], &scratch.logs, &scratch.journal);
     let (ok, out) = b.run_to_end();
     drop(b);
-    let _ = std::fs::remove_dir_all(&base);
     assert!(ok, "observer check failed in the image:\n{out}");
     assert!(out.contains("checks passed"), "{out}");
     assert!(out.contains("CAP_BPF, CAP_PERFMON (uid 0)"), "{out}");
@@ -223,11 +236,10 @@ fn image_preflight_passes_with_only_bpf_and_perfmon() {
 #[test]
 fn image_preflight_fails_without_bpf_or_perfmon() {
     for (keep, missing) in [("CAP_BPF", "CAP_PERFMON"), ("CAP_PERFMON", "CAP_BPF")] {
-        let (base, logs, journal) = scratch_dirs();
-        let mut b = Bundle::with_caps(&["check"], &logs, &journal, &[keep]);
+        let scratch = scratch_dirs();
+        let mut b = Bundle::with_caps(&["check"], &scratch.logs, &scratch.journal, &[keep]);
         let (ok, out) = b.run_to_end();
         drop(b);
-        let _ = std::fs::remove_dir_all(&base);
         assert!(!ok, "observer check passed with only {keep}:\n{out}");
         assert!(out.contains(&format!("missing {missing}")), "{out}");
     }
@@ -238,7 +250,8 @@ fn image_preflight_fails_without_bpf_or_perfmon() {
 /// serves it in /metrics.
 #[test]
 fn image_daemon_observes_another_container_and_serves_metrics() {
-    let (base, logs, journal) = scratch_dirs();
+    let scratch = scratch_dirs();
+    let (logs, journal) = (&scratch.logs, &scratch.journal);
     let addr = format!("127.0.0.1:{}", observer_tests::free_port());
     let listen = format!("--listen={addr}");
     let mut b = Bundle::new(
@@ -248,8 +261,8 @@ fn image_daemon_observes_another_container_and_serves_metrics() {
             "--journal=/var/lib/observer/terminations.jsonl",
             "--kubelet-log-root=/var/log",
         ],
-        &logs,
-        &journal,
+        logs,
+        journal,
     );
     b.start_detached();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -259,7 +272,7 @@ fn image_daemon_observes_another_container_and_serves_metrics() {
     }
 
     let ns = unique("img");
-    let mut pod = Pod::new(&logs, &ns, "checkout-5f7c9d8b6-m4k2p");
+    let mut pod = Pod::new(logs, &ns, "checkout-5f7c9d8b6-m4k2p");
     let (cid, _) = pod.container("server");
     let runc = Runc::run(
         &cid,
@@ -306,5 +319,4 @@ fn image_daemon_observes_another_container_and_serves_metrics() {
     drop(runc);
     drop(pod);
     drop(b);
-    let _ = std::fs::remove_dir_all(&base);
 }
