@@ -20,6 +20,7 @@ use anyhow::{bail, Context as _, Result};
 use serde_json::Value;
 
 pub mod containerd;
+pub mod prometheus;
 
 /// Fails loudly when the tests cannot run for real.
 pub fn require_root() {
@@ -315,7 +316,7 @@ pub struct Daemon {
     pub log_root: PathBuf,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("addr").port()
 }

@@ -3,6 +3,7 @@
 //! daemon as root, and the full test suite as CI runs it.
 mod bench;
 mod bench_report;
+mod image;
 mod setup;
 
 use std::{
@@ -39,6 +40,8 @@ enum Cmd {
         #[arg(long)]
         report_only: bool,
     },
+    /// Setup, then the daemon's OCI image (static binary on scratch, umoci): prints digest and size.
+    Image,
     /// Setup, build, then every test: formatting, clippy, unit tests, root integration tests.
     Test {
         /// Only tests whose name contains this (passed to the test harness).
@@ -67,6 +70,11 @@ fn main() -> Result<()> {
             }
             require_root("cargo xtask bench")?;
             bench::run()
+        }
+        Cmd::Image => {
+            setup::all()?;
+            image::print(&image::build()?);
+            Ok(())
         }
         Cmd::Test { filter } => {
             setup::all()?;
@@ -166,8 +174,9 @@ fn test(filter: Option<&str>) -> Result<()> {
         unit.args(["--", f]);
     }
     run(&mut unit)?;
-    // Root integration tests drive the release binary, as a node would run it.
+    // Root integration tests drive the release binary, as a node would run it, and the image.
     build_release()?;
+    image::print(&image::build()?);
     let mut it = cargo();
     it.args(["test", "--package", "observer-tests"])
         .env("OBSERVER_BIN", workspace_root().join("target/release/observer"));

@@ -13,14 +13,84 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages the tests use: OCI runtimes, containerd with its CRI plugin,
 /// a static busybox for container root filesystems, util-linux's unshare; protoc, which the
-/// k8s-cri crate's build script needs to generate the CRI client.
-const PACKAGES: &[&str] =
-    &["runc", "crun", "containerd", "busybox-static", "util-linux", "protobuf-compiler"];
+/// k8s-cri crate's build script needs to generate the CRI client; for the deploy
+/// path: Prometheus and promtool, umoci and skopeo (the image, without a Docker engine), the
+/// glibc static libraries and binutils' strip (a static daemon on a scratch image), python3-venv
+/// (manifest checks).
+const PACKAGES: &[&str] = &[
+    "runc",
+    "crun",
+    "containerd",
+    "busybox-static",
+    "util-linux",
+    "protobuf-compiler",
+    "prometheus",
+    "umoci",
+    "skopeo",
+    "libc6-dev",
+    "binutils",
+    "python3-venv",
+];
+
+/// The Kubernetes and Prometheus Operator schema checkers and everything they import, pinned,
+/// in a venv of the project's own ([`validate_venv`]).
+const VALIDATE_REQUIREMENTS: &[&str] = &[
+    "annotated-types==0.8.0",
+    "anyio==4.16.0",
+    "attrs==26.1.0",
+    "certifi==2026.10.18",
+    "cloudcoil==0.6.0",
+    "cloudcoil.models.prometheus_operator==0.80.1.0",
+    "h11==0.16.0",
+    "httpcore==1.0.9",
+    "httpx==0.28.1",
+    "idna==3.20",
+    "importlib_resources==7.1.0",
+    "jsonschema==4.26.0",
+    "jsonschema-specifications==2025.9.1",
+    "kubernetes-validate==1.37.0",
+    "packaging==26.3",
+    "pydantic==2.14.3",
+    "pydantic_core==2.50.4",
+    "PyYAML==6.0.3",
+    "referencing==0.37.0",
+    "rpds-py==2026.9.1",
+    "typing-inspection==0.4.5",
+    "typing_extensions==4.16.0",
+];
 
 pub fn all() -> Result<()> {
     rust_src()?;
     bpf_linker()?;
     packages()?;
+    validate_tools()?;
+    Ok(())
+}
+
+/// The venv holding the manifest checkers (the deploy tests find it here).
+pub fn validate_venv() -> PathBuf {
+    crate::workspace_root().join("target/tools/validate-venv")
+}
+
+fn validate_tools() -> Result<()> {
+    let venv = validate_venv();
+    // Written only once pip succeeded: a failed install is retried.
+    let stamp = venv.join("installed.txt");
+    let wanted = VALIDATE_REQUIREMENTS.join("\n") + "\n";
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+        eprintln!("xtask: manifest checkers present ({})", venv.display());
+        return Ok(());
+    }
+    eprintln!("xtask: installing the manifest checkers into {} (pinned)", venv.display());
+    let _ = std::fs::remove_dir_all(&venv);
+    // Debian's python, whose venv module python3-venv provides (installed above).
+    run(Command::new("/usr/bin/python3").arg("-m").arg("venv").arg(&venv))?;
+    let requirements = venv.join("requirements.txt");
+    std::fs::write(&requirements, &wanted)?;
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", "--no-deps", "-r"])
+        .arg(&requirements))?;
+    std::fs::write(&stamp, &wanted)?;
     Ok(())
 }
 

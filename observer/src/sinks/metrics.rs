@@ -7,7 +7,7 @@
 
 use prometheus::{
     core::Collector, Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, Opts, Registry, TextEncoder,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::record::Record;
@@ -59,12 +59,13 @@ impl Metrics {
         let counter = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter")
         };
-        let build_info = IntCounterVec::new(
+        // A gauge, as Prometheus' `_info` convention has it (a counter needs `_total`).
+        let build_info = IntGaugeVec::new(
             Opts::new("observer_build_info", "observer build; the value is always 1"),
             &["version"],
         )
         .expect("valid");
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).inc();
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         register(&r, build_info);
         #[cfg(target_os = "linux")]
         r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
