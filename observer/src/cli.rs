@@ -127,7 +127,7 @@ pub struct MetadataArgs {
     pub cri_endpoint: Vec<String>,
 
     /// Deadline of each CRI call; a runtime slower than this is skipped, never waited on.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = crate::drill::parse_duration)]
     pub cri_timeout: Duration,
 
     /// containerd's state directory (bundles with config.json, read when the CRI is unavailable).
@@ -167,26 +167,6 @@ impl MetadataArgs {
             kubelet_log_root: self.kubelet_log_root.clone(),
         }
     }
-}
-
-/// `500ms`, `2s`, `1m`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) =
-        s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 =
-        num.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 2s, 1m)"))?;
-    let secs = match unit {
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
-    };
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(format!("{s:?} is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 #[derive(Debug, Args)]

@@ -437,14 +437,7 @@ impl Drop for PrivateContainerd {
             }
         }
         if let Some(mut child) = self.child.take() {
-            // SAFETY: our own child, by PID.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            crate::stop_child(&mut child);
         }
         unmount_under(&self.dir);
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {

@@ -435,16 +435,40 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        // SAFETY: kill by the pid we spawned.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_child(&mut self.child);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Ends a process this harness spawned, by its PID: SIGTERM, up to 10 s, then SIGKILL; reaps it.
+pub fn stop_child(child: &mut Child) {
+    // SAFETY: signals the pid we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A runc container named `main` in a fresh pod `pod_name` of namespace `ns` (kubelet's log
+/// layout under `log_root`), running `args`; returns once runc reports it running.
+pub fn runc_in_pod(
+    log_root: &Path,
+    ns: &str,
+    pod_name: &str,
+    args: &[&str],
+) -> (Pod, String, Runc) {
+    let mut pod = Pod::new(log_root, ns, pod_name);
+    let (cid, _) = pod.container("main");
+    let runc = Runc::run(&cid, &format!("{}/{cid}", pod.cgroup_parent()), args).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while runc.status() != "running" {
+        assert!(Instant::now() < deadline, "runc container not running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (pod, cid, runc)
 }
 
 /// Sums the values of `name` series whose labels include every pair in `labels`.

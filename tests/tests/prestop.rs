@@ -7,20 +7,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use observer_tests::{unique, wait_handler, Daemon, Pod, Runc};
+use observer_tests::{runc_in_pod, unique, wait_handler, Daemon, Pod, Runc};
 
 const WAIT: Duration = Duration::from_secs(15);
 
 fn runc_container(d: &Daemon, ns: &str, args: &[&str]) -> (Pod, String, Runc) {
-    let mut pod = Pod::new(&d.log_root, ns, "shop-7d4b9c6f8-x2k9p");
-    let (cid, _) = pod.container("main");
-    let runc = Runc::run(&cid, &format!("{}/{cid}", pod.cgroup_parent()), args).unwrap();
-    let deadline = Instant::now() + WAIT;
-    while runc.status() != "running" {
-        assert!(Instant::now() < deadline, "runc container not running");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (pod, cid, runc)
+    runc_in_pod(&d.log_root, ns, "shop-7d4b9c6f8-x2k9p", args)
 }
 
 /// `runc exec ID ARGS` to its end, as ExecSync runs a hook.

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use observer_tests::{observer_bin, unique, Daemon, NsInit, Pod, Runc};
+use observer_tests::{observer_bin, runc_in_pod, unique, Daemon, NsInit, Pod, Runc};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -72,15 +72,7 @@ fn handler_exits() -> Vec<&'static str> {
 }
 
 fn runc_container(d: &Daemon, ns: &str, pod_name: &str, args: &[&str]) -> (Pod, String, Runc) {
-    let mut pod = Pod::new(&d.log_root, ns, pod_name);
-    let (cid, _) = pod.container("main");
-    let runc = Runc::run(&cid, &format!("{}/{cid}", pod.cgroup_parent()), args).unwrap();
-    let deadline = Instant::now() + WAIT;
-    while runc.status() != "running" {
-        assert!(Instant::now() < deadline, "runc container not running");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (pod, cid, runc)
+    runc_in_pod(&d.log_root, ns, pod_name, args)
 }
 
 fn by_ns(ns: &str) -> impl Fn(&Value) -> bool + '_ {

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use observer_tests::{cgroup_v2_root, unique, Daemon, NsInit, Pod, Runc};
+use observer_tests::{cgroup_v2_root, runc_in_pod, unique, Daemon, NsInit, Pod, Runc};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -354,15 +354,7 @@ fn containers_started_before_the_daemon_are_known() {
 /// Callers end the container before the pod (`drop(runc); drop(pod)`): the pod's cgroups can
 /// only be removed once the container's are.
 fn runc_container(d: &Daemon, ns: &str, pod_name: &str, args: &[&str]) -> (Pod, String, Runc) {
-    let mut pod = Pod::new(&d.log_root, ns, pod_name);
-    let (cid, _) = pod.container("main");
-    let runc = Runc::run(&cid, &format!("{}/{cid}", pod.cgroup_parent()), args).unwrap();
-    let deadline = Instant::now() + WAIT;
-    while runc.status() != "running" {
-        assert!(Instant::now() < deadline, "runc container not running");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (pod, cid, runc)
+    runc_in_pod(&d.log_root, ns, pod_name, args)
 }
 
 #[test]
