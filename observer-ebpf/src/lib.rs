@@ -29,7 +29,10 @@ pub mod names {
 pub mod programs {
     pub const SIGNAL_GENERATE: &str = "signal_generate";
     pub const SIGNAL_DELIVER: &str = "signal_deliver";
+    /// sched_process_exit on kernels whose tracepoint passes `group_dead` (6.16 and later).
     pub const SCHED_PROCESS_EXIT: &str = "sched_process_exit";
+    /// sched_process_exit on older kernels: `group_dead` read back from `signal->live`.
+    pub const SCHED_PROCESS_EXIT_LIVE: &str = "sched_process_exit_live";
     pub const CGROUP_MKDIR: &str = "cgroup_mkdir";
     pub const CGROUP_RMDIR: &str = "cgroup_rmdir";
     pub const OOM_MARK_VICTIM: &str = "oom_mark_victim";
@@ -76,8 +79,6 @@ pub mod disposition {
 /// common header). `observer check` compares every one of these with the running kernel's format
 /// files and refuses to start on a mismatch, so a kernel that moves a field cannot feed us garbage.
 pub mod tp_offsets {
-    /// sched:sched_process_exit, include/trace/events/sched.h; `group_dead` is new in 6.x.
-    pub const SCHED_PROCESS_EXIT_GROUP_DEAD: usize = 32;
     /// cgroup:cgroup_mkdir / cgroup_rmdir, include/trace/events/cgroup.h `DECLARE_EVENT_CLASS(cgroup)`.
     pub const CGROUP_ROOT: usize = 8;
     pub const CGROUP_LEVEL: usize = 12;
@@ -89,7 +90,6 @@ pub mod tp_offsets {
 
     /// (category, event, field, offset, size) for each offset above, for `observer check`.
     pub const EXPECTED: &[(&str, &str, &str, usize, usize)] = &[
-        ("sched", "sched_process_exit", "group_dead", SCHED_PROCESS_EXIT_GROUP_DEAD, 1),
         ("cgroup", "cgroup_mkdir", "root", CGROUP_ROOT, 4),
         ("cgroup", "cgroup_mkdir", "level", CGROUP_LEVEL, 4),
         ("cgroup", "cgroup_mkdir", "id", CGROUP_ID, 8),
@@ -180,15 +180,17 @@ pub struct SignalDeliverEvent {
     pub cgroup_id: u64,
 }
 
-/// sched:sched_process_exit with group_dead, for a tracked process.
+/// sched:sched_process_exit (tp_btf) of a tracked process's last thread: the process is gone.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ProcessExitEvent {
     pub header: EventHeader,
     pub tgid: u32,
     pub tid: u32,
-    /// `task->exit_code` in wait(2) status form: `code << 8` for exit(code), the signal number
-    /// (| 0x80 for a core dump) for a fatal signal.
+    /// The wait(2) status the process's parent (the runtime) reaps, computed as
+    /// `wait_task_zombie()` does (kernel/exit.c): `signal->group_exit_code` after a group exit
+    /// or a fatal signal, else the group leader's `exit_code`. `code << 8` for exit(code), the
+    /// signal number (| 0x80 for a core dump) for a fatal signal.
     pub exit_code: u32,
     pub _pad0: u32,
     pub cgroup_id: u64,
@@ -333,7 +335,21 @@ pub struct KernelOffsets {
     pub upid_size: u32,
     /// `task_struct.real_parent` (struct task_struct *).
     pub task_real_parent: u32,
+    /// `task_struct.group_leader` (struct task_struct *).
+    pub task_group_leader: u32,
+    /// `task_struct.signal` (struct signal_struct *).
+    pub task_signal: u32,
+    /// `signal_struct.live` (atomic_t): threads of the group that have not begun to exit.
+    pub signal_live: u32,
+    /// `signal_struct.flags` (unsigned int): `SIGNAL_GROUP_EXIT` and friends.
+    pub signal_flags: u32,
+    /// `signal_struct.group_exit_code` (int).
+    pub signal_group_exit_code: u32,
+    pub _pad0: u32,
 }
+
+/// `SIGNAL_GROUP_EXIT` in include/linux/sched/signal.h (0x4 in 6.1, 6.12 and 6.18).
+pub const SIGNAL_GROUP_EXIT: u32 = 0x0000_0004;
 
 /// The `CONFIG` global, written by observer when it loads the object.
 #[repr(C)]
@@ -373,6 +389,12 @@ impl Config {
             pid_numbers: 0,
             upid_size: 0,
             task_real_parent: 0,
+            task_group_leader: 0,
+            task_signal: 0,
+            signal_live: 0,
+            signal_flags: 0,
+            signal_group_exit_code: 0,
+            _pad0: 0,
         },
         v2_hierarchy_id: 0,
         cgroup_prefix_len: 0,
@@ -390,8 +412,8 @@ const _: () = assert!(size_of::<OomVictimEvent>() == 16 + 16);
 const _: () = assert!(size_of::<ExecSessionEvent>() == 16 + 16 + 32);
 const _: () = assert!(size_of::<Tracked>() == 24);
 const _: () = assert!(size_of::<WatchedCgroup>() == 8);
-const _: () = assert!(size_of::<KernelOffsets>() == 64);
-const _: () = assert!(size_of::<Config>() == 16 + 64 + 4 + 4 + CGROUP_PREFIX_LEN);
+const _: () = assert!(size_of::<KernelOffsets>() == 88);
+const _: () = assert!(size_of::<Config>() == 16 + 88 + 4 + 4 + CGROUP_PREFIX_LEN);
 
 #[cfg(feature = "user")]
 mod user {

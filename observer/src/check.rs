@@ -5,7 +5,11 @@ use std::fmt;
 
 use crate::{
     cgroup::CgroupV2,
-    kernel::{btf::Btf, loader, tracefs},
+    kernel::{
+        btf::Btf,
+        compat::{self, FeatureId, KernelVersion, Support},
+        loader, tracefs,
+    },
 };
 
 /// Outcome of one requirement.
@@ -59,19 +63,20 @@ impl fmt::Display for Report {
     }
 }
 
-/// Oldest kernel the probes can run on: BPF ring buffer (5.8) and the `group_dead` field of
-/// sched_process_exit; the tracepoint format check below is the precise test.
-const MIN_KERNEL: (u32, u32) = (5, 8);
-
 /// Capability numbers, include/uapi/linux/capability.h.
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
 /// Runs every check. `load_programs` also loads (verifies) each BPF program; it needs the
-/// privileges checked before it.
+/// privileges checked before it. The kernel lines follow `compat::TABLE`: a failed required
+/// feature names this node's kernel, what is missing and what to do; an optional one says
+/// which path this node takes and why.
 pub fn run(options: &loader::ProbeOptions, load_programs: bool) -> Report {
-    let mut checks = vec![kernel_version()];
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let mut checks = vec![kernel_version(&release)];
 
     let btf = match Btf::from_sys_fs() {
         Ok(btf) => match btf.kernel_offsets() {
@@ -79,29 +84,31 @@ pub fn run(options: &loader::ProbeOptions, load_programs: bool) -> Report {
                 checks.push(Check::pass(
                     "kernel BTF",
                     format!(
-                        "{} (task_struct.tgid@{} .exit_code@{} .cgroups@{})",
+                        "{} (task_struct.tgid@{} .exit_code@{} .signal@{}, signal_struct.live@{})",
                         crate::kernel::btf::VMLINUX_BTF,
                         o.task_tgid,
                         o.task_exit_code,
-                        o.task_cgroups
+                        o.task_signal,
+                        o.signal_live,
                     ),
                 ));
-                Some(o)
+                Some((btf, o))
             }
             Err(e) => {
-                checks.push(Check::fail("kernel BTF", e.to_string(), "a kernel whose BTF describes task_struct, signal_struct, css_set, cgroup and kernfs_node"));
+                checks.push(missing(&release, FeatureId::Btf, e.to_string()));
                 None
             }
         },
         Err(e) => {
-            checks.push(Check::fail(
-                "kernel BTF",
-                e.to_string(),
-                "boot a kernel built with CONFIG_DEBUG_INFO_BTF=y",
-            ));
+            checks.push(missing(&release, FeatureId::Btf, e.to_string()));
             None
         }
     };
+    if let Some((btf, _)) = &btf {
+        checks.push(tp_btf(&release, btf));
+        let support = Support::detect(btf, &options.force_fallback);
+        checks.push(optional(FeatureId::ExitGroupDead, &support.exit_group_dead));
+    }
 
     let tracefs = match tracefs::ensure_mounted() {
         Ok((path, mounted)) => {
@@ -120,7 +127,7 @@ pub fn run(options: &loader::ProbeOptions, load_programs: bool) -> Report {
     };
 
     if let Some(tracefs) = &tracefs {
-        checks.extend(tracepoints(tracefs));
+        checks.extend(tracepoints(&release, tracefs));
     }
 
     checks.push(match CgroupV2::discover() {
@@ -128,11 +135,7 @@ pub fn run(options: &loader::ProbeOptions, load_programs: bool) -> Report {
             "cgroup v2",
             format!("{} ({})", v2.mount.display(), if v2.hybrid { "hybrid" } else { "unified" }),
         ),
-        Err(e) => Check::fail(
-            "cgroup v2",
-            e.to_string(),
-            "mount cgroup2 (unified, or hybrid at /sys/fs/cgroup/unified); observer keys containers by v2 ids",
-        ),
+        Err(e) => missing(&release, FeatureId::CgroupV2, format!("{e}: cgroup v1 only")),
     });
 
     let caps = privileges();
@@ -140,42 +143,109 @@ pub fn run(options: &loader::ProbeOptions, load_programs: bool) -> Report {
     checks.push(caps);
 
     if load_programs {
-        checks.extend(programs(options, btf, privileged));
+        checks.extend(programs(options, btf.is_some(), privileged));
     }
     Report { checks }
 }
 
-fn kernel_version() -> Check {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok());
-    let version: (u32, u32) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    if version >= MIN_KERNEL {
-        Check::pass("kernel version", format!("{release} (>= {}.{})", MIN_KERNEL.0, MIN_KERNEL.1))
-    } else {
-        Check::fail(
+/// A required feature of `compat::TABLE` this node lacks.
+fn missing(release: &str, id: FeatureId, found: String) -> Check {
+    let f = id.feature();
+    Check::fail(
+        check_name(id),
+        format!("{found} (Linux {release}; needs {}, since {})", f.name, f.since),
+        f.remedy,
+    )
+}
+
+fn check_name(id: FeatureId) -> &'static str {
+    match id {
+        FeatureId::RingBuffer => "kernel version",
+        FeatureId::Btf => "kernel BTF",
+        FeatureId::TpBtf => "tp_btf prototypes",
+        FeatureId::ExitGroupDead => "exit: group_dead",
+        FeatureId::ClassicTracepoints => "classic tracepoints",
+        FeatureId::CgroupV2 => "cgroup v2",
+        FeatureId::BpfCapabilities => "privileges",
+    }
+}
+
+/// An optional feature: which path this node takes, and why. Both paths pass.
+fn optional(id: FeatureId, path: &compat::Path) -> Check {
+    let f = id.feature();
+    let detail = match (path, f.need) {
+        (compat::Path::Native { evidence }, _) => format!("{} ({evidence})", f.name),
+        (compat::Path::Fallback { reason }, compat::Need::Optional { fallback }) => {
+            format!("fallback: {fallback} ({reason})")
+        }
+        (compat::Path::Fallback { reason }, compat::Need::Required) => reason.clone(),
+    };
+    Check::pass(check_name(id), detail)
+}
+
+fn kernel_version(release: &str) -> Check {
+    let floor = compat::MIN_KERNEL;
+    match KernelVersion::parse(release) {
+        Some(v) if v >= floor => Check::pass(
             "kernel version",
-            format!("{release:?}"),
-            format!("Linux {}.{} or newer is needed (BPF ring buffer)", MIN_KERNEL.0, MIN_KERNEL.1),
-        )
+            format!(
+                "{release} (observer needs {floor} or newer: {})",
+                FeatureId::RingBuffer.feature().name
+            ),
+        ),
+        Some(_) => missing(
+            release,
+            FeatureId::RingBuffer,
+            format!("Linux {release} is older than {floor}"),
+        ),
+        None => missing(
+            release,
+            FeatureId::RingBuffer,
+            format!("cannot read the kernel release ({release:?})"),
+        ),
+    }
+}
+
+/// Every tp_btf program's tracepoint has a BTF prototype (what the verifier checks its
+/// argument reads against).
+fn tp_btf(release: &str, btf: &Btf) -> Check {
+    let mut found = Vec::new();
+    let mut absent = Vec::new();
+    let mut events: Vec<&str> = loader::PROBES
+        .iter()
+        .filter(|s| s.kind == loader::ProgramKind::BtfTracePoint)
+        .map(|s| s.event)
+        .collect();
+    events.dedup();
+    for event in events {
+        match btf.tracepoint_args(event) {
+            Ok(n) => found.push(format!("{event}/{n}")),
+            Err(e) => absent.push(e.to_string()),
+        }
+    }
+    if absent.is_empty() {
+        Check::pass(check_name(FeatureId::TpBtf), found.join(" "))
+    } else {
+        missing(release, FeatureId::TpBtf, absent.join("; "))
     }
 }
 
 /// Each tracepoint the probes use exists, and each classic-tracepoint field the probes read is
 /// where `observer_ebpf::tp_offsets` says it is.
-fn tracepoints(tracefs: &std::path::Path) -> Vec<Check> {
+fn tracepoints(release: &str, tracefs: &std::path::Path) -> Vec<Check> {
     let mut checks = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for spec in loader::PROBES {
+        if !seen.insert((spec.category, spec.event)) {
+            continue;
+        }
         let name = format!("tracepoint {}/{}", spec.category, spec.event);
         let fields = match tracefs::read_format(tracefs, spec.category, spec.event) {
             Ok(f) => f,
             Err(e) => {
-                checks.push(Check::fail(
-                    name,
-                    e.to_string(),
-                    format!("Linux {} or newer ({})", spec.min_kernel, spec.purpose),
-                ));
+                let mut c = missing(release, spec.requires, e.to_string());
+                c.name = name;
+                checks.push(c);
                 continue;
             }
         };
@@ -196,7 +266,7 @@ fn tracepoints(tracefs: &std::path::Path) -> Vec<Check> {
         } else {
             Check::fail(
                 name,
-                mismatches.join(", "),
+                format!("{} (Linux {release})", mismatches.join(", ")),
                 "this kernel's record layout differs from the one the probes were built for; report it with `uname -r`",
             )
         });
@@ -225,11 +295,16 @@ fn privileges() -> Check {
         .map(|(_, n)| *n)
         .collect();
     if missing.is_empty() {
-        let admin = if has(CAP_SYS_ADMIN) { ", CAP_SYS_ADMIN" } else { "" };
-        Check::pass(
-            "privileges",
-            format!("CAP_BPF, CAP_PERFMON{admin} (uid {})", unsafe { libc::geteuid() }),
-        )
+        let uid = unsafe { libc::geteuid() };
+        if has(CAP_BPF) && has(CAP_PERFMON) {
+            let admin = if has(CAP_SYS_ADMIN) { ", CAP_SYS_ADMIN" } else { "" };
+            Check::pass("privileges", format!("CAP_BPF, CAP_PERFMON{admin} (uid {uid})"))
+        } else {
+            let path = compat::Path::Fallback {
+                reason: format!("CAP_SYS_ADMIN without CAP_BPF/CAP_PERFMON (uid {uid})"),
+            };
+            optional(FeatureId::BpfCapabilities, &path)
+        }
     } else {
         Check::fail(
             "privileges",
@@ -239,19 +314,16 @@ fn privileges() -> Check {
     }
 }
 
-/// Loads the object and each program through the verifier (nothing is attached).
-fn programs(
-    options: &loader::ProbeOptions,
-    offsets: Option<observer_ebpf::KernelOffsets>,
-    privileged: bool,
-) -> Vec<Check> {
-    let Some(offsets) = offsets else {
+/// Loads the object and each program this node needs through the verifier (nothing is
+/// attached); a program of the other side of an optional feature is listed as such.
+fn programs(options: &loader::ProbeOptions, btf_ok: bool, privileged: bool) -> Vec<Check> {
+    if !btf_ok {
         return vec![Check::fail(
             "BPF programs load",
             "skipped: kernel BTF offsets unavailable",
             "fix kernel BTF first",
         )];
-    };
+    }
     if !privileged {
         return vec![Check::fail(
             "BPF programs load",
@@ -259,14 +331,22 @@ fn programs(
             "fix privileges first",
         )];
     }
-    match loader::load(options, offsets) {
-        Ok(_) => loader::PROBES
+    match loader::load(options) {
+        Ok(loaded) => loader::PROBES
             .iter()
             .map(|s| {
-                Check::pass(
-                    format!("program {}", s.program),
-                    format!("{} loads ({}/{})", s.kind.as_str(), s.category, s.event),
-                )
+                let name = format!("program {}", s.program);
+                let at = format!("{}/{}", s.category, s.event);
+                if s.wanted(&loaded.support) {
+                    Check::pass(name, format!("{} loads ({at})", s.kind.as_str()))
+                } else {
+                    let why = match s.only {
+                        Some((f, true)) => format!("takes the fallback for {}", f.feature().name),
+                        Some((f, false)) => format!("has {}", f.feature().name),
+                        None => "does not need it".into(),
+                    };
+                    Check::pass(name, format!("not loaded: this node {why} ({at})"))
+                }
             })
             .collect(),
         Err(e) => vec![Check::fail(

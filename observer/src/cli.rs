@@ -71,6 +71,12 @@ pub struct ProbeArgs {
     /// Size of the kernel -> userspace ring buffer in bytes (power of two).
     #[arg(long, default_value_t = 1 << 20)]
     pub ring_buffer_bytes: u32,
+
+    /// Take this optional kernel feature's fallback even where the kernel has it (repeatable):
+    /// exit-group-dead (read group_dead from signal->live, as on kernels before 6.16).
+    /// `observer check` says which path each feature takes on this node.
+    #[arg(long, value_name = "FEATURE", value_parser = crate::kernel::compat::parse_fallback)]
+    pub force_fallback: Vec<crate::kernel::compat::FeatureId>,
 }
 
 impl ProbeArgs {
@@ -80,6 +86,7 @@ impl ProbeArgs {
             cgroup_prefix: self.cgroup_root.clone(),
             ring_buffer_bytes: self.ring_buffer_bytes,
             dedupe_window: Duration::from_secs(1),
+            force_fallback: self.force_fallback.clone(),
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::{
     clock::{monotonic_ns, WallClock},
     correlate::{Correlator, Termination},
     events::{self, Event},
-    kernel::{btf::Btf, loader},
+    kernel::loader,
     metadata::{
         resolver::{self, Lookup},
         Metadata,
@@ -52,8 +52,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if !report.passed() {
         bail!("observer cannot run on this node:\n{report}");
     }
-    let offsets = Btf::from_sys_fs()?.kernel_offsets()?;
-    let mut ebpf = loader::load(&options, offsets)?;
+    let loader::Loaded { mut ebpf, support } = loader::load(&options)?;
+    log::info!("sched_process_exit: {}", support.describe_exit());
     match aya_log::EbpfLogger::init(&mut ebpf) {
         Ok(logger) => {
             let mut logger = readable(logger)?;
@@ -66,7 +66,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         }
         Err(e) => log::warn!("eBPF log forwarding unavailable: {e}"),
     }
-    loader::attach(&mut ebpf)?;
+    loader::attach(&mut ebpf, &support)?;
 
     // Containers that existed before we attached: the kernel only saw new cgroups.
     let v2 = CgroupV2::discover()?;

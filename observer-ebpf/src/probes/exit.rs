@@ -1,45 +1,92 @@
-//! Process exit.
+//! Process exit: the end of a tracked process (a signalled container PID 1, an exec session).
 //!
-//! The classic sched_process_exit record has no exit code, and on this kernel kprobes do not
-//! exist and fentry is refused, so the code is read from `current->exit_code` (offset from BTF):
-//! do_exit() (kernel/exit.c, v6.18) stores `tsk->exit_code = code` before it calls
-//! `trace_sched_process_exit(tsk, group_dead)`, and the tracepoint runs in the exiting task.
-//! `group_dead` is true for the last thread of the group: the process is gone.
+//! Both programs are tp_btf at sched_process_exit, which runs in the exiting thread
+//! (`current`) inside do_exit() (kernel/exit.c). Two facts of do_exit() hold from 5.8 to
+//! 6.18 (read in Debian's 6.1.192 and 6.12.117 sources, lines 840/862/878 and 907/929/945):
+//!
+//! ```c
+//! group_dead = atomic_dec_and_test(&tsk->signal->live);   // the last thread to get here
+//! ...
+//! tsk->exit_code = code;
+//! ...
+//! trace_sched_process_exit(tsk);            // 6.16+: trace_sched_process_exit(tsk, group_dead)
+//! ```
+//!
+//! Commit 3e816361e94a ("sched/tracepoints: Move and extend the sched_process_exit()
+//! tracepoint", 6.16) added `group_dead` to the tracepoint and moved it before exit_mm(); the
+//! loader picks [`sched_process_exit`] where the tracepoint's BTF prototype has that argument
+//! and [`sched_process_exit_live`] elsewhere (`kernel/compat.rs` in observer).
+//!
+//! Without the argument, `signal->live == 0` at the tracepoint says every thread of the group
+//! has passed its decrement: the group is dead. More than one thread can see 0 when threads
+//! exit at the same time (the first decrements to 1, the second to 0, then both reach the
+//! tracepoint), so the record is emitted by whichever thread deletes the process's `TRACKED`
+//! entry: one record per process on both paths. The exit status does not depend on which
+//! thread emits it: it is computed as the parent's wait(2) will see it (see [`exit_status`]).
 
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_task,
     },
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
 };
-use observer_ebpf::{tp_offsets, Counter, EventHeader, EventKind, ProcessExitEvent, TASK_COMM_LEN};
+use observer_ebpf::{
+    Counter, EventHeader, EventKind, ProcessExitEvent, SIGNAL_GROUP_EXIT, TASK_COMM_LEN,
+};
 
 use super::{config, count, cpu, now, read_field, EVENTS, TRACKED};
 
-#[tracepoint]
-pub fn sched_process_exit(ctx: TracePointContext) -> i32 {
-    match unsafe { try_sched_process_exit(&ctx) } {
-        Ok(()) | Err(_) => 0,
-    }
-}
-
-unsafe fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
+/// 6.16 and later: `TP_PROTO(struct task_struct *p, bool group_dead)`,
+/// include/trace/events/sched.h.
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // Untracked processes: one lookup, nothing emitted.
     if unsafe { TRACKED.get(&tgid) }.is_none() {
-        return Ok(());
+        return 0;
     }
-    let group_dead: u8 = unsafe { ctx.read_at(tp_offsets::SCHED_PROCESS_EXIT_GROUP_DEAD)? };
-    if group_dead == 0 {
+    // A bool in the low byte of its u64 argument slot.
+    let group_dead: u64 = ctx.arg(1);
+    if group_dead & 0xff == 0 {
+        return 0;
+    }
+    let _ = unsafe { emit(tgid) };
+    0
+}
+
+/// Before 6.16: `TP_PROTO(struct task_struct *p)`; `group_dead` is read back from
+/// `p->signal->live`, which do_exit() decremented before the tracepoint.
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit_live(_ctx: BtfTracePointContext) -> i32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if unsafe { TRACKED.get(&tgid) }.is_none() {
+        return 0;
+    }
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let live = unsafe {
+        read_field::<*const u8>(task, config!(offsets.task_signal))
+            .and_then(|signal| read_field::<i32>(signal, config!(offsets.signal_live)))
+    };
+    // Another thread is still running (or `live` could not be read, which is counted).
+    if live != Ok(0) {
+        return 0;
+    }
+    let _ = unsafe { emit(tgid) };
+    0
+}
+
+/// Emits the exit of `tgid` once: the thread that removes its `TRACKED` entry reports it.
+#[inline(always)]
+unsafe fn emit(tgid: u32) -> Result<(), i64> {
+    if TRACKED.remove(&tgid).is_err() {
+        // Another exiting thread of the group got here first.
         return Ok(());
     }
     let ts = now();
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    let exit_code: i32 = unsafe { read_field(task, config!(offsets.task_exit_code)) }.unwrap_or(-1);
-    let _ = TRACKED.remove(&tgid);
+    let status = unsafe { exit_status(task) }.unwrap_or(-1);
     let Some(mut entry) = EVENTS.reserve::<ProcessExitEvent>(0) else {
         count(Counter::RingbufFullProcessExit);
         return Ok(());
@@ -47,12 +94,28 @@ unsafe fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     entry.write(ProcessExitEvent {
         header: EventHeader { kind: EventKind::ProcessExit as u32, cpu: cpu(), ktime_ns: ts },
         tgid,
-        tid: pid_tgid as u32,
-        exit_code: exit_code as u32,
+        tid: bpf_get_current_pid_tgid() as u32,
+        exit_code: status as u32,
         _pad0: 0,
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         comm: bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]),
     });
     entry.submit(0);
     Ok(())
+}
+
+/// The status the parent reaps, as `wait_task_zombie()` computes it (kernel/exit.c, 6.1 to
+/// 6.18): `(p->signal->flags & SIGNAL_GROUP_EXIT) ? p->signal->group_exit_code :
+/// p->exit_code`, where `p` is the group leader. A leader that left with pthread_exit() before
+/// its last thread called `_exit(7)` is reaped with the leader's 0, not 7; after exit_group()
+/// or a fatal signal every thread carries `group_exit_code`.
+#[inline(always)]
+unsafe fn exit_status(task: *const u8) -> Result<i32, i64> {
+    let signal: *const u8 = unsafe { read_field(task, config!(offsets.task_signal))? };
+    let flags: u32 = unsafe { read_field(signal, config!(offsets.signal_flags))? };
+    if flags & SIGNAL_GROUP_EXIT != 0 {
+        return unsafe { read_field(signal, config!(offsets.signal_group_exit_code)) };
+    }
+    let leader: *const u8 = unsafe { read_field(task, config!(offsets.task_group_leader))? };
+    unsafe { read_field(leader, config!(offsets.task_exit_code)) }
 }

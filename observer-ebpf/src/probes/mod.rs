@@ -4,7 +4,8 @@
 //! |---|---|---|
 //! | `signal_generate` | tp_btf signal_generate | every way a signal is sent (kill, tgkill, pidfd_send_signal, cgroup.kill, OOM) goes through `__send_signal_locked`; tp_btf hands us the target `task_struct`, needed to filter in the kernel |
 //! | `signal_deliver` | tracepoint signal/signal_deliver | runs in the receiver with the disposition it acts on |
-//! | `sched_process_exit` | tracepoint sched/sched_process_exit | `group_dead` marks the thread group's end; exit code read from `current` |
+//! | `sched_process_exit` | tp_btf sched_process_exit (6.16+) | runs in the exiting thread; its `group_dead` argument marks the thread group's end |
+//! | `sched_process_exit_live` | tp_btf sched_process_exit (5.8 to 6.15) | the same hook without the argument: `group_dead` read back from `signal->live` |
 //! | `cgroup_mkdir` / `cgroup_rmdir` | tracepoint cgroup/* | learn a container's cgroup id -> path before runc removes it |
 //! | `oom_mark_victim` | tracepoint oom/mark_victim | tells an OOM SIGKILL from a grace-period SIGKILL |
 //! | `sched_process_exec` | tp_btf sched_process_exec | exec sessions the runtime starts in a container (preStop exec hooks): the new program, in its final cgroup, with its parent |

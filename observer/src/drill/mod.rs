@@ -31,10 +31,7 @@ use crate::{
     correlate::{Correlator, Termination},
     engine::{Action, Engine, Input, Plan},
     events::{self, Event},
-    kernel::{
-        btf::Btf,
-        loader::{self, ProbeOptions},
-    },
+    kernel::loader::{self, ProbeOptions},
     metadata::{annotations::PreStopHandler, Identity, Metadata},
     record::Record,
     signals,
@@ -238,10 +235,8 @@ struct Observer {
 impl Observer {
     fn start(options: &ProbeOptions) -> Result<Self, DrillError> {
         let probes = |e: &dyn std::fmt::Display| DrillError::Probes(e.to_string());
-        let offsets =
-            Btf::from_sys_fs().and_then(|b| b.kernel_offsets()).map_err(|e| probes(&e))?;
-        let mut ebpf = loader::load(options, offsets).map_err(|e| probes(&e))?;
-        loader::attach(&mut ebpf).map_err(|e| probes(&e))?;
+        let loader::Loaded { mut ebpf, support } = loader::load(options).map_err(|e| probes(&e))?;
+        loader::attach(&mut ebpf, &support).map_err(|e| probes(&e))?;
         let ring = loader::take_events(&mut ebpf).map_err(|e| probes(&e))?;
         let watched = loader::take_watched(&mut ebpf).map_err(|e| probes(&e))?;
         let counters = loader::KernelCounters::take(&mut ebpf).map_err(|e| probes(&e))?;

@@ -28,10 +28,15 @@ pub enum BtfError {
     NoMember { strukt: String, member: String },
     #[error("BTF member {strukt}.{member} is a bitfield")]
     Bitfield { strukt: String, member: String },
+    #[error("BTF has no prototype for tracepoint {0} (no typedef btf_trace_{0})")]
+    NoTracepoint(String),
 }
 
+const KIND_PTR: u32 = 2;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
+const KIND_TYPEDEF: u32 = 8;
+const KIND_FUNC_PROTO: u32 = 13;
 
 /// One struct/union member: name (empty when anonymous), type id, bit offset, bitfield size.
 #[derive(Debug, Clone)]
@@ -52,6 +57,13 @@ enum Type {
     Modifier {
         type_id: u32,
     },
+    Pointer {
+        type_id: u32,
+    },
+    /// A function prototype: how many parameters it takes.
+    FuncProto {
+        params: u32,
+    },
     Other,
 }
 
@@ -59,6 +71,7 @@ enum Type {
 pub struct Btf {
     types: Vec<Type>,
     structs: HashMap<String, u32>,
+    typedefs: HashMap<String, u32>,
 }
 
 impl Btf {
@@ -100,6 +113,7 @@ impl Btf {
 
         let mut types = vec![Type::Other]; // id 0: void
         let mut structs = HashMap::new();
+        let mut typedefs = HashMap::new();
         let mut off = types_start;
         while off + 12 <= types_end {
             let name_off = u32_at(off).ok_or(BtfError::Malformed("short type"))?;
@@ -137,14 +151,24 @@ impl Btf {
                     Type::Composite { size: size_or_type, members }
                 }
                 // typedef, volatile, const, restrict, type_tag
-                8..=11 | 18 => Type::Modifier { type_id: size_or_type },
+                8..=11 | 18 => {
+                    if kind == KIND_TYPEDEF {
+                        typedefs.entry(name(name_off)).or_insert(id);
+                    }
+                    Type::Modifier { type_id: size_or_type }
+                }
+                KIND_PTR => Type::Pointer { type_id: size_or_type },
+                KIND_FUNC_PROTO => {
+                    off += vlen * 8;
+                    Type::FuncProto { params: vlen as u32 }
+                }
                 _ => {
                     off += match kind {
                         1 | 14 | 17 => 4,     // int, var, decl_tag
                         3 => 12,              // array
-                        6 | 13 => vlen * 8,   // enum, func_proto
+                        6 => vlen * 8,        // enum
                         15 | 19 => vlen * 12, // datasec, enum64
-                        2 | 7 | 12 | 16 => 0, // ptr, fwd, func, float
+                        7 | 12 | 16 => 0,     // fwd, func, float
                         _ => return Err(BtfError::Malformed("unknown type kind")),
                     };
                     Type::Other
@@ -152,7 +176,7 @@ impl Btf {
             };
             types.push(ty);
         }
-        Ok(Self { types, structs })
+        Ok(Self { types, structs, typedefs })
     }
 
     /// Byte offset of `member` in `struct strukt`, looking through anonymous structs/unions.
@@ -173,6 +197,24 @@ impl Btf {
             Some(Type::Composite { size, .. }) => Ok(*size),
             _ => Err(BtfError::NoStruct(strukt.into())),
         }
+    }
+
+    /// How many arguments tracepoint `event` passes to a tp_btf program: the parameters of
+    /// its `btf_trace_<event>` prototype (include/linux/tracepoint.h, `__DECLARE_TRACE`:
+    /// `typedef void (*btf_trace_##call)(void *__data, proto)`), less `__data`. This is what
+    /// the verifier lets a program read (kernel/bpf/btf.c, `btf_ctx_access()`), so it tells
+    /// kernel versions apart by what they do, not by their number.
+    pub fn tracepoint_args(&self, event: &str) -> Result<u32, BtfError> {
+        let missing = || BtfError::NoTracepoint(event.into());
+        let mut id = *self.typedefs.get(&format!("btf_trace_{event}")).ok_or_else(missing)?;
+        for _ in 0..32 {
+            match self.types.get(id as usize).ok_or_else(missing)? {
+                Type::Modifier { type_id } | Type::Pointer { type_id } => id = *type_id,
+                Type::FuncProto { params } => return params.checked_sub(1).ok_or_else(missing),
+                _ => return Err(missing()),
+            }
+        }
+        Err(missing())
     }
 
     fn find(&self, id: u32, member: &str, depth: u32) -> Option<(u32, u32)> {
@@ -222,6 +264,12 @@ impl Btf {
             pid_numbers: self.member_offset("pid", "numbers")?,
             upid_size: self.struct_size("upid")?,
             task_real_parent: self.member_offset("task_struct", "real_parent")?,
+            task_group_leader: self.member_offset("task_struct", "group_leader")?,
+            task_signal: self.member_offset("task_struct", "signal")?,
+            signal_live: self.member_offset("signal_struct", "live")?,
+            signal_flags: self.member_offset("signal_struct", "flags")?,
+            signal_group_exit_code: self.member_offset("signal_struct", "group_exit_code")?,
+            _pad0: 0,
         })
     }
 }
@@ -256,5 +304,60 @@ mod tests {
         assert!(btf.member_offset("task_struct", "no_such_field").is_err());
         assert!(matches!(btf.member_offset("no_such_struct", "x"), Err(BtfError::NoStruct(_))));
         assert_eq!(btf.struct_size("k_sigaction").unwrap(), o.k_sigaction_size);
+        // struct signal_struct { refcount_t sigcnt; atomic_t live; ... }
+        assert_eq!(o.signal_live, 4, "{o:?}");
+        assert!(o.task_signal > 0 && o.task_group_leader > 0 && o.signal_flags > 0, "{o:?}");
+    }
+
+    /// The prototypes every tp_btf program of ours attaches to, as this kernel declares them.
+    #[test]
+    fn reads_tracepoint_prototypes_from_vmlinux() {
+        let btf = Btf::from_sys_fs().expect("kernel BTF");
+        assert_eq!(btf.tracepoint_args("signal_generate").unwrap(), 5);
+        assert_eq!(btf.tracepoint_args("signal_deliver").unwrap(), 3);
+        assert_eq!(btf.tracepoint_args("sched_process_exec").unwrap(), 3);
+        // (task) before 6.16, (task, group_dead) since.
+        assert!(matches!(btf.tracepoint_args("sched_process_exit"), Ok(1 | 2)));
+        assert!(matches!(btf.tracepoint_args("no_such_event"), Err(BtfError::NoTracepoint(_))));
+    }
+
+    /// A hand-made BTF blob: `typedef void (*btf_trace_ev)(void *, int[, int])`.
+    fn blob_with_tracepoint(params: u32) -> Vec<u8> {
+        let strings = b"\0int\0btf_trace_ev\0".to_vec();
+        let mut types = Vec::new();
+        fn ty(types: &mut Vec<u8>, name: u32, kind: u32, vlen: u32, size_or_type: u32) {
+            types.extend_from_slice(&name.to_le_bytes());
+            types.extend_from_slice(&((kind << 24) | vlen).to_le_bytes());
+            types.extend_from_slice(&size_or_type.to_le_bytes());
+        }
+        ty(&mut types, 1, 1, 0, 4); // [1] int, size 4
+        types.extend_from_slice(&((1u32 << 24) | 32).to_le_bytes()); // signed, 32 bits
+        ty(&mut types, 0, KIND_PTR, 0, 0); // [2] void *
+        ty(&mut types, 0, KIND_FUNC_PROTO, params, 0); // [3] void (void *, int...)
+        for i in 0..params {
+            types.extend_from_slice(&0u32.to_le_bytes());
+            types.extend_from_slice(&(if i == 0 { 2u32 } else { 1 }).to_le_bytes());
+        }
+        ty(&mut types, 0, KIND_PTR, 0, 3); // [4] pointer to [3]
+        ty(&mut types, 5, KIND_TYPEDEF, 0, 4); // [5] typedef btf_trace_ev
+        let mut blob = vec![0x9f, 0xeb, 1, 0];
+        blob.extend_from_slice(&24u32.to_le_bytes());
+        blob.extend_from_slice(&0u32.to_le_bytes());
+        blob.extend_from_slice(&(types.len() as u32).to_le_bytes());
+        blob.extend_from_slice(&(types.len() as u32).to_le_bytes());
+        blob.extend_from_slice(&(strings.len() as u32).to_le_bytes());
+        blob.extend(types);
+        blob.extend(strings);
+        blob
+    }
+
+    #[test]
+    fn counts_tracepoint_arguments_without_the_data_pointer() {
+        for params in 1..=3 {
+            let btf = Btf::parse(&blob_with_tracepoint(params)).expect("well-formed blob");
+            assert_eq!(btf.tracepoint_args("ev").unwrap(), params - 1);
+        }
+        let btf = Btf::parse(&blob_with_tracepoint(0)).unwrap();
+        assert!(matches!(btf.tracepoint_args("ev"), Err(BtfError::NoTracepoint(_))));
     }
 }

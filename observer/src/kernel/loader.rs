@@ -1,7 +1,9 @@
 //! Loading and attaching the embedded eBPF object.
 //!
 //! [`PROBES`] is the one table of what observer hooks: program, program type, tracepoint,
-//! minimum kernel and why. `observer check` and `observer run` both walk it.
+//! the kernel feature it rests on (a row of [`super::compat::TABLE`], which says since when) and why.
+//! `observer check` and `observer run` both walk it; a program tied to one side of an optional
+//! feature is loaded only on nodes that take that side ([`Support`]).
 
 use std::time::Duration;
 
@@ -12,6 +14,11 @@ use aya::{
 };
 use observer_ebpf::{
     names, programs, Config, Counter, KernelOffsets, WatchedCgroup, CGROUP_PREFIX_LEN,
+};
+
+use super::{
+    btf::Btf,
+    compat::{FeatureId, Support},
 };
 
 /// The eBPF object built by build.rs, embedded so the binary runs alone on a node.
@@ -34,16 +41,27 @@ impl ProgramKind {
     }
 }
 
-/// One program of the object and where it attaches. Every one is required: without any of
-/// them a termination record would be wrong, not just poorer.
+/// One program of the object and where it attaches. Every hook is required: without any of
+/// them a termination record would be wrong, not just poorer; some hooks have one program per
+/// side of an optional kernel feature.
 #[derive(Debug, Clone, Copy)]
 pub struct ProbeSpec {
     pub program: &'static str,
     pub kind: ProgramKind,
     pub category: &'static str,
     pub event: &'static str,
-    pub min_kernel: &'static str,
+    /// The compatibility-table row this program needs (its oldest kernel is said there).
+    pub requires: FeatureId,
+    /// `Some((feature, native))`: loaded only where the node is on that side of `feature`.
+    pub only: Option<(FeatureId, bool)>,
     pub purpose: &'static str,
+}
+
+impl ProbeSpec {
+    /// Whether this node loads this program.
+    pub fn wanted(&self, support: &Support) -> bool {
+        self.only.is_none_or(|(feature, native)| support.native(feature) == native)
+    }
 }
 
 pub const PROBES: &[ProbeSpec] = &[
@@ -52,7 +70,8 @@ pub const PROBES: &[ProbeSpec] = &[
         kind: ProgramKind::BtfTracePoint,
         category: "signal",
         event: "signal_generate",
-        min_kernel: "5.5",
+        requires: FeatureId::TpBtf,
+        only: None,
         purpose: "stop signals and SIGKILLs sent to containers' PID 1 (every send path)",
     },
     ProbeSpec {
@@ -60,23 +79,35 @@ pub const PROBES: &[ProbeSpec] = &[
         kind: ProgramKind::BtfTracePoint,
         category: "signal",
         event: "signal_deliver",
-        min_kernel: "5.5",
+        requires: FeatureId::TpBtf,
+        only: None,
         purpose: "disposition of a delivered stop signal (default, ignored, handled)",
     },
     ProbeSpec {
         program: programs::SCHED_PROCESS_EXIT,
-        kind: ProgramKind::TracePoint,
+        kind: ProgramKind::BtfTracePoint,
         category: "sched",
         event: "sched_process_exit",
-        min_kernel: "6.16 (group_dead field)",
-        purpose: "exit time and code of a signalled PID 1",
+        requires: FeatureId::TpBtf,
+        only: Some((FeatureId::ExitGroupDead, true)),
+        purpose: "exit time and status of a tracked process (its last thread)",
+    },
+    ProbeSpec {
+        program: programs::SCHED_PROCESS_EXIT_LIVE,
+        kind: ProgramKind::BtfTracePoint,
+        category: "sched",
+        event: "sched_process_exit",
+        requires: FeatureId::TpBtf,
+        only: Some((FeatureId::ExitGroupDead, false)),
+        purpose: "exit time and status of a tracked process (its last thread, from signal->live)",
     },
     ProbeSpec {
         program: programs::CGROUP_MKDIR,
         kind: ProgramKind::TracePoint,
         category: "cgroup",
         event: "cgroup_mkdir",
-        min_kernel: "4.18",
+        requires: FeatureId::ClassicTracepoints,
+        only: None,
         purpose: "learn container cgroup id -> path before the runtime removes it",
     },
     ProbeSpec {
@@ -84,7 +115,8 @@ pub const PROBES: &[ProbeSpec] = &[
         kind: ProgramKind::TracePoint,
         category: "cgroup",
         event: "cgroup_rmdir",
-        min_kernel: "4.18",
+        requires: FeatureId::ClassicTracepoints,
+        only: None,
         purpose: "forget removed container cgroups",
     },
     ProbeSpec {
@@ -92,7 +124,8 @@ pub const PROBES: &[ProbeSpec] = &[
         kind: ProgramKind::TracePoint,
         category: "oom",
         event: "mark_victim",
-        min_kernel: "4.7",
+        requires: FeatureId::ClassicTracepoints,
+        only: None,
         purpose: "tell an OOM kill from a grace-period SIGKILL",
     },
     ProbeSpec {
@@ -100,7 +133,8 @@ pub const PROBES: &[ProbeSpec] = &[
         kind: ProgramKind::BtfTracePoint,
         category: "sched",
         event: "sched_process_exec",
-        min_kernel: "5.5",
+        requires: FeatureId::TpBtf,
+        only: None,
         purpose: "exec sessions entering a container (preStop exec hooks)",
     },
 ];
@@ -149,6 +183,8 @@ pub struct ProbeOptions {
     pub cgroup_prefix: String,
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub ring_buffer_bytes: u32,
+    /// Optional kernel features whose fallback is taken even where the kernel has them.
+    pub force_fallback: Vec<FeatureId>,
 }
 
 impl Default for ProbeOptions {
@@ -160,6 +196,7 @@ impl Default for ProbeOptions {
             dedupe_window: Duration::from_secs(1),
             cgroup_prefix: "/kubepods".into(),
             ring_buffer_bytes: 1 << 20,
+            force_fallback: Vec::new(),
         }
     }
 }
@@ -196,8 +233,19 @@ impl ProbeOptions {
     }
 }
 
-/// Parses the object with `config` and loads (verifies) every program, without attaching.
-pub fn load(options: &ProbeOptions, offsets: KernelOffsets) -> Result<Ebpf, LoadError> {
+/// The loaded (verified, not yet attached) object and the paths this node takes.
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub support: Support,
+}
+
+/// Reads the kernel's BTF (offsets, tracepoint prototypes), decides the node's paths, parses
+/// the object with the resulting `Config` and loads (verifies) the programs this node needs,
+/// without attaching.
+pub fn load(options: &ProbeOptions) -> Result<Loaded, LoadError> {
+    let btf = Btf::from_sys_fs()?;
+    let offsets = btf.kernel_offsets()?;
+    let support = Support::detect(&btf, &options.force_fallback);
     let config = options.config(offsets)?;
     bump_memlock_rlimit();
     let mut ebpf = EbpfLoader::new()
@@ -205,11 +253,11 @@ pub fn load(options: &ProbeOptions, offsets: KernelOffsets) -> Result<Ebpf, Load
         .map_max_entries(names::EVENTS, options.ring_buffer_bytes)
         .load(OBJECT)
         .map_err(|e| LoadError::Object(Box::new(e)))?;
-    let btf = aya::Btf::from_sys_fs()?;
-    for spec in PROBES {
-        load_program(&mut ebpf, spec, &btf)?;
+    let aya_btf = aya::Btf::from_sys_fs()?;
+    for spec in PROBES.iter().filter(|s| s.wanted(&support)) {
+        load_program(&mut ebpf, spec, &aya_btf)?;
     }
-    Ok(ebpf)
+    Ok(Loaded { ebpf, support })
 }
 
 fn load_program(ebpf: &mut Ebpf, spec: &ProbeSpec, btf: &aya::Btf) -> Result<(), LoadError> {
@@ -233,9 +281,9 @@ fn load_program(ebpf: &mut Ebpf, spec: &ProbeSpec, btf: &aya::Btf) -> Result<(),
     }
 }
 
-/// Attaches every loaded program. The links live as long as `ebpf`.
-pub fn attach(ebpf: &mut Ebpf) -> Result<(), LoadError> {
-    for spec in PROBES {
+/// Attaches every program [`load`] loaded. The links live as long as `ebpf`.
+pub fn attach(ebpf: &mut Ebpf, support: &Support) -> Result<(), LoadError> {
+    for spec in PROBES.iter().filter(|s| s.wanted(support)) {
         let program = ebpf
             .program_mut(spec.program)
             .ok_or(LoadError::MissingProgram { program: spec.program })?;

@@ -1,4 +1,5 @@
 //! The kernel side seen from userspace: BTF offsets, tracefs, loading the probes, reading them.
 pub mod btf;
+pub mod compat;
 pub mod loader;
 pub mod tracefs;
