@@ -4,18 +4,22 @@
 //! words), or with `--json` the matching journal lines unchanged. Lines that are not records
 //! are skipped and counted in a closing warning on stderr.
 
-pub mod entry;
-pub mod filter;
 pub mod read;
 pub mod summary;
+
+/// The filters, under the path `cli` parses the report's arguments with; their home is
+/// [`crate::record::filter`].
+pub use crate::record::filter;
 
 use std::io::{IsTerminal as _, Write as _};
 
 use anyhow::{Context as _, Result};
 use chrono::Utc;
 
-use crate::cli::{Color, ReportArgs};
-use filter::Filter;
+use crate::{
+    cli::{Color, ReportArgs},
+    record::filter::Filter,
+};
 
 impl ReportArgs {
     /// The filter these arguments ask for, `--since` counted back from `now`.
@@ -76,5 +80,19 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Some(e) => Err(e).context("writing the report"),
         None => Ok(()),
+    }
+}
+
+/// The example record under the path `sinks::journal`'s tests import it from; its home is
+/// [`crate::record::example`].
+#[cfg(test)]
+pub(crate) mod entry {
+    pub(crate) mod tests {
+        use crate::record::Record;
+
+        /// `Record::example().build()`.
+        pub(crate) fn record() -> Record {
+            Record::example().build()
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::entry::Entry;
+use crate::record::entry::Entry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -130,6 +130,7 @@ pub fn for_each_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Record;
 
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("observer-read-{name}-{}", std::process::id()));
@@ -139,9 +140,8 @@ mod tests {
     }
 
     fn line(sec: u32, pod: &str) -> String {
-        format!(
-            "{{\"ts\":\"2026-08-01T02:00:{sec:02}Z\",\"pod\":\"{pod}\",\"outcome\":\"killed\"}}\n"
-        )
+        let r = Record::example().at(&format!("2026-08-01T02:00:{sec:02}Z")).pod(pod).build();
+        format!("{}\n", serde_json::to_string(&r).unwrap())
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::entry::Entry;
+use crate::record::entry::Entry;
 
 /// The report fits a terminal this wide with names of usual length.
 pub const WIDTH: usize = 100;
@@ -299,42 +299,60 @@ fn pad(s: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        events::Disposition,
+        record::{example::RecordBuilder, Record},
+    };
 
-    fn entry(json: &str) -> Entry<'_> {
-        Entry::parse(json.as_bytes()).unwrap()
+    fn reason_of(r: RecordBuilder) -> Option<String> {
+        reason(&r.build().entry().unwrap())
     }
 
-    const KILLED_NO_HANDLER: &str = r#"{"ts":"2026-08-01T02:00:03Z","namespace":"shop","pod":"web-7d4b9c6f8-x2k9p","container":"app","workload":"web","outcome":"killed","stop_signal":"SIGTERM","stop_signal_ignored":true,"stop_signal_handler":"default","term_to_exit_seconds":30.01,"term_to_kill_seconds":30.0}"#;
-    const GRACEFUL: &str = r#"{"ts":"2026-08-01T02:00:01Z","namespace":"shop","pod":"web-7d4b9c6f8-abcde","container":"app","workload":"web","outcome":"graceful","stop_signal":"SIGTERM","stop_signal_ignored":false,"term_to_exit_seconds":0.25}"#;
-    const SLOW: &str = r#"{"ts":"2026-08-01T02:00:02Z","namespace":"shop","pod":"api-0","container":"api","workload":"api","outcome":"killed","stop_signal":"SIGTERM","stop_signal_ignored":false,"stop_signal_handler":"handled","term_to_exit_seconds":30.0,"term_to_kill_seconds":30.0}"#;
-    const OOM: &str = r#"{"ts":"2026-08-01T02:00:04Z","namespace":"batch","pod":"hog-1","container":"hog","workload":"hog","outcome":"oom_killed"}"#;
+    fn killed_no_handler() -> RecordBuilder {
+        Record::example().at("2026-08-01T02:00:03Z").killed(30.0, 30.01)
+    }
+
+    fn graceful() -> RecordBuilder {
+        Record::example().at("2026-08-01T02:00:01Z").pod("web-7d4b9c6f8-abcde").graceful(0.25)
+    }
+
+    fn slow() -> RecordBuilder {
+        Record::example()
+            .at("2026-08-01T02:00:02Z")
+            .workload("api")
+            .pod("api-0")
+            .container("api")
+            .handler(Disposition::Handled)
+            .killed(30.0, 30.0)
+    }
+
+    fn oom() -> RecordBuilder {
+        Record::example()
+            .at("2026-08-01T02:00:04Z")
+            .namespace("batch")
+            .workload("hog")
+            .pod("hog-1")
+            .container("hog")
+            .oom()
+    }
 
     #[test]
     fn reasons_in_words() {
         assert_eq!(
-            reason(&entry(KILLED_NO_HANDLER)).unwrap(),
+            reason_of(killed_no_handler()).unwrap(),
             "SIGTERM ignored by PID 1 (no handler)"
         );
-        assert_eq!(reason(&entry(GRACEFUL)), None);
-        assert_eq!(
-            reason(&entry(SLOW)).unwrap(),
-            "slow shutdown: still running 30 s after SIGTERM"
-        );
-        assert_eq!(reason(&entry(OOM)).unwrap(), "OOM");
-        let sig_ign = KILLED_NO_HANDLER.replace("\"default\"", "\"ignored\"");
-        assert_eq!(reason(&entry(&sig_ign)).unwrap(), "SIGTERM ignored by PID 1 (SIG_IGN)");
-        let prestop = SLOW.replace(
-            "\"outcome\"",
-            "\"grace_period_seconds\":30,\"prestop\":{\"duration_seconds\":28.2,\"overrun\":true},\"outcome\"",
-        );
-        assert_eq!(reason(&entry(&prestop)).unwrap(), "preStop used 28 s of 30 s grace");
-        let no_stop = r#"{"ts":"2026-08-01T02:00:04Z","outcome":"killed_without_stop_signal"}"#;
-        assert_eq!(reason(&entry(no_stop)).unwrap(), "SIGKILL with no stop signal before it");
-        let quit = SLOW.replace("SIGTERM", "SIGQUIT").replace("30.0}", "0.5}");
-        assert_eq!(
-            reason(&entry(&quit)).unwrap(),
-            "slow shutdown: still running 0.50 s after SIGQUIT"
-        );
+        assert_eq!(reason_of(graceful()), None);
+        assert_eq!(reason_of(slow()).unwrap(), "slow shutdown: still running 30 s after SIGTERM");
+        assert_eq!(reason_of(oom()).unwrap(), "OOM");
+        let sig_ign = killed_no_handler().handler(Disposition::Ignored);
+        assert_eq!(reason_of(sig_ign).unwrap(), "SIGTERM ignored by PID 1 (SIG_IGN)");
+        let prestop = slow().prestop(28.2, true);
+        assert_eq!(reason_of(prestop).unwrap(), "preStop used 28 s of 30 s grace");
+        let no_stop = Record::example().without_stop_signal();
+        assert_eq!(reason_of(no_stop).unwrap(), "SIGKILL with no stop signal before it");
+        let quit = slow().stop_signal(3).killed(0.5, 0.5);
+        assert_eq!(reason_of(quit).unwrap(), "slow shutdown: still running 0.50 s after SIGQUIT");
     }
 
     #[test]
@@ -355,17 +373,17 @@ mod tests {
         assert_eq!(percentile(&[], 0.5), None);
     }
 
-    fn summary(lines: &[&str]) -> Summary {
+    fn summary(records: &[RecordBuilder]) -> Summary {
         let mut s = Summary::default();
-        for l in lines {
-            s.add(&entry(l));
+        for r in records {
+            s.add(&r.clone().build().entry().unwrap());
         }
         s
     }
 
     #[test]
     fn summary_then_kills_newest_first() {
-        let text = summary(&[GRACEFUL, SLOW, KILLED_NO_HANDLER, OOM]).render(0, false);
+        let text = summary(&[graceful(), slow(), killed_no_handler(), oom()]).render(0, false);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "4 terminations from 2026-08-01 02:00:01 to 2026-08-01 02:00:04 UTC");
         let row = |name: &str| {
@@ -398,26 +416,24 @@ mod tests {
 
     #[test]
     fn long_names_are_cut_to_fit_and_colour_is_optional() {
-        let long = KILLED_NO_HANDLER
-            .replace("\"web\"", &format!("\"{}\"", "w".repeat(80)))
-            .replace("web-7d4b9c6f8-x2k9p", &"p".repeat(80));
-        let text = summary(&[&long]).render(0, false);
+        let long = [killed_no_handler().workload(&"w".repeat(80)).pod(&"p".repeat(80))];
+        let text = summary(&long).render(0, false);
         for l in text.lines() {
             assert!(l.chars().count() <= WIDTH, "{} columns: {l}", l.chars().count());
         }
         assert!(text.contains("…x2k9p") || text.contains("…pppp"), "{text}");
         assert!(text.contains("shop/www"), "the namespace prefix stays: {text}");
         assert!(text.contains("in namespace shop"), "{text}");
-        let coloured = summary(&[&long]).render(0, true);
+        let coloured = summary(&long).render(0, true);
         assert!(coloured.contains("\x1b[31m"));
     }
 
     #[test]
     fn kills_beyond_the_limit_are_counted() {
-        let text = summary(&[SLOW, KILLED_NO_HANDLER, OOM]).render(1, false);
+        let text = summary(&[slow(), killed_no_handler(), oom()]).render(1, false);
         assert!(text.contains("FORCED KILLS (3, newest first)"), "{text}");
         assert!(text.contains("... 2 older forced kills not shown"), "{text}");
         assert_eq!(summary(&[]).render(0, false), "no terminations match\n");
-        assert!(summary(&[GRACEFUL]).render(0, false).ends_with("\nno forced kills\n"));
+        assert!(summary(&[graceful()]).render(0, false).ends_with("\nno forced kills\n"));
     }
 }

@@ -16,7 +16,10 @@ use axum::{
 use chrono::{DateTime, Utc};
 
 use super::{metrics::Metrics, recent::Recent};
-use crate::report::filter::{self, Filter};
+use crate::record::{
+    filter::{self, Filter},
+    Record,
+};
 
 /// What the handlers read.
 pub struct Shared {
@@ -111,10 +114,19 @@ async fn terminations(
 ) -> Response {
     match parse_query(&params, Utc::now(), s.recent.capacity()) {
         Ok((filter, limit)) => {
-            ([(CONTENT_TYPE, "application/json")], s.recent.query(&filter, limit)).into_response()
+            let body = json_array(&s.recent.query(&filter, limit));
+            ([(CONTENT_TYPE, "application/json")], body).into_response()
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     }
+}
+
+/// `[record,record]` and a newline, each record exactly its journal line.
+fn json_array(records: &[Arc<Record>]) -> String {
+    let records: Vec<&Record> = records.iter().map(|r| &**r).collect();
+    let mut body = serde_json::to_string(&records).expect("a Record always serializes");
+    body.push('\n');
+    body
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
@@ -165,5 +177,21 @@ mod tests {
         assert!(msg(&[("since", "yesterday")]).starts_with("since: bad duration"));
         assert!(msg(&[("namespace", "")]).contains("empty"));
         assert!(msg(&[("pod", "a"), ("pod", "b")]).contains("twice"));
+    }
+
+    #[test]
+    fn the_api_says_what_the_journal_says() {
+        let recent = Recent::new(2);
+        let killed = Record::example().build();
+        let graceful = Record::example().graceful(0.25).build();
+        recent.push(&killed);
+        recent.push(&graceful);
+        let line = |r: &Record| serde_json::to_string(r).unwrap();
+        let served = json_array(&recent.query(&Filter::default(), 2));
+        assert_eq!(served, format!("[{},{}]\n", line(&graceful), line(&killed)));
+        let (filter, limit) = q(&[("outcome", "killed")]).unwrap();
+        let served = json_array(&recent.query(&filter, limit));
+        assert_eq!(served, format!("[{}]\n", line(&killed)));
+        assert_eq!(json_array(&[]), "[]\n");
     }
 }

@@ -1,98 +1,90 @@
-//! The most recent terminations, bounded in memory, for `GET /terminations`: each kept as its
-//! journal line (so the API and the journal say the same thing) and its parsed filter keys.
-//! Older records leave memory, not the journal.
+//! The most recent terminations, bounded in memory, for `GET /terminations`: typed records,
+//! filtered as the report filters the journal ([`Record::entry`]). Older records leave memory,
+//! not the journal.
 
-use std::{collections::VecDeque, sync::Mutex};
-
-use crate::{
-    record::Record,
-    report::{entry::Entry, filter::Filter},
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
 };
 
-struct Held {
-    line: String,
-    entry: Entry<'static>,
-}
+use crate::record::{filter::Filter, Record};
 
+/// At most `capacity` records, oldest dropped first.
 pub struct Recent {
-    held: Mutex<VecDeque<Held>>,
+    /// Shared with the queries that return them: a query holds the lock only to pick.
+    held: Mutex<VecDeque<Arc<Record>>>,
     capacity: usize,
 }
 
 impl Recent {
+    /// Holds at most `capacity` records (at least 1).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         Self { held: Mutex::new(VecDeque::with_capacity(capacity.min(4096))), capacity }
     }
 
+    /// The most records held.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Held>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Record>>> {
         // A panic elsewhere while holding the lock leaves a valid deque: keep serving.
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Keeps a copy of `record`, dropping the oldest when full.
     pub fn push(&self, record: &Record) {
-        let line = serde_json::to_string(record).expect("a Record always serializes");
-        let entry = match Entry::parse(line.as_bytes()) {
-            Ok(e) => e.into_owned(),
-            Err(e) => {
-                // The write and read sides of the schema disagree: a bug, not node input.
-                log::error!("recent terminations: cannot read back a record: {e}");
-                return;
-            }
-        };
+        if let Err(e) = record.entry() {
+            // Unreadable by the filters: a bug in the producer, not node input.
+            log::error!("recent terminations: cannot filter a record: {e}");
+            return;
+        }
+        let record = Arc::new(record.clone());
         let mut held = self.lock();
         if held.len() == self.capacity {
             held.pop_front();
         }
-        held.push_back(Held { line, entry });
+        held.push_back(record);
     }
 
+    /// How many records are held.
     pub fn len(&self) -> usize {
         self.lock().len()
     }
 
+    /// True when no record is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// A JSON array of at most `limit` matching records, newest first.
-    pub fn query(&self, filter: &Filter, limit: usize) -> String {
+    /// At most `limit` records that `filter` matches, newest first.
+    pub fn query(&self, filter: &Filter, limit: usize) -> Vec<Arc<Record>> {
         let held = self.lock();
-        let mut out = String::from("[");
-        for h in held.iter().rev().filter(|h| filter.matches(&h.entry)).take(limit) {
-            if out.len() > 1 {
-                out.push(',');
-            }
-            out.push_str(&h.line);
-        }
-        out.push_str("]\n");
-        out
+        held.iter()
+            .rev()
+            .filter(|r| r.entry().is_ok_and(|e| filter.matches(&e)))
+            .take(limit)
+            .cloned()
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::entry::tests::record;
 
-    fn pids(json: &str) -> Vec<u64> {
-        let v: Vec<serde_json::Value> = serde_json::from_str(json).unwrap();
-        v.iter().map(|r| r["pid"].as_u64().unwrap()).collect()
+    fn pids(records: &[Arc<Record>]) -> Vec<u32> {
+        records.iter().map(|r| r.pid).collect()
     }
 
     #[test]
     fn bounded_newest_first_filtered() {
         let recent = Recent::new(3);
         for i in 0..5 {
-            let mut r = record();
+            let namespace = if i % 2 == 0 { "other" } else { "shop" };
+            let mut r = Record::example().namespace(namespace).build();
             r.pid = i;
-            if i % 2 == 0 {
-                r.namespace = Some("other".into());
-            }
             recent.push(&r);
         }
         assert_eq!(recent.len(), 3);
@@ -102,15 +94,23 @@ mod tests {
         let shop = Filter { namespace: Some("shop".into()), ..Filter::default() };
         assert_eq!(pids(&recent.query(&shop, 10)), [3]);
         let none = Filter { outcome: Some("graceful".into()), ..Filter::default() };
-        assert_eq!(recent.query(&none, 10), "[]\n");
+        assert!(recent.query(&none, 10).is_empty());
     }
 
     #[test]
-    fn the_api_says_what_the_journal_says() {
+    fn holds_the_record_as_given() {
         let recent = Recent::new(1);
-        let r = record();
+        let r = Record::example().prestop(28.0, true).build();
         recent.push(&r);
-        let served = recent.query(&Filter::default(), 1);
-        assert_eq!(served, format!("[{}]\n", serde_json::to_string(&r).unwrap()));
+        assert_eq!(*recent.query(&Filter::default(), 1)[0], r);
+    }
+
+    #[test]
+    fn a_record_the_filters_cannot_read_is_not_held() {
+        let recent = Recent::new(1);
+        let mut r = Record::example().build();
+        r.ts = "yesterday".into();
+        recent.push(&r);
+        assert!(recent.is_empty());
     }
 }

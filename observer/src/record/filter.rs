@@ -1,5 +1,6 @@
 //! Which records a question is about: a time window and exact names, shared by `observer
-//! report` and `GET /terminations`. Pure: "now" is an argument.
+//! report` (on journal lines) and `GET /terminations` (on typed records), both read as an
+//! [`Entry`]. Pure: "now" is an argument.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
@@ -8,6 +9,7 @@ use super::entry::Entry;
 /// Every outcome a record can have, as the journal spells it.
 pub const OUTCOMES: &[&str] = &["graceful", "killed", "killed_without_stop_signal", "oom_killed"];
 
+/// Why a filter's argument does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
     #[error(
@@ -35,6 +37,7 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// True when the record meets every condition.
     pub fn matches(&self, e: &Entry<'_>) -> bool {
         fn same(want: &Option<String>, have: &Option<std::borrow::Cow<'_, str>>) -> bool {
             want.as_deref().is_none_or(|w| have.as_deref() == Some(w))
@@ -105,6 +108,7 @@ pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, FilterE
     }
 }
 
+/// An outcome as the journal spells it ([`OUTCOMES`]).
 pub fn parse_outcome(s: &str) -> Result<String, FilterError> {
     OUTCOMES
         .iter()
@@ -116,7 +120,7 @@ pub fn parse_outcome(s: &str) -> Result<String, FilterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::correlate::Outcome;
+    use crate::{correlate::Outcome, record::Record};
 
     fn t(s: &str) -> DateTime<Utc> {
         parse_time(s).unwrap()
@@ -177,8 +181,8 @@ mod tests {
 
     #[test]
     fn filter_matches_window_and_exact_names() {
-        let line = br#"{"ts":"2026-08-01T02:00:00.000000001Z","namespace":"shop","pod":"web-1","workload":"web","outcome":"killed"}"#;
-        let e = Entry::parse(line).unwrap();
+        let r = Record::example().at("2026-08-01T02:00:00.000000001Z").pod("web-1").build();
+        let e = r.entry().unwrap();
         let all = Filter::default();
         assert!(all.matches(&e));
         let f = |f: Filter| f.matches(&e);
@@ -192,7 +196,7 @@ mod tests {
         assert!(!f(Filter { to: Some(t("2026-08-01T02:00:00Z")), ..all.clone() }));
         assert!(f(Filter { to: Some(t("2026-08-01T02:00:00.000000001Z")), ..all.clone() }));
         // A record with no namespace never matches a namespace filter.
-        let anon = Entry::parse(br#"{"ts":"2026-08-01T02:00:00Z","outcome":"killed"}"#).unwrap();
-        assert!(!Filter { namespace: Some("shop".into()), ..all }.matches(&anon));
+        let anon = Record::example().unnamed().build();
+        assert!(!Filter { namespace: Some("shop".into()), ..all }.matches(&anon.entry().unwrap()));
     }
 }

@@ -1,6 +1,18 @@
 //! The journal record: one JSON object per container termination (the interface contract).
 //! Timestamps are RFC 3339 UTC with nanoseconds, converted from kernel time; intervals are
 //! differences of kernel timestamps. Unknown values are null, never invented.
+//!
+//! The one home of the journal schema: [`Record`] is what the daemon writes (the journal,
+//! `GET /terminations`); [`entry`] is how a journal line reads back, and how a typed record is
+//! read the same way without a round trip through JSON; [`filter`] is which records a question
+//! is about. `observer report` and the sinks both use these. A new field is a field of
+//! [`Record`] filled by [`Record::new`]; only a field the report or a filter reads is also one
+//! of [`entry::Entry`].
+
+pub mod entry;
+#[cfg(test)]
+pub(crate) mod example;
+pub mod filter;
 
 use serde::Serialize;
 
@@ -70,6 +82,8 @@ impl PreStop {
     }
 }
 
+/// One container termination as the journal holds it: one JSON object per line, field for
+/// field in this order. A field is null when the kernel or the metadata did not say.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Record {
     pub ts: String,
@@ -110,6 +124,8 @@ fn secs(ns: u64) -> f64 {
 }
 
 impl Record {
+    /// The record of a closed termination: `identity` is what the metadata knew of its cgroup
+    /// (None: nothing), kernel times are placed on the wall clock with `clock`.
     pub fn new(
         t: &Termination,
         identity: Option<&Identity>,

@@ -1,19 +1,33 @@
-//! The read side of the journal schema ([`crate::record::Record`]): the fields the report and
-//! `GET /terminations` filter and summarise on, borrowed from the line where possible.
-//! Unknown fields are ignored, so older readers keep working on newer journals.
+//! The read side of the journal schema ([`Record`]): the fields the report and
+//! `GET /terminations` filter and summarise on, borrowed from the line where possible, or from
+//! a typed record ([`Record::entry`]) without a round trip through JSON.
+//!
+//! Only `ts` and `outcome` are required, and values are kept as the journal spells them, so
+//! older readers keep working on newer journals: unknown fields are ignored, missing ones are
+//! None, and an outcome or disposition a newer daemon writes is read as its name.
 
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 
-/// Why a journal line is not a record.
+use super::Record;
+use crate::events::Disposition;
+
+/// Why a journal line, or a record, does not read as an entry.
 #[derive(Debug, thiserror::Error)]
 pub enum EntryError {
     #[error("not a journal record: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("ts {ts:?}: {source}")]
+    Time {
+        ts: String,
+        #[source]
+        source: chrono::ParseError,
+    },
 }
 
+/// A journal record as the report reads it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Entry<'a> {
     /// `ts`: the exit, RFC 3339.
@@ -46,6 +60,7 @@ pub struct Entry<'a> {
     pub prestop: Option<PreStopEntry>,
 }
 
+/// The preStop hook as the report reads it ([`super::PreStop`]).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct PreStopEntry {
     #[serde(default)]
@@ -54,11 +69,13 @@ pub struct PreStopEntry {
     pub overrun: bool,
 }
 
+fn parse_ts(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc))
+}
+
 fn rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
     let s = Cow::<'de, str>::deserialize(d)?;
-    DateTime::parse_from_rfc3339(&s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| serde::de::Error::custom(format!("ts {s:?}: {e}")))
+    parse_ts(&s).map_err(|e| serde::de::Error::custom(format!("ts {s:?}: {e}")))
 }
 
 /// `Option<Cow<str>>` that borrows from the line when it can (serde's derive only borrows a
@@ -69,8 +86,13 @@ fn opt_cow<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str
     Ok(Option::<Borrowed<'a>>::deserialize(d)?.map(|b| b.0))
 }
 
-fn owned(c: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
-    c.map(|c| Cow::Owned(c.into_owned()))
+/// As the journal spells it (`rename_all = "lowercase"` on [`Disposition`]).
+fn disposition(d: Disposition) -> &'static str {
+    match d {
+        Disposition::Default => "default",
+        Disposition::Ignored => "ignored",
+        Disposition::Handled => "handled",
+    }
 }
 
 impl<'a> Entry<'a> {
@@ -78,85 +100,44 @@ impl<'a> Entry<'a> {
     pub fn parse(line: &'a [u8]) -> Result<Self, EntryError> {
         Ok(serde_json::from_slice(line)?)
     }
+}
 
-    pub fn into_owned(self) -> Entry<'static> {
-        Entry {
-            at: self.at,
-            namespace: owned(self.namespace),
-            pod: owned(self.pod),
-            container: owned(self.container),
-            workload: owned(self.workload),
-            outcome: Cow::Owned(self.outcome.into_owned()),
-            stop_signal: owned(self.stop_signal),
+impl Record {
+    /// This record as [`Entry::parse`] reads its journal line, borrowed from the record. An
+    /// error only for a `ts` that is not RFC 3339, which [`Record::new`] never writes.
+    pub fn entry(&self) -> Result<Entry<'_>, EntryError> {
+        fn name(s: &Option<String>) -> Option<Cow<'_, str>> {
+            s.as_deref().map(Cow::Borrowed)
+        }
+        Ok(Entry {
+            at: parse_ts(&self.ts)
+                .map_err(|source| EntryError::Time { ts: self.ts.clone(), source })?,
+            namespace: name(&self.namespace),
+            pod: name(&self.pod),
+            container: name(&self.container),
+            workload: name(&self.workload),
+            outcome: Cow::Borrowed(self.outcome.as_str()),
+            stop_signal: name(&self.stop_signal),
             stop_signal_ignored: self.stop_signal_ignored,
-            stop_signal_handler: owned(self.stop_signal_handler),
+            stop_signal_handler: self.stop_signal_handler.map(|d| Cow::Borrowed(disposition(d))),
             term_to_exit_seconds: self.term_to_exit_seconds,
             term_to_kill_seconds: self.term_to_kill_seconds,
             grace_period_seconds: self.grace_period_seconds,
-            prestop: self.prestop,
-        }
+            prestop: self
+                .prestop
+                .as_ref()
+                .map(|p| PreStopEntry { duration_seconds: p.duration_seconds, overrun: p.overrun }),
+        })
     }
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::{
-        clock::WallClock,
-        correlate::{Exit, Kill, Outcome, StopSignal, Termination},
-        events::{Disposition, Proc},
-        metadata::Identity,
-        record::{PreStop, Record},
-    };
-
-    /// A record as the daemon writes it: killed after an ignored SIGTERM, with names.
-    pub(crate) fn record() -> Record {
-        let t = Termination {
-            pid: 4242,
-            comm: "sleep".into(),
-            cgroup_id: 7,
-            stop_signal: Some(StopSignal {
-                sig: 15,
-                at_ns: 1_000_000_000,
-                sender: Proc { pid: 1, comm: "runc".into() },
-                ignored: true,
-                disposition: None,
-                handler: Some(Disposition::Default),
-            }),
-            sigkill: Some(Kill {
-                at_ns: 31_000_000_000,
-                sender: Proc { pid: 2, comm: "runc".into() },
-            }),
-            oom: false,
-            exit: Exit { at_ns: 31_001_000_000, code: None, signal: Some(9) },
-            outcome: Outcome::Killed,
-            prestop_candidates: Vec::new(),
-        };
-        let id = Identity {
-            namespace: Some("shop".into()),
-            pod: Some("web-7d4b9c6f8-x2k9p".into()),
-            container: Some("app".into()),
-            workload: Some("web".into()),
-            grace_period_seconds: Some(30),
-            cgroup: "/kubepods/besteffort/pod1/abc".into(),
-            ..Default::default()
-        };
-        let mut r = Record::new(&t, Some(&id), "node-1", &WallClock::measure());
-        r.prestop = Some(PreStop {
-            started_at: None,
-            ended_at: None,
-            duration_seconds: Some(28.0),
-            overrun: true,
-            kind: "exec",
-            pid: Some(4300),
-            comm: Some("sh".into()),
-        });
-        r
-    }
 
     #[test]
     fn reads_what_the_daemon_writes() {
-        let r = record();
+        let r = Record::example().prestop(28.0, true).build();
         let line = serde_json::to_vec(&r).unwrap();
         let e = Entry::parse(&line).unwrap();
         assert_eq!(e.at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true), r.ts);
@@ -174,8 +155,26 @@ pub(crate) mod tests {
         assert_eq!(e.prestop, Some(PreStopEntry { duration_seconds: Some(28.0), overrun: true }));
         // Borrowed, not copied, when the line has no escapes.
         assert!(matches!(e.namespace, Some(Cow::Borrowed(_))));
-        let owned = e.clone().into_owned();
-        assert_eq!(owned, e);
+    }
+
+    #[test]
+    fn a_typed_record_reads_as_its_journal_line_does() {
+        let examples = [
+            Record::example().prestop(28.0, true),
+            Record::example().handler(Disposition::Ignored),
+            Record::example().handler(Disposition::Handled),
+            Record::example().graceful(0.25),
+            Record::example().without_stop_signal(),
+            Record::example().oom().unnamed(),
+        ];
+        for r in examples.map(|b| b.build()) {
+            let line = serde_json::to_vec(&r).unwrap();
+            let read = Entry::parse(&line).unwrap();
+            assert_eq!(r.entry().unwrap(), read, "{}", String::from_utf8_lossy(&line));
+        }
+        let mut bad = Record::example().build();
+        bad.ts = "yesterday".into();
+        assert!(bad.entry().unwrap_err().to_string().contains("yesterday"));
     }
 
     #[test]
