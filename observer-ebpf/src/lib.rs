@@ -116,6 +116,30 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in number order.
+    pub const ALL: [Self; 7] = [
+        Self::SignalGenerate,
+        Self::SignalDeliver,
+        Self::ProcessExit,
+        Self::CgroupMkdir,
+        Self::CgroupRmdir,
+        Self::OomVictim,
+        Self::ExecSession,
+    ];
+
+    /// The counter a full ring buffer bumps when a record of this kind is lost: the probes
+    /// count with it and userspace reports it, so neither side keeps a list of its own.
+    pub const fn ring_full(self) -> Counter {
+        match self {
+            Self::SignalGenerate => Counter::RingbufFullSignalGenerate,
+            Self::SignalDeliver => Counter::RingbufFullSignalDeliver,
+            Self::ProcessExit => Counter::RingbufFullProcessExit,
+            Self::CgroupMkdir | Self::CgroupRmdir => Counter::RingbufFullCgroup,
+            Self::OomVictim => Counter::RingbufFullOom,
+            Self::ExecSession => Counter::RingbufFullExec,
+        }
+    }
+
     pub const fn from_u32(v: u32) -> Option<Self> {
         Some(match v {
             1 => Self::SignalGenerate,
@@ -294,6 +318,24 @@ pub enum Counter {
     RingbufFullExec = 10,
 }
 
+impl Counter {
+    /// Every counter, in slot order (userspace gives each a meaning; see observer's
+    /// `kernel::loader::meaning`).
+    pub const ALL: [Self; 11] = [
+        Self::RingbufFullSignalGenerate,
+        Self::RingbufFullSignalDeliver,
+        Self::RingbufFullProcessExit,
+        Self::RingbufFullCgroup,
+        Self::RingbufFullOom,
+        Self::SignalDeduplicated,
+        Self::TrackedInsertFailed,
+        Self::WatchedInsertFailed,
+        Self::CgroupPathTruncated,
+        Self::KernelReadFailed,
+        Self::RingbufFullExec,
+    ];
+}
+
 /// Size of the `COUNTERS` array.
 pub const COUNTER_SLOTS: u32 = 16;
 
@@ -450,6 +492,11 @@ mod tests {
     fn event_kinds_round_trip() {
         for k in 1..=7 {
             assert_eq!(EventKind::from_u32(k).map(|k| k as u32), Some(k));
+            assert_eq!(EventKind::ALL[k as usize - 1] as u32, k);
+        }
+        for (slot, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, slot);
+            assert!((*c as u32) < COUNTER_SLOTS);
         }
         assert_eq!(EventKind::from_u32(0), None);
         assert_eq!(EventKind::from_u32(8), None);

@@ -229,15 +229,15 @@ pub enum Color {
 }
 
 fn parse_since_duration(s: &str) -> Result<chrono::Duration, String> {
-    crate::report::filter::parse_duration(s).map_err(|e| e.to_string())
+    crate::record::filter::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn parse_report_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    crate::report::filter::parse_time(s).map_err(|e| e.to_string())
+    crate::record::filter::parse_time(s).map_err(|e| e.to_string())
 }
 
 fn parse_report_outcome(s: &str) -> Result<String, String> {
-    crate::report::filter::parse_outcome(s).map_err(|e| e.to_string())
+    crate::record::filter::parse_outcome(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -132,33 +132,17 @@ pub enum Event {
 }
 
 impl Event {
-    /// The probes, in [`Event::probe_index`] order, as `probe` labels of `observer_events_total`.
-    pub const PROBES: [&'static str; 7] = [
-        "signal_generate",
-        "signal_deliver",
-        "sched_process_exit",
-        "cgroup_mkdir",
-        "cgroup_rmdir",
-        "oom_mark_victim",
-        "sched_process_exec",
-    ];
-
-    /// Index into [`Event::PROBES`] of the probe that produced it.
-    pub fn probe_index(&self) -> usize {
+    /// The kind of record it was decoded from.
+    pub fn kind(&self) -> EventKind {
         match self {
-            Self::SignalGenerate(_) => 0,
-            Self::SignalDeliver(_) => 1,
-            Self::ProcessExit(_) => 2,
-            Self::CgroupMkdir(_) => 3,
-            Self::CgroupRmdir(_) => 4,
-            Self::OomVictim(_) => 5,
-            Self::ExecSession(_) => 6,
+            Self::SignalGenerate(_) => EventKind::SignalGenerate,
+            Self::SignalDeliver(_) => EventKind::SignalDeliver,
+            Self::ProcessExit(_) => EventKind::ProcessExit,
+            Self::CgroupMkdir(_) => EventKind::CgroupMkdir,
+            Self::CgroupRmdir(_) => EventKind::CgroupRmdir,
+            Self::OomVictim(_) => EventKind::OomVictim,
+            Self::ExecSession(_) => EventKind::ExecSession,
         }
-    }
-
-    /// The probe that produced it.
-    pub fn probe(&self) -> &'static str {
-        Self::PROBES[self.probe_index()]
     }
 }
 
@@ -367,7 +351,7 @@ mod tests {
         assert_eq!(e.session, Proc { pid: 300, comm: "sh".into() });
         assert_eq!(e.parent, Proc { pid: 200, comm: "runc".into() });
         assert_eq!((e.ktime_ns, e.cgroup_id), (77, 5000));
-        assert_eq!(Event::ExecSession(e).probe(), "sched_process_exec");
+        assert_eq!(Event::ExecSession(e).kind(), EventKind::ExecSession);
     }
 
     #[test]

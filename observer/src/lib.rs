@@ -6,6 +6,7 @@
 //! - [`correlate`]: pure state machine, events -> one termination per container PID 1;
 //! - [`metadata`]: who a cgroup belongs to (namespace, pod, container, workload);
 //! - [`record`]: the journal schema; [`sinks`]: Prometheus metrics, journal, HTTP;
+//! - [`pipeline`]: the record path, events -> records -> sinks, pure but for the sinks;
 //! - [`daemon`]: wires the above for `observer run`; [`check`] is the preflight;
 //! - [`engine`]: kubelet's killContainer sequence, pure; [`drill`] carries it out on a workload.
 //! - [`report`]: `observer report`, post-incident analysis of the journal.
@@ -20,6 +21,7 @@ pub mod engine;
 pub mod events;
 pub mod kernel;
 pub mod metadata;
+pub mod pipeline;
 pub mod record;
 pub mod report;
 pub mod signals;

@@ -13,11 +13,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use observer_ebpf::{
-    tp_offsets, CgroupEvent, Counter, EventHeader, EventKind, WatchedCgroup, CGROUP_PATH_LEN,
-    CGROUP_PREFIX_LEN,
+    tp_offsets, CgroupEvent, Counter, EventKind, WatchedCgroup, CGROUP_PATH_LEN, CGROUP_PREFIX_LEN,
 };
 
-use super::{config, count, cpu, now, EVENTS, WATCHED_CGROUPS};
+use super::{config, count, emit_in_place, now, WATCHED_CGROUPS};
 
 #[tracepoint]
 pub fn cgroup_mkdir(ctx: TracePointContext) -> i32 {
@@ -63,13 +62,7 @@ unsafe fn try_cgroup_event(ctx: &TracePointContext, kind: EventKind) -> Result<(
     let level: i32 = unsafe { ctx.read_at(tp_offsets::CGROUP_LEVEL)? };
     let loc: u32 = unsafe { ctx.read_at(tp_offsets::CGROUP_PATH_LOC)? };
     let path = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
-    let Some(mut entry) = EVENTS.reserve::<CgroupEvent>(0) else {
-        count(Counter::RingbufFullCgroup);
-        return Ok(());
-    };
-    let ev = entry.as_mut_ptr();
-    unsafe {
-        (*ev).header = EventHeader { kind: kind as u32, cpu: cpu(), ktime_ns: ts };
+    emit_in_place(kind, ts, |ev: *mut CgroupEvent| unsafe {
         (*ev).id = id;
         (*ev).level = level as u32;
         let len = match bpf_probe_read_kernel_str_bytes(path, &mut (*ev).path) {
@@ -80,8 +73,7 @@ unsafe fn try_cgroup_event(ctx: &TracePointContext, kind: EventKind) -> Result<(
             count(Counter::CgroupPathTruncated);
         }
         (*ev).path_len = len as u32;
-    }
-    entry.submit(0);
+    });
     Ok(())
 }
 

@@ -17,10 +17,10 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use observer_ebpf::{Counter, EventHeader, EventKind, ExecSessionEvent, Tracked, TASK_COMM_LEN};
+use observer_ebpf::{Counter, EventKind, ExecSessionEvent, Tracked, TASK_COMM_LEN};
 
 use super::{
-    config, count, cpu, now, read_field, signal::is_pid_ns_init, task_cgroup_id, EVENTS, TRACKED,
+    config, count, emit, now, read_field, signal::is_pid_ns_init, task_cgroup_id, TRACKED,
     WATCHED_CGROUPS,
 };
 
@@ -62,18 +62,13 @@ unsafe fn try_sched_process_exec(ctx: &BtfTracePointContext) -> Result<(), i64> 
     {
         count(Counter::TrackedInsertFailed);
     }
-    let Some(mut entry) = EVENTS.reserve::<ExecSessionEvent>(0) else {
-        count(Counter::RingbufFullExec);
-        return Ok(());
-    };
-    entry.write(ExecSessionEvent {
-        header: EventHeader { kind: EventKind::ExecSession as u32, cpu: cpu(), ktime_ns: ts },
+    emit(EventKind::ExecSession, ts, |header| ExecSessionEvent {
+        header,
         tgid,
         parent_tgid: parent_tgid as u32,
         cgroup_id,
         comm: bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]),
         parent_comm,
     });
-    entry.submit(0);
     Ok(())
 }

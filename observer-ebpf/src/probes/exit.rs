@@ -32,11 +32,9 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use observer_ebpf::{
-    Counter, EventHeader, EventKind, ProcessExitEvent, SIGNAL_GROUP_EXIT, TASK_COMM_LEN,
-};
+use observer_ebpf::{EventKind, ProcessExitEvent, SIGNAL_GROUP_EXIT, TASK_COMM_LEN};
 
-use super::{config, count, cpu, now, read_field, EVENTS, TRACKED};
+use super::{config, emit, now, read_field, TRACKED};
 
 /// 6.16 and later: `TP_PROTO(struct task_struct *p, bool group_dead)`,
 /// include/trace/events/sched.h.
@@ -52,7 +50,7 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     if group_dead & 0xff == 0 {
         return 0;
     }
-    let _ = unsafe { emit(tgid) };
+    let _ = unsafe { emit_exit(tgid) };
     0
 }
 
@@ -73,13 +71,13 @@ pub fn sched_process_exit_live(_ctx: BtfTracePointContext) -> i32 {
     if live != Ok(0) {
         return 0;
     }
-    let _ = unsafe { emit(tgid) };
+    let _ = unsafe { emit_exit(tgid) };
     0
 }
 
 /// Emits the exit of `tgid` once: the thread that removes its `TRACKED` entry reports it.
 #[inline(always)]
-unsafe fn emit(tgid: u32) -> Result<(), i64> {
+unsafe fn emit_exit(tgid: u32) -> Result<(), i64> {
     if TRACKED.remove(&tgid).is_err() {
         // Another exiting thread of the group got here first.
         return Ok(());
@@ -87,12 +85,8 @@ unsafe fn emit(tgid: u32) -> Result<(), i64> {
     let ts = now();
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let status = unsafe { exit_status(task) }.unwrap_or(-1);
-    let Some(mut entry) = EVENTS.reserve::<ProcessExitEvent>(0) else {
-        count(Counter::RingbufFullProcessExit);
-        return Ok(());
-    };
-    entry.write(ProcessExitEvent {
-        header: EventHeader { kind: EventKind::ProcessExit as u32, cpu: cpu(), ktime_ns: ts },
+    emit(EventKind::ProcessExit, ts, |header| ProcessExitEvent {
+        header,
         tgid,
         tid: bpf_get_current_pid_tgid() as u32,
         exit_code: status as u32,
@@ -100,7 +94,6 @@ unsafe fn emit(tgid: u32) -> Result<(), i64> {
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         comm: bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]),
     });
-    entry.submit(0);
     Ok(())
 }
 

@@ -15,7 +15,9 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use observer_ebpf::{Config, Counter, Tracked, WatchedCgroup, COUNTER_SLOTS};
+use observer_ebpf::{
+    Config, Counter, EventHeader, EventKind, Tracked, WatchedCgroup, COUNTER_SLOTS,
+};
 
 mod cgroup;
 mod exec;
@@ -89,6 +91,39 @@ pub unsafe fn task_cgroup_id(task: *const u8) -> Result<u64, i64> {
     let cgrp: *const u8 = unsafe { read_field(css_set, config!(offsets.css_set_dfl_cgrp))? };
     let kn: *const u8 = unsafe { read_field(cgrp, config!(offsets.cgroup_kn))? };
     unsafe { read_field(kn, config!(offsets.kernfs_node_id)) }
+}
+
+/// The header every record starts with.
+#[inline(always)]
+pub fn header(kind: EventKind, ktime_ns: u64) -> EventHeader {
+    EventHeader { kind: kind as u32, cpu: cpu(), ktime_ns }
+}
+
+/// Emits one record of `kind` stamped `ktime_ns`: reserves it in `EVENTS`, builds it with
+/// `body` from its header, submits it. A full ring buffer is counted in `kind.ring_full()`.
+#[inline(always)]
+pub fn emit<T: 'static>(kind: EventKind, ktime_ns: u64, body: impl FnOnce(EventHeader) -> T) {
+    let Some(mut entry) = EVENTS.reserve::<T>(0) else {
+        count(kind.ring_full());
+        return;
+    };
+    entry.write(body(header(kind, ktime_ns)));
+    entry.submit(0);
+}
+
+/// Like [`emit`] for a record too large for the BPF stack: writes the header, then `fill`
+/// writes the rest in place. `T` must start with an [`EventHeader`] (every record does).
+#[inline(always)]
+pub fn emit_in_place<T: 'static>(kind: EventKind, ktime_ns: u64, fill: impl FnOnce(*mut T)) {
+    let Some(mut entry) = EVENTS.reserve::<T>(0) else {
+        count(kind.ring_full());
+        return;
+    };
+    let ptr = entry.as_mut_ptr();
+    // SAFETY: the reservation holds a `T`, whose first field is its `EventHeader`.
+    unsafe { (ptr as *mut EventHeader).write(header(kind, ktime_ns)) };
+    fill(ptr);
+    entry.submit(0);
 }
 
 #[inline(always)]

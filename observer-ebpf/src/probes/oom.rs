@@ -7,9 +7,9 @@
 use aya_ebpf::{
     helpers::bpf_get_current_cgroup_id, macros::tracepoint, programs::TracePointContext,
 };
-use observer_ebpf::{tp_offsets, Counter, EventHeader, EventKind, OomVictimEvent};
+use observer_ebpf::{tp_offsets, EventKind, OomVictimEvent};
 
-use super::{count, cpu, now, EVENTS};
+use super::{emit, now};
 
 #[tracepoint]
 pub fn oom_mark_victim(ctx: TracePointContext) -> i32 {
@@ -21,17 +21,11 @@ pub fn oom_mark_victim(ctx: TracePointContext) -> i32 {
 unsafe fn try_oom_mark_victim(ctx: &TracePointContext) -> Result<(), i64> {
     let pid: i32 = unsafe { ctx.read_at(tp_offsets::MARK_VICTIM_PID)? };
     let pid = pid as u32;
-    let ts = now();
-    let Some(mut entry) = EVENTS.reserve::<OomVictimEvent>(0) else {
-        count(Counter::RingbufFullOom);
-        return Ok(());
-    };
-    entry.write(OomVictimEvent {
-        header: EventHeader { kind: EventKind::OomVictim as u32, cpu: cpu(), ktime_ns: ts },
+    emit(EventKind::OomVictim, now(), |header| OomVictimEvent {
+        header,
         pid,
         _pad0: 0,
         trigger_cgroup_id: unsafe { bpf_get_current_cgroup_id() },
     });
-    entry.submit(0);
     Ok(())
 }

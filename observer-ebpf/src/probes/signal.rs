@@ -24,12 +24,12 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use observer_ebpf::{
-    disposition, Counter, EventHeader, EventKind, SignalDeliverEvent, SignalGenerateEvent, Tracked,
-    SIGKILL, TASK_COMM_LEN,
+    disposition, Counter, EventKind, SignalDeliverEvent, SignalGenerateEvent, Tracked, SIGKILL,
+    TASK_COMM_LEN,
 };
 
 use super::{
-    config, count, cpu, is_reported_signal, now, read_field, task_cgroup_id, EVENTS, TRACKED,
+    config, count, emit, is_reported_signal, now, read_field, task_cgroup_id, TRACKED,
     WATCHED_CGROUPS,
 };
 
@@ -75,18 +75,14 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
 
-    let Some(mut entry) = EVENTS.reserve::<SignalGenerateEvent>(0) else {
-        count(Counter::RingbufFullSignalGenerate);
-        return Ok(());
-    };
     let target_tid: i32 = unsafe { read_field(task, config!(offsets.task_pid)) }.unwrap_or(0);
     let target_comm: [u8; TASK_COMM_LEN] =
         unsafe { read_field(task, config!(offsets.task_comm)) }.unwrap_or([0; TASK_COMM_LEN]);
     let target_handler = unsafe { handler_of(task, sig) };
     let group: i32 = ctx.arg(3);
     let result: i32 = ctx.arg(4);
-    entry.write(SignalGenerateEvent {
-        header: EventHeader { kind: EventKind::SignalGenerate as u32, cpu: cpu(), ktime_ns: ts },
+    emit(EventKind::SignalGenerate, ts, |header| SignalGenerateEvent {
+        header,
         sig,
         result: result as u32,
         group: group as u32,
@@ -100,7 +96,6 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
         target_comm,
         sender_comm: bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]),
     });
-    entry.submit(0);
     Ok(())
 }
 
@@ -136,12 +131,8 @@ unsafe fn try_signal_deliver(ctx: &BtfTracePointContext) -> Result<(), i64> {
         unsafe { bpf_probe_read_kernel(ka as *const u64) }.map_err(|e| e as i64)?;
     let sa_flags: u64 =
         unsafe { bpf_probe_read_kernel(ka.add(8) as *const u64) }.map_err(|e| e as i64)?;
-    let Some(mut entry) = EVENTS.reserve::<SignalDeliverEvent>(0) else {
-        count(Counter::RingbufFullSignalDeliver);
-        return Ok(());
-    };
-    entry.write(SignalDeliverEvent {
-        header: EventHeader { kind: EventKind::SignalDeliver as u32, cpu: cpu(), ktime_ns: ts },
+    emit(EventKind::SignalDeliver, ts, |header| SignalDeliverEvent {
+        header,
         sig,
         disposition: match sa_handler {
             0 => disposition::DEFAULT,
@@ -153,7 +144,6 @@ unsafe fn try_signal_deliver(ctx: &BtfTracePointContext) -> Result<(), i64> {
         sa_flags,
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
     });
-    entry.submit(0);
     Ok(())
 }
 

@@ -22,7 +22,6 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{MapData, RingBuf};
 use observer_ebpf::WatchedCgroup;
 
 use crate::{
@@ -221,12 +220,10 @@ pub struct Outcome {
     pub report: report::Report,
 }
 
-/// The probes, loaded and attached, and the drill's view of their events.
+/// The probes, loaded and attached (the daemon's bring-up), and the drill's view of their
+/// events.
 struct Observer {
-    _ebpf: aya::Ebpf,
-    ring: RingBuf<MapData>,
-    watched: aya::maps::HashMap<MapData, u64, WatchedCgroup>,
-    counters: loader::KernelCounters,
+    probes: loader::Probes,
     correlator: Correlator,
     /// Ring-buffer records that did not decode.
     undecoded: u64,
@@ -234,43 +231,20 @@ struct Observer {
 
 impl Observer {
     fn start(options: &ProbeOptions) -> Result<Self, DrillError> {
-        let probes = |e: &dyn std::fmt::Display| DrillError::Probes(e.to_string());
-        let loader::Loaded { mut ebpf, support } = loader::load(options).map_err(|e| probes(&e))?;
-        loader::attach(&mut ebpf, &support).map_err(|e| probes(&e))?;
-        let ring = loader::take_events(&mut ebpf).map_err(|e| probes(&e))?;
-        let watched = loader::take_watched(&mut ebpf).map_err(|e| probes(&e))?;
-        let counters = loader::KernelCounters::take(&mut ebpf).map_err(|e| probes(&e))?;
-        Ok(Self {
-            _ebpf: ebpf,
-            ring,
-            watched,
-            counters,
-            correlator: Correlator::new(),
-            undecoded: 0,
-        })
+        let probes =
+            loader::Probes::start(options).map_err(|e| DrillError::Probes(e.to_string()))?;
+        Ok(Self { probes, correlator: Correlator::new(), undecoded: 0 })
     }
 
-    /// Records the kernel side could not emit or read, and records we could not decode: a
-    /// report built without them may miss a step, so the drill says so.
+    /// Records the kernel side could not emit or read (every counter whose meaning is a
+    /// loss, OOM records included), and records we could not decode: a report built without
+    /// them may miss a step, so the drill says so.
     fn lost(&self) -> u64 {
-        use observer_ebpf::Counter::*;
-        [
-            RingbufFullSignalGenerate,
-            RingbufFullSignalDeliver,
-            RingbufFullProcessExit,
-            RingbufFullExec,
-            TrackedInsertFailed,
-            WatchedInsertFailed,
-            KernelReadFailed,
-        ]
-        .iter()
-        .map(|&c| self.counters.get(c))
-        .sum::<u64>()
-            + self.undecoded
+        self.probes.counters.lost() + self.undecoded
     }
 
     fn drain(&mut self) {
-        while let Some(item) = self.ring.next() {
+        while let Some(item) = self.probes.ring.next() {
             match events::decode(&item) {
                 Ok(Event::CgroupMkdir(_) | Event::CgroupRmdir(_)) => {}
                 Ok(ev) => self.correlator.ingest(&ev),
@@ -344,7 +318,9 @@ fn drive(
     let container = executor.container().clone();
     // The cgroup_mkdir probe saw the cgroup being made; say it again, in case it was made
     // before the probe was attached.
-    if let Err(e) = observer.watched.insert(container.cgroup_id, WatchedCgroup { since_ns: 0 }, 0) {
+    if let Err(e) =
+        observer.probes.watched.insert(container.cgroup_id, WatchedCgroup { since_ns: 0 }, 0)
+    {
         return Err(DrillError::Probes(format!("watching the container's cgroup: {e}")));
     }
     // The drill knows what kubelet would have been told: the cgroup path gives the ids, the

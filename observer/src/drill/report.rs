@@ -272,37 +272,10 @@ mod tests {
 
     /// A record as the drill makes them; each test changes what it is about.
     fn record(comm: &str) -> Record {
-        Record {
-            ts: String::new(),
-            node: "n".into(),
-            namespace: None,
-            pod: None,
-            pod_uid: None,
-            image: None,
-            container: None,
-            container_id: None,
-            workload: None,
-            runtime: None,
-            cgroup: None,
-            pid: 10,
-            comm: comm.into(),
-            stop_signal: Some("SIGTERM".into()),
-            stop_signal_at: None,
-            stop_signal_sender: None,
-            stop_signal_ignored: Some(false),
-            stop_signal_disposition: Some(Disposition::Handled),
-            stop_signal_handler: Some(Disposition::Handled),
-            sigkill_at: None,
-            sigkill_sender: None,
-            exit_at: String::new(),
-            exit_code: Some(0),
-            exit_signal: None,
-            term_to_exit_seconds: Some(0.25),
-            term_to_kill_seconds: None,
-            outcome: Outcome::Graceful,
-            grace_period_seconds: Some(30),
-            prestop: None,
-        }
+        let mut r = Record::example().graceful(0.25).build();
+        r.comm = comm.into();
+        r.pid = 10;
+        r
     }
 
     fn killed(mut r: Record, ignored: bool, handler: Disposition) -> Record {

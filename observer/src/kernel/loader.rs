@@ -13,7 +13,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use observer_ebpf::{
-    names, programs, Config, Counter, KernelOffsets, WatchedCgroup, CGROUP_PREFIX_LEN,
+    names, programs, Config, Counter, EventKind, KernelOffsets, WatchedCgroup, CGROUP_PREFIX_LEN,
 };
 
 use super::{
@@ -54,6 +54,9 @@ pub struct ProbeSpec {
     pub requires: FeatureId,
     /// `Some((feature, native))`: loaded only where the node is on that side of `feature`.
     pub only: Option<(FeatureId, bool)>,
+    /// The records it writes (decoded in `events::decode`; a full ring buffer is counted in
+    /// each kind's `ring_full()` counter).
+    pub emits: &'static [EventKind],
     pub purpose: &'static str,
 }
 
@@ -72,6 +75,7 @@ pub const PROBES: &[ProbeSpec] = &[
         event: "signal_generate",
         requires: FeatureId::TpBtf,
         only: None,
+        emits: &[EventKind::SignalGenerate],
         purpose: "stop signals and SIGKILLs sent to containers' PID 1 (every send path)",
     },
     ProbeSpec {
@@ -81,6 +85,7 @@ pub const PROBES: &[ProbeSpec] = &[
         event: "signal_deliver",
         requires: FeatureId::TpBtf,
         only: None,
+        emits: &[EventKind::SignalDeliver],
         purpose: "disposition of a delivered stop signal (default, ignored, handled)",
     },
     ProbeSpec {
@@ -90,6 +95,7 @@ pub const PROBES: &[ProbeSpec] = &[
         event: "sched_process_exit",
         requires: FeatureId::TpBtf,
         only: Some((FeatureId::ExitGroupDead, true)),
+        emits: &[EventKind::ProcessExit],
         purpose: "exit time and status of a tracked process (its last thread)",
     },
     ProbeSpec {
@@ -99,6 +105,7 @@ pub const PROBES: &[ProbeSpec] = &[
         event: "sched_process_exit",
         requires: FeatureId::TpBtf,
         only: Some((FeatureId::ExitGroupDead, false)),
+        emits: &[EventKind::ProcessExit],
         purpose: "exit time and status of a tracked process (its last thread, from signal->live)",
     },
     ProbeSpec {
@@ -108,6 +115,7 @@ pub const PROBES: &[ProbeSpec] = &[
         event: "cgroup_mkdir",
         requires: FeatureId::ClassicTracepoints,
         only: None,
+        emits: &[EventKind::CgroupMkdir],
         purpose: "learn container cgroup id -> path before the runtime removes it",
     },
     ProbeSpec {
@@ -117,6 +125,7 @@ pub const PROBES: &[ProbeSpec] = &[
         event: "cgroup_rmdir",
         requires: FeatureId::ClassicTracepoints,
         only: None,
+        emits: &[EventKind::CgroupRmdir],
         purpose: "forget removed container cgroups",
     },
     ProbeSpec {
@@ -126,6 +135,7 @@ pub const PROBES: &[ProbeSpec] = &[
         event: "mark_victim",
         requires: FeatureId::ClassicTracepoints,
         only: None,
+        emits: &[EventKind::OomVictim],
         purpose: "tell an OOM kill from a grace-period SIGKILL",
     },
     ProbeSpec {
@@ -135,9 +145,46 @@ pub const PROBES: &[ProbeSpec] = &[
         event: "sched_process_exec",
         requires: FeatureId::TpBtf,
         only: None,
+        emits: &[EventKind::ExecSession],
         purpose: "exec sessions entering a container (preStop exec hooks)",
     },
 ];
+
+/// The `probe` label of a record kind in `observer_events_total`: the first program that writes
+/// it (`sched_process_exit` for both exit programs, so the series survives the kernel's path).
+pub fn probe_label(kind: EventKind) -> &'static str {
+    PROBES.iter().find(|s| s.emits.contains(&kind)).map(|s| s.program).unwrap_or("unknown")
+}
+
+/// What a kernel counter means to the metrics and the drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Meaning {
+    /// A record or a decision the kernel side could not make: a loss, at `stage` (the label of
+    /// `observer_events_lost_total`).
+    Lost { stage: &'static str },
+    /// A repeated signal inside the de-duplication window, not emitted by design.
+    Deduplicated,
+    /// A cgroup path cut to `CGROUP_PATH_LEN`: the record is kept, its path is short.
+    PathTruncated,
+}
+
+/// The one table of kernel counters: every `Counter` has a meaning (the match is exhaustive,
+/// so a new counter cannot be left out of the metrics or the drill's loss count).
+pub const fn meaning(counter: Counter) -> Meaning {
+    match counter {
+        Counter::RingbufFullSignalGenerate
+        | Counter::RingbufFullSignalDeliver
+        | Counter::RingbufFullProcessExit
+        | Counter::RingbufFullCgroup
+        | Counter::RingbufFullOom
+        | Counter::RingbufFullExec => Meaning::Lost { stage: "ring_buffer" },
+        Counter::KernelReadFailed => Meaning::Lost { stage: "kernel_read" },
+        Counter::TrackedInsertFailed => Meaning::Lost { stage: "tracked_map_full" },
+        Counter::WatchedInsertFailed => Meaning::Lost { stage: "watched_map_full" },
+        Counter::SignalDeduplicated => Meaning::Deduplicated,
+        Counter::CgroupPathTruncated => Meaning::PathTruncated,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -337,6 +384,15 @@ pub struct KernelCounters {
 }
 
 impl KernelCounters {
+    /// Every record or decision the kernel side lost, at any stage.
+    pub fn lost(&self) -> u64 {
+        Counter::ALL
+            .iter()
+            .filter(|&&c| matches!(meaning(c), Meaning::Lost { .. }))
+            .map(|&c| self.get(c))
+            .sum()
+    }
+
     pub fn take(ebpf: &mut Ebpf) -> Result<Self, LoadError> {
         let map = ebpf.take_map(names::COUNTERS).ok_or(LoadError::MissingMap(names::COUNTERS))?;
         let map =
@@ -346,5 +402,77 @@ impl KernelCounters {
 
     pub fn get(&self, counter: Counter) -> u64 {
         self.map.get(&(counter as u32), 0).map(|v| v.iter().sum()).unwrap_or(0)
+    }
+}
+
+/// The probes, loaded and attached, with the maps userspace reads: what `observer run` and
+/// `observer drill` both start (one bring-up).
+pub struct Probes {
+    /// Keeps the programs and their links alive.
+    pub ebpf: Ebpf,
+    /// The paths this node takes (see `compat`).
+    pub support: Support,
+    pub ring: RingBuf<MapData>,
+    pub watched: BpfHashMap<MapData, u64, WatchedCgroup>,
+    pub counters: KernelCounters,
+    /// The probes' own log records (aya-log), when the object has any.
+    pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+impl Probes {
+    /// Loads, attaches, and takes the ring buffer, the watched-cgroups map and the counters.
+    pub fn start(options: &ProbeOptions) -> Result<Self, LoadError> {
+        let Loaded { mut ebpf, support } = load(options)?;
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(logger) => Some(logger),
+            Err(e) => {
+                log::warn!("eBPF log forwarding unavailable: {e}");
+                None
+            }
+        };
+        attach(&mut ebpf, &support)?;
+        let ring = take_events(&mut ebpf)?;
+        let watched = take_watched(&mut ebpf)?;
+        let counters = KernelCounters::take(&mut ebpf)?;
+        Ok(Self { ebpf, support, ring, watched, counters, logger })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_record_kind_has_a_probe_and_a_ring_counter_that_counts_as_lost() {
+        for kind in EventKind::ALL {
+            assert_ne!(probe_label(kind), "unknown", "{kind:?} has no program in PROBES");
+            assert_eq!(meaning(kind.ring_full()), Meaning::Lost { stage: "ring_buffer" });
+        }
+        assert_eq!(probe_label(EventKind::ProcessExit), "sched_process_exit");
+        assert_eq!(probe_label(EventKind::OomVictim), "oom_mark_victim");
+    }
+
+    #[test]
+    fn program_names_are_unique_and_each_hook_has_one_program_per_path() {
+        for s in PROBES {
+            assert_eq!(PROBES.iter().filter(|t| t.program == s.program).count(), 1);
+            let same_hook: Vec<_> =
+                PROBES.iter().filter(|t| (t.category, t.event) == (s.category, s.event)).collect();
+            if same_hook.len() > 1 {
+                // Alternatives: one per side of the same optional feature.
+                let feature = s.only.expect("alternatives are tied to a feature").0;
+                assert!(same_hook.iter().all(|t| t.only.map(|o| o.0) == Some(feature)));
+                for support in [true, false] {
+                    let support = Support {
+                        exit_group_dead: if support {
+                            super::super::compat::Path::Native { evidence: String::new() }
+                        } else {
+                            super::super::compat::Path::Fallback { reason: String::new() }
+                        },
+                    };
+                    assert_eq!(same_hook.iter().filter(|t| t.wanted(&support)).count(), 1);
+                }
+            }
+        }
     }
 }

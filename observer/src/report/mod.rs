@@ -7,10 +7,6 @@
 pub mod read;
 pub mod summary;
 
-/// The filters, under the path `cli` parses the report's arguments with; their home is
-/// [`crate::record::filter`].
-pub use crate::record::filter;
-
 use std::io::{IsTerminal as _, Write as _};
 
 use anyhow::{Context as _, Result};
@@ -80,19 +76,5 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Some(e) => Err(e).context("writing the report"),
         None => Ok(()),
-    }
-}
-
-/// The example record under the path `sinks::journal`'s tests import it from; its home is
-/// [`crate::record::example`].
-#[cfg(test)]
-pub(crate) mod entry {
-    pub(crate) mod tests {
-        use crate::record::Record;
-
-        /// `Record::example().build()`.
-        pub(crate) fn record() -> Record {
-            Record::example().build()
-        }
     }
 }

@@ -227,7 +227,7 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{entry::tests::record, read};
+    use crate::{record::Record, report::read};
 
     fn tmp(name: &str) -> PathBuf {
         let d =
@@ -246,7 +246,7 @@ mod tests {
     }
 
     fn numbered(i: u32) -> Record {
-        let mut r = record();
+        let mut r = Record::example().build();
         r.pid = i;
         r
     }
@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn rotation_keeps_every_record_in_order_within_the_bound() {
         let path = tmp("rotate");
-        let len = serde_json::to_vec(&record()).unwrap().len() as u64 + 1;
+        let len = serde_json::to_vec(&Record::example().build()).unwrap().len() as u64 + 1;
         let options = JournalOptions { max_bytes: 3 * len, files: 3 };
         let mut j = Journal::open(&path, options).unwrap();
         for i in 0..10 {
@@ -299,7 +299,7 @@ mod tests {
     #[test]
     fn a_torn_last_line_is_cut_at_open() {
         let path = tmp("torn");
-        let whole = serde_json::to_string(&record()).unwrap();
+        let whole = serde_json::to_string(&Record::example().build()).unwrap();
         std::fs::write(&path, format!("{whole}\n{whole}\n{}", &whole[..40])).unwrap();
         let mut j = Journal::open(&path, JournalOptions::default()).unwrap();
         assert_eq!(j.repair, Some(Repair::Truncated { bytes: 40 }));
@@ -329,7 +329,7 @@ mod tests {
     #[test]
     fn a_torn_line_longer_than_the_scan_chunk_is_found() {
         let path = tmp("long");
-        let whole = serde_json::to_string(&record()).unwrap();
+        let whole = serde_json::to_string(&Record::example().build()).unwrap();
         let junk = "x".repeat(200_000);
         std::fs::write(&path, format!("{whole}\n{junk}")).unwrap();
         let j = Journal::open(&path, JournalOptions::default()).unwrap();

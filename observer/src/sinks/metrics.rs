@@ -10,7 +10,14 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::record::Record;
+use observer_ebpf::Counter;
+
+use crate::{
+    correlate,
+    kernel::loader::{self, Meaning},
+    metadata::Metadata,
+    record::Record,
+};
 
 /// Suited to grace periods: 50 ms .. 120 s, with 2 (the kubelet floor), 5, 10 and 30 (the
 /// default grace period) among them.
@@ -190,6 +197,47 @@ impl Metrics {
         }
     }
 
+    /// Brings the kernel-side series up to the kernel's own counters (`read` is
+    /// `KernelCounters::get`): each counter becomes the series its `loader::meaning` names.
+    pub fn refresh_kernel(&self, read: impl Fn(Counter) -> u64) {
+        let mut lost: Vec<(&str, u64)> = Vec::new();
+        for c in Counter::ALL {
+            let n = read(c);
+            match loader::meaning(c) {
+                Meaning::Lost { stage } => match lost.iter_mut().find(|(s, _)| *s == stage) {
+                    Some((_, total)) => *total += n,
+                    None => lost.push((stage, n)),
+                },
+                Meaning::Deduplicated => Self::set_counter(&self.deduplicated, n),
+                Meaning::PathTruncated => Self::set_counter(&self.paths_truncated, n),
+            }
+        }
+        for (stage, n) in lost {
+            Self::set_counter(&self.lost.with_label_values(&[stage]), n);
+        }
+    }
+
+    /// Brings the pipeline's series up to its correlator's and metadata's counts.
+    pub fn refresh_pipeline(
+        &self,
+        stats: &correlate::Stats,
+        open_terminations: usize,
+        metadata: &Metadata,
+    ) {
+        let lost = |stage: &str| self.lost.with_label_values(&[stage]);
+        Self::set_counter(&lost("correlation_evicted"), stats.evicted);
+        Self::set_counter(&lost("kill_expired"), stats.kill_expired);
+        Self::set_counter(&lost("exec_session_evicted"), stats.sessions_evicted);
+        let unmatched = |reason: &str| self.unmatched.with_label_values(&[reason]);
+        Self::set_counter(&unmatched("orphan_exit"), stats.orphan_exits);
+        Self::set_counter(&unmatched("late"), stats.late);
+        for (source, n) in &metadata.errors {
+            Self::set_counter(&self.metadata_errors.with_label_values(&[source]), *n);
+        }
+        self.open_terminations.set(open_terminations as i64);
+        self.watched_cgroups.set(metadata.len() as i64);
+    }
+
     /// Raises a counter to an absolute value read elsewhere (kernel counters, stats).
     pub fn set_counter(counter: &IntCounter, value: u64) {
         let now = counter.get();
@@ -208,5 +256,39 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_ring_buffer_counter_is_a_ring_buffer_loss() {
+        let m = Metrics::new();
+        // Each counter reads as its slot number + 1: every one is distinct and non-zero.
+        m.refresh_kernel(|c| c as u64 + 1);
+        let ring: u64 = ring_counters().iter().map(|&c| c as u64 + 1).sum();
+        let lost = |stage: &str| m.lost.with_label_values(&[stage]).get();
+        assert_eq!(lost("ring_buffer"), ring);
+        assert_eq!(lost("kernel_read"), Counter::KernelReadFailed as u64 + 1);
+        assert_eq!(lost("tracked_map_full"), Counter::TrackedInsertFailed as u64 + 1);
+        assert_eq!(lost("watched_map_full"), Counter::WatchedInsertFailed as u64 + 1);
+        assert_eq!(m.deduplicated.get(), Counter::SignalDeduplicated as u64 + 1);
+        assert_eq!(m.paths_truncated.get(), Counter::CgroupPathTruncated as u64 + 1);
+        // Counters only ever rise: a smaller reading (a reloaded map) leaves them.
+        m.refresh_kernel(|_| 0);
+        assert_eq!(lost("ring_buffer"), ring);
+    }
+
+    /// The distinct ring-buffer counters, from the record kinds (cgroup mkdir/rmdir share one).
+    fn ring_counters() -> Vec<Counter> {
+        let mut v: Vec<Counter> = Vec::new();
+        for k in observer_ebpf::EventKind::ALL {
+            if !v.contains(&k.ring_full()) {
+                v.push(k.ring_full());
+            }
+        }
+        v
     }
 }

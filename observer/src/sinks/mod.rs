@@ -1,6 +1,93 @@
 //! Where records and counts go: Prometheus metrics, the journal, the recent-terminations
-//! store, the HTTP server.
+//! store, the HTTP server; [`Outputs`] is the pipeline's sink for `observer run`.
 pub mod http;
 pub mod journal;
 pub mod metrics;
 pub mod recent;
+
+use std::sync::Arc;
+
+use self::{
+    http::Shared,
+    journal::{Journal, JournalError},
+};
+use crate::{pipeline::Sink, record::Record};
+
+/// The daemon's sink: every record goes to the journal, the metrics and the recent store,
+/// and is logged. A journal that cannot be written (a full disk) is counted, logged at the
+/// first failure and every 100th, and never stops the record from reaching the others.
+pub struct Outputs {
+    journal: Journal,
+    shared: Arc<Shared>,
+    /// Consecutive failed journal writes.
+    failing: u64,
+}
+
+impl Outputs {
+    pub fn new(journal: Journal, shared: Arc<Shared>) -> Self {
+        Self { journal, shared, failing: 0 }
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    fn append(&mut self, record: &Record) {
+        let m = &self.shared.metrics;
+        match self.journal.append(record) {
+            Ok(()) => {
+                m.journal_records.inc();
+                if self.failing > 0 {
+                    log::info!("journal writable again after {} failed writes", self.failing);
+                    self.failing = 0;
+                }
+            }
+            Err(e) => {
+                m.journal_errors.inc();
+                if let JournalError::Rotate { .. } = e {
+                    // Rotation failed; the record went to the current file.
+                    m.journal_records.inc();
+                    log::error!("{e}");
+                } else {
+                    self.failing += 1;
+                    if self.failing == 1 || self.failing.is_multiple_of(100) {
+                        log::error!(
+                            "{e} ({} in a row; the record is in /terminations and the metrics only)",
+                            self.failing
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Sink for Outputs {
+    fn emit(&mut self, record: &Record) {
+        self.append(record);
+        self.shared.recent.push(record);
+        self.shared.metrics.observe(record);
+        log::info!(
+            "{}/{} {}: {} (stop signal {} -> exit {:?} s, SIGKILL {})",
+            record.namespace.as_deref().unwrap_or("?"),
+            record.pod.as_deref().unwrap_or("?"),
+            record.container.as_deref().unwrap_or("?"),
+            record.outcome.as_str(),
+            record.stop_signal.as_deref().unwrap_or("none"),
+            record.term_to_exit_seconds,
+            if record.sigkill_at.is_some() { "sent" } else { "not sent" },
+        );
+    }
+
+    fn ignored(&mut self, reason: &'static str) {
+        self.shared.metrics.ignored.with_label_values(&[reason]).inc();
+    }
+
+    /// Durable against a node crash: one fdatasync per tick, not per record.
+    fn flush(&mut self) {
+        if let Err(e) = self.journal.sync() {
+            self.shared.metrics.journal_errors.inc();
+            log::error!("{e}");
+        }
+    }
+}

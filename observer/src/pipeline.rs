@@ -1,0 +1,393 @@
+//! The record path of `observer run`: kernel events in, one record per container termination
+//! out.
+//!
+//! ```text
+//! ingest(event) ─► correlator ─► closed termination ─► waits for its container's metadata
+//!                     ▲                                   (at most `hold_ns`, one retry)
+//! resolved(answer) ───┘ metadata ◄── lookups to the resolver task
+//! tick(now) ─► ready terminations ─► Record ─► Sink::emit (journal, metrics, recent store)
+//! ```
+//!
+//! Everything here is synchronous and driven by the daemon's select loop (`daemon.rs`); the
+//! tests drive it with synthetic events and a real lookup channel. The wait for metadata lives
+//! here in one place: the deadline and the waiting list with the [`Metadata`] they wait on.
+
+use tokio::sync::mpsc;
+
+use crate::{
+    clock::WallClock,
+    correlate::{self, Correlator, Termination},
+    events::Event,
+    metadata::{
+        resolver::{Lookup, Resolved},
+        Metadata,
+    },
+    record::Record,
+};
+
+/// Where records go. The daemon's is [`crate::sinks::Outputs`]: journal, metrics, recent store.
+pub trait Sink {
+    /// One finished record.
+    fn emit(&mut self, record: &Record);
+    /// A termination seen and deliberately not recorded (`reason` is a metric label).
+    fn ignored(&mut self, reason: &'static str);
+    /// End of a tick: make what was emitted durable.
+    fn flush(&mut self);
+}
+
+/// What every record of this daemon carries, and how long a record waits for metadata.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Node name written in every record.
+    pub node: String,
+    /// A closed termination waits at most this long (kernel ns) for its container's lookup.
+    pub hold_ns: u64,
+}
+
+/// The correlator, the metadata it waits on, and the terminations waiting.
+pub struct Pipeline<S: Sink> {
+    settings: Settings,
+    clock: WallClock,
+    correlator: Correlator,
+    metadata: Metadata,
+    lookups: mpsc::Sender<Lookup>,
+    /// Closed terminations waiting for their container's metadata, with their deadline.
+    waiting: Vec<(Termination, u64)>,
+    sink: S,
+}
+
+impl<S: Sink> Pipeline<S> {
+    pub fn new(
+        settings: Settings,
+        clock: WallClock,
+        lookups: mpsc::Sender<Lookup>,
+        sink: S,
+    ) -> Self {
+        Self {
+            settings,
+            clock,
+            correlator: Correlator::new(),
+            metadata: Metadata::new(),
+            lookups,
+            waiting: Vec::new(),
+            sink,
+        }
+    }
+
+    /// A container cgroup that existed before the probes attached (the start-up walk).
+    pub fn learn(&mut self, cgroup_id: u64, path: &str) {
+        if let Some(lookup) = self.metadata.learn(cgroup_id, path) {
+            self.request(lookup);
+        }
+    }
+
+    /// One decoded kernel event.
+    pub fn ingest(&mut self, ev: Event) {
+        match &ev {
+            Event::CgroupMkdir(c) => self.learn(c.id, &c.path),
+            Event::CgroupRmdir(c) => self.metadata.forget(c.id),
+            _ => self.correlator.ingest(&ev),
+        }
+    }
+
+    /// The resolver's answer for one container.
+    pub fn resolved(&mut self, r: Resolved) {
+        log::debug!("cgroup {}: metadata from {:?}", r.cgroup_id, r.sources);
+        self.metadata.apply(r);
+    }
+
+    /// Moves closed terminations into the wait, emits those whose metadata is in (or whose
+    /// deadline passed), and flushes the sink. `now_ns` is the kernel clock.
+    pub fn tick(&mut self, now_ns: u64) {
+        let deadline = now_ns.saturating_add(self.settings.hold_ns);
+        self.waiting
+            .extend(self.correlator.drain_closed(now_ns).into_iter().map(|t| (t, deadline)));
+        let mut ready = Vec::new();
+        let mut retries = Vec::new();
+        let metadata = &mut self.metadata;
+        self.waiting.retain(|(t, deadline)| {
+            if now_ns < *deadline {
+                if metadata.is_pending(t.cgroup_id) {
+                    return true;
+                }
+                if let Some(lookup) = metadata.retry(t.cgroup_id) {
+                    retries.push(lookup);
+                    return true;
+                }
+            }
+            ready.push(t.clone());
+            false
+        });
+        for lookup in retries {
+            self.request(lookup);
+        }
+        for t in ready {
+            self.emit(&t);
+        }
+        self.sink.flush();
+    }
+
+    /// Shutdown: every termination whose exit was seen is emitted now, named or not.
+    pub fn finish(&mut self) {
+        self.tick(u64::MAX);
+    }
+
+    /// The correlator's counts of what it could not join or had to drop.
+    pub fn stats(&self) -> &correlate::Stats {
+        &self.correlator.stats
+    }
+
+    /// Containers signalled whose exit has not been seen yet.
+    pub fn open_terminations(&self) -> usize {
+        self.correlator.open_len()
+    }
+
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    fn emit(&mut self, t: &Termination) {
+        let identity = self.metadata.identity(t.cgroup_id);
+        if identity.is_some_and(|i| i.is_sandbox()) {
+            // A pod's pause container: kubelet's StopPodSandbox SIGKILLs it by design.
+            self.sink.ignored("pod_sandbox");
+            return;
+        }
+        let record = Record::new(t, identity, &self.settings.node, &self.clock);
+        self.sink.emit(&record);
+    }
+
+    /// Hands a lookup to the resolver without waiting; a full queue is counted.
+    fn request(&mut self, lookup: Lookup) {
+        let id = lookup.cgroup_id;
+        if self.lookups.try_send(lookup).is_err() {
+            self.metadata.lookup_dropped(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use observer_ebpf::signal_result;
+
+    use super::*;
+    use crate::{
+        events::{CgroupChange, Disposition, Proc, ProcessExit, SignalGenerate},
+        metadata::annotations::Facts,
+    };
+
+    const MS: u64 = 1_000_000;
+    const CGROUP: u64 = 5000;
+    const CONTAINER: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const POD_UID: &str = "6e1f3a52-9c0d-4c55-8a3b-1f2e3d4c5b6a";
+
+    /// Collects what the pipeline emits.
+    #[derive(Default)]
+    struct Collect {
+        records: Vec<Record>,
+        ignored: Vec<&'static str>,
+        flushes: usize,
+    }
+
+    impl Sink for Collect {
+        fn emit(&mut self, record: &Record) {
+            self.records.push(record.clone());
+        }
+        fn ignored(&mut self, reason: &'static str) {
+            self.ignored.push(reason);
+        }
+        fn flush(&mut self) {
+            self.flushes += 1;
+        }
+    }
+
+    fn pipeline(queue: usize) -> (Pipeline<Collect>, mpsc::Receiver<Lookup>) {
+        let (tx, rx) = mpsc::channel(queue);
+        let settings = Settings { node: "node-a".into(), hold_ns: 1000 * MS };
+        (Pipeline::new(settings, WallClock::measure(), tx, Collect::default()), rx)
+    }
+
+    fn mkdir(id: u64) -> Event {
+        Event::CgroupMkdir(CgroupChange {
+            ktime_ns: 1,
+            id,
+            level: 4,
+            path: format!("/kubepods/besteffort/pod{POD_UID}/{CONTAINER}"),
+        })
+    }
+
+    fn proc(pid: u32, comm: &str) -> Proc {
+        Proc { pid, comm: comm.into() }
+    }
+
+    /// `sig` from runc to PID 100 of cgroup `cgroup`, dropped (no handler).
+    fn signal(at: u64, sig: u32, pid: u32, cgroup: u64) -> Event {
+        Event::SignalGenerate(SignalGenerate {
+            ktime_ns: at,
+            sig,
+            result: signal_result::IGNORED.into(),
+            target_handler: Some(Disposition::Default),
+            target: proc(pid, "sleep"),
+            target_cgroup_id: cgroup,
+            sender: proc(7, "runc"),
+            sender_cgroup_id: 1,
+        })
+    }
+
+    fn term(at: u64, sig: u32) -> Event {
+        signal(at, sig, 100, CGROUP)
+    }
+
+    fn exit_of(at: u64, pid: u32, cgroup: u64) -> Event {
+        Event::ProcessExit(ProcessExit {
+            ktime_ns: at,
+            tgid: pid,
+            comm: "sleep".into(),
+            exit_code: None,
+            exit_signal: Some(9),
+            cgroup_id: cgroup,
+        })
+    }
+
+    fn exit(at: u64) -> Event {
+        exit_of(at, 100, CGROUP)
+    }
+
+    fn named(cgroup_id: u64, container_type: &str) -> Resolved {
+        Resolved {
+            cgroup_id,
+            facts: Facts {
+                namespace: Some("shop".into()),
+                pod: Some("web-7d4b9c6f8-x2k9p".into()),
+                container: Some("app".into()),
+                container_type: Some(container_type.into()),
+                ..Default::default()
+            },
+            sources: vec!["cri"],
+            ..Default::default()
+        }
+    }
+
+    /// A killed container: stop signal, SIGKILL 2 s later, exit.
+    fn killed(p: &mut Pipeline<Collect>) {
+        p.ingest(term(10 * MS, 15));
+        p.ingest(term(2010 * MS, 9));
+        p.ingest(exit(2011 * MS));
+    }
+
+    #[test]
+    fn a_record_waits_for_its_containers_metadata_and_carries_it() {
+        let (mut p, mut lookups) = pipeline(16);
+        p.ingest(mkdir(CGROUP));
+        let lookup = lookups.try_recv().expect("a lookup for the new container");
+        assert_eq!((lookup.cgroup_id, lookup.container_id.as_str()), (CGROUP, CONTAINER));
+        killed(&mut p);
+        p.tick(2100 * MS);
+        assert!(p.sink().records.is_empty(), "waits while the lookup is pending");
+        p.resolved(named(CGROUP, "container"));
+        p.tick(2150 * MS);
+        let r = &p.sink().records[0];
+        assert_eq!(p.sink().records.len(), 1);
+        assert_eq!(r.namespace.as_deref(), Some("shop"));
+        assert_eq!(r.pod.as_deref(), Some("web-7d4b9c6f8-x2k9p"));
+        assert_eq!(r.container.as_deref(), Some("app"));
+        assert_eq!(r.node, "node-a");
+        assert_eq!(r.outcome.as_str(), "killed");
+        assert_eq!(p.sink().flushes, 2, "one flush per tick");
+    }
+
+    #[test]
+    fn a_record_goes_out_unnamed_when_the_lookup_never_answers() {
+        let (mut p, mut lookups) = pipeline(16);
+        p.ingest(mkdir(CGROUP));
+        let _ = lookups.try_recv();
+        killed(&mut p);
+        // The record closes CLOSE_LINGER_NS after the exit, then waits up to hold_ns.
+        let closed = 2011 * MS + correlate::CLOSE_LINGER_NS;
+        p.tick(closed);
+        p.tick(closed + 999 * MS);
+        assert!(p.sink().records.is_empty(), "still inside the hold");
+        p.tick(closed + 1000 * MS);
+        let r = &p.sink().records[0];
+        assert_eq!(r.container_id.as_deref(), Some(CONTAINER), "named from the cgroup path");
+        assert_eq!(r.namespace, None);
+    }
+
+    #[test]
+    fn an_unnamed_answer_is_asked_again_once_before_the_deadline() {
+        let (mut p, mut lookups) = pipeline(16);
+        p.ingest(mkdir(CGROUP));
+        let _ = lookups.try_recv();
+        p.resolved(Resolved { cgroup_id: CGROUP, ..Default::default() });
+        killed(&mut p);
+        p.tick(2200 * MS);
+        let retry = lookups.try_recv().expect("one retry for a container still unnamed");
+        assert_eq!(retry.cgroup_id, CGROUP);
+        assert!(p.sink().records.is_empty());
+        p.resolved(named(CGROUP, "container"));
+        p.tick(2250 * MS);
+        assert_eq!(p.sink().records[0].container.as_deref(), Some("app"));
+        assert!(lookups.try_recv().is_err(), "no second retry");
+    }
+
+    #[test]
+    fn a_pod_sandbox_is_counted_not_recorded() {
+        let (mut p, _lookups) = pipeline(16);
+        p.ingest(mkdir(CGROUP));
+        p.resolved(named(CGROUP, "sandbox"));
+        p.ingest(term(10 * MS, 9));
+        p.ingest(exit(11 * MS));
+        p.tick(200 * MS);
+        assert!(p.sink().records.is_empty());
+        assert_eq!(p.sink().ignored, vec!["pod_sandbox"]);
+    }
+
+    #[test]
+    fn a_full_lookup_queue_is_counted_and_the_record_still_goes_out() {
+        let (mut p, _lookups) = pipeline(1);
+        p.ingest(mkdir(CGROUP));
+        p.ingest(mkdir(CGROUP + 1));
+        assert_eq!(p.metadata().errors.get("queue"), Some(&1));
+        p.ingest(signal(10 * MS, 9, 100, CGROUP + 1));
+        p.ingest(exit_of(11 * MS, 100, CGROUP + 1));
+        // The retry meets the full queue too; the record goes out on the next tick, long
+        // before the hold ends.
+        p.tick(200 * MS);
+        p.tick(250 * MS);
+        assert_eq!(p.sink().records.len(), 1, "not held for lookups that were never queued");
+        assert_eq!(p.metadata().errors.get("queue"), Some(&2));
+    }
+
+    #[test]
+    fn shutdown_emits_every_termination_whose_exit_was_seen() {
+        let (mut p, _lookups) = pipeline(16);
+        p.ingest(mkdir(CGROUP));
+        killed(&mut p);
+        // A second container signalled but not exited stays open: nothing to write yet.
+        p.ingest(signal(20 * MS, 15, 200, CGROUP));
+        p.finish();
+        assert_eq!(p.sink().records.len(), 1);
+        assert_eq!(p.open_terminations(), 1);
+    }
+
+    #[test]
+    fn a_container_whose_cgroup_is_already_gone_keeps_its_name() {
+        // runc removes the container's cgroup right after PID 1 dies, before the record closes.
+        let (mut p, _lookups) = pipeline(16);
+        p.ingest(mkdir(CGROUP));
+        p.resolved(named(CGROUP, "container"));
+        killed(&mut p);
+        p.ingest(Event::CgroupRmdir(CgroupChange {
+            ktime_ns: 2012 * MS,
+            id: CGROUP,
+            level: 4,
+            path: String::new(),
+        }));
+        p.tick(2200 * MS);
+        assert_eq!(p.sink().records[0].pod.as_deref(), Some("web-7d4b9c6f8-x2k9p"));
+    }
+}
