@@ -250,7 +250,7 @@ pub struct CheckArgs {
 #[command(group(ArgGroup::new("prestop").args(["prestop_exec", "prestop_http", "prestop_sleep"])))]
 pub struct DrillArgs {
     /// terminationGracePeriodSeconds (or the deletion's grace): the budget of preStop and stop.
-    #[arg(long, value_name = "S", default_value_t = crate::engine::DEFAULT_GRACE_PERIOD_SECONDS)]
+    #[arg(long, value_name = "S", default_value_t = crate::kubelet::DEFAULT_GRACE_PERIOD_SECONDS)]
     pub grace_period: u64,
 
     /// preStop exec hook: `sh -c CMD` inside the workload's namespaces and cgroup.

@@ -11,16 +11,14 @@
 //! signals aimed at a pid namespace's init inside a watched container cgroup, so every record
 //! here is about a container's PID 1; a signalled host process never reaches this module.
 //!
-//! preStop exec hooks: exec sessions the runtime started into a container cgroup are kept by
-//! pid until they exit (and [`SESSION_LINGER_NS`] after); when a termination closes, the
-//! sessions of its cgroup that were running at the stop signal, or ended just before it
-//! ([`engine::PRESTOP_END_SLACK_NS`]), are its preStop candidates ([`choose_exec_prestop`]).
+//! preStop exec hooks: exec sessions the runtime started into a container cgroup are kept in
+//! [`crate::prestop::ExecSessions`]; when a termination closes, that room names its candidates.
 
 use std::collections::HashMap;
 
 use crate::{
-    engine,
-    events::{Disposition, Event, ExecSession, Proc, ProcessExit, SignalResult},
+    events::{Disposition, Event, Proc, ProcessExit, SignalResult},
+    prestop::{ExecSessions, SessionSeen},
     signals::SIGKILL,
 };
 
@@ -42,61 +40,6 @@ pub const KILL_EXPIRY_NS: u64 = 10 * 60 * SEC;
 pub const STOP_SIGNAL_SUPERSEDE_NS: u64 = 5 * SEC;
 /// Bound on open records; past it the oldest is evicted and counted.
 pub const MAX_OPEN: usize = 65_536;
-/// How long an ended exec session is kept for the termination it may be the preStop of (the
-/// record closes [`CLOSE_LINGER_NS`] after PID 1's exit; the session can end after that exit).
-pub const SESSION_LINGER_NS: u64 = 10 * SEC;
-/// Bound on exec sessions kept (running ones included); past it the oldest is evicted and
-/// counted.
-pub const MAX_SESSIONS: usize = 16_384;
-
-/// An exec session into a container, as the kernel saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionSeen {
-    pub session: Proc,
-    /// Who started it (the runtime).
-    pub parent: Proc,
-    pub started_ns: u64,
-    /// When it exited; None while it runs (or when its exit was not seen by the close).
-    pub ended_ns: Option<u64>,
-    /// Every program it ran, in order (`session.comm` is the last): a runtime's exec can show
-    /// its own re-exec (runc's `exe`) after the hook's program.
-    pub comms: Vec<String>,
-}
-
-impl SessionSeen {
-    /// Whether it was still running at `at_ns`.
-    pub fn running_at(&self, at_ns: u64) -> bool {
-        self.started_ns <= at_ns && self.ended_ns.is_none_or(|e| e > at_ns)
-    }
-}
-
-/// Picks the preStop hook among a termination's candidates (latest start first): the first
-/// whose program is the hook command's (its basename, as the kernel's comm keeps it) when the
-/// command is known, else the latest started. A known command that matches none means the
-/// hook left no session (or another exec was running): no preStop is made up.
-pub fn choose_exec_prestop<'a>(
-    candidates: &'a [SessionSeen],
-    hook_command: Option<&[String]>,
-) -> Option<&'a SessionSeen> {
-    let Some(command) = hook_command.filter(|c| !c.is_empty()) else {
-        return candidates.first();
-    };
-    // The session's comm is its program's name at its exec, or at a later exec of the same
-    // process: `sh -c "sleep 5"` becomes `sleep` where the shell execs its last command
-    // (busybox ash does). Any word of the command names the hook.
-    let names: Vec<String> = command
-        .iter()
-        .flat_map(|arg| arg.split_whitespace())
-        .map(|word| {
-            let base = word.rsplit('/').next().unwrap_or(word);
-            base.chars().take(observer_ebpf::TASK_COMM_LEN - 1).collect()
-        })
-        .collect();
-    candidates.iter().find(|c| {
-        names.contains(&c.session.comm) || c.comms.iter().any(|comm| names.contains(comm))
-    })
-}
-
 /// The first stop signal of a termination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopSignal {
@@ -186,7 +129,7 @@ pub struct Stats {
     pub orphan_exits: u64,
     /// Events for a record that had already closed.
     pub late: u64,
-    /// Exec sessions evicted because [`MAX_SESSIONS`] were kept.
+    /// Exec sessions evicted because [`crate::prestop::MAX_SESSIONS`] were kept.
     pub sessions_evicted: u64,
 }
 
@@ -209,8 +152,8 @@ pub struct Correlator {
     oom_marks: HashMap<u32, u64>,
     /// pid -> exit time of records closed recently, to tell late events from new ones.
     recently_closed: HashMap<u32, u64>,
-    /// Exec sessions into containers, by session pid.
-    sessions: HashMap<u32, (u64, SessionSeen)>,
+    /// Exec sessions into containers.
+    sessions: ExecSessions,
     pub stats: Stats,
 }
 
@@ -277,14 +220,11 @@ impl Correlator {
                     }
                 }
             }
-            Event::ExecSession(e) => self.ingest_session(e),
-            Event::ProcessExit(x) if self.sessions.contains_key(&x.tgid) => {
-                if let Some((_, s)) = self.sessions.get_mut(&x.tgid) {
-                    if x.ktime_ns >= s.started_ns {
-                        s.ended_ns = Some(s.ended_ns.map_or(x.ktime_ns, |e| e.min(x.ktime_ns)));
-                    }
-                }
+            Event::ExecSession(e) => {
+                self.sessions.ingest(e);
+                self.stats.sessions_evicted = self.sessions.evicted;
             }
+            Event::ProcessExit(x) if self.sessions.exited(x.tgid, x.ktime_ns) => {}
             Event::ProcessExit(x) => {
                 if self.is_late(x.tgid, x.ktime_ns) {
                     return;
@@ -308,37 +248,6 @@ impl Correlator {
     /// Exec sessions kept (for tests and gauges).
     pub fn sessions_len(&self) -> usize {
         self.sessions.len()
-    }
-
-    fn ingest_session(&mut self, e: &ExecSession) {
-        if let Some((_, s)) = self.sessions.get_mut(&e.session.pid) {
-            // The same process exec'ing again (`sh -c` exec'ing its command): one session,
-            // from its first exec, named by its last program.
-            if s.ended_ns.is_none() {
-                if e.ktime_ns >= s.started_ns {
-                    s.session.comm = e.session.comm.clone();
-                }
-                if !s.comms.contains(&e.session.comm) {
-                    s.comms.push(e.session.comm.clone());
-                }
-                s.started_ns = s.started_ns.min(e.ktime_ns);
-                return;
-            }
-        }
-        if self.sessions.len() >= MAX_SESSIONS {
-            if let Some((&pid, _)) = self.sessions.iter().min_by_key(|(_, (_, s))| s.started_ns) {
-                self.sessions.remove(&pid);
-                self.stats.sessions_evicted += 1;
-            }
-        }
-        let seen = SessionSeen {
-            session: e.session.clone(),
-            parent: e.parent.clone(),
-            started_ns: e.ktime_ns,
-            ended_ns: None,
-            comms: vec![e.session.comm.clone()],
-        };
-        self.sessions.insert(e.session.pid, (e.cgroup_id, seen));
     }
 
     fn attach_exit(&mut self, pid: u32, x: &ProcessExit) {
@@ -398,9 +307,7 @@ impl Correlator {
         self.stats.orphan_exits += (before - self.orphan_exits.len()) as u64;
         self.oom_marks.retain(|_, &mut t| now_ns < t.saturating_add(OOM_MARK_TTL_NS));
         self.recently_closed.retain(|_, &mut t| now_ns < t.saturating_add(ORPHAN_EXIT_TTL_NS));
-        self.sessions.retain(|_, (_, s)| {
-            s.ended_ns.is_none_or(|e| now_ns < e.saturating_add(SESSION_LINGER_NS))
-        });
+        self.sessions.expire(now_ns);
         for t in &done {
             self.recently_closed.insert(t.pid, t.exit.at_ns);
         }
@@ -422,28 +329,7 @@ fn choose_stop_signal(a: StopSignal, b: StopSignal) -> StopSignal {
     }
 }
 
-/// The sessions of `cgroup_id` running at `stop_ns` or ended at most
-/// [`engine::PRESTOP_END_SLACK_NS`] before it, latest start first.
-fn prestop_candidates(
-    sessions: &HashMap<u32, (u64, SessionSeen)>,
-    cgroup_id: u64,
-    stop_ns: u64,
-) -> Vec<SessionSeen> {
-    let mut out: Vec<SessionSeen> = sessions
-        .values()
-        .filter(|(cg, s)| {
-            *cg == cgroup_id
-                && s.started_ns <= stop_ns
-                && s.ended_ns
-                    .is_none_or(|e| e.saturating_add(engine::PRESTOP_END_SLACK_NS) >= stop_ns)
-        })
-        .map(|(_, s)| s.clone())
-        .collect();
-    out.sort_by(|a, b| b.started_ns.cmp(&a.started_ns).then(a.session.pid.cmp(&b.session.pid)));
-    out
-}
-
-fn finish(pid: u32, rec: &Open, sessions: &HashMap<u32, (u64, SessionSeen)>) -> Termination {
+fn finish(pid: u32, rec: &Open, sessions: &ExecSessions) -> Termination {
     let exit = rec.exit.clone().expect("finish is only called with an exit");
     // A stop signal after the SIGKILL did not start this termination.
     let stop = rec
@@ -460,10 +346,8 @@ fn finish(pid: u32, rec: &Open, sessions: &HashMap<u32, (u64, SessionSeen)>) -> 
     } else {
         Outcome::Graceful
     };
-    let prestop_candidates = stop
-        .as_ref()
-        .map(|s| prestop_candidates(sessions, rec.cgroup_id, s.at_ns))
-        .unwrap_or_default();
+    let prestop_candidates =
+        stop.as_ref().map(|s| sessions.candidates(rec.cgroup_id, s.at_ns)).unwrap_or_default();
     Termination {
         pid,
         comm: rec.comm.clone(),
@@ -480,7 +364,10 @@ fn finish(pid: u32, rec: &Open, sessions: &HashMap<u32, (u64, SessionSeen)>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{OomVictim, SignalDeliver, SignalGenerate};
+    use crate::{
+        events::{ExecSession, OomVictim, SignalDeliver, SignalGenerate},
+        prestop::{choose_exec_prestop, MAX_SESSIONS, SESSION_LINGER_NS},
+    };
 
     const PID: u32 = 4242;
     const CG: u64 = 9001;

@@ -8,7 +8,8 @@
 //! - [`record`]: the journal schema; [`sinks`]: Prometheus metrics, journal, HTTP;
 //! - [`pipeline`]: the record path, events -> records -> sinks, pure but for the sinks;
 //! - [`daemon`]: wires the above for `observer run`; [`check`] is the preflight;
-//! - [`engine`]: kubelet's killContainer sequence, pure; [`drill`] carries it out on a workload.
+//! - [`kubelet`]: kubelet's killContainer sequence, pure; [`drill`] carries it out on a workload;
+//! - [`prestop`]: preStop as observed: exec sessions, the hook among them, inference, the record field.
 //! - [`report`]: `observer report`, post-incident analysis of the journal.
 pub mod cgroup;
 pub mod check;
@@ -17,11 +18,13 @@ pub mod clock;
 pub mod correlate;
 pub mod daemon;
 pub mod drill;
-pub mod engine;
+pub mod duration;
 pub mod events;
 pub mod kernel;
+pub mod kubelet;
 pub mod metadata;
 pub mod pipeline;
+pub mod prestop;
 pub mod record;
 pub mod report;
 pub mod signals;

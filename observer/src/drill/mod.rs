@@ -1,7 +1,7 @@
 //! `observer drill`: stop a workload the way kubelet stops a container, and report what the
 //! kernel saw.
 //!
-//! The sequence is [`crate::engine`]'s; an [`Executor`] carries it out (process mode:
+//! The sequence is [`crate::kubelet`]'s; an [`Executor`] carries it out (process mode:
 //! [`process::ProcessExecutor`]; a CRI executor plugs in beside it). The probes are the
 //! daemon's, loaded by the drill itself, and the report is built from what they saw, with the
 //! daemon's own correlator and record: the drill's `--json` line is a journal record, and a
@@ -28,9 +28,9 @@ use crate::{
     cli::DrillArgs,
     clock::{monotonic_ns, WallClock},
     correlate::{Correlator, Termination},
-    engine::{Action, Engine, Input, Plan},
     events::{self, Event},
     kernel::loader::{self, ProbeOptions},
+    kubelet::{Action, Engine, Input, Plan},
     metadata::{annotations::PreStopHandler, Identity, Metadata},
     record::Record,
     signals,

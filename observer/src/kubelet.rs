@@ -1,8 +1,8 @@
 //! kubelet's `killContainer` sequence (Kubernetes >= 1.28) as a pure state machine.
 //!
 //! The reference model of how a container is stopped: the daemon judges what it observed
-//! against it ([`infer_prestop`], [`exec_prestop_overrun`]) and `observer drill` carries it out
-//! ([`Engine`]). No clocks, no I/O: the caller passes kernel-monotonic nanoseconds in and acts
+//! against it (`crate::prestop` reads an observed stop window with these rules) and
+//! `observer drill` carries it out ([`Engine`]). No clocks, no I/O: the caller passes kernel-monotonic nanoseconds in and acts
 //! on the [`Action`]s that come out.
 //!
 //! The rules, from kubernetes/kubernetes pkg/kubelet/kuberuntime/kuberuntime_container.go
@@ -26,13 +26,6 @@ const SEC: u64 = 1_000_000_000;
 pub const MINIMUM_GRACE_PERIOD_SECONDS: u64 = 2;
 /// The API server's default `terminationGracePeriodSeconds`.
 pub const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 30;
-/// How far an observed stop window may be from whole seconds and still be read as kubelet's
-/// G' (the runtime's timer, then `runc kill` being started, add tens of milliseconds).
-pub const WINDOW_TOLERANCE_NS: u64 = 300_000_000;
-/// An exec session that ended at most this long before the stop signal is the preStop hook
-/// kubelet was waiting for (it calls StopContainer as soon as the hook returns).
-pub const PRESTOP_END_SLACK_NS: u64 = 500_000_000;
-
 /// Rule 1: the grace period kubelet uses, from the pod's deletion grace (when the pod is
 /// being deleted with one) and its `terminationGracePeriodSeconds` (None when unset).
 pub fn grace_period(deletion_grace: Option<u64>, spec_grace: Option<u64>) -> u64 {
@@ -55,48 +48,6 @@ pub fn stop_window_seconds(grace: u64, prestop: Option<Duration>) -> u64 {
 /// Rule 2's condition: whether kubelet runs a preStop hook at all.
 pub fn runs_prestop(grace: u64, has_hook: bool) -> bool {
     has_hook && grace > 0
-}
-
-/// A preStop hook inferred from the stop window (HTTP and sleep hooks leave no process).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InferredPreStop {
-    /// What kubelet charged for the hook, G - G': whole seconds, a lower bound of its
-    /// duration (kubelet truncates).
-    pub charged_seconds: u64,
-    /// G' was the 2 s floor while G was longer: the hook used up (nearly) all of the grace.
-    pub overrun: bool,
-}
-
-/// Reads an observed stop window (stop signal -> SIGKILL, kernel clock) as kubelet's G'.
-/// None when it is not within [`WINDOW_TOLERANCE_NS`] of whole seconds.
-pub fn observed_window_seconds(window_ns: u64) -> Option<u64> {
-    let secs = (window_ns + SEC / 2) / SEC;
-    let diff = window_ns.abs_diff(secs * SEC);
-    (diff <= WINDOW_TOLERANCE_NS).then_some(secs)
-}
-
-/// Infers a preStop hook from grace `grace` and the observed stop window. None whenever the
-/// window does not show one: no SIGKILL (so no window), a window that is not whole seconds,
-/// G' = G (no hook, or one shorter than 1 s: indistinguishable), or G <= 2 (the floor hides
-/// everything). Never invents a hook.
-pub fn infer_prestop(grace: u64, observed_window_ns: u64) -> Option<InferredPreStop> {
-    let window = observed_window_seconds(observed_window_ns)?;
-    if window >= grace || window < MINIMUM_GRACE_PERIOD_SECONDS {
-        return None;
-    }
-    Some(InferredPreStop {
-        charged_seconds: grace - window,
-        overrun: window == MINIMUM_GRACE_PERIOD_SECONDS,
-    })
-}
-
-/// An exec preStop session overran when it was still running at the stop signal (kubelet only
-/// signals before the hook returns once the grace ran out) and the stop window, when one was
-/// observed, was the 2 s floor.
-pub fn exec_prestop_overrun(running_at_stop: bool, observed_window_ns: Option<u64>) -> bool {
-    running_at_stop
-        && observed_window_ns
-            .is_none_or(|w| w <= MINIMUM_GRACE_PERIOD_SECONDS * SEC + WINDOW_TOLERANCE_NS)
 }
 
 /// What the container is to be stopped with.
@@ -322,44 +273,5 @@ mod tests {
         assert_eq!(e.step(Input::Exited, SEC), Action::Done);
         assert_eq!(e.step(Input::Tick, 31 * SEC), Action::Done);
         assert_eq!(e.deadline(), None);
-    }
-
-    #[test]
-    fn observed_windows_are_read_as_whole_seconds_or_not_at_all() {
-        assert_eq!(observed_window_seconds(2_010 * MS), Some(2));
-        assert_eq!(observed_window_seconds(1_950 * MS), Some(2));
-        assert_eq!(observed_window_seconds(2_500 * MS), None);
-        assert_eq!(observed_window_seconds(0), Some(0));
-    }
-
-    #[test]
-    fn inference_needs_a_window_shorter_than_grace() {
-        // G = 30, G' = 27: a hook charged 3 s.
-        assert_eq!(
-            infer_prestop(30, 27_020 * MS),
-            Some(InferredPreStop { charged_seconds: 3, overrun: false })
-        );
-        // G' = 2 < G: the hook used the grace up.
-        assert_eq!(
-            infer_prestop(30, 2_005 * MS),
-            Some(InferredPreStop { charged_seconds: 28, overrun: true })
-        );
-        // G' = G: no hook, or one under a second. Never invented.
-        assert_eq!(infer_prestop(30, 30_001 * MS), None);
-        // G <= 2: the floor hides everything.
-        assert_eq!(infer_prestop(2, 2_001 * MS), None);
-        assert_eq!(infer_prestop(0, 2_001 * MS), None);
-        // Not whole seconds: someone else's SIGKILL.
-        assert_eq!(infer_prestop(30, 12_500 * MS), None);
-        // Longer than G: not kubelet's window.
-        assert_eq!(infer_prestop(5, 9 * SEC), None);
-    }
-
-    #[test]
-    fn an_exec_hook_overran_when_running_at_the_stop_signal_with_the_floor() {
-        assert!(exec_prestop_overrun(true, Some(2_003 * MS)));
-        assert!(exec_prestop_overrun(true, None), "exited on the stop signal: no window");
-        assert!(!exec_prestop_overrun(true, Some(25 * SEC)), "not the floor");
-        assert!(!exec_prestop_overrun(false, Some(2 * SEC)));
     }
 }

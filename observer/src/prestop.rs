@@ -1,0 +1,409 @@
+//! preStop as observed, in one room: the exec sessions a runtime starts into a container
+//! (kept by pid until they end), which of them was the hook, what the stop window says when
+//! the hook left no process (HTTP and sleep hooks), and the journal's `prestop` field. The
+//! kubelet rules it is all judged by are [`crate::kubelet`]'s.
+//!
+//! An exec hook: kubelet runs it through the CRI's ExecSync; the runtime's exec joins the
+//! container's cgroup and execs the command, which the kernel side reports as an exec session
+//! (observer-ebpf `probes/exec.rs`). When a termination closes, the sessions of its cgroup
+//! that were running at the stop signal, or ended at most [`PRESTOP_END_SLACK_NS`] before it,
+//! are its candidates ([`ExecSessions::candidates`]); [`choose_exec_prestop`] picks the hook.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::{
+    clock::WallClock,
+    correlate::Termination,
+    events::{ExecSession, Proc},
+    kubelet::MINIMUM_GRACE_PERIOD_SECONDS,
+    metadata::{annotations::PreStopHandler, Identity},
+};
+
+const SEC: u64 = 1_000_000_000;
+
+/// How far an observed stop window may be from whole seconds and still be read as kubelet's
+/// G' (the runtime's timer, then `runc kill` being started, add tens of milliseconds).
+pub const WINDOW_TOLERANCE_NS: u64 = 300_000_000;
+/// An exec session that ended at most this long before the stop signal is the preStop hook
+/// kubelet was waiting for (it calls StopContainer as soon as the hook returns).
+pub const PRESTOP_END_SLACK_NS: u64 = 500_000_000;
+/// How long an ended exec session is kept for the termination it may be the preStop of (the
+/// record closes [`crate::correlate::CLOSE_LINGER_NS`] after PID 1's exit; the session can end after that exit).
+pub const SESSION_LINGER_NS: u64 = 10 * SEC;
+/// Bound on exec sessions kept (running ones included); past it the oldest is evicted and
+/// counted.
+pub const MAX_SESSIONS: usize = 16_384;
+
+/// An exec session into a container, as the kernel saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSeen {
+    pub session: Proc,
+    /// Who started it (the runtime).
+    pub parent: Proc,
+    pub started_ns: u64,
+    /// When it exited; None while it runs (or when its exit was not seen by the close).
+    pub ended_ns: Option<u64>,
+    /// Every program it ran, in order (`session.comm` is the last): a runtime's exec can show
+    /// its own re-exec (runc's `exe`) after the hook's program.
+    pub comms: Vec<String>,
+}
+
+impl SessionSeen {
+    /// Whether it was still running at `at_ns`.
+    pub fn running_at(&self, at_ns: u64) -> bool {
+        self.started_ns <= at_ns && self.ended_ns.is_none_or(|e| e > at_ns)
+    }
+}
+
+/// Picks the preStop hook among a termination's candidates (latest start first): the first
+/// whose program is the hook command's (its basename, as the kernel's comm keeps it) when the
+/// command is known, else the latest started. A known command that matches none means the
+/// hook left no session (or another exec was running): no preStop is made up.
+pub fn choose_exec_prestop<'a>(
+    candidates: &'a [SessionSeen],
+    hook_command: Option<&[String]>,
+) -> Option<&'a SessionSeen> {
+    let Some(command) = hook_command.filter(|c| !c.is_empty()) else {
+        return candidates.first();
+    };
+    // The session's comm is its program's name at its exec, or at a later exec of the same
+    // process: `sh -c "sleep 5"` becomes `sleep` where the shell execs its last command
+    // (busybox ash does). Any word of the command names the hook.
+    let names: Vec<String> = command
+        .iter()
+        .flat_map(|arg| arg.split_whitespace())
+        .map(|word| {
+            let base = word.rsplit('/').next().unwrap_or(word);
+            base.chars().take(observer_ebpf::TASK_COMM_LEN - 1).collect()
+        })
+        .collect();
+    candidates.iter().find(|c| {
+        names.contains(&c.session.comm) || c.comms.iter().any(|comm| names.contains(comm))
+    })
+}
+
+/// The exec sessions into containers the kernel reported, by session pid, with their cgroup.
+#[derive(Debug, Default)]
+pub struct ExecSessions {
+    by_pid: HashMap<u32, (u64, SessionSeen)>,
+    /// Sessions evicted because [`MAX_SESSIONS`] were kept.
+    pub evicted: u64,
+}
+
+impl ExecSessions {
+    /// A session's exec (or a later exec of the same process).
+    pub fn ingest(&mut self, e: &ExecSession) {
+        if let Some((_, s)) = self.by_pid.get_mut(&e.session.pid) {
+            // The same process exec'ing again (`sh -c` exec'ing its command): one session,
+            // from its first exec, named by its last program.
+            if s.ended_ns.is_none() {
+                if e.ktime_ns >= s.started_ns {
+                    s.session.comm = e.session.comm.clone();
+                }
+                if !s.comms.contains(&e.session.comm) {
+                    s.comms.push(e.session.comm.clone());
+                }
+                s.started_ns = s.started_ns.min(e.ktime_ns);
+                return;
+            }
+        }
+        if self.by_pid.len() >= MAX_SESSIONS {
+            if let Some((&pid, _)) = self.by_pid.iter().min_by_key(|(_, (_, s))| s.started_ns) {
+                self.by_pid.remove(&pid);
+                self.evicted += 1;
+            }
+        }
+        let seen = SessionSeen {
+            session: e.session.clone(),
+            parent: e.parent.clone(),
+            started_ns: e.ktime_ns,
+            ended_ns: None,
+            comms: vec![e.session.comm.clone()],
+        };
+        self.by_pid.insert(e.session.pid, (e.cgroup_id, seen));
+    }
+
+    /// `pid` exited at `at_ns`: true when it was a session (its end is kept).
+    pub fn exited(&mut self, pid: u32, at_ns: u64) -> bool {
+        let Some((_, s)) = self.by_pid.get_mut(&pid) else { return false };
+        if at_ns >= s.started_ns {
+            s.ended_ns = Some(s.ended_ns.map_or(at_ns, |e| e.min(at_ns)));
+        }
+        true
+    }
+
+    /// Forgets sessions that ended more than [`SESSION_LINGER_NS`] before `now_ns`.
+    pub fn expire(&mut self, now_ns: u64) {
+        self.by_pid.retain(|_, (_, s)| {
+            s.ended_ns.is_none_or(|e| now_ns < e.saturating_add(SESSION_LINGER_NS))
+        });
+    }
+
+    /// Sessions kept.
+    pub fn len(&self) -> usize {
+        self.by_pid.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_pid.is_empty()
+    }
+
+    /// The sessions of `cgroup_id` running at `stop_ns` or ended at most
+    /// [`PRESTOP_END_SLACK_NS`] before it, latest start first.
+    pub fn candidates(&self, cgroup_id: u64, stop_ns: u64) -> Vec<SessionSeen> {
+        let mut out: Vec<SessionSeen> = self
+            .by_pid
+            .values()
+            .filter(|(cg, s)| {
+                *cg == cgroup_id
+                    && s.started_ns <= stop_ns
+                    && s.ended_ns.is_none_or(|e| e.saturating_add(PRESTOP_END_SLACK_NS) >= stop_ns)
+            })
+            .map(|(_, s)| s.clone())
+            .collect();
+        out.sort_by(|a, b| b.started_ns.cmp(&a.started_ns).then(a.session.pid.cmp(&b.session.pid)));
+        out
+    }
+}
+
+/// A preStop hook inferred from the stop window (HTTP and sleep hooks leave no process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InferredPreStop {
+    /// What kubelet charged for the hook, G - G': whole seconds, a lower bound of its
+    /// duration (kubelet truncates).
+    pub charged_seconds: u64,
+    /// G' was the 2 s floor while G was longer: the hook used up (nearly) all of the grace.
+    pub overrun: bool,
+}
+
+/// Reads an observed stop window (stop signal -> SIGKILL, kernel clock) as kubelet's G'.
+/// None when it is not within [`WINDOW_TOLERANCE_NS`] of whole seconds.
+pub fn observed_window_seconds(window_ns: u64) -> Option<u64> {
+    let secs = (window_ns + SEC / 2) / SEC;
+    let diff = window_ns.abs_diff(secs * SEC);
+    (diff <= WINDOW_TOLERANCE_NS).then_some(secs)
+}
+
+/// Infers a preStop hook from grace `grace` and the observed stop window. None whenever the
+/// window does not show one: no SIGKILL (so no window), a window that is not whole seconds,
+/// G' = G (no hook, or one shorter than 1 s: indistinguishable), or G <= 2 (the floor hides
+/// everything). Never invents a hook.
+pub fn infer_prestop(grace: u64, observed_window_ns: u64) -> Option<InferredPreStop> {
+    let window = observed_window_seconds(observed_window_ns)?;
+    if window >= grace || window < MINIMUM_GRACE_PERIOD_SECONDS {
+        return None;
+    }
+    Some(InferredPreStop {
+        charged_seconds: grace - window,
+        overrun: window == MINIMUM_GRACE_PERIOD_SECONDS,
+    })
+}
+
+/// An exec preStop session overran when it was still running at the stop signal (kubelet only
+/// signals before the hook returns once the grace ran out) and the stop window, when one was
+/// observed, was the 2 s floor.
+pub fn exec_prestop_overrun(running_at_stop: bool, observed_window_ns: Option<u64>) -> bool {
+    running_at_stop
+        && observed_window_ns
+            .is_none_or(|w| w <= MINIMUM_GRACE_PERIOD_SECONDS * SEC + WINDOW_TOLERANCE_NS)
+}
+
+/// The preStop hook as observed; `prestop` is null when none was seen or can be inferred.
+///
+/// - `kind: "exec"`: an exec session the runtime started into the container, running at the
+///   stop signal or ended just before it. Times are its exec and exit (kernel clock);
+///   `overrun` when it was still running at the stop signal and the stop window, when one
+///   was observed, was the 2 s floor.
+/// - `kind: "inferred"` (HTTP and sleep hooks leave no process): from the grace period G and
+///   the observed stop window G' (stop signal -> SIGKILL). `duration_seconds` is what kubelet
+///   charged, G - G': whole seconds, a lower bound; times and pid are null; `overrun` when
+///   G' is the 2 s floor and G is longer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PreStop {
+    pub kind: &'static str,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub duration_seconds: Option<f64>,
+    pub overrun: bool,
+    /// The exec session's host pid and program (exec only).
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+}
+
+impl PreStop {
+    /// From the termination's exec sessions, else inferred from G and the stop window.
+    /// `hook_command` is the preStopHandler's exec command when metadata knows it.
+    pub fn observe(
+        t: &Termination,
+        grace_period_seconds: Option<u64>,
+        hook_command: Option<&[String]>,
+        clock: &WallClock,
+    ) -> Option<Self> {
+        let stop = t.stop_signal.as_ref()?;
+        let window = t.term_to_kill_ns();
+        if let Some(s) = choose_exec_prestop(&t.prestop_candidates, hook_command) {
+            return Some(Self {
+                kind: "exec",
+                started_at: Some(clock.rfc3339(s.started_ns)),
+                ended_at: s.ended_ns.map(|e| clock.rfc3339(e)),
+                duration_seconds: s.ended_ns.map(|e| e.saturating_sub(s.started_ns) as f64 / 1e9),
+                overrun: exec_prestop_overrun(s.running_at(stop.at_ns), window),
+                pid: Some(s.session.pid),
+                comm: Some(s.session.comm.clone()),
+            });
+        }
+        let inferred = infer_prestop(grace_period_seconds?, window?)?;
+        Some(Self {
+            kind: "inferred",
+            started_at: None,
+            ended_at: None,
+            duration_seconds: Some(inferred.charged_seconds as f64),
+            overrun: inferred.overrun,
+            pid: None,
+            comm: None,
+        })
+    }
+}
+
+/// preStop as the kernel saw it, read against what kubelet was told to run. kubelet writes the
+/// grace-period annotation beside the preStop one on every container, so a known grace with no
+/// handler means there was no hook: nothing is inferred, and exec sessions at that moment
+/// (`kubectl exec`, probes) are not taken for one. A known HTTP or sleep hook leaves no process:
+/// only the inference from the stop window applies.
+pub fn for_record(t: &Termination, id: &Identity, clock: &WallClock) -> Option<PreStop> {
+    match &id.prestop_handler {
+        None if id.grace_period_seconds.is_some() => None,
+        None => PreStop::observe(t, id.grace_period_seconds, None, clock),
+        Some(PreStopHandler::Exec { command }) => {
+            PreStop::observe(t, id.grace_period_seconds, Some(command), clock)
+        }
+        Some(_) if t.prestop_candidates.is_empty() => {
+            PreStop::observe(t, id.grace_period_seconds, None, clock)
+        }
+        Some(_) => {
+            let mut no_exec = t.clone();
+            no_exec.prestop_candidates.clear();
+            PreStop::observe(&no_exec, id.grace_period_seconds, None, clock)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn observed_windows_are_read_as_whole_seconds_or_not_at_all() {
+        assert_eq!(observed_window_seconds(2_010 * MS), Some(2));
+        assert_eq!(observed_window_seconds(1_950 * MS), Some(2));
+        assert_eq!(observed_window_seconds(2_500 * MS), None);
+        assert_eq!(observed_window_seconds(0), Some(0));
+    }
+
+    #[test]
+    fn inference_needs_a_window_shorter_than_grace() {
+        // G = 30, G' = 27: a hook charged 3 s.
+        assert_eq!(
+            infer_prestop(30, 27_020 * MS),
+            Some(InferredPreStop { charged_seconds: 3, overrun: false })
+        );
+        // G' = 2 < G: the hook used the grace up.
+        assert_eq!(
+            infer_prestop(30, 2_005 * MS),
+            Some(InferredPreStop { charged_seconds: 28, overrun: true })
+        );
+        // G' = G: no hook, or one under a second. Never invented.
+        assert_eq!(infer_prestop(30, 30_001 * MS), None);
+        // G <= 2: the floor hides everything.
+        assert_eq!(infer_prestop(2, 2_001 * MS), None);
+        assert_eq!(infer_prestop(0, 2_001 * MS), None);
+        // Not whole seconds: someone else's SIGKILL.
+        assert_eq!(infer_prestop(30, 12_500 * MS), None);
+        // Longer than G: not kubelet's window.
+        assert_eq!(infer_prestop(5, 9 * SEC), None);
+    }
+
+    #[test]
+    fn an_exec_hook_overran_when_running_at_the_stop_signal_with_the_floor() {
+        assert!(exec_prestop_overrun(true, Some(2_003 * MS)));
+        assert!(exec_prestop_overrun(true, None), "exited on the stop signal: no window");
+        assert!(!exec_prestop_overrun(true, Some(25 * SEC)), "not the floor");
+        assert!(!exec_prestop_overrun(false, Some(2 * SEC)));
+    }
+    use crate::{
+        correlate::{Exit, Kill, Outcome, StopSignal},
+        events::Disposition,
+    };
+
+    fn termination(kill_after_s: Option<u64>, sessions: Vec<SessionSeen>) -> Termination {
+        let proc_ = |pid, comm: &str| Proc { pid, comm: comm.into() };
+        let stop_at = 100 * SEC;
+        Termination {
+            pid: 10,
+            comm: "app".into(),
+            cgroup_id: 1,
+            stop_signal: Some(StopSignal {
+                sig: 15,
+                at_ns: stop_at,
+                sender: proc_(5, "runc"),
+                ignored: true,
+                handler: Some(Disposition::Default),
+                disposition: None,
+            }),
+            sigkill: kill_after_s
+                .map(|s| Kill { at_ns: stop_at + s * SEC, sender: proc_(5, "runc") }),
+            oom: false,
+            exit: Exit {
+                at_ns: stop_at + kill_after_s.unwrap_or(1) * SEC + 1,
+                code: None,
+                signal: Some(9),
+            },
+            outcome: Outcome::Killed,
+            prestop_candidates: sessions,
+        }
+    }
+
+    fn session(started_s: u64, ended_s: Option<u64>) -> SessionSeen {
+        SessionSeen {
+            session: Proc { pid: 20, comm: "sh".into() },
+            parent: Proc { pid: 5, comm: "runc".into() },
+            started_ns: started_s * SEC,
+            ended_ns: ended_s.map(|e| e * SEC),
+            comms: vec!["sh".into()],
+        }
+    }
+
+    #[test]
+    fn an_exec_session_is_the_prestop_with_its_kernel_times() {
+        let clock = WallClock::measure();
+        let t = termination(Some(20), vec![session(90, Some(99))]);
+        let p = PreStop::observe(&t, None, None, &clock).unwrap();
+        assert_eq!((p.kind, p.overrun, p.pid), ("exec", false, Some(20)));
+        assert_eq!(p.duration_seconds, Some(9.0));
+        assert_eq!(p.started_at, Some(clock.rfc3339(90 * SEC)));
+        // Running at the stop signal, 2 s floor: overrun.
+        let t = termination(Some(2), vec![session(70, Some(102))]);
+        assert!(PreStop::observe(&t, Some(30), None, &clock).unwrap().overrun);
+    }
+
+    #[test]
+    fn without_a_session_the_hook_is_inferred_only_with_grace_and_a_window() {
+        let clock = WallClock::measure();
+        let t = termination(Some(2), vec![]);
+        let p = PreStop::observe(&t, Some(30), None, &clock).unwrap();
+        assert_eq!((p.kind, p.overrun, p.duration_seconds), ("inferred", true, Some(28.0)));
+        assert_eq!((p.started_at, p.pid), (None, None));
+        assert_eq!(PreStop::observe(&t, None, None, &clock), None, "no G: nothing invented");
+        let graceful = termination(None, vec![]);
+        assert_eq!(PreStop::observe(&graceful, Some(30), None, &clock), None, "no window");
+        let full = termination(Some(30), vec![]);
+        assert_eq!(PreStop::observe(&full, Some(30), None, &clock), None, "G' = G");
+        let mut no_stop = termination(Some(2), vec![session(99, None)]);
+        no_stop.stop_signal = None;
+        assert_eq!(PreStop::observe(&no_stop, Some(30), None, &clock), None);
+    }
+}
