@@ -12,6 +12,13 @@ use crate::{
     },
 };
 
+/// `observer check`'s arguments: the probes' options, checked as `observer run` would load them.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub probes: loader::ProbeArgs,
+}
+
 /// Outcome of one requirement.
 #[derive(Debug, Clone)]
 pub struct Check {

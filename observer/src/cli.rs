@@ -1,14 +1,15 @@
-//! Command line: `observer run | check | drill | report`.
+//! Command line: `observer run | check | drill | report`. Only the composition lives here: each
+//! subcommand owns its arguments and their parsers ([`RunArgs`], [`CheckArgs`], [`DrillArgs`],
+//! [`ReportArgs`]), shared groups live with their concern (`kernel::loader::ProbeArgs`,
+//! `metadata::resolver::MetadataArgs`), and every duration is read by [`crate::duration`].
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
-
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::{
-    kernel::loader::ProbeOptions,
-    metadata::{cri::DEFAULT_ENDPOINTS, resolver::Sources, state_files::StateFiles},
+    check::CheckArgs, daemon::args::RunArgs, drill::args::DrillArgs, report::args::ReportArgs,
 };
 
+/// observer's command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "observer",
@@ -24,6 +25,7 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The subcommands, each with its own arguments.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the node daemon: probes, correlation, metrics, journal.
@@ -52,253 +54,99 @@ pub enum Command {
     Report(ReportArgs),
 }
 
-#[derive(Debug, Args)]
-pub struct ProbeArgs {
-    /// Signals reported as stop signals besides SIGKILL (names or numbers, comma-separated).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "SIGHUP,SIGINT,SIGQUIT,SIGUSR1,SIGUSR2,SIGTERM,SIGWINCH",
-        value_parser = parse_signal
-    )]
-    pub stop_signals: Vec<u32>,
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
 
-    /// Cgroup path prefix (relative to the v2 hierarchy root) under which kubelet puts pods:
-    /// kubelet's --cgroup-root plus "kubepods".
-    #[arg(long, default_value = "/kubepods")]
-    pub cgroup_root: String,
+    use clap::{error::ErrorKind, CommandFactory as _};
 
-    /// Size of the kernel -> userspace ring buffer in bytes (power of two).
-    #[arg(long, default_value_t = 1 << 20)]
-    pub ring_buffer_bytes: u32,
+    use super::*;
+    use crate::duration::GRAMMAR;
 
-    /// Take this optional kernel feature's fallback even where the kernel has it (repeatable):
-    /// exit-group-dead (read group_dead from signal->live, as on kernels before 6.16).
-    /// `observer check` says which path each feature takes on this node.
-    #[arg(long, value_name = "FEATURE", value_parser = crate::kernel::compat::parse_fallback)]
-    pub force_fallback: Vec<crate::kernel::compat::FeatureId>,
-}
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("observer").chain(args.iter().copied()))
+            .map(|c| c.command)
+    }
 
-impl ProbeArgs {
-    pub fn options(&self) -> ProbeOptions {
-        ProbeOptions {
-            stop_signals: self.stop_signals.clone(),
-            cgroup_prefix: self.cgroup_root.clone(),
-            ring_buffer_bytes: self.ring_buffer_bytes,
-            dedupe_window: Duration::from_secs(1),
-            force_fallback: self.force_fallback.clone(),
+    fn drill(args: &[&str]) -> DrillArgs {
+        let all: Vec<&str> = ["drill"].iter().chain(args).chain(&["--", "true"]).copied().collect();
+        match parse(&all).unwrap() {
+            Command::Drill(a) => a,
+            other => panic!("{other:?}"),
         }
     }
-}
 
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Address of the HTTP server (/metrics, /healthz).
-    #[arg(long, default_value = "127.0.0.1:9464", env = "OBSERVER_LISTEN")]
-    pub listen: SocketAddr,
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 
-    /// Journal file: one JSON line per container termination.
-    #[arg(long, default_value = "/var/lib/observer/terminations.jsonl", env = "OBSERVER_JOURNAL")]
-    pub journal: PathBuf,
+    #[test]
+    fn every_duration_flag_states_the_one_grammar_once() {
+        let mut flags = Vec::new();
+        for sub in Cli::command().get_subcommands() {
+            for arg in sub.get_arguments() {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                let is_duration =
+                    arg.get_value_names().is_some_and(|v| v.iter().any(|n| n == "DURATION"));
+                let name = format!("{} --{}", sub.get_name(), arg.get_long().unwrap_or("?"));
+                if is_duration {
+                    assert_eq!(help.matches(GRAMMAR).count(), 1, "{name}: {help}");
+                    flags.push(name);
+                } else {
+                    assert!(!help.contains(GRAMMAR), "{name}");
+                }
+            }
+        }
+        flags.sort();
+        assert_eq!(
+            flags,
+            [
+                "drill --grace-period",
+                "drill --prestop-sleep",
+                "drill --start-after",
+                "report --since",
+                "run --cri-timeout",
+            ]
+        );
+    }
 
-    #[command(flatten)]
-    pub metadata: MetadataArgs,
-
-    /// Node name written in every record (default: the host name).
-    #[arg(long, env = "NODE_NAME")]
-    pub node: Option<String>,
-
-    /// Rotate the journal before a record would make it larger than this many bytes.
-    #[arg(long, default_value_t = 10 << 20, value_parser = clap::value_parser!(u64).range(4096..))]
-    pub journal_max_bytes: u64,
-
-    /// Rotated journal files kept, named as logrotate does: FILE.1 (newest) .. FILE.N.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub journal_files: u32,
-
-    /// Terminations kept in memory for GET /terminations.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub recent_terminations: u32,
-
-    #[command(flatten)]
-    pub probes: ProbeArgs,
-}
-
-/// Where container metadata comes from (see `metadata::resolver`).
-#[derive(Debug, Args)]
-pub struct MetadataArgs {
-    /// CRI runtime socket(s), tried in order (repeat or comma-separate; "none" disables the
-    /// CRI). Default: /run/containerd/containerd.sock, /var/run/crio/crio.sock,
-    /// /var/run/cri-dockerd.sock.
-    #[arg(long, value_delimiter = ',', env = "OBSERVER_CRI_ENDPOINT")]
-    pub cri_endpoint: Vec<String>,
-
-    /// Deadline of each CRI call; a runtime slower than this is skipped, never waited on.
-    #[arg(long, default_value = "2s", value_parser = crate::drill::parse_duration)]
-    pub cri_timeout: Duration,
-
-    /// containerd's state directory (bundles with config.json, read when the CRI is unavailable).
-    #[arg(long, default_value = "/run/containerd")]
-    pub containerd_state: PathBuf,
-
-    /// CRI-O's container storage run root (userdata/config.json per container).
-    #[arg(long, default_value = "/run/containers/storage")]
-    pub crio_storage: PathBuf,
-
-    /// Where kubelet keeps `pods/` and `containers/` logs (names pods when the runtime cannot).
-    #[arg(long, default_value = "/var/log")]
-    pub kubelet_log_root: PathBuf,
-}
-
-impl MetadataArgs {
-    pub fn sources(&self) -> Sources {
-        let cri_endpoints = if self.cri_endpoint.is_empty() {
-            DEFAULT_ENDPOINTS.iter().map(PathBuf::from).collect()
-        } else if self.cri_endpoint.iter().any(|e| e == "none") {
-            Vec::new()
-        } else {
-            // Accept kubelet's spelling too: unix:///run/containerd/containerd.sock.
-            self.cri_endpoint
-                .iter()
-                .map(|e| PathBuf::from(e.strip_prefix("unix://").unwrap_or(e)))
-                .collect()
-        };
-        Sources {
-            cri_endpoints,
-            cri_timeout: self.cri_timeout,
-            state_files: StateFiles {
-                containerd_state: self.containerd_state.clone(),
-                crio_storage: self.crio_storage.clone(),
-                ..Default::default()
-            },
-            kubelet_log_root: self.kubelet_log_root.clone(),
+    #[test]
+    fn duration_flags_keep_their_defaults_and_take_the_grammar() {
+        let d = drill(&[]);
+        assert_eq!((d.grace_period, d.start_after), (30, Duration::from_secs(1)));
+        let d = drill(&["--grace-period", "1m", "--start-after", "1h30m", "--prestop-sleep", "5"]);
+        assert_eq!(d.grace_period, 60);
+        assert_eq!(d.start_after, Duration::from_secs(5400));
+        assert_eq!(d.prestop_sleep, Some(5));
+        assert_eq!(drill(&["--start-after", "0.5s"]).start_after, Duration::from_millis(500));
+        match parse(&["run", "--cri-timeout", "300ms"]).unwrap() {
+            Command::Run(r) => assert_eq!(r.metadata.cri_timeout, Duration::from_millis(300)),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["run"]).unwrap() {
+            Command::Run(r) => assert_eq!(r.metadata.cri_timeout, Duration::from_secs(2)),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["report", "--since", "500ms"]).unwrap() {
+            Command::Report(r) => assert_eq!(r.since, Some(chrono::Duration::milliseconds(500))),
+            other => panic!("{other:?}"),
         }
     }
-}
 
-#[derive(Debug, Args)]
-pub struct ReportArgs {
-    /// Journal file; its rotated files FILE.1 .. FILE.N are read too, oldest first.
-    #[arg(long, default_value = "/var/lib/observer/terminations.jsonl", env = "OBSERVER_JOURNAL")]
-    pub journal: PathBuf,
-
-    /// Only terminations in this last stretch of time: 90s, 15m, 6h, 2d, 1h30m.
-    #[arg(long, value_name = "DURATION", value_parser = parse_since_duration, conflicts_with_all = ["from", "to"])]
-    pub since: Option<chrono::Duration>,
-
-    /// Only terminations at or after this time: RFC 3339 (2026-08-01T02:00:00Z) or a UTC date.
-    #[arg(long, value_name = "TIME", value_parser = parse_report_time)]
-    pub from: Option<chrono::DateTime<chrono::Utc>>,
-
-    /// Only terminations at or before this time.
-    #[arg(long, value_name = "TIME", value_parser = parse_report_time)]
-    pub to: Option<chrono::DateTime<chrono::Utc>>,
-
-    #[arg(long, value_name = "NS")]
-    pub namespace: Option<String>,
-
-    /// The pod's owner as in the metrics (Deployment, StatefulSet, ... name).
-    #[arg(long, value_name = "W")]
-    pub workload: Option<String>,
-
-    #[arg(long, value_name = "P")]
-    pub pod: Option<String>,
-
-    /// graceful, killed, killed_without_stop_signal or oom_killed.
-    #[arg(long, value_name = "O", value_parser = parse_report_outcome)]
-    pub outcome: Option<String>,
-
-    /// Print the matching journal records unchanged, one per line (pipe into jq).
-    #[arg(long)]
-    pub json: bool,
-
-    /// Forced kills listed at most (0: all); the rest are counted.
-    #[arg(long, default_value_t = 100)]
-    pub max_kills: usize,
-
-    /// Colour: auto (only on a terminal, and not with NO_COLOR set), always, never.
-    #[arg(long, value_enum, default_value_t = Color::Auto)]
-    pub color: Color,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Color {
-    Auto,
-    Always,
-    Never,
-}
-
-fn parse_since_duration(s: &str) -> Result<chrono::Duration, String> {
-    crate::record::filter::parse_duration(s).map_err(|e| e.to_string())
-}
-
-fn parse_report_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    crate::record::filter::parse_time(s).map_err(|e| e.to_string())
-}
-
-fn parse_report_outcome(s: &str) -> Result<String, String> {
-    crate::record::filter::parse_outcome(s).map_err(|e| e.to_string())
-}
-
-#[derive(Debug, Args)]
-pub struct CheckArgs {
-    #[command(flatten)]
-    pub probes: ProbeArgs,
-}
-
-#[derive(Debug, Args)]
-#[command(group(ArgGroup::new("prestop").args(["prestop_exec", "prestop_http", "prestop_sleep"])))]
-pub struct DrillArgs {
-    /// terminationGracePeriodSeconds (or the deletion's grace): the budget of preStop and stop.
-    #[arg(long, value_name = "S", default_value_t = crate::kubelet::DEFAULT_GRACE_PERIOD_SECONDS)]
-    pub grace_period: u64,
-
-    /// preStop exec hook: `sh -c CMD` inside the workload's namespaces and cgroup.
-    #[arg(long, value_name = "CMD")]
-    pub prestop_exec: Option<String>,
-
-    /// preStop HTTP hook: GET this http:// URL.
-    #[arg(long, value_name = "URL", value_parser = crate::drill::parse_http_url)]
-    pub prestop_http: Option<crate::drill::HttpTarget>,
-
-    /// preStop sleep hook of S seconds.
-    #[arg(long, value_name = "S")]
-    pub prestop_sleep: Option<u64>,
-
-    /// The image's STOPSIGNAL.
-    #[arg(long, value_name = "SIG", default_value = "SIGTERM", value_parser = parse_signal)]
-    pub stop_signal: u32,
-
-    /// How long the workload runs before the stop begins (500ms, 2s, 1m).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::drill::parse_duration)]
-    pub start_after: Duration,
-
-    /// Print one record in the journal schema instead of the timeline.
-    #[arg(long)]
-    pub json: bool,
-
-    /// Cgroup path prefix the container's cgroup is made under (as for `observer run`).
-    #[arg(long, default_value = "/kubepods")]
-    pub cgroup_root: String,
-
-    /// CRI mode: run the workload as a container of this CRI runtime (e.g.
-    /// /run/containerd/containerd.sock) in a host-network pod sandbox, and carry the sequence
-    /// out as kubelet does: ExecSync for an exec hook, StopContainer with the grace left.
-    /// The runtime then picks the stop signal (the image's STOPSIGNAL); --stop-signal is not
-    /// used.
-    #[arg(long, value_name = "SOCKET", requires = "image")]
-    pub cri_endpoint: Option<PathBuf>,
-
-    /// CRI mode: the image to run (already pulled or imported on the node); CMD overrides
-    /// its command.
-    #[arg(long, value_name = "IMAGE", requires = "cri_endpoint")]
-    pub image: Option<String>,
-
-    /// The workload and its arguments. Its stdout and stderr go to the drill's stderr.
-    #[arg(last = true, required = true, value_name = "CMD")]
-    pub command: Vec<String>,
-}
-
-fn parse_signal(s: &str) -> Result<u32, String> {
-    crate::signals::parse(s).map_err(|e| e.to_string())
+    #[test]
+    fn out_of_bounds_durations_are_usage_errors_that_say_why() {
+        for (args, says) in [
+            (&["run", "--cri-timeout", "25h"][..], "bad duration \"25h\": at most 24h"),
+            (&["drill", "--start-after", "2d", "--", "true"], "at most 24h"),
+            (&["drill", "--grace-period", "1.5s", "--", "true"], "whole seconds only"),
+            (&["drill", "--prestop-sleep", "500ms", "--", "true"], "whole seconds only"),
+            (&["report", "--since", "yesterday"], GRAMMAR),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "{args:?}");
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains(says), "{args:?}: {e}");
+        }
+    }
 }

@@ -3,6 +3,8 @@
 //! record path (`pipeline`), driven by one select loop. Timing comes from the kernel's
 //! timestamps only.
 
+pub mod args;
+
 use std::{
     sync::{atomic::Ordering, Arc},
     time::Duration,
@@ -15,8 +17,8 @@ use tokio::sync::mpsc;
 use crate::{
     cgroup::CgroupV2,
     check,
-    cli::RunArgs,
     clock::{monotonic_ns, WallClock},
+    daemon::args::RunArgs,
     kernel::{loader::Probes, reader},
     metadata::resolver,
     pipeline::{Pipeline, Settings},

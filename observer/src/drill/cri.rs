@@ -22,10 +22,9 @@ use k8s_cri::v1::{
 use tokio::{runtime::Runtime, task::JoinHandle};
 use tonic::transport::Channel;
 
-use super::{process, Container, DrillError, Executor, Hook};
+use super::{args::DrillArgs, process, Container, DrillError, Executor, Hook};
 use crate::{
     cgroup::CgroupV2,
-    cli::DrillArgs,
     metadata::{
         annotations as kubelet, cgroup_path::Runtime as ContainerRuntime, cri, workload, Identity,
     },

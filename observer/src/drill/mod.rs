@@ -10,6 +10,7 @@
 //! Exit status: 0 the workload exited gracefully; 3 SIGKILL was needed; 4 the preStop hook
 //! overran (no SIGKILL); 1 error; 2 usage.
 
+pub mod args;
 pub mod cri;
 pub mod process;
 pub mod report;
@@ -24,8 +25,8 @@ use std::{
 
 use observer_ebpf::WatchedCgroup;
 
+use self::args::{DrillArgs, HttpTarget};
 use crate::{
-    cli::DrillArgs,
     clock::{monotonic_ns, WallClock},
     correlate::{Correlator, Termination},
     events::{self, Event},
@@ -129,53 +130,6 @@ impl Hook {
             Self::Sleep(d) => PreStopHandler::Sleep { seconds: d.as_secs() as i64 },
         }
     }
-}
-
-/// `http://host:port/path`, what kubelet's HTTP hook GETs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpTarget {
-    pub host: String,
-    pub port: u16,
-    pub path: String,
-}
-
-/// Parses an `http://` URL for `--prestop-http` (https needs kubelet's client: not here).
-pub fn parse_http_url(url: &str) -> Result<HttpTarget, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("{url:?}: bad port {p:?}"))?),
-        None => (authority, 80),
-    };
-    if host.is_empty() {
-        return Err(format!("{url:?}: no host"));
-    }
-    Ok(HttpTarget { host: host.into(), port, path: path.into() })
-}
-
-/// Parses `500ms`, `2s`, `1.5s`, `1m`, or a number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 =
-        num.trim().parse().map_err(|_| format!("{s:?} is not a duration (500ms, 2s, 1m)"))?;
-    if !v.is_finite() || v < 0.0 || v * scale > 86_400.0 {
-        return Err(format!("{s:?} is not a duration between 0 and 24 h"));
-    }
-    Ok(Duration::from_secs_f64(v * scale))
 }
 
 impl DrillArgs {
@@ -475,36 +429,4 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_or_say_why_not() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        for bad in ["", "ms", "-1s", "abc", "1h", "NaNs", "100000m"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn http_urls_parse_or_say_why_not() {
-        assert_eq!(
-            parse_http_url("http://127.0.0.1:8080/shutdown?now=1"),
-            Ok(HttpTarget { host: "127.0.0.1".into(), port: 8080, path: "/shutdown?now=1".into() })
-        );
-        assert_eq!(
-            parse_http_url("http://localhost"),
-            Ok(HttpTarget { host: "localhost".into(), port: 80, path: "/".into() })
-        );
-        assert!(parse_http_url("https://x/").is_err());
-        assert!(parse_http_url("http://:80/").is_err());
-        assert!(parse_http_url("http://x:99999/").is_err());
-    }
 }

@@ -3,8 +3,8 @@
 
 use std::fmt;
 
+use super::args::DrillArgs;
 use crate::{
-    cli::DrillArgs,
     correlate::{Outcome, Termination},
     events::Disposition,
     record::Record,

@@ -248,6 +248,47 @@ impl Default for ProbeOptions {
     }
 }
 
+/// The probes' command-line options, shared by `observer run` and `observer check`.
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// Signals reported as stop signals besides SIGKILL (names or numbers, comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "SIGHUP,SIGINT,SIGQUIT,SIGUSR1,SIGUSR2,SIGTERM,SIGWINCH",
+        value_parser = crate::signals::parse
+    )]
+    pub stop_signals: Vec<u32>,
+
+    /// Cgroup path prefix (relative to the v2 hierarchy root) under which kubelet puts pods:
+    /// kubelet's --cgroup-root plus "kubepods".
+    #[arg(long, default_value = "/kubepods")]
+    pub cgroup_root: String,
+
+    /// Size of the kernel -> userspace ring buffer in bytes (power of two).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub ring_buffer_bytes: u32,
+
+    /// Take this optional kernel feature's fallback even where the kernel has it (repeatable):
+    /// exit-group-dead (read group_dead from signal->live, as on kernels before 6.16).
+    /// `observer check` says which path each feature takes on this node.
+    #[arg(long, value_name = "FEATURE", value_parser = super::compat::parse_fallback)]
+    pub force_fallback: Vec<FeatureId>,
+}
+
+impl ProbeArgs {
+    /// The options these arguments ask for.
+    pub fn options(&self) -> ProbeOptions {
+        ProbeOptions {
+            stop_signals: self.stop_signals.clone(),
+            cgroup_prefix: self.cgroup_root.clone(),
+            ring_buffer_bytes: self.ring_buffer_bytes,
+            dedupe_window: Duration::from_secs(1),
+            force_fallback: self.force_fallback.clone(),
+        }
+    }
+}
+
 impl ProbeOptions {
     pub fn config(&self, offsets: KernelOffsets) -> Result<Config, LoadError> {
         let mut config = Config::ZERO;

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, Mutex, Semaphore};
 use super::{
     annotations::Facts,
     cgroup_path::Runtime,
-    cri::{Cri, CriError, Found},
+    cri::{Cri, CriError, Found, DEFAULT_ENDPOINTS},
     kubelet_logs::KubeletLogs,
     state_files::StateFiles,
 };
@@ -61,6 +61,68 @@ pub struct Sources {
     pub cri_timeout: Duration,
     pub state_files: StateFiles,
     pub kubelet_log_root: PathBuf,
+}
+
+/// Where container metadata comes from, on the command line: the [`Sources`] of `observer run`.
+#[derive(Debug, clap::Args)]
+pub struct MetadataArgs {
+    /// CRI runtime socket(s), tried in order (repeat or comma-separate; "none" disables the
+    /// CRI). Default: /run/containerd/containerd.sock, /var/run/crio/crio.sock,
+    /// /var/run/cri-dockerd.sock.
+    #[arg(long, value_delimiter = ',', env = "OBSERVER_CRI_ENDPOINT")]
+    pub cri_endpoint: Vec<String>,
+
+    /// Deadline of each CRI call; a runtime slower than this is skipped, never waited on. At
+    /// most 24h. DURATION: a number and a unit (ms, s, m, h, d, w) or several, e.g. 500ms,
+    /// 1.5s, 15m, 1h30m, 2d; a number alone is seconds.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_cri_timeout)]
+    pub cri_timeout: Duration,
+
+    /// containerd's state directory (bundles with config.json, read when the CRI is unavailable).
+    #[arg(long, default_value = "/run/containerd")]
+    pub containerd_state: PathBuf,
+
+    /// CRI-O's container storage run root (userdata/config.json per container).
+    #[arg(long, default_value = "/run/containers/storage")]
+    pub crio_storage: PathBuf,
+
+    /// Where kubelet keeps `pods/` and `containers/` logs (names pods when the runtime cannot).
+    #[arg(long, default_value = "/var/log")]
+    pub kubelet_log_root: PathBuf,
+}
+
+/// The longest `--cri-timeout`.
+pub const MAX_CRI_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+fn parse_cri_timeout(s: &str) -> Result<Duration, crate::duration::DurationError> {
+    crate::duration::parse_at_most(s, MAX_CRI_TIMEOUT)
+}
+
+impl MetadataArgs {
+    /// The sources these arguments ask for.
+    pub fn sources(&self) -> Sources {
+        let cri_endpoints = if self.cri_endpoint.is_empty() {
+            DEFAULT_ENDPOINTS.iter().map(PathBuf::from).collect()
+        } else if self.cri_endpoint.iter().any(|e| e == "none") {
+            Vec::new()
+        } else {
+            // Accept kubelet's spelling too: unix:///run/containerd/containerd.sock.
+            self.cri_endpoint
+                .iter()
+                .map(|e| PathBuf::from(e.strip_prefix("unix://").unwrap_or(e)))
+                .collect()
+        };
+        Sources {
+            cri_endpoints,
+            cri_timeout: self.cri_timeout,
+            state_files: StateFiles {
+                containerd_state: self.containerd_state.clone(),
+                crio_storage: self.crio_storage.clone(),
+                ..Default::default()
+            },
+            kubelet_log_root: self.kubelet_log_root.clone(),
+        }
+    }
 }
 
 struct CriState {

@@ -4,6 +4,7 @@
 //! words), or with `--json` the matching journal lines unchanged. Lines that are not records
 //! are skipped and counted in a closing warning on stderr.
 
+pub mod args;
 pub mod read;
 pub mod summary;
 
@@ -12,10 +13,8 @@ use std::io::{IsTerminal as _, Write as _};
 use anyhow::{Context as _, Result};
 use chrono::Utc;
 
-use crate::{
-    cli::{Color, ReportArgs},
-    record::filter::Filter,
-};
+use self::args::{Color, ReportArgs};
+use crate::record::filter::Filter;
 
 impl ReportArgs {
     /// The filter these arguments ask for, `--since` counted back from `now`.

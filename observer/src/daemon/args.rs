@@ -1,0 +1,41 @@
+//! `observer run`'s arguments.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::Args;
+
+use crate::{kernel::loader::ProbeArgs, metadata::resolver::MetadataArgs};
+
+/// `observer run`: where to serve and write, where metadata comes from, what the probes watch.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Address of the HTTP server (/metrics, /healthz).
+    #[arg(long, default_value = "127.0.0.1:9464", env = "OBSERVER_LISTEN")]
+    pub listen: SocketAddr,
+
+    /// Journal file: one JSON line per container termination.
+    #[arg(long, default_value = "/var/lib/observer/terminations.jsonl", env = "OBSERVER_JOURNAL")]
+    pub journal: PathBuf,
+
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
+
+    /// Node name written in every record (default: the host name).
+    #[arg(long, env = "NODE_NAME")]
+    pub node: Option<String>,
+
+    /// Rotate the journal before a record would make it larger than this many bytes.
+    #[arg(long, default_value_t = 10 << 20, value_parser = clap::value_parser!(u64).range(4096..))]
+    pub journal_max_bytes: u64,
+
+    /// Rotated journal files kept, named as logrotate does: FILE.1 (newest) .. FILE.N.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub journal_files: u32,
+
+    /// Terminations kept in memory for GET /terminations.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub recent_terminations: u32,
+
+    #[command(flatten)]
+    pub probes: ProbeArgs,
+}
