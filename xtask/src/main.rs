@@ -5,6 +5,7 @@ mod bench;
 mod bench_report;
 mod image;
 mod setup;
+mod vm;
 
 use std::{
     path::{Path, PathBuf},
@@ -192,7 +193,11 @@ fn test(filter: Option<&str>) -> Result<()> {
     image::print(&image::build()?);
     let mut it = cargo();
     it.args(["test", "--package", "observer-tests"])
-        .env("OBSERVER_BIN", workspace_root().join("target/release/observer"));
+        .env("OBSERVER_BIN", workspace_root().join("target/release/observer"))
+        // The kernel matrix (tests/tests/kernels.rs): the static daemon in its VMs and natively,
+        // and the kernels `setup::all` fetched.
+        .env("OBSERVER_STATIC_BIN", vm::static_binary()?)
+        .env("OBSERVER_VM_KERNELS", vm::kernels_dir());
     it.arg("--");
     if let Some(f) = filter {
         it.arg(f);

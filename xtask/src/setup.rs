@@ -1,6 +1,7 @@
 //! Idempotent setup of everything a fresh machine lacks, each step saying what it does:
 //! nightly rust-src (for -Z build-std=core), bpf-linker built against the nightly toolchain's
-//! own LLVM, and the Debian packages the integration tests drive.
+//! own LLVM, the Debian packages the integration tests drive, and the kernels the kernel
+//! matrix boots (`vm.rs`).
 
 use std::{path::PathBuf, process::Command};
 
@@ -16,7 +17,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// k8s-cri crate's build script needs to generate the CRI client; for the deploy
 /// path: Prometheus and promtool, umoci and skopeo (the image, without a Docker engine), the
 /// glibc static libraries and binutils' strip (a static daemon on a scratch image), python3-venv
-/// (manifest checks).
+/// (manifest checks); qemu-system-x86 (the kernel matrix boots Debian's 6.1 and 6.12 kernels
+/// under it: `tests/tests/kernels.rs`).
 const PACKAGES: &[&str] = &[
     "runc",
     "crun",
@@ -30,6 +32,7 @@ const PACKAGES: &[&str] = &[
     "libc6-dev",
     "binutils",
     "python3-venv",
+    "qemu-system-x86",
 ];
 
 /// The Kubernetes and Prometheus Operator schema checkers and everything they import, pinned,
@@ -64,6 +67,7 @@ pub fn all() -> Result<()> {
     bpf_linker()?;
     packages()?;
     validate_tools()?;
+    crate::vm::kernels()?;
     Ok(())
 }
 
