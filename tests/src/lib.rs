@@ -21,6 +21,7 @@ use serde_json::Value;
 
 pub mod containerd;
 pub mod prometheus;
+pub mod vm;
 
 /// Fails loudly when the tests cannot run for real.
 pub fn require_root() {

@@ -1,0 +1,396 @@
+#!/bin/sh
+# The kernel matrix's scenarios (tests/tests/kernels.rs), run by busybox sh: inside a VM as
+# the guest init's child (tests/vm/init.sh), and natively on the test host. It runs
+# `observer check`, starts `observer run`, makes "containers" the way tests/src/lib.rs does
+# (a kubepods cgroup, kubelet's log layout, `unshare -p -f` so the workload is PID 1 of a
+# pid namespace), stops them as a runtime would, and prints what it did and the daemon's
+# journal as marker lines for the host to check field by field:
+#
+#   @@observer-vm <key> <rest of the line>
+#
+# keys: kernel, version, check, check-exit, fact <scenario> k=v..., error, journal <JSON
+# line>, daemon-log <line>, end <exit status>. Progress goes to stderr.
+#
+# Input (environment):
+#   OBS_APPLETS  a directory of busybox applet links (`busybox --install -s DIR`)
+#   OBS_BIN      the observer binary
+#   OBS_V2       where the cgroup v2 hierarchy is mounted
+#   OBS_WORK     a directory of its own (journal, kubelet log root, daemon log)
+#   OBS_TAG      makes the ids unique to this run
+#   OBS_LISTEN   the daemon's HTTP address (127.0.0.1:PORT)
+#   OBS_NODE     the node name the daemon writes in every record
+#   OBS_OUT      where the marker lines go (default: stdout)
+#   OBS_V1_MEMORY  the v1 memory controller, used for the OOM case when the v2 hierarchy has
+#                no memory controller (hybrid hosts; default /sys/fs/cgroup/memory)
+#
+# Everything it starts is ended by PID and everything it creates is removed at its exit.
+
+set -u
+: "${OBS_APPLETS:?}" "${OBS_BIN:?}" "${OBS_V2:?}" "${OBS_WORK:?}" "${OBS_TAG:?}" "${OBS_LISTEN:?}" "${OBS_NODE:?}"
+OBS_V1_MEMORY=${OBS_V1_MEMORY:-/sys/fs/cgroup/memory}
+A=$OBS_APPLETS
+if [ -n "${OBS_OUT:-}" ]; then exec 3>"$OBS_OUT"; else exec 3>&1; fi
+
+NS=kmatrix
+LOGS=$OBS_WORK/logs
+JOURNAL=$OBS_WORK/journal.jsonl
+DAEMON_LOG=$OBS_WORK/daemon.log
+DPID=
+# "unshare-pid:pid1-pid" pairs still to reap, other children still to reap, and the cgroups
+# made (removed first to last: containers before their pods).
+LIVE=
+CHILDREN=
+CGROUPS=
+# Container ids whose record must be in the journal before the daemon is stopped.
+EXPECT=
+
+say() { printf '@@observer-vm %s\n' "$*" >&3; }
+log() { printf 'scenarios: %s\n' "$*" >&2; }
+fact() { say fact "$@"; }
+fail() {
+	say error "$*"
+	log "error: $*"
+	exit 1
+}
+
+# A 64-hex id (sha256 of the seed), and a pod uid made of one.
+hash64() { printf '%s' "$1" | sha256sum | cut -c1-64; }
+uuid() {
+	hash64 "$1" | sed 's/^\(.\{8\}\)\(.\{4\}\)\(.\{4\}\)\(.\{4\}\)\(.\{12\}\).*/\1-\2-\3-\4-\5/'
+}
+
+# The state letter of /proc/PID/stat (empty when gone); comm cannot hold ") " here.
+proc_state() {
+	local line
+	line=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+	line=${line##*) }
+	echo "${line%% *}"
+}
+alive() {
+	case $(proc_state "$1") in "" | Z | X) return 1 ;; esac
+}
+
+# new_container SCENARIO POD CONTAINER: kubelet's log layout for it
+# (pods/<ns>_<pod>_<uid>/<container>/ and containers/<pod>_<ns>_<container>-<id>.log), then
+# its cgroup /kubepods/besteffort/pod<uid>/<id>. Sets CID, PUID, POD_CG (relative) and CG.
+new_container() {
+	CID=$(hash64 "$OBS_TAG/$1/container")
+	PUID=$(uuid "$OBS_TAG/$1/pod")
+	local pdir="$LOGS/pods/${NS}_${2}_${PUID}"
+	mkdir -p "$pdir/$3" "$LOGS/containers" || fail "log layout of $1"
+	ln -s "$pdir/$3/0.log" "$LOGS/containers/${2}_${NS}_${3}-${CID}.log" || fail "log link of $1"
+	POD_CG=kubepods/besteffort/pod$PUID
+	CG=$OBS_V2/$POD_CG/$CID
+	mkdir -p "$CG" || fail "mkdir $CG"
+	CGROUPS="$CGROUPS $CG $OBS_V2/$POD_CG"
+	fact "$1" "cid=$CID" "pod_uid=$PUID" "namespace=$NS" "pod=$2" "container=$3" "cgroup=/$POD_CG/$CID"
+}
+
+# A shell that moves itself into the cgroups $CGS, then execs its arguments. (Applets are run
+# by path throughout: busybox sh execs an applet named alone as /proc/self/exe, comm "exe".)
+JOIN='for d in $CGS; do echo $$ > "$d/cgroup.procs" || exit 97; done; exec "$@"'
+
+# wait_started SCENARIO PID COMM: until PID runs COMM (in the first cgroup of $CGS, if any).
+wait_started() {
+	local n=0 rel=${CGS%% *}
+	rel=${rel#"$OBS_V2"}
+	until [ "$(cat "/proc/$2/comm" 2>/dev/null)" = "$3" ] &&
+		{ [ -z "$CGS" ] || grep -qx "0::$rel" "/proc/$2/cgroup"; }; do
+		n=$((n + 1))
+		[ $n -gt 1000 ] && fail "$1: pid $2 is not running $3 in $rel after 10 s"
+		sleep 0.01
+	done
+}
+
+# spawn SCENARIO PROG ARGS...: PROG as PID 1 of a new pid namespace in the cgroups $CGS, as a
+# runtime starts a container: `unshare -p -f` forks the namespace's init, which moves itself
+# into the cgroups and execs PROG. unshare stays outside, as a runtime's shim does (inside,
+# it would be an exec session into the container: a preStop candidate). Sets UPID (unshare,
+# our child) and PID (the host pid of PID 1).
+spawn() {
+	local scenario=$1 kids n=0
+	shift
+	CGS=$CGS "$A/unshare" -p -f "$A/sh" -c "$JOIN" sh "$@" </dev/null >/dev/null 2>&1 &
+	UPID=$!
+	# PID 1 is unshare's only child (/proc/PID/task/TID/children: CONFIG_PROC_CHILDREN).
+	until [ -n "${kids:-}" ]; do
+		kids=$(cat "/proc/$UPID/task/$UPID/children" 2>/dev/null)
+		n=$((n + 1))
+		[ $n -gt 1000 ] && fail "$scenario: unshare (pid $UPID) started no PID 1 in 10 s"
+		sleep 0.01
+	done
+	PID=${kids%% *}
+	LIVE="$LIVE $UPID:$PID"
+	wait_started "$scenario" "$PID" "${1##*/}"
+	fact "$scenario" "pid=$PID" "comm=${1##*/}"
+}
+
+# wait_gone SCENARIO SECONDS: until PID 1 has exited and unshare with it; reaps unshare.
+# Facts: gone (a time after the exit) and status (unshare's: PID 1's code, 128 + its signal).
+wait_gone() {
+	local n=$(($2 * 100)) status keep pair
+	while [ $n -gt 0 ] && alive "$UPID"; do
+		sleep 0.01
+		n=$((n - 1))
+	done
+	fact "$1" "gone=$EPOCHREALTIME"
+	[ $n -gt 0 ] || fail "$1: PID 1 ($PID) still running after $2 s"
+	wait "$UPID"
+	status=$?
+	keep=
+	for pair in $LIVE; do [ "${pair%%:*}" = "$UPID" ] || keep="$keep $pair"; done
+	LIVE=$keep
+	fact "$1" "status=$status"
+}
+
+# wait_disposition PID SigCgt|SigIgn: until PID catches (ignores) SIGTERM, bit 15 of the
+# mask in /proc/PID/status (a shell runs `trap` only after its exec: a signal sent before
+# meets SIG_DFL, which a pid namespace's init drops).
+wait_disposition() {
+	local n=0 key mask
+	while [ $n -lt 1000 ]; do
+		while read -r key mask; do
+			if [ "$key" = "$2:" ] && [ $((0x${mask#"${mask%????}"} & 0x4000)) -ne 0 ]; then
+				return 0
+			fi
+		done <"/proc/$1/status"
+		n=$((n + 1))
+		sleep 0.01
+	done
+	fail "pid $1 has no $2 bit for SIGTERM after 10 s"
+}
+
+# signal SCENARIO NAME SIG: sends SIG to PID 1 from this shell (the runtime's role); facts
+# NAME_a and NAME_b: times right before and right after the kill(2).
+signal() {
+	local a b
+	a=$EPOCHREALTIME
+	kill "-$3" "$PID" || fail "$1: kill -$3 $PID"
+	b=$EPOCHREALTIME
+	fact "$1" "${2}_a=$a" "${2}_b=$b"
+}
+
+finish() {
+	local rc=$1 pair n line d
+	trap - EXIT INT TERM
+	if [ -n "$DPID" ]; then
+		kill -TERM "$DPID" 2>/dev/null
+		n=0
+		while alive "$DPID" && [ $n -lt 1500 ]; do
+			sleep 0.01
+			n=$((n + 1))
+		done
+		alive "$DPID" && kill -KILL "$DPID"
+		wait "$DPID"
+		fact daemon "exit=$?"
+	fi
+	if [ -f "$JOURNAL" ]; then
+		while IFS= read -r line; do say journal "$line"; done <"$JOURNAL"
+	fi
+	if [ -f "$DAEMON_LOG" ]; then
+		while IFS= read -r line; do say daemon-log "$line"; done <"$DAEMON_LOG"
+	fi
+	# What is still running: PID 1s (only while their unshare parent, not yet reaped,
+	# holds them: a reaped pid may already be another process's), then our children.
+	for pair in $LIVE; do
+		if [ "$(awk '{print $4}' "/proc/${pair#*:}/stat" 2>/dev/null)" = "${pair%%:*}" ]; then
+			kill -KILL "${pair#*:}"
+		fi
+		kill -KILL "${pair%%:*}" 2>/dev/null
+		wait "${pair%%:*}"
+	done
+	for pair in $CHILDREN; do
+		kill -KILL "$pair" 2>/dev/null
+		wait "$pair"
+	done
+	for d in $CGROUPS; do
+		n=0
+		while [ -d "$d" ] && ! rmdir "$d" 2>/dev/null && [ $n -lt 100 ]; do
+			sleep 0.01
+			n=$((n + 1))
+		done
+		[ -d "$d" ] && log "warning: could not remove $d"
+	done
+	rm -rf "$LOGS" "$JOURNAL" "$DAEMON_LOG" "$OBS_WORK/check.txt"
+	say end "$rc"
+	exec 3>&-
+}
+trap 'finish $?' EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+
+say kernel "$(uname -r)"
+say version "$(cat /proc/version)"
+# The stop signals' sender: this shell (kill is its builtin).
+fact script "pid=$$" "comm=$(cat /proc/$$/comm)"
+log "kernel $(uname -r), cgroup v2 at $OBS_V2"
+
+# 1. The preflight: every line PASS, exit 0.
+"$OBS_BIN" check >"$OBS_WORK/check.txt" 2>&1
+rc=$?
+while IFS= read -r line; do say check "$line"; done <"$OBS_WORK/check.txt"
+say check-exit "$rc"
+
+# A container that predates the daemon (the start-up walk must find it).
+new_container early cache-0 redis
+CGS=$CG
+spawn early "$A/sleep" 1000
+EXPECT="$EXPECT $CID"
+EARLY_PID=$PID
+EARLY_UPID=$UPID
+
+RUST_LOG=info "$OBS_BIN" run --listen "$OBS_LISTEN" --journal "$JOURNAL" \
+	--kubelet-log-root "$LOGS" --cri-endpoint none --node "$OBS_NODE" \
+	--containerd-state "$OBS_WORK/no-containerd" --crio-storage "$OBS_WORK/no-crio" \
+	</dev/null >"$DAEMON_LOG" 2>&1 &
+DPID=$!
+n=0
+# (no `wget -T`: it crashes in the busybox of Debian 12)
+until [ "$(timeout 5 wget -q -O - "http://$OBS_LISTEN/healthz" 2>/dev/null)" = ok ]; do
+	alive "$DPID" || fail "observer run exited before it was healthy (its log follows)"
+	n=$((n + 1))
+	[ $n -gt 1200 ] && fail "observer run not healthy after 120 s"
+	sleep 0.1
+done
+log "daemon healthy (pid $DPID)"
+
+# 2. No handler: the kernel drops SIGTERM at a pid namespace's init with SIG_DFL; SIGKILL.
+new_container noh web-7d4b9c6f8-x2k9p app
+CGS=$CG
+spawn noh "$A/sleep" 1000
+EXPECT="$EXPECT $CID"
+signal noh term TERM
+sleep 1.5
+alive "$PID" && fact noh alive_after_term=yes
+signal noh kill KILL
+wait_gone noh 10
+
+# 3. A handler that exits with code 3.
+new_container handled api-0 api
+CGS=$CG
+spawn handled "$A/sh" -c 'trap "exit 3" TERM; sleep 1000 & wait'
+EXPECT="$EXPECT $CID"
+wait_disposition "$PID" SigCgt
+signal handled term TERM
+wait_gone handled 10
+
+# 4. SIG_IGN for SIGTERM, then SIGKILL.
+new_container ignored worker-5f6d7c8b9-bcdfg worker
+CGS=$CG
+spawn ignored "$A/sh" -c 'trap "" TERM; sleep 1000 & wait'
+EXPECT="$EXPECT $CID"
+wait_disposition "$PID" SigIgn
+signal ignored term TERM
+sleep 1
+alive "$PID" && fact ignored alive_after_term=yes
+signal ignored kill KILL
+wait_gone ignored 10
+
+# 5. Not containers: a host process, a process in a container's cgroup that is no pid
+# namespace's init, and a pid namespace's init outside kubepods. Stopped before the
+# scenarios below, whose records then prove theirs would have been written by the end.
+"$A/sleep" 1000 </dev/null >/dev/null 2>&1 &
+HOST_PID=$!
+CHILDREN="$CHILDREN $HOST_PID"
+CGS=
+wait_started hostproc "$HOST_PID" sleep
+fact hostproc "pid=$HOST_PID"
+kill -TERM "$HOST_PID"
+wait "$HOST_PID"
+fact hostproc "status=$?"
+CHILDREN=
+
+new_container noinit nginx-7d4b9c6f8-x2k9p nginx
+CGS=$CG
+CGS=$CGS "$A/sh" -c "$JOIN" sh "$A/sleep" 1000 </dev/null >/dev/null 2>&1 &
+NOINIT_PID=$!
+CHILDREN="$CHILDREN $NOINIT_PID"
+wait_started noinit "$NOINIT_PID" sleep
+fact noinit "pid=$NOINIT_PID"
+kill -TERM "$NOINIT_PID"
+wait "$NOINIT_PID"
+fact noinit "status=$?"
+CHILDREN=
+
+OUTSIDE=$OBS_V2/observer-matrix-$OBS_TAG-outside
+mkdir -p "$OUTSIDE" || fail "mkdir $OUTSIDE"
+CGROUPS="$CGROUPS $OUTSIDE"
+CGS=$OUTSIDE
+spawn outside "$A/sleep" 1000
+signal outside term TERM
+signal outside kill KILL
+wait_gone outside 10
+
+# 6. OOM under a 32 MiB limit: memory.max when the v2 hierarchy has the memory controller
+# (enabled in subtree_control down the kubepods tree), else the v1 memory controller's
+# memory.limit_in_bytes (hybrid hosts), as tests/tests/termination.rs does.
+new_container oom hog-7d4b9c6f8-x2k9p hog
+EXPECT="$EXPECT $CID"
+LIMIT=33554432
+if grep -qw memory "$OBS_V2/cgroup.controllers"; then
+	d=$OBS_V2
+	for part in kubepods besteffort "pod$PUID"; do
+		echo +memory >"$d/cgroup.subtree_control" || fail "oom: +memory in $d"
+		d=$d/$part
+	done
+	echo +memory >"$d/cgroup.subtree_control" || fail "oom: +memory in $d"
+	echo "$LIMIT" >"$CG/memory.max" || fail "oom: memory.max"
+	fact oom memory=v2
+	MEM_CGS=$CG
+elif [ -f "$OBS_V1_MEMORY/memory.limit_in_bytes" ]; then
+	M=$OBS_V1_MEMORY/$POD_CG/$CID
+	mkdir -p "$M" || fail "mkdir $M"
+	CGROUPS="$M $OBS_V1_MEMORY/$POD_CG $CGROUPS"
+	echo "$LIMIT" >"$M/memory.limit_in_bytes" || fail "oom: memory.limit_in_bytes"
+	echo "$LIMIT" >"$M/memory.memsw.limit_in_bytes" 2>/dev/null
+	fact oom memory=v1
+	MEM_CGS="$CG $M"
+else
+	fail "oom: no memory controller, neither in $OBS_V2 nor at $OBS_V1_MEMORY"
+fi
+CGS=$MEM_CGS
+spawn oom "$A/sh" -c 'a=xxxxxxxxxxxxxxxx; while :; do a="$a$a"; done'
+wait_gone oom 60
+
+# 7. An exec session right before the stop, as a preStop exec hook through `runc exec`: a
+# process forked outside the container joins its cgroup and execs `sleep 1`; the stop
+# signal follows its end at once (a session counts up to 0.5 s after it ended).
+new_container prestop shop-7d4b9c6f8-x2k9p main
+CGS=$CG
+spawn prestop "$A/sh" -c 'trap "exit 0" TERM; sleep 1000 & wait'
+EXPECT="$EXPECT $CID"
+wait_disposition "$PID" SigCgt
+a=$EPOCHREALTIME
+CGS=$CG "$A/sh" -c "$JOIN" sh "$A/sleep" 1 </dev/null >/dev/null 2>&1 &
+HOOK_PID=$!
+wait "$HOOK_PID"
+fact prestop "hook_status=$?" "hook_pid=$HOOK_PID" "hook_a=$a" "hook_b=$EPOCHREALTIME"
+signal prestop term TERM
+wait_gone prestop 10
+
+# SIGKILL with no stop signal first (a force delete).
+new_container force batch-28340160-4sxv9 job
+CGS=$CG
+spawn force "$A/sleep" 1000
+EXPECT="$EXPECT $CID"
+signal force kill KILL
+wait_gone force 10
+
+# The early container, stopped last.
+PID=$EARLY_PID
+UPID=$EARLY_UPID
+signal early term TERM
+sleep 0.5
+signal early kill KILL
+wait_gone early 10
+
+# Every record is in before the daemon stops.
+n=0
+for cid in $EXPECT; do
+	until grep -q "\"container_id\":\"$cid\"" "$JOURNAL" 2>/dev/null; do
+		n=$((n + 1))
+		[ $n -gt 3000 ] && fail "no record for container $cid after 30 s"
+		sleep 0.01
+	done
+done
+log "all records written"
