@@ -239,8 +239,20 @@ impl<'a> Checker<'a> {
     fn not_containers(&mut self, not_run: &[&str]) {
         for scenario in NOT_CONTAINERS.iter().filter(|s| !not_run.contains(s)) {
             let pid = self.num(scenario, "pid");
-            let stray: Vec<&Value> =
-                self.r.journal.iter().filter(|r| r["pid"].as_f64() == Some(pid)).collect();
+            let (start, gone) = (self.num(scenario, "start"), self.num(scenario, "gone"));
+            // Natively, another container may get the same pid later (the daemon records every
+            // kubepods container on the node): only an exit while it lived is its.
+            let stray: Vec<&Value> = self
+                .r
+                .journal
+                .iter()
+                .filter(|r| r["pid"].as_f64() == Some(pid))
+                .filter(|r| {
+                    r["exit_at"].is_string()
+                        && (start - 1.0..=gone + 1.0)
+                            .contains(&(epoch_ns(&r["exit_at"]) as f64 / 1e9))
+                })
+                .collect();
             if !stray.is_empty() {
                 self.fail(format!("{scenario} (pid {pid}) was recorded: {stray:#?}"));
             }

@@ -289,6 +289,7 @@ wait_gone ignored 10
 # 5. Not containers: a host process, a process in a container's cgroup that is no pid
 # namespace's init, and a pid namespace's init outside kubepods. Stopped before the
 # scenarios below, whose records then prove theirs would have been written by the end.
+fact hostproc "start=$EPOCHREALTIME"
 "$A/sleep" 1000 </dev/null >/dev/null 2>&1 &
 HOST_PID=$!
 CHILDREN="$CHILDREN $HOST_PID"
@@ -297,11 +298,12 @@ wait_started hostproc "$HOST_PID" sleep
 fact hostproc "pid=$HOST_PID"
 kill -TERM "$HOST_PID"
 wait "$HOST_PID"
-fact hostproc "status=$?"
+fact hostproc "status=$?" "gone=$EPOCHREALTIME"
 CHILDREN=
 
 new_container noinit nginx-7d4b9c6f8-x2k9p nginx
 CGS=$CG
+fact noinit "start=$EPOCHREALTIME"
 CGS=$CGS "$A/sh" -c "$JOIN" sh "$A/sleep" 1000 </dev/null >/dev/null 2>&1 &
 NOINIT_PID=$!
 CHILDREN="$CHILDREN $NOINIT_PID"
@@ -309,13 +311,14 @@ wait_started noinit "$NOINIT_PID" sleep
 fact noinit "pid=$NOINIT_PID"
 kill -TERM "$NOINIT_PID"
 wait "$NOINIT_PID"
-fact noinit "status=$?"
+fact noinit "status=$?" "gone=$EPOCHREALTIME"
 CHILDREN=
 
 OUTSIDE=$OBS_V2/observer-matrix-$OBS_TAG-outside
 mkdir -p "$OUTSIDE" || fail "mkdir $OUTSIDE"
 CGROUPS="$CGROUPS $OUTSIDE"
 CGS=$OUTSIDE
+fact outside "start=$EPOCHREALTIME"
 spawn outside "$A/sleep" 1000
 signal outside term TERM
 signal outside kill KILL
