@@ -21,7 +21,10 @@ pub const GRAMMAR: &str = "a number and a unit (ms, s, m, h, d, w) or several, e
 pub enum DurationError {
     #[error("bad duration {0:?}: expected {GRAMMAR}")]
     Syntax(String),
-    #[error("bad duration {0:?}: too long, or finer than a nanosecond")]
+    #[error(
+        "bad duration {0:?}: too long, finer than 1ns, or a fraction of an hour, day or week \
+        that is not whole seconds"
+    )]
     Range(String),
     #[error("bad duration {input:?}: at most {}", Short(*max))]
     TooLong { input: String, max: Duration },
@@ -189,7 +192,7 @@ mod tests {
             let text = e.to_string();
             assert!(text.starts_with("bad duration") && text.contains(GRAMMAR), "{text}");
         }
-        for huge in ["99999999999999999999s", "99999999999999w", "0.0000000001s"] {
+        for huge in ["99999999999999999999s", "99999999999999w", "0.0000000001s", "0.001h"] {
             assert_eq!(parse(huge), Err(DurationError::Range(huge.to_string())), "{huge:?}");
         }
     }
