@@ -114,7 +114,7 @@ pub fn build() -> Result<Image> {
     Ok(Image { layout, tag, archive, digest, stored_bytes, binary_bytes })
 }
 
-fn host_triple() -> Result<String> {
+pub fn host_triple() -> Result<String> {
     let out = Command::new("rustc").arg("-vV").output().context("rustc -vV")?;
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -133,11 +133,19 @@ fn oci_arch(triple: &str) -> Result<&'static str> {
 
 /// Builds the daemon with the C runtime linked in: it then runs on an empty root filesystem.
 /// A target of its own (`target/<host>/release`), so the dynamic build beside it is untouched.
-fn static_binary(host: &str) -> Result<PathBuf> {
+/// `cargo <args> --release --target <host>` with glibc linked statically: the one release
+/// configuration this project builds, so the daemon, the image, the kernel matrix and the
+/// fuzz step share one set of release artefacts (`target/<host>/release`).
+pub fn static_cargo(host: &str, args: &[&str]) -> std::process::Command {
     let var = format!("CARGO_TARGET_{}_RUSTFLAGS", host.to_uppercase().replace('-', "_"));
-    run(crate::cargo()
-        .args(["build", "--release", "--package", "observer", "--target", host])
-        .env(var, "-C target-feature=+crt-static"))?;
+    let mut cmd = crate::cargo();
+    cmd.args(args).args(["--release", "--target", host]).env(var, "-C target-feature=+crt-static");
+    cmd
+}
+
+/// Builds the static daemon and returns its path.
+pub fn static_binary(host: &str) -> Result<PathBuf> {
+    run(&mut static_cargo(host, &["build", "--package", "observer"]))?;
     let bin = workspace_root().join("target").join(host).join("release/observer");
     let elf = std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
     if needs_interpreter(&elf)? {

@@ -26,7 +26,7 @@ struct Cli {
 enum Cmd {
     /// Install what is missing: nightly rust-src, bpf-linker, Debian packages for the tests.
     Setup,
-    /// Setup, then build target/release/observer with the eBPF object embedded.
+    /// Setup, then build target/release/observer (static, the eBPF object embedded).
     Build,
     /// Setup, build, and run the daemon as root with working defaults.
     Run {
@@ -43,10 +43,14 @@ enum Cmd {
     },
     /// Setup, then the daemon's OCI image (static binary on scratch, umoci): prints digest and size.
     Image,
-    /// Setup, build, then every test: formatting, clippy, unit tests, root integration tests.
+    /// Setup, build, then every test: formatting, clippy, unit tests and fuzzing (the unit
+    /// tier, no root), then the root integration tests (the root tier). CI runs both.
     Test {
         /// Only tests whose name contains this (passed to the test harness).
         filter: Option<String>,
+        /// unit (no root), root, or all.
+        #[arg(long, value_enum, default_value = "all")]
+        tier: Tier,
     },
 }
 
@@ -81,9 +85,13 @@ fn main() -> Result<()> {
             image::print(&image::build()?);
             Ok(())
         }
-        Cmd::Test { filter } => {
-            setup::all()?;
-            test(filter.as_deref())
+        Cmd::Test { filter, tier } => {
+            if tier == Tier::Unit {
+                setup::toolchain()?;
+            } else {
+                setup::all()?;
+            }
+            test(filter.as_deref(), tier)
         }
     }
 }
@@ -118,10 +126,17 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// Builds the release daemon: statically linked (the image's and the kernel matrix's binary
+/// too, so one release build serves all), and placed at `target/release/observer` as well,
+/// where the README, the tests and the benches look for it.
 fn build_release() -> Result<()> {
-    run(cargo().args(["build", "--release", "--package", "observer"]))?;
+    let built = image::static_binary(&image::host_triple()?)?;
     let bin = workspace_root().join("target/release/observer");
-    eprintln!("xtask: built {} (eBPF object embedded)", bin.display());
+    std::fs::create_dir_all(bin.parent().expect("a directory"))?;
+    let tmp = bin.with_extension("new");
+    std::fs::copy(&built, &tmp).with_context(|| format!("copying {}", built.display()))?;
+    std::fs::rename(&tmp, &bin)?;
+    eprintln!("xtask: built {} (static, eBPF object embedded)", bin.display());
     Ok(())
 }
 
@@ -148,8 +163,31 @@ fn run_daemon(extra: &[String]) -> Result<()> {
     run(&mut cmd)
 }
 
-fn test(filter: Option<&str>) -> Result<()> {
-    require_root("cargo xtask test")?;
+/// Which tests `cargo xtask test` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Tier {
+    /// Formatting, clippy, unit tests and the bounded fuzz step: no root needed.
+    Unit,
+    /// The release build, the image, and the root integration tests (kernel matrix included).
+    Root,
+    /// Both, in that order (what CI runs).
+    All,
+}
+
+fn test(filter: Option<&str>, tier: Tier) -> Result<()> {
+    if tier != Tier::Unit {
+        require_root("cargo xtask test (the root tier; `--tier unit` needs no root)")?;
+    }
+    if tier != Tier::Root {
+        unit_tier(filter)?;
+    }
+    if tier != Tier::Unit {
+        root_tier(filter)?;
+    }
+    Ok(())
+}
+
+fn unit_tier(filter: Option<&str>) -> Result<()> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -180,14 +218,20 @@ fn test(filter: Option<&str>) -> Result<()> {
     }
     run(&mut unit)?;
     // Fuzzing, bounded: the parsers that read what the node hands us (cgroup paths, kubelet's
-    // log layout, pod names, kubelet's annotations and preStop JSON) under many more generated
-    // inputs than the unit run's default, in release mode. Any panic fails the run.
+    // log layout, pod names, kubelet's annotations and preStop JSON, kernel BTF) under many
+    // more generated inputs than the unit run's default, in release mode. Any panic fails the
+    // run. Built in the release configuration of the daemon itself, so the two share their
+    // compiled dependencies.
     if filter.is_none() {
-        let mut fuzz = cargo();
-        fuzz.args(["test", "--release", "--package", "observer", "--lib", "--", "never_panic"])
-            .env("PROPTEST_CASES", FUZZ_CASES);
+        let host = image::host_triple()?;
+        let mut fuzz = image::static_cargo(&host, &["test", "--package", "observer", "--lib"]);
+        fuzz.args(["--", "never_panic"]).env("PROPTEST_CASES", FUZZ_CASES);
         run(&mut fuzz)?;
     }
+    Ok(())
+}
+
+fn root_tier(filter: Option<&str>) -> Result<()> {
     // Root integration tests drive the release binary, as a node would run it, and the image.
     build_release()?;
     image::print(&image::build()?);

@@ -63,12 +63,18 @@ const VALIDATE_REQUIREMENTS: &[&str] = &[
 ];
 
 pub fn all() -> Result<()> {
-    rust_src()?;
-    bpf_linker()?;
-    packages()?;
+    toolchain()?;
     validate_tools()?;
     crate::vm::kernels()?;
     Ok(())
+}
+
+/// What building and the unit tier need: the eBPF toolchain and the Debian packages (installed
+/// when root; without root a missing package is an error that says so).
+pub fn toolchain() -> Result<()> {
+    rust_src()?;
+    bpf_linker()?;
+    packages()
 }
 
 /// The venv holding the manifest checkers (the deploy tests find it here).
