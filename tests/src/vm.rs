@@ -5,8 +5,9 @@
 //! A VM is qemu with the kernel `cargo xtask setup` cached (`xtask/src/vm.rs`) and an
 //! initramfs written here ([`Cpio`]): busybox, the static observer, `tests/vm/init.sh` as
 //! `/init` and the scenario script. The guest's console (ttyS0, qemu's stdout) carries the
-//! kernel's messages and the script's progress; the script's marker lines go to a second
-//! serial port (ttyS1, a file on the host), which the kernel never writes to.
+//! kernel's messages and the script's progress; the script writes its marker lines to a file,
+//! which init copies at the end to a second serial port (ttyS1, a file on the host) that the
+//! kernel never writes to.
 
 use std::{
     collections::BTreeMap,
@@ -49,6 +50,36 @@ pub fn busybox() -> Result<PathBuf> {
         .map(PathBuf::from)
         .find(|p| p.is_file())
         .context("busybox-static is not installed: run `cargo xtask setup`")
+}
+
+/// `tests/progs/<name>.c` linked statically (glibc's libc.a, from libc6-dev) into
+/// `target/test-progs/static/<name>` (the same name, so the same comm, in the VM and here),
+/// rebuilt when the source is newer: the guest has no libc for the dynamic build the other
+/// tests use (`crate::trigger_program`).
+pub fn static_trigger_program(name: &str) -> Result<PathBuf> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("progs").join(format!("{name}.c"));
+    let out_dir = root.join("../target/test-progs/static");
+    let out = out_dir.join(name);
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if matches!((modified(&out), modified(&src)), (Some(o), Some(s)) if o >= s) {
+        return Ok(out);
+    }
+    std::fs::create_dir_all(&out_dir)?;
+    let tmp = out_dir.join(format!("{name}.{}", std::process::id()));
+    let status = Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-static", "-pthread", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .status()
+        .context("cc (gcc) builds the trigger programs: apt-get install gcc")?;
+    if !status.success() {
+        bail!("cc -static {}: {status}", src.display());
+    }
+    std::fs::rename(&tmp, &out)?;
+    Ok(out)
 }
 
 /// A kernel of the matrix as `cargo xtask setup` caches it: `<dir>/<release>/vmlinuz`, with
@@ -178,9 +209,9 @@ impl Cpio {
     }
 }
 
-/// The guest's root: busybox (its applet links are made by /init), the static observer, the
-/// init and the scenario script, the mount points, and /dev/console (5, 1), which the kernel
-/// opens for init's stdio before anything is mounted.
+/// The guest's root: busybox (its applet links are made by /init), the static observer and
+/// threads_exit, the init and the scenario script, the mount points, and /dev/console (5, 1),
+/// which the kernel opens for init's stdio before anything is mounted.
 pub fn initramfs(observer: &Path) -> Result<Vec<u8>> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let mut cpio = Cpio::new();
@@ -190,6 +221,7 @@ pub fn initramfs(observer: &Path) -> Result<Vec<u8>> {
     cpio.char_dev("dev/console", 0o600, 5, 1);
     cpio.file("bin/busybox", 0o755, &read(&busybox()?)?);
     cpio.file("bin/observer", 0o755, &read(observer)?);
+    cpio.file("bin/threads_exit", 0o755, &read(&static_trigger_program("threads_exit")?)?);
     cpio.file("init", 0o755, &read(&script("init.sh"))?);
     cpio.file("scenarios.sh", 0o755, &read(&script("scenarios.sh"))?);
     Ok(cpio.finish())
@@ -426,9 +458,10 @@ impl Report {
     }
 }
 
-/// One native run of the scenario script: its marker lines (stdout) and progress (stderr).
+/// One native run of the scenario script: its marker lines (a file) and progress.
 #[derive(Debug)]
 pub struct Native {
+    pub markers: String,
     pub stdout: String,
     pub stderr: String,
     pub status: Option<std::process::ExitStatus>,
@@ -453,6 +486,7 @@ pub fn run_native(
     if !status.success() {
         bail!("busybox --install -s {}: {status}", applets.display());
     }
+    let markers = work.join("markers");
     let start = Instant::now();
     let mut child = Command::new(applets.join("sh"))
         .arg(script("scenarios.sh"))
@@ -460,11 +494,13 @@ pub fn run_native(
         .env("PATH", &applets)
         .env("OBS_APPLETS", &applets)
         .env("OBS_BIN", observer)
+        .env("OBS_THREADS_EXIT", static_trigger_program("threads_exit")?)
         .env("OBS_V2", cgroup_v2)
         .env("OBS_WORK", work)
         .env("OBS_TAG", tag)
         .env("OBS_LISTEN", listen)
         .env("OBS_NODE", "observer-matrix-host")
+        .env("OBS_OUT", &markers)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -491,6 +527,7 @@ pub fn run_native(
         }
     }
     Ok(Native {
+        markers: std::fs::read_to_string(&markers).unwrap_or_default(),
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
         status,

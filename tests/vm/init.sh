@@ -1,10 +1,11 @@
 #!/bin/busybox sh
 # PID 1 of the kernel matrix's VMs: tests/src/vm.rs packs it as /init of an initramfs with
-# busybox, the static observer and tests/vm/scenarios.sh. It mounts what a node has (procfs,
-# sysfs, devtmpfs, tmpfs /tmp and /run, tracefs, bpffs, cgroup2 alone at /sys/fs/cgroup),
-# brings loopback up for the daemon's HTTP server, runs the scenarios with their marker lines
-# on the second serial port (ttyS1: the kernel writes only to the console, ttyS0, so no
-# kernel message can land inside a marker line) and powers off.
+# busybox, the static observer, a static tests/progs/threads_exit and tests/vm/scenarios.sh.
+# It mounts what a node has (procfs, sysfs, devtmpfs, tmpfs /tmp and /run, tracefs, bpffs,
+# cgroup2 alone at /sys/fs/cgroup), brings loopback up for the daemon's HTTP server, runs the
+# scenarios, copies their marker lines to the second serial port (ttyS1: the kernel writes
+# only to the console, ttyS0, so no kernel message can land inside a marker line) and powers
+# off.
 
 /bin/busybox mount -t proc proc /proc
 # Applet links (busybox finds itself through /proc/self/exe).
@@ -24,9 +25,11 @@ hostname observer-vm
 stty -F /dev/ttyS1 raw -echo
 
 mkdir -p /tmp/work
-OBS_APPLETS=/bin OBS_BIN=/bin/observer OBS_V2=/sys/fs/cgroup OBS_WORK=/tmp/work \
+OBS_APPLETS=/bin OBS_BIN=/bin/observer OBS_THREADS_EXIT=/bin/threads_exit \
+	OBS_V2=/sys/fs/cgroup OBS_WORK=/tmp/work \
 	OBS_TAG="vm-$(uname -r)" OBS_LISTEN=127.0.0.1:9464 OBS_NODE=observer-vm \
-	OBS_OUT=/dev/ttyS1 /bin/sh /scenarios.sh
+	OBS_OUT=/tmp/markers /bin/sh /scenarios.sh
 echo "init: scenarios.sh exited with $?"
-# Closing ttyS1 (at the script's exit) waited for its output to drain.
+# cat's close of ttyS1, its last, waits until the port has sent everything.
+cat /tmp/markers >/dev/ttyS1
 poweroff -f

@@ -14,22 +14,28 @@
 # Input (environment):
 #   OBS_APPLETS  a directory of busybox applet links (`busybox --install -s DIR`)
 #   OBS_BIN      the observer binary
+#   OBS_THREADS_EXIT  tests/progs/threads_exit.c, built static
 #   OBS_V2       where the cgroup v2 hierarchy is mounted
 #   OBS_WORK     a directory of its own (journal, kubelet log root, daemon log)
 #   OBS_TAG      makes the ids unique to this run
 #   OBS_LISTEN   the daemon's HTTP address (127.0.0.1:PORT)
 #   OBS_NODE     the node name the daemon writes in every record
-#   OBS_OUT      where the marker lines go (default: stdout)
+#   OBS_OUT      the file the marker lines go to: a regular file, never a terminal or a pipe
+#                (a write(2) blocked on those returns EINTR when this shell's SIGCHLD handler
+#                runs, and the line is lost: the VM's serial port did that to a line written
+#                right after a kill; the VM's init copies the file to the port at the end)
 #   OBS_V1_MEMORY  the v1 memory controller, used for the OOM case when the v2 hierarchy has
 #                no memory controller (hybrid hosts; default /sys/fs/cgroup/memory)
 #
 # Everything it starts is ended by PID and everything it creates is removed at its exit.
 
 set -u
-: "${OBS_APPLETS:?}" "${OBS_BIN:?}" "${OBS_V2:?}" "${OBS_WORK:?}" "${OBS_TAG:?}" "${OBS_LISTEN:?}" "${OBS_NODE:?}"
+: "${OBS_APPLETS:?}" "${OBS_BIN:?}" "${OBS_THREADS_EXIT:?}" "${OBS_V2:?}" "${OBS_WORK:?}"
+: "${OBS_TAG:?}" "${OBS_LISTEN:?}" "${OBS_NODE:?}"
 OBS_V1_MEMORY=${OBS_V1_MEMORY:-/sys/fs/cgroup/memory}
 A=$OBS_APPLETS
-if [ -n "${OBS_OUT:-}" ]; then exec 3>"$OBS_OUT"; else exec 3>&1; fi
+: "${OBS_OUT:?}"
+exec 3>"$OBS_OUT"
 
 NS=kmatrix
 LOGS=$OBS_WORK/logs
@@ -370,6 +376,28 @@ wait "$HOOK_PID"
 fact prestop "hook_status=$?" "hook_pid=$HOOK_PID" "hook_a=$a" "hook_b=$EPOCHREALTIME"
 signal prestop term TERM
 wait_gone prestop 10
+
+# A threaded PID 1 (tests/progs/threads_exit.c, static) whose group leader leaves at SIGTERM:
+# the process ends with its last thread, DELAY ms later, which SYS_exit(7)s (threads) or
+# exit(5)s, a group exit (threadgroup). Which thread's exit ends a process is group_dead,
+# the sched_process_exit argument that kernels before 6.16 lack.
+threaded() {
+	local n=0
+	new_container "$1" "$2" "$3"
+	CGS=$CG
+	spawn "$1" "$OBS_THREADS_EXIT" "$4" "$5" "$6"
+	EXPECT="$EXPECT $CID"
+	until grep -qx "Threads:	2" "/proc/$PID/status"; do
+		n=$((n + 1))
+		[ $n -gt 1000 ] && fail "$1: PID 1 did not start its second thread in 10 s"
+		sleep 0.01
+	done
+	fact "$1" "delay_ms=$5"
+	signal "$1" term TERM
+	wait_gone "$1" 10
+}
+threaded threads queue-7d4b9c6f8-x2k9p consumer leader-first-thread-exit 400 7
+threaded threadgroup cron-7d4b9c6f8-x2k9p tick leader-first-group-exit 200 5
 
 # SIGKILL with no stop signal first (a force delete).
 new_container force batch-28340160-4sxv9 job
