@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use crate::{
     events::{Disposition, Event, Proc, ProcessExit, SignalResult},
-    prestop::{ExecSessions, SessionSeen},
+    prestop::{ExecSessions, SessionSeen, StopSeen},
     signals::SIGKILL,
 };
 
@@ -105,6 +105,15 @@ pub struct Termination {
 }
 
 impl Termination {
+    /// What preStop reads of it: the stop signal, the observed window, the candidates.
+    pub fn stop_seen(&self) -> StopSeen<'_> {
+        StopSeen {
+            stop_ns: self.stop_signal.as_ref().map(|s| s.at_ns),
+            window_ns: self.term_to_kill_ns(),
+            candidates: &self.prestop_candidates,
+        }
+    }
+
     /// Stop signal -> exit, in nanoseconds.
     pub fn term_to_exit_ns(&self) -> Option<u64> {
         self.stop_signal.as_ref().map(|s| self.exit.at_ns.saturating_sub(s.at_ns))

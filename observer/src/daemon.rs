@@ -1,9 +1,10 @@
 //! `observer run`: wires the tasks. Preflight, the probes (`kernel::loader::Probes`), the
-//! ring-buffer reader (`kernel::reader`), the metadata resolver, the HTTP server, and the
+//! ring-buffer reader ([`reader`]), the metadata resolver, the HTTP server, and the
 //! record path (`pipeline`), driven by one select loop. Timing comes from the kernel's
 //! timestamps only.
 
 pub mod args;
+pub mod reader;
 
 use std::{
     sync::{atomic::Ordering, Arc},
@@ -19,7 +20,7 @@ use crate::{
     check,
     clock::{monotonic_ns, WallClock},
     daemon::args::RunArgs,
-    kernel::{loader::Probes, reader},
+    kernel::loader::Probes,
     metadata::resolver,
     pipeline::{Pipeline, Settings},
     sinks::{

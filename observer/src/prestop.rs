@@ -15,7 +15,6 @@ use serde::Serialize;
 
 use crate::{
     clock::WallClock,
-    correlate::Termination,
     events::{ExecSession, Proc},
     kubelet::MINIMUM_GRACE_PERIOD_SECONDS,
     metadata::{annotations::PreStopHandler, Identity},
@@ -30,7 +29,7 @@ pub const WINDOW_TOLERANCE_NS: u64 = 300_000_000;
 /// kubelet was waiting for (it calls StopContainer as soon as the hook returns).
 pub const PRESTOP_END_SLACK_NS: u64 = 500_000_000;
 /// How long an ended exec session is kept for the termination it may be the preStop of (the
-/// record closes [`crate::correlate::CLOSE_LINGER_NS`] after PID 1's exit; the session can end after that exit).
+/// record closes `correlate::CLOSE_LINGER_NS` after PID 1's exit; the session can end after that exit).
 pub const SESSION_LINGER_NS: u64 = 10 * SEC;
 /// Bound on exec sessions kept (running ones included); past it the oldest is evicted and
 /// counted.
@@ -232,24 +231,36 @@ pub struct PreStop {
     pub comm: Option<String>,
 }
 
+/// What a closed termination says about its stop, as preStop reads it (built by
+/// `correlate::Termination::stop_seen`; this module does not depend on the correlator).
+#[derive(Debug, Clone, Copy)]
+pub struct StopSeen<'a> {
+    /// The stop signal (kernel clock), when one was sent.
+    pub stop_ns: Option<u64>,
+    /// Stop signal -> SIGKILL, when both were seen: the observed G'.
+    pub window_ns: Option<u64>,
+    /// The exec sessions running at the stop signal or ended just before it, latest first.
+    pub candidates: &'a [SessionSeen],
+}
+
 impl PreStop {
     /// From the termination's exec sessions, else inferred from G and the stop window.
     /// `hook_command` is the preStopHandler's exec command when metadata knows it.
     pub fn observe(
-        t: &Termination,
+        t: &StopSeen<'_>,
         grace_period_seconds: Option<u64>,
         hook_command: Option<&[String]>,
         clock: &WallClock,
     ) -> Option<Self> {
-        let stop = t.stop_signal.as_ref()?;
-        let window = t.term_to_kill_ns();
-        if let Some(s) = choose_exec_prestop(&t.prestop_candidates, hook_command) {
+        let stop_ns = t.stop_ns?;
+        let window = t.window_ns;
+        if let Some(s) = choose_exec_prestop(t.candidates, hook_command) {
             return Some(Self {
                 kind: "exec",
                 started_at: Some(clock.rfc3339(s.started_ns)),
                 ended_at: s.ended_ns.map(|e| clock.rfc3339(e)),
                 duration_seconds: s.ended_ns.map(|e| e.saturating_sub(s.started_ns) as f64 / 1e9),
-                overrun: exec_prestop_overrun(s.running_at(stop.at_ns), window),
+                overrun: exec_prestop_overrun(s.running_at(stop_ns), window),
                 pid: Some(s.session.pid),
                 comm: Some(s.session.comm.clone()),
             });
@@ -272,19 +283,15 @@ impl PreStop {
 /// handler means there was no hook: nothing is inferred, and exec sessions at that moment
 /// (`kubectl exec`, probes) are not taken for one. A known HTTP or sleep hook leaves no process:
 /// only the inference from the stop window applies.
-pub fn for_record(t: &Termination, id: &Identity, clock: &WallClock) -> Option<PreStop> {
+pub fn for_record(t: &StopSeen<'_>, id: &Identity, clock: &WallClock) -> Option<PreStop> {
     match &id.prestop_handler {
         None if id.grace_period_seconds.is_some() => None,
         None => PreStop::observe(t, id.grace_period_seconds, None, clock),
         Some(PreStopHandler::Exec { command }) => {
             PreStop::observe(t, id.grace_period_seconds, Some(command), clock)
         }
-        Some(_) if t.prestop_candidates.is_empty() => {
-            PreStop::observe(t, id.grace_period_seconds, None, clock)
-        }
         Some(_) => {
-            let mut no_exec = t.clone();
-            no_exec.prestop_candidates.clear();
+            let no_exec = StopSeen { candidates: &[], ..*t };
             PreStop::observe(&no_exec, id.grace_period_seconds, None, clock)
         }
     }
@@ -334,36 +341,13 @@ mod tests {
         assert!(!exec_prestop_overrun(true, Some(25 * SEC)), "not the floor");
         assert!(!exec_prestop_overrun(false, Some(2 * SEC)));
     }
-    use crate::{
-        correlate::{Exit, Kill, Outcome, StopSignal},
-        events::Disposition,
-    };
 
-    fn termination(kill_after_s: Option<u64>, sessions: Vec<SessionSeen>) -> Termination {
-        let proc_ = |pid, comm: &str| Proc { pid, comm: comm.into() };
-        let stop_at = 100 * SEC;
-        Termination {
-            pid: 10,
-            comm: "app".into(),
-            cgroup_id: 1,
-            stop_signal: Some(StopSignal {
-                sig: 15,
-                at_ns: stop_at,
-                sender: proc_(5, "runc"),
-                ignored: true,
-                handler: Some(Disposition::Default),
-                disposition: None,
-            }),
-            sigkill: kill_after_s
-                .map(|s| Kill { at_ns: stop_at + s * SEC, sender: proc_(5, "runc") }),
-            oom: false,
-            exit: Exit {
-                at_ns: stop_at + kill_after_s.unwrap_or(1) * SEC + 1,
-                code: None,
-                signal: Some(9),
-            },
-            outcome: Outcome::Killed,
-            prestop_candidates: sessions,
+    /// A stop signal at 100 s and, `kill_after_s` later, SIGKILL.
+    fn termination(kill_after_s: Option<u64>, sessions: &[SessionSeen]) -> StopSeen<'_> {
+        StopSeen {
+            stop_ns: Some(100 * SEC),
+            window_ns: kill_after_s.map(|s| s * SEC),
+            candidates: sessions,
         }
     }
 
@@ -380,30 +364,32 @@ mod tests {
     #[test]
     fn an_exec_session_is_the_prestop_with_its_kernel_times() {
         let clock = WallClock::measure();
-        let t = termination(Some(20), vec![session(90, Some(99))]);
+        let sessions = [session(90, Some(99))];
+        let t = termination(Some(20), &sessions);
         let p = PreStop::observe(&t, None, None, &clock).unwrap();
         assert_eq!((p.kind, p.overrun, p.pid), ("exec", false, Some(20)));
         assert_eq!(p.duration_seconds, Some(9.0));
         assert_eq!(p.started_at, Some(clock.rfc3339(90 * SEC)));
         // Running at the stop signal, 2 s floor: overrun.
-        let t = termination(Some(2), vec![session(70, Some(102))]);
+        let sessions = [session(70, Some(102))];
+        let t = termination(Some(2), &sessions);
         assert!(PreStop::observe(&t, Some(30), None, &clock).unwrap().overrun);
     }
 
     #[test]
     fn without_a_session_the_hook_is_inferred_only_with_grace_and_a_window() {
         let clock = WallClock::measure();
-        let t = termination(Some(2), vec![]);
+        let t = termination(Some(2), &[]);
         let p = PreStop::observe(&t, Some(30), None, &clock).unwrap();
         assert_eq!((p.kind, p.overrun, p.duration_seconds), ("inferred", true, Some(28.0)));
         assert_eq!((p.started_at, p.pid), (None, None));
         assert_eq!(PreStop::observe(&t, None, None, &clock), None, "no G: nothing invented");
-        let graceful = termination(None, vec![]);
+        let graceful = termination(None, &[]);
         assert_eq!(PreStop::observe(&graceful, Some(30), None, &clock), None, "no window");
-        let full = termination(Some(30), vec![]);
+        let full = termination(Some(30), &[]);
         assert_eq!(PreStop::observe(&full, Some(30), None, &clock), None, "G' = G");
-        let mut no_stop = termination(Some(2), vec![session(99, None)]);
-        no_stop.stop_signal = None;
+        let sessions = [session(99, None)];
+        let no_stop = StopSeen { stop_ns: None, ..termination(Some(2), &sessions) };
         assert_eq!(PreStop::observe(&no_stop, Some(30), None, &clock), None);
     }
 }

@@ -10,9 +10,9 @@ use tokio::{
     sync::mpsc,
 };
 
-use super::loader;
 use crate::{
     events::{self, Event},
+    kernel::loader,
     sinks::http::Shared,
 };
 

@@ -1,6 +1,5 @@
-//! The kernel side seen from userspace: BTF offsets, tracefs, loading the probes, reading them.
+//! The kernel side seen from userspace: BTF offsets, tracefs, loading the probes (reading them is `daemon::reader`).
 pub mod btf;
 pub mod compat;
 pub mod loader;
-pub mod reader;
 pub mod tracefs;

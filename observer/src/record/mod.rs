@@ -76,7 +76,7 @@ impl Record {
         clock: &WallClock,
     ) -> Self {
         let id = identity.cloned().unwrap_or_default();
-        let prestop = prestop::for_record(t, &id, clock);
+        let prestop = prestop::for_record(&t.stop_seen(), &id, clock);
         let stop = t.stop_signal.as_ref();
         Self {
             ts: clock.rfc3339(t.exit.at_ns),
