@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use observer_tests::{epoch_ns, observer_bin, Daemon};
+use observer_tests::{by_id, epoch_ns, observer_bin, Daemon, INTERVALS, TIMESTAMPS};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -69,9 +69,6 @@ fn drill(flags: &[&str], cmd: &[String]) -> Drill {
 fn secs(v: &Value, what: &str) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("{what} is not a number: {v}"))
 }
-
-const TIMESTAMPS: &[&str] = &["ts", "stop_signal_at", "sigkill_at", "exit_at"];
-const INTERVALS: &[&str] = &["term_to_exit_seconds", "term_to_kill_seconds"];
 
 /// The daemon's record of the drill's container equals the drill's: every field, with
 /// timestamps and intervals within 5 ms. What only the drill knows is the grace period (the
@@ -137,7 +134,7 @@ fn case(flags: &[&str], cmd: &[String], status: i32) -> (Value, Daemon) {
     );
     let rec = run.record();
     let cid = rec["container_id"].as_str().expect("a container id").to_string();
-    let theirs = d.wait_records(1, WAIT, |r| r["container_id"] == cid.as_str()).remove(0);
+    let theirs = d.wait_records(1, WAIT, by_id(&cid)).remove(0);
     assert_same_record(&rec, &theirs);
     (rec, d)
 }

@@ -14,13 +14,12 @@ use std::{
 };
 
 use observer_tests::{
+    by_id,
     containerd::{PrivateContainerd, BUSYBOX, BUSYBOX_SIGQUIT},
-    epoch_ns, observer_bin, Daemon,
+    epoch_ns, observer_bin, Daemon, INTERVALS, TIMESTAMPS,
 };
 use serde_json::Value;
 
-const TIMESTAMPS: &[&str] = &["ts", "stop_signal_at", "sigkill_at", "exit_at"];
-const INTERVALS: &[&str] = &["term_to_exit_seconds", "term_to_kill_seconds"];
 /// The runtime's SIGKILL against its timeout: containerd's timer and `runc kill`.
 const KILL_SLACK: f64 = 0.3;
 
@@ -245,9 +244,7 @@ fn scenario_matrix_through_containerds_cri() {
         assert_eq!(r["image"], case.image, "{}: {r:#}", case.name);
         (case.check)(&r);
         let cid = r["container_id"].as_str().expect("container id").to_string();
-        let theirs = d
-            .wait_records(1, Duration::from_secs(15), |x| x["container_id"] == cid.as_str())
-            .remove(0);
+        let theirs = d.wait_records(1, Duration::from_secs(15), by_id(&cid)).remove(0);
         assert_same_record(case.name, &r, &theirs);
     }
     // The drill removed every sandbox it made: the pause containers' SIGKILLs were seen and

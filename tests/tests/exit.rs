@@ -10,11 +10,10 @@
 
 use std::time::{Duration, Instant};
 
-use observer_tests::{trigger_program, unique, Daemon, NsInit, Pod};
+use observer_tests::{by_id, close_to, trigger_program, unique, Daemon, NsInit, Pod};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);
-const CLOCK_SLACK: f64 = 0.020;
 
 #[derive(Clone, Copy, Debug)]
 enum ExitPath {
@@ -59,18 +58,11 @@ fn container(d: &Daemon, what: &str) -> (Pod, String, std::path::PathBuf) {
 
 /// Exactly one record for `cid`, also after a pause in which a second would have come.
 fn one_record(d: &Daemon, cid: &str) -> Value {
-    let r = d.wait_records(1, WAIT, |r| r["container_id"] == cid).remove(0);
+    let r = d.wait_records(1, WAIT, by_id(cid)).remove(0);
     std::thread::sleep(Duration::from_millis(300));
     let n = d.records().iter().filter(|r| r["container_id"] == cid).count();
     assert_eq!(n, 1, "one process, one record: {:#?}", d.records());
     r
-}
-
-fn close_to(actual: f64, expected: f64, what: &str) {
-    assert!(
-        (actual - expected).abs() <= CLOCK_SLACK,
-        "{what}: kernel {actual:.6} s vs test clock {expected:.6} s"
-    );
 }
 
 /// The leader leaves at SIGTERM, the last thread 400 ms later with SYS_exit(7): the process

@@ -7,13 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use observer_tests::{runc_in_pod, unique, wait_handler, Daemon, Pod, Runc};
+use observer_tests::{by_id, runc_container, unique, wait_handler, Daemon};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-fn runc_container(d: &Daemon, ns: &str, args: &[&str]) -> (Pod, String, Runc) {
-    runc_in_pod(&d.log_root, ns, "shop-7d4b9c6f8-x2k9p", args)
-}
 
 /// `runc exec ID ARGS` to its end, as ExecSync runs a hook.
 fn runc_exec(id: &str, args: &[&str]) {
@@ -31,8 +27,12 @@ fn runc_exec(id: &str, args: &[&str]) {
 fn runc_exec_hook_that_returns_before_the_stop_signal() {
     let d = Daemon::start();
     let ns = unique("hook");
-    let (pod, cid, runc) =
-        runc_container(&d, &ns, &["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]);
+    let (pod, cid, runc) = runc_container(
+        &d,
+        &ns,
+        "shop-7d4b9c6f8-x2k9p",
+        &["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"],
+    );
     wait_handler(runc.pid().unwrap(), libc::SIGTERM).unwrap();
     // An exec long before the stop (an exec probe, say) is not the hook.
     runc_exec(&runc.id, &["true"]);
@@ -41,7 +41,7 @@ fn runc_exec_hook_that_returns_before_the_stop_signal() {
     runc_exec(&runc.id, &["sleep", "1"]);
     let hook = t0.elapsed().as_secs_f64();
     runc.kill("TERM").unwrap();
-    let r = &d.wait_records(1, WAIT, |r| r["container_id"] == cid.as_str())[0];
+    let r = &d.wait_records(1, WAIT, by_id(&cid))[0];
     assert_eq!(r["outcome"], "graceful");
     let p = &r["prestop"];
     assert_eq!(p["kind"], "exec", "{r:#}");
@@ -61,7 +61,7 @@ fn runc_exec_hook_that_returns_before_the_stop_signal() {
 fn runc_exec_hook_still_running_at_the_stop_signal_overran() {
     let d = Daemon::start();
     let ns = unique("hookover");
-    let (pod, cid, runc) = runc_container(&d, &ns, &["sleep", "1000"]);
+    let (pod, cid, runc) = runc_container(&d, &ns, "shop-7d4b9c6f8-x2k9p", &["sleep", "1000"]);
     let mut hook = Command::new("runc")
         .args(["exec", &runc.id, "sleep", "30"])
         .stdin(Stdio::null())
@@ -76,7 +76,7 @@ fn runc_exec_hook_still_running_at_the_stop_signal_overran() {
     runc.kill("KILL").unwrap();
     // The kernel ended the hook with the container.
     let _ = hook.wait();
-    let r = &d.wait_records(1, WAIT, |r| r["container_id"] == cid.as_str())[0];
+    let r = &d.wait_records(1, WAIT, by_id(&cid))[0];
     assert_eq!(r["outcome"], "killed");
     let p = &r["prestop"];
     assert_eq!(p["kind"], "exec", "{r:#}");

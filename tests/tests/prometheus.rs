@@ -12,6 +12,7 @@ use std::{
 };
 
 use observer_tests::{
+    by_id,
     prometheus::{parse_exposition, readme_metrics, workspace_root, Prometheus},
     unique, Daemon, NsInit, Pod,
 };
@@ -37,8 +38,8 @@ fn terminate_two(d: &Daemon, pod: &mut Pod) {
     killed.signal(libc::SIGKILL);
     graceful.wait_exit(WAIT).unwrap();
     killed.wait_exit(WAIT).unwrap();
-    d.wait_records(1, WAIT, |r| r["container_id"] == graceful_id.as_str());
-    d.wait_records(1, WAIT, |r| r["container_id"] == killed_id.as_str());
+    d.wait_records(1, WAIT, by_id(&graceful_id));
+    d.wait_records(1, WAIT, by_id(&killed_id));
 }
 
 fn readme() -> String {

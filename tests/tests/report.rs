@@ -14,7 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use observer_tests::{observer_bin, runc_in_pod, unique, Daemon, NsInit, Pod, Runc};
+use observer_tests::{
+    args, graceful_inits, handler_exits, observer_bin, runc_container, unique, Daemon, NsInit, Pod,
+};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -65,14 +67,6 @@ fn row(text: &str, label: &str) -> Vec<String> {
 /// The forced-kill lines of a report.
 fn kills(text: &str) -> Vec<&str> {
     text.lines().skip_while(|l| !l.starts_with("FORCED KILLS")).skip(2).collect()
-}
-
-fn handler_exits() -> Vec<&'static str> {
-    vec!["busybox", "sh", "-c", "trap 'exit 0' TERM; busybox sleep 1000 & wait"]
-}
-
-fn runc_container(d: &Daemon, ns: &str, pod_name: &str, args: &[&str]) -> (Pod, String, Runc) {
-    runc_in_pod(&d.log_root, ns, pod_name, args)
 }
 
 fn by_ns(ns: &str) -> impl Fn(&Value) -> bool + '_ {
@@ -202,13 +196,7 @@ fn rotation_across_files_keeps_every_record_in_order() {
     let d = Daemon::start_with(None, &["--journal-max-bytes", "4096", "--journal-files", "30"]);
     let ns = unique("rot");
     let mut pod = Pod::new(&d.log_root, &ns, "fleet-7d4b9c6f8-x2k9p");
-    let mut procs = Vec::new();
-    for i in 0..N {
-        let (cid, cg) = pod.container(&format!("c{i}"));
-        let p = NsInit::spawn(&cg, &handler_exits()).unwrap();
-        p.wait_handler(libc::SIGTERM).unwrap();
-        procs.push((cid, p));
-    }
+    let procs = graceful_inits(&mut pod, N);
     for (_, p) in &procs {
         p.signal(libc::SIGTERM);
     }
@@ -327,13 +315,7 @@ fn a_daemon_killed_mid_burst_leaves_only_whole_lines() {
     let ns = unique("kill9");
     let mut pod = Pod::new(&log_root, &ns, "fleet-7d4b9c6f8-x2k9p");
     let d = Daemon::start_with_journal(Some(&journal), Some(&log_root), &[]);
-    let mut procs = Vec::new();
-    for i in 0..N {
-        let (_, cg) = pod.container(&format!("c{i}"));
-        let p = NsInit::spawn(&cg, &handler_exits()).unwrap();
-        p.wait_handler(libc::SIGTERM).unwrap();
-        procs.push(p);
-    }
+    let procs: Vec<NsInit> = graceful_inits(&mut pod, N).into_iter().map(|(_, p)| p).collect();
     for p in &procs {
         p.signal(libc::SIGTERM);
     }
@@ -453,13 +435,14 @@ fn terminations_endpoint_with_good_and_bad_parameters() {
     let mut api = Pod::new(&d.log_root, &ns, "api-0");
     // Alternately: web killed (no handler), api graceful; in order, one record at a time.
     let mut ids = Vec::new();
+    let graceful = handler_exits(0);
     for i in 0..6 {
         let (cid, cg, argv): (String, PathBuf, Vec<&str>) = if i % 2 == 0 {
             let (c, g) = web.container(&format!("w{i}"));
             (c, g, vec!["busybox", "sleep", "1000"])
         } else {
             let (c, g) = api.container(&format!("a{i}"));
-            (c, g, handler_exits())
+            (c, g, args(&graceful))
         };
         let p = NsInit::spawn(&cg, &argv).unwrap();
         if i % 2 == 0 {

@@ -7,38 +7,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use observer_tests::{cgroup_v2_root, runc_in_pod, unique, Daemon, NsInit, Pod, Runc};
+use observer_tests::{
+    args, by_id, cgroup_v2_root, close_to, graceful_inits, handler_exits, runc_container, unique,
+    Daemon, NsInit, Pod,
+};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);
-/// The bound for kernel intervals against the test's own clock.
-const CLOCK_SLACK: f64 = 0.020;
-
-/// A handler that exits at once with `code` (`wait` returns as soon as a trapped signal
-/// arrives, so there is no polling delay).
-fn handler_exits(code: u32) -> Vec<String> {
-    vec![
-        "busybox".into(),
-        "sh".into(),
-        "-c".into(),
-        format!("trap 'exit {code}' TERM; busybox sleep 1000 & wait"),
-    ]
-}
-
-fn args(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
-fn by_id(cid: &str) -> impl Fn(&Value) -> bool + '_ {
-    move |r| r["container_id"] == cid
-}
-
-fn close_to(actual: f64, expected: f64, what: &str) {
-    assert!(
-        (actual - expected).abs() <= CLOCK_SLACK,
-        "{what}: kernel {actual:.6} s vs test clock {expected:.6} s"
-    );
-}
 
 #[test]
 fn pid1_without_handler_drops_sigterm_and_needs_sigkill() {
@@ -302,13 +277,7 @@ fn a_burst_of_200_pod_processes_stopped_at_once_loses_nothing() {
     let d = Daemon::start();
     let ns = unique("burst");
     let mut pod = Pod::new(&d.log_root, &ns, "fleet-7d4b9c6f8-x2k9p");
-    let mut procs = Vec::new();
-    for i in 0..N {
-        let (cid, cg) = pod.container(&format!("c{i}"));
-        let p = NsInit::spawn(&cg, &args(&handler_exits(0))).unwrap();
-        p.wait_handler(libc::SIGTERM).unwrap();
-        procs.push((cid, p));
-    }
+    let procs = graceful_inits(&mut pod, N);
     let t0 = Instant::now();
     for (_, p) in &procs {
         p.signal(libc::SIGTERM);
@@ -349,12 +318,6 @@ fn containers_started_before_the_daemon_are_known() {
     drop(p);
     drop(pod);
     let _ = std::fs::remove_dir_all(&log_root);
-}
-
-/// Callers end the container before the pod (`drop(runc); drop(pod)`): the pod's cgroups can
-/// only be removed once the container's are.
-fn runc_container(d: &Daemon, ns: &str, pod_name: &str, args: &[&str]) -> (Pod, String, Runc) {
-    runc_in_pod(&d.log_root, ns, pod_name, args)
 }
 
 #[test]
