@@ -13,7 +13,8 @@ use anyhow::{bail, Context as _, Result};
 use crate::Pod;
 
 /// A process that is PID 1 of a fresh pid namespace inside a container cgroup, as a runtime
-/// would start it: `sh` joins the cgroup, then `unshare --pid --fork` makes the child PID 1.
+/// would start it: `unshare --pid --fork` makes the child PID 1, which joins the cgroup and
+/// execs the workload.
 pub struct NsInit {
     unshare: Child,
     /// Host pid of the namespace's PID 1.
@@ -33,11 +34,16 @@ impl NsInit {
         let mut join = String::new();
         for dir in std::iter::once(cgroup).chain(extra.iter().copied()) {
             std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
-            join.push_str(&format!("echo $$ > {}/cgroup.procs && ", dir.display()));
+            // `0`: the writing task itself (kernel/cgroup/cgroup.c, cgroup_procs_write_start()).
+            join.push_str(&format!("echo 0 > {}/cgroup.procs && ", dir.display()));
         }
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(format!("{join}exec unshare --pid --fork \"$@\""))
+        // PID 1 joins the container's cgroups itself, then execs the workload, as a runtime's
+        // init does: `unshare` stays outside the container. (Had unshare joined first and
+        // exec'd there, the kernel would rightly report it as an exec session entering the
+        // container, and every record would carry it as a preStop hook.)
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "sh", "-c"])
+            .arg(format!("{join}exec \"$@\""))
             .arg("sh")
             .args(argv)
             .stdin(Stdio::null())
@@ -45,6 +51,7 @@ impl NsInit {
             .stderr(Stdio::null());
         let unshare = cmd.spawn().context("spawning unshare")?;
         let upid = unshare.id();
+        let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain(std::iter::once(0))).collect();
         // The namespace's PID 1 is unshare's only child.
         let deadline = Instant::now() + Duration::from_secs(5);
         let pid = loop {
@@ -52,16 +59,16 @@ impl NsInit {
                 .unwrap_or_default();
             if let Some(p) = children.split_whitespace().next().and_then(|p| p.parse::<u32>().ok())
             {
-                // Wait until it has exec'd the workload (no longer unshare's copy).
-                let exe = std::fs::read_link(format!("/proc/{p}/exe")).unwrap_or_default();
-                if !exe.to_string_lossy().contains("unshare") {
+                // Wait until it has joined the cgroups and exec'd the workload.
+                let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                if cmdline == want {
                     break p;
                 }
             }
             if Instant::now() > deadline {
                 bail!("unshare did not start PID 1 in 5 s");
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(2));
         };
         // SAFETY: plain syscall; the fd is owned below.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };

@@ -45,6 +45,8 @@ fn pid1_without_handler_drops_sigterm_and_needs_sigkill() {
     assert_eq!(r["exit_code"], Value::Null);
     assert!(r["sigkill_at"].is_string() && r["stop_signal_at"].is_string());
     assert_eq!(r["stop_signal_sender"]["pid"], std::process::id());
+    // Nothing entered the container from outside while it stopped: no preStop.
+    assert_eq!(r["prestop"], Value::Null, "{r:#}");
     close_to(
         r["term_to_kill_seconds"].as_f64().unwrap(),
         (t_kill - t_term).as_secs_f64(),

@@ -54,7 +54,7 @@ enum Cmd {
     },
 }
 
-/// Generated inputs per parser property in `cargo xtask test`'s fuzz step (15 properties: node
+/// Generated inputs per parser property in `cargo xtask test`'s fuzz step (14 properties: node
 /// input parsers, kernel BTF, durations; about 25 s on two cores once built).
 const FUZZ_CASES: &str = "200000";
 
