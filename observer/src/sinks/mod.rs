@@ -28,10 +28,6 @@ impl Outputs {
         Self { journal, shared, failing: 0 }
     }
 
-    pub fn journal(&self) -> &Journal {
-        &self.journal
-    }
-
     fn append(&mut self, record: &Record) {
         let m = &self.shared.metrics;
         match self.journal.append(record) {
