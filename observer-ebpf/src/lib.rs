@@ -15,8 +15,9 @@ use core::mem::size_of;
 pub mod names {
     /// The one ring buffer every probe writes to.
     pub const EVENTS: &str = "EVENTS";
-    /// LRU map: tgid -> [`super::Tracked`], the processes a stop signal or SIGKILL has targeted.
-    pub const TRACKED: &str = "TRACKED";
+    /// Hash map: tgid -> [`super::Process`], the containers' main processes and the exec
+    /// sessions entering containers.
+    pub const PROCESSES: &str = "PROCESSES";
     /// Hash map: cgroup v2 id -> [`super::WatchedCgroup`], the containers' cgroups.
     pub const WATCHED_CGROUPS: &str = "WATCHED_CGROUPS";
     /// Per-CPU array of `u64`, indexed by [`super::Counter`].
@@ -70,6 +71,11 @@ pub mod disposition {
     pub const IGNORED: u32 = 1;
     /// A user handler.
     pub const HANDLED: u32 = 2;
+    /// The signal is blocked (in `task->blocked`, or in `task->real_blocked` while the task
+    /// waits in sigtimedwait(2)): it stays pending and is taken by sigwait, signalfd or a
+    /// handler when unblocked. Only at generation; kernel/signal.c `sig_ignored()` never
+    /// drops a blocked signal, whatever its handler.
+    pub const BLOCKED: u32 = 3;
     /// Could not be read.
     pub const UNKNOWN: u32 = 255;
 }
@@ -113,11 +119,12 @@ pub enum EventKind {
     CgroupRmdir = 5,
     OomVictim = 6,
     ExecSession = 7,
+    MainProcess = 8,
 }
 
 impl EventKind {
     /// Every kind, in number order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::SignalGenerate,
         Self::SignalDeliver,
         Self::ProcessExit,
@@ -125,6 +132,7 @@ impl EventKind {
         Self::CgroupRmdir,
         Self::OomVictim,
         Self::ExecSession,
+        Self::MainProcess,
     ];
 
     /// The counter a full ring buffer bumps when a record of this kind is lost: the probes
@@ -136,7 +144,7 @@ impl EventKind {
             Self::ProcessExit => Counter::RingbufFullProcessExit,
             Self::CgroupMkdir | Self::CgroupRmdir => Counter::RingbufFullCgroup,
             Self::OomVictim => Counter::RingbufFullOom,
-            Self::ExecSession => Counter::RingbufFullExec,
+            Self::ExecSession | Self::MainProcess => Counter::RingbufFullExec,
         }
     }
 
@@ -149,6 +157,7 @@ impl EventKind {
             5 => Self::CgroupRmdir,
             6 => Self::OomVictim,
             7 => Self::ExecSession,
+            8 => Self::MainProcess,
             _ => return None,
         })
     }
@@ -165,12 +174,18 @@ pub struct EventHeader {
     pub ktime_ns: u64,
 }
 
-/// signal:signal_generate (tp_btf), for a stop signal or SIGKILL aimed at a container's PID 1.
+/// signal:signal_generate (tp_btf), for a stop signal or SIGKILL aimed at a container's main
+/// process by anyone but the container itself (or by the kernel).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SignalGenerateEvent {
     pub header: EventHeader,
     pub sig: u32,
+    /// `info->si_code` (include/uapi/asm-generic/siginfo.h): [`SI_USER`] for kill(2),
+    /// pidfd_send_signal(2) without info and cgroup.kill, SI_TKILL for tgkill(2), [`SI_KERNEL`]
+    /// for `SEND_SIG_PRIV` (the OOM killer, a pid namespace's dying init).
+    pub si_code: i32,
+    pub _pad0: u32,
     /// A [`signal_result`] value.
     pub result: u32,
     /// `group` argument: 1 when sent to the whole thread group (PIDTYPE_TGID and up).
@@ -183,7 +198,9 @@ pub struct SignalGenerateEvent {
     pub target_tid: u32,
     pub sender_tgid: u32,
     pub sender_tid: u32,
-    /// The target's cgroup v2 id at the time of the signal.
+    /// The target's start time ([`Process::start_ticks`]): with `target_tgid`, its identity.
+    pub target_start_ticks: u64,
+    /// The target's container cgroup (v2 id), as learnt with its main process.
     pub target_cgroup_id: u64,
     pub sender_cgroup_id: u64,
     pub target_comm: [u8; TASK_COMM_LEN],
@@ -200,23 +217,26 @@ pub struct SignalDeliverEvent {
     pub disposition: u32,
     pub tgid: u32,
     pub tid: u32,
+    pub start_ticks: u64,
     pub sa_flags: u64,
     pub cgroup_id: u64,
 }
 
-/// sched:sched_process_exit (tp_btf) of a tracked process's last thread: the process is gone.
+/// sched:sched_process_exit (tp_btf) of a followed process's last thread: the process is gone.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ProcessExitEvent {
     pub header: EventHeader,
     pub tgid: u32,
     pub tid: u32,
+    pub start_ticks: u64,
     /// The wait(2) status the process's parent (the runtime) reaps, computed as
     /// `wait_task_zombie()` does (kernel/exit.c): `signal->group_exit_code` after a group exit
     /// or a fatal signal, else the group leader's `exit_code`. `code << 8` for exit(code), the
     /// signal number (| 0x80 for a core dump) for a fatal signal.
     pub exit_code: u32,
-    pub _pad0: u32,
+    /// A [`role`] value: a container's main process or an exec session.
+    pub role: u32,
     pub cgroup_id: u64,
     pub comm: [u8; TASK_COMM_LEN],
 }
@@ -274,11 +294,49 @@ pub struct ExecSessionEvent {
     pub parent_comm: [u8; TASK_COMM_LEN],
 }
 
-/// Value of the `TRACKED` LRU map: what has already been emitted for a target process, so a
-/// storm of the same signal at one PID 1 costs a map update, not a ring-buffer record.
+/// sched:sched_process_exec (tp_btf): a container's main process, learnt as the runtime makes
+/// it: the first exec in a container cgroup by a process whose parent is outside it (runc's or
+/// crun's init exec'ing the entrypoint), in a cgroup none of whose ancestors has a main
+/// process already.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MainProcessEvent {
+    pub header: EventHeader,
+    pub tgid: u32,
+    pub parent_tgid: u32,
+    pub start_ticks: u64,
+    /// The container's cgroup v2 id.
+    pub cgroup_id: u64,
+    /// The comm after exec (the entrypoint's name).
+    pub comm: [u8; TASK_COMM_LEN],
+    pub parent_comm: [u8; TASK_COMM_LEN],
+}
+
+/// What a followed process is to its container ([`Process::role`]).
+pub mod role {
+    /// The container's main process: the runtime's init after it exec'd the entrypoint.
+    pub const MAIN: u32 = 1;
+    /// An exec session the runtime started into the container (preStop exec hooks).
+    pub const SESSION: u32 = 2;
+}
+
+/// Value of the `PROCESSES` map, keyed by tgid: a process the probes follow and what has
+/// already been emitted for it, so a storm of the same signal costs a map update, not a
+/// ring-buffer record. `(tgid, start_ticks)` is the process's identity: a tgid reused by a
+/// later process does not match the entry's start time.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Tracked {
+pub struct Process {
+    /// The thread group leader's `start_boottime` in clock ticks (USER_HZ, 100 per second):
+    /// the value /proc/<pid>/stat shows as `starttime` (fs/proc/array.c `do_task_stat()`,
+    /// `nsec_to_clock_t(task->start_boottime)`), so a process found in /proc at start-up
+    /// has the same identity as one learnt in the kernel.
+    pub start_ticks: u64,
+    /// The container's cgroup v2 id.
+    pub cgroup_id: u64,
+    /// A [`role`] value.
+    pub role: u32,
+    pub _pad0: u32,
     /// Start of the current de-duplication window (`bpf_ktime_get_ns`).
     pub window_start_ns: u64,
     /// Bit n: signal n's generation was emitted in this window.
@@ -293,7 +351,23 @@ pub struct Tracked {
 pub struct WatchedCgroup {
     /// `bpf_ktime_get_ns` when the cgroup was seen (0: found by the start-up walk).
     pub since_ns: u64,
+    /// The cgroup's main process (0: none yet), set once.
+    pub main_tgid: u32,
+    /// [`watched::NESTED`] and friends.
+    pub flags: u32,
 }
+
+/// [`WatchedCgroup::flags`].
+pub mod watched {
+    /// A cgroup below a container that has a main process (a container's own sub-cgroups:
+    /// docker-in-docker, a kind node's pods): its processes belong to that container and
+    /// never make a container of their own.
+    pub const NESTED: u32 = 1;
+}
+
+/// `si_code` values (include/uapi/asm-generic/siginfo.h).
+pub const SI_USER: i32 = 0;
+pub const SI_KERNEL: i32 = 0x80;
 
 /// Indexes of the `COUNTERS` per-CPU array. Numbers are never reused.
 #[repr(u32)]
@@ -307,8 +381,8 @@ pub enum Counter {
     RingbufFullOom = 4,
     /// A repeated signal inside the de-duplication window, not emitted (by design, not a loss).
     SignalDeduplicated = 5,
-    /// `TRACKED` insert failed: the exit of that process will not be seen.
-    TrackedInsertFailed = 6,
+    /// `PROCESSES` insert failed (map full): that process is not followed.
+    ProcessesFull = 6,
     /// `WATCHED_CGROUPS` insert failed (map full): signals to that container are not seen.
     WatchedInsertFailed = 7,
     /// A cgroup path longer than [`CGROUP_PATH_LEN`] was cut.
@@ -316,23 +390,34 @@ pub enum Counter {
     /// A `bpf_probe_read_kernel` of a kernel struct failed.
     KernelReadFailed = 9,
     RingbufFullExec = 10,
+    /// A signal to a container's main process from inside that container (its own
+    /// processes, a preStop hook's `kill 1`): not a stop by the runtime, never recorded.
+    SelfSignal = 11,
+    /// A `PROCESSES` entry whose start time did not match the live process with its tgid:
+    /// the entry's process ended unseen (removed when found).
+    StaleProcess = 12,
+    /// An exec in a container cgroup below one with a main process: not a container.
+    NestedCgroup = 13,
 }
 
 impl Counter {
     /// Every counter, in slot order (userspace gives each a meaning; see observer's
     /// `kernel::loader::meaning`).
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 14] = [
         Self::RingbufFullSignalGenerate,
         Self::RingbufFullSignalDeliver,
         Self::RingbufFullProcessExit,
         Self::RingbufFullCgroup,
         Self::RingbufFullOom,
         Self::SignalDeduplicated,
-        Self::TrackedInsertFailed,
+        Self::ProcessesFull,
         Self::WatchedInsertFailed,
         Self::CgroupPathTruncated,
         Self::KernelReadFailed,
         Self::RingbufFullExec,
+        Self::SelfSignal,
+        Self::StaleProcess,
+        Self::NestedCgroup,
     ];
 }
 
@@ -387,7 +472,18 @@ pub struct KernelOffsets {
     pub signal_flags: u32,
     /// `signal_struct.group_exit_code` (int).
     pub signal_group_exit_code: u32,
-    pub _pad0: u32,
+    /// `task_struct.blocked` (sigset_t, one u64 word on 64-bit: `_NSIG_WORDS` = 1).
+    pub task_blocked: u32,
+    /// `task_struct.real_blocked` (sigset_t): the mask saved by sigtimedwait(2) while it waits.
+    pub task_real_blocked: u32,
+    /// `task_struct.start_boottime` (u64 ns, CLOCK_BOOTTIME at fork).
+    pub task_start_boottime: u32,
+    /// `cgroup.self` + `cgroup_subsys_state.parent`: the parent's `self` css (NULL at the
+    /// root); the parent cgroup is that pointer minus `cgroup_self` (kernel/cgroup
+    /// `cgroup_parent()`).
+    pub cgroup_parent_css: u32,
+    /// `cgroup.self`, the offset of the embedded css.
+    pub cgroup_self: u32,
 }
 
 /// `SIGNAL_GROUP_EXIT` in include/linux/sched/signal.h (0x4 in 6.1, 6.12 and 6.18).
@@ -436,7 +532,11 @@ impl Config {
             signal_live: 0,
             signal_flags: 0,
             signal_group_exit_code: 0,
-            _pad0: 0,
+            task_blocked: 0,
+            task_real_blocked: 0,
+            task_start_boottime: 0,
+            cgroup_parent_css: 0,
+            cgroup_self: 0,
         },
         v2_hierarchy_id: 0,
         cgroup_prefix_len: 0,
@@ -446,16 +546,17 @@ impl Config {
 
 // Layouts are part of the contract: no implicit padding, sizes pinned.
 const _: () = assert!(size_of::<EventHeader>() == 16);
-const _: () = assert!(size_of::<SignalGenerateEvent>() == 16 + 32 + 16 + 32);
-const _: () = assert!(size_of::<SignalDeliverEvent>() == 16 + 16 + 16);
-const _: () = assert!(size_of::<ProcessExitEvent>() == 16 + 16 + 8 + 16);
+const _: () = assert!(size_of::<SignalGenerateEvent>() == 16 + 32 + 8 + 24 + 32);
+const _: () = assert!(size_of::<SignalDeliverEvent>() == 16 + 16 + 8 + 16);
+const _: () = assert!(size_of::<ProcessExitEvent>() == 16 + 8 + 8 + 8 + 8 + 16);
+const _: () = assert!(size_of::<MainProcessEvent>() == 16 + 8 + 8 + 8 + 32);
 const _: () = assert!(size_of::<CgroupEvent>() == 16 + 16 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<OomVictimEvent>() == 16 + 16);
 const _: () = assert!(size_of::<ExecSessionEvent>() == 16 + 16 + 32);
-const _: () = assert!(size_of::<Tracked>() == 24);
-const _: () = assert!(size_of::<WatchedCgroup>() == 8);
-const _: () = assert!(size_of::<KernelOffsets>() == 88);
-const _: () = assert!(size_of::<Config>() == 16 + 88 + 4 + 4 + CGROUP_PREFIX_LEN);
+const _: () = assert!(size_of::<Process>() == 48);
+const _: () = assert!(size_of::<WatchedCgroup>() == 16);
+const _: () = assert!(size_of::<KernelOffsets>() == 104);
+const _: () = assert!(size_of::<Config>() == 16 + 104 + 4 + 4 + CGROUP_PREFIX_LEN);
 
 #[cfg(feature = "user")]
 mod user {
@@ -469,7 +570,8 @@ mod user {
     unsafe impl aya::Pod for CgroupEvent {}
     unsafe impl aya::Pod for OomVictimEvent {}
     unsafe impl aya::Pod for ExecSessionEvent {}
-    unsafe impl aya::Pod for Tracked {}
+    unsafe impl aya::Pod for Process {}
+    unsafe impl aya::Pod for MainProcessEvent {}
     unsafe impl aya::Pod for WatchedCgroup {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for Config {}
@@ -490,7 +592,7 @@ mod tests {
 
     #[test]
     fn event_kinds_round_trip() {
-        for k in 1..=7 {
+        for k in 1..=8 {
             assert_eq!(EventKind::from_u32(k).map(|k| k as u32), Some(k));
             assert_eq!(EventKind::ALL[k as usize - 1] as u32, k);
         }
@@ -499,6 +601,6 @@ mod tests {
             assert!((*c as u32) < COUNTER_SLOTS);
         }
         assert_eq!(EventKind::from_u32(0), None);
-        assert_eq!(EventKind::from_u32(8), None);
+        assert_eq!(EventKind::from_u32(9), None);
     }
 }

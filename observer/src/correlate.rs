@@ -1,4 +1,4 @@
-//! Correlation: kernel events -> one termination record per container PID 1.
+//! Correlation: kernel events -> one termination record per container main process.
 //!
 //! Pure state (no aya, no I/O, no clocks of its own): the daemon feeds it decoded events and
 //! calls [`Correlator::drain_closed`] with the current kernel time. Every field of a record is
@@ -8,8 +8,13 @@
 //!
 //! A termination is: the first stop signal (time, sender, ignored?, disposition), the SIGKILL
 //! (time, sender, OOM?), and the exit (time, code or fatal signal). The kernel side only reports
-//! signals aimed at a pid namespace's init inside a watched container cgroup, so every record
-//! here is about a container's PID 1; a signalled host process never reaches this module.
+//! signals aimed at a container's main process (as the runtime exec'd it) from outside that
+//! container, so every record here is about one; records are keyed by the process's identity
+//! ([`ProcKey`]: tgid and start time), so a reused tgid never joins another's record.
+//!
+//! Nothing stays open for ever: a record whose exit was never seen (lost in a full ring
+//! buffer) closes as [`Outcome::ExitNotObserved`] when its container's cgroup is removed, or
+//! after [`KILL_EXPIRY_NS`] past its SIGKILL / [`STOP_EXPIRY_NS`] past its stop signal.
 //!
 //! preStop exec hooks: exec sessions the runtime started into a container cgroup are kept in
 //! [`crate::prestop::ExecSessions`]; when a termination closes, that room names its candidates.
@@ -17,7 +22,7 @@
 use std::collections::HashMap;
 
 use crate::{
-    events::{Disposition, Event, Proc, ProcessExit, SignalResult},
+    events::{Disposition, Event, ProcKey, ProcessExit, Sender, SignalResult},
     prestop::{ExecSessions, SessionSeen, StopSeen},
     signals::SIGKILL,
 };
@@ -33,8 +38,11 @@ pub const ORPHAN_EXIT_TTL_NS: u64 = SEC;
 /// How long an OOM mark waits for the SIGKILL record of its victim.
 pub const OOM_MARK_TTL_NS: u64 = 5 * SEC;
 /// A SIGKILLed process that has not exited after this long is given up on (it is stuck in
-/// uninterruptible sleep, or its exit was lost); the record is dropped and counted.
+/// uninterruptible sleep, or its exit was lost): the record closes as exit_not_observed.
 pub const KILL_EXPIRY_NS: u64 = 10 * 60 * SEC;
+/// The same for a stop signal without a SIGKILL: past any grace period kubelet would give
+/// (a day), unless the container's cgroup removal closed it first.
+pub const STOP_EXPIRY_NS: u64 = 24 * 3600 * SEC;
 /// A stop signal of another number, arriving this long after the first one, replaces it: the
 /// earlier one was not a stop (a SIGHUP reload before a SIGTERM, say).
 pub const STOP_SIGNAL_SUPERSEDE_NS: u64 = 5 * SEC;
@@ -45,7 +53,7 @@ pub const MAX_OPEN: usize = 65_536;
 pub struct StopSignal {
     pub sig: u32,
     pub at_ns: u64,
-    pub sender: Proc,
+    pub sender: Sender,
     /// The kernel dropped it at generation (result = ignored): never delivered.
     pub ignored: bool,
     /// The target's disposition when it was sent (read from its sighand in the kernel).
@@ -57,11 +65,13 @@ pub struct StopSignal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kill {
     pub at_ns: u64,
-    pub sender: Proc,
+    pub sender: Sender,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exit {
+    /// The exit's time; for [`Outcome::ExitNotObserved`], when the record was closed without
+    /// it (the container's cgroup removal, or the expiry).
     pub at_ns: u64,
     pub code: Option<u32>,
     pub signal: Option<u32>,
@@ -74,6 +84,9 @@ pub enum Outcome {
     Killed,
     KilledWithoutStopSignal,
     OomKilled,
+    /// The main process's exit was never seen (a full ring buffer lost it): the record is
+    /// what was seen before, closed when its container's cgroup went away.
+    ExitNotObserved,
 }
 
 impl Outcome {
@@ -83,6 +96,7 @@ impl Outcome {
             Self::Killed => "killed",
             Self::KilledWithoutStopSignal => "killed_without_stop_signal",
             Self::OomKilled => "oom_killed",
+            Self::ExitNotObserved => "exit_not_observed",
         }
     }
 }
@@ -91,6 +105,8 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Termination {
     pub pid: u32,
+    /// The main process's start time (clock ticks since boot): with `pid`, its identity.
+    pub start_ticks: u64,
     pub comm: String,
     /// cgroup v2 id of the container (as the first signal saw it).
     pub cgroup_id: u64,
@@ -132,8 +148,9 @@ impl Termination {
 pub struct Stats {
     /// Records evicted because [`MAX_OPEN`] were open.
     pub evicted: u64,
-    /// SIGKILLed processes that never exited within [`KILL_EXPIRY_NS`].
-    pub kill_expired: u64,
+    /// Records closed without their exit ([`Outcome::ExitNotObserved`]): at the cgroup's
+    /// removal or at expiry.
+    pub exit_not_observed: u64,
     /// Exits whose signal never came within [`ORPHAN_EXIT_TTL_NS`].
     pub orphan_exits: u64,
     /// Events for a record that had already closed.
@@ -150,17 +167,20 @@ struct Open {
     stop: Option<StopSignal>,
     kill: Option<Kill>,
     exit: Option<Exit>,
+    /// False when `exit` was made up at the cgroup's removal or at expiry.
+    exit_observed: bool,
     oom: bool,
 }
 
 /// See the module docs.
 #[derive(Debug, Default)]
 pub struct Correlator {
-    open: HashMap<u32, Open>,
-    orphan_exits: HashMap<u32, ProcessExit>,
+    open: HashMap<ProcKey, Open>,
+    orphan_exits: HashMap<ProcKey, ProcessExit>,
+    /// OOM victims by pid (the tracepoint has no start time), waiting for their SIGKILL.
     oom_marks: HashMap<u32, u64>,
-    /// pid -> exit time of records closed recently, to tell late events from new ones.
-    recently_closed: HashMap<u32, u64>,
+    /// Exit time of records closed recently, to tell late events from new ones.
+    recently_closed: HashMap<ProcKey, u64>,
     /// Exec sessions into containers.
     sessions: ExecSessions,
     pub stats: Stats,
@@ -179,17 +199,19 @@ impl Correlator {
     pub fn ingest(&mut self, event: &Event) {
         match event {
             Event::SignalGenerate(g) => {
-                if self.is_late(g.target.pid, g.ktime_ns) {
+                let key = g.target_key;
+                if self.is_late(key, g.ktime_ns) {
                     return;
                 }
                 self.make_room();
-                let rec = self.open.entry(g.target.pid).or_insert_with(|| Open {
+                let rec = self.open.entry(key).or_insert_with(|| Open {
                     comm: g.target.comm.clone(),
                     cgroup_id: g.target_cgroup_id,
                     opened_ns: g.ktime_ns,
                     stop: None,
                     kill: None,
                     exit: None,
+                    exit_observed: true,
                     oom: false,
                 });
                 rec.opened_ns = rec.opened_ns.min(g.ktime_ns);
@@ -211,18 +233,17 @@ impl Correlator {
                         Some(old) => choose_stop_signal(old, new),
                     });
                 }
-                let pid = g.target.pid;
-                if let Some(x) = self.orphan_exits.remove(&pid) {
-                    self.attach_exit(pid, &x);
+                if let Some(x) = self.orphan_exits.remove(&key) {
+                    self.attach_exit(key, &x);
                 }
-                if self.oom_marks.remove(&pid).is_some() {
-                    if let Some(rec) = self.open.get_mut(&pid) {
+                if self.oom_marks.remove(&key.tgid).is_some() {
+                    if let Some(rec) = self.open.get_mut(&key) {
                         rec.oom = true;
                     }
                 }
             }
             Event::SignalDeliver(d) => {
-                let Some(rec) = self.open.get_mut(&d.tgid) else { return };
+                let Some(rec) = self.open.get_mut(&d.key) else { return };
                 if let Some(stop) = rec.stop.as_mut() {
                     if stop.sig == d.sig && d.ktime_ns >= stop.at_ns && stop.disposition.is_none() {
                         stop.disposition = Some(d.disposition);
@@ -233,24 +254,41 @@ impl Correlator {
                 self.sessions.ingest(e);
                 self.stats.sessions_evicted = self.sessions.evicted;
             }
-            Event::ProcessExit(x) if self.sessions.exited(x.tgid, x.ktime_ns) => {}
+            Event::ProcessExit(x) if !x.main => {
+                self.sessions.exited(x.key.tgid, x.ktime_ns);
+            }
             Event::ProcessExit(x) => {
-                if self.is_late(x.tgid, x.ktime_ns) {
+                if self.is_late(x.key, x.ktime_ns) {
                     return;
                 }
-                if self.open.contains_key(&x.tgid) {
-                    self.attach_exit(x.tgid, x);
+                if self.open.contains_key(&x.key) {
+                    self.attach_exit(x.key, x);
                 } else {
-                    self.orphan_exits.insert(x.tgid, x.clone());
+                    self.orphan_exits.insert(x.key, x.clone());
                 }
             }
-            Event::OomVictim(o) => match self.open.get_mut(&o.pid) {
-                Some(rec) => rec.oom = true,
-                None => {
-                    self.oom_marks.insert(o.pid, o.ktime_ns);
+            Event::OomVictim(o) => {
+                match self.open.iter_mut().find(|(k, _)| k.tgid == o.pid) {
+                    Some((_, rec)) => rec.oom = true,
+                    None => {
+                        self.oom_marks.insert(o.pid, o.ktime_ns);
+                    }
                 }
-            },
-            Event::CgroupMkdir(_) | Event::CgroupRmdir(_) => {}
+            }
+            Event::CgroupRmdir(c) => self.cgroup_removed(c.id, c.ktime_ns),
+            Event::CgroupMkdir(_) | Event::MainProcess(_) => {}
+        }
+    }
+
+    /// A container's cgroup is gone, so is its main process: a record still waiting for the
+    /// exit will not see it (the runtime removes the cgroup after reaping the process, so
+    /// the exit, when the kernel reported it, came first).
+    fn cgroup_removed(&mut self, cgroup_id: u64, at_ns: u64) {
+        for rec in self.open.values_mut() {
+            if rec.cgroup_id == cgroup_id && rec.exit.is_none() {
+                rec.exit = Some(Exit { at_ns, code: None, signal: None });
+                rec.exit_observed = false;
+            }
         }
     }
 
@@ -259,8 +297,8 @@ impl Correlator {
         self.sessions.len()
     }
 
-    fn attach_exit(&mut self, pid: u32, x: &ProcessExit) {
-        if let Some(rec) = self.open.get_mut(&pid) {
+    fn attach_exit(&mut self, key: ProcKey, x: &ProcessExit) {
+        if let Some(rec) = self.open.get_mut(&key) {
             if rec.exit.is_none() {
                 rec.exit =
                     Some(Exit { at_ns: x.ktime_ns, code: x.exit_code, signal: x.exit_signal });
@@ -270,8 +308,8 @@ impl Correlator {
 
     /// An event for a pid whose record closed at or after the event's time is a duplicate or
     /// a straggler of that record, not the start of a new one.
-    fn is_late(&mut self, pid: u32, ktime_ns: u64) -> bool {
-        match self.recently_closed.get(&pid) {
+    fn is_late(&mut self, key: ProcKey, ktime_ns: u64) -> bool {
+        match self.recently_closed.get(&key) {
             Some(&exit_ns) if ktime_ns <= exit_ns => {
                 self.stats.late += 1;
                 true
@@ -284,9 +322,26 @@ impl Correlator {
         if self.open.len() < MAX_OPEN {
             return;
         }
-        if let Some((&pid, _)) = self.open.iter().min_by_key(|(_, r)| r.opened_ns) {
-            self.open.remove(&pid);
+        if let Some((&key, _)) = self.open.iter().min_by_key(|(_, r)| r.opened_ns) {
+            self.open.remove(&key);
             self.stats.evicted += 1;
+        }
+    }
+
+    /// Gives up on records open past their expiry at `now_ns`: they close as
+    /// [`Outcome::ExitNotObserved`] at the next [`Correlator::drain_closed`]. Not called at
+    /// shutdown: the daemon stopping is not the container's exit.
+    pub fn expire(&mut self, now_ns: u64) {
+        for rec in self.open.values_mut().filter(|r| r.exit.is_none()) {
+            let expiry = match (&rec.kill, &rec.stop) {
+                (Some(k), _) => k.at_ns.saturating_add(KILL_EXPIRY_NS),
+                (None, Some(s)) => s.at_ns.saturating_add(STOP_EXPIRY_NS),
+                (None, None) => rec.opened_ns.saturating_add(STOP_EXPIRY_NS),
+            };
+            if now_ns >= expiry {
+                rec.exit = Some(Exit { at_ns: expiry, code: None, signal: None });
+                rec.exit_observed = false;
+            }
         }
     }
 
@@ -294,23 +349,16 @@ impl Correlator {
     /// `now_ns` (kernel monotonic time), oldest exit first; expires parked events.
     pub fn drain_closed(&mut self, now_ns: u64) -> Vec<Termination> {
         let mut done = Vec::new();
-        let mut expired_kills = 0;
         let sessions = &self.sessions;
-        self.open.retain(|&pid, rec| match &rec.exit {
+        self.open.retain(|&key, rec| match &rec.exit {
             Some(exit) if now_ns >= exit.at_ns.saturating_add(CLOSE_LINGER_NS) => {
-                done.push(finish(pid, rec, sessions));
+                done.push(finish(key, rec, sessions));
                 false
             }
-            Some(_) => true,
-            None => match &rec.kill {
-                Some(k) if now_ns >= k.at_ns.saturating_add(KILL_EXPIRY_NS) => {
-                    expired_kills += 1;
-                    false
-                }
-                _ => true,
-            },
+            _ => true,
         });
-        self.stats.kill_expired += expired_kills;
+        self.stats.exit_not_observed +=
+            done.iter().filter(|t| t.outcome == Outcome::ExitNotObserved).count() as u64;
         let before = self.orphan_exits.len();
         self.orphan_exits.retain(|_, x| now_ns < x.ktime_ns.saturating_add(ORPHAN_EXIT_TTL_NS));
         self.stats.orphan_exits += (before - self.orphan_exits.len()) as u64;
@@ -318,7 +366,8 @@ impl Correlator {
         self.recently_closed.retain(|_, &mut t| now_ns < t.saturating_add(ORPHAN_EXIT_TTL_NS));
         self.sessions.expire(now_ns);
         for t in &done {
-            self.recently_closed.insert(t.pid, t.exit.at_ns);
+            self.recently_closed
+                .insert(ProcKey { tgid: t.pid, start_ticks: t.start_ticks }, t.exit.at_ns);
         }
         done.sort_by_key(|t| t.exit.at_ns);
         done
@@ -338,7 +387,7 @@ fn choose_stop_signal(a: StopSignal, b: StopSignal) -> StopSignal {
     }
 }
 
-fn finish(pid: u32, rec: &Open, sessions: &ExecSessions) -> Termination {
+fn finish(key: ProcKey, rec: &Open, sessions: &ExecSessions) -> Termination {
     let exit = rec.exit.clone().expect("finish is only called with an exit");
     // A stop signal after the SIGKILL did not start this termination.
     let stop = rec
@@ -346,7 +395,9 @@ fn finish(pid: u32, rec: &Open, sessions: &ExecSessions) -> Termination {
         .clone()
         .filter(|s| rec.kill.as_ref().is_none_or(|k| s.at_ns <= k.at_ns) && s.at_ns <= exit.at_ns);
     let killed_by_sigkill = exit.signal == Some(SIGKILL);
-    let outcome = if rec.oom && killed_by_sigkill {
+    let outcome = if !rec.exit_observed {
+        Outcome::ExitNotObserved
+    } else if rec.oom && killed_by_sigkill {
         Outcome::OomKilled
     } else if killed_by_sigkill && stop.is_none() {
         Outcome::KilledWithoutStopSignal
@@ -358,7 +409,8 @@ fn finish(pid: u32, rec: &Open, sessions: &ExecSessions) -> Termination {
     let prestop_candidates =
         stop.as_ref().map(|s| sessions.candidates(rec.cgroup_id, s.at_ns)).unwrap_or_default();
     Termination {
-        pid,
+        pid: key.tgid,
+        start_ticks: key.start_ticks,
         comm: rec.comm.clone(),
         cgroup_id: rec.cgroup_id,
         prestop_candidates,
@@ -374,43 +426,55 @@ fn finish(pid: u32, rec: &Open, sessions: &ExecSessions) -> Termination {
 mod tests {
     use super::*;
     use crate::{
-        events::{ExecSession, OomVictim, SignalDeliver, SignalGenerate},
+        events::{CgroupChange, ExecSession, OomVictim, Origin, Proc, SignalDeliver, SignalGenerate},
         prestop::{choose_exec_prestop, MAX_SESSIONS, SESSION_LINGER_NS},
     };
 
     const PID: u32 = 4242;
+    const KEY: ProcKey = ProcKey { tgid: PID, start_ticks: 1000 };
     const CG: u64 = 9001;
 
-    fn sig(at_ms: u64, sig: u32, result: SignalResult) -> Event {
+    fn sig_to(key: ProcKey, at_ms: u64, sig: u32, result: SignalResult) -> Event {
         Event::SignalGenerate(SignalGenerate {
             ktime_ns: at_ms * MS,
             sig,
             result,
             target_handler: Some(Disposition::Default),
-            target: Proc { pid: PID, comm: "app".into() },
+            target: Proc { pid: key.tgid, comm: "app".into() },
+            target_key: key,
             target_cgroup_id: CG,
-            sender: Proc { pid: 77, comm: "runc".into() },
+            sender: Sender { pid: 77, comm: "runc".into(), from: Origin::Host },
             sender_cgroup_id: 1,
         })
+    }
+    fn sig(at_ms: u64, sig: u32, result: SignalResult) -> Event {
+        sig_to(KEY, at_ms, sig, result)
     }
     fn deliver(at_ms: u64, sig: u32, disposition: Disposition) -> Event {
         Event::SignalDeliver(SignalDeliver {
             ktime_ns: at_ms * MS,
             sig,
             disposition,
-            tgid: PID,
+            key: KEY,
             cgroup_id: CG,
         })
     }
-    fn exit(at_ms: u64, code: Option<u32>, signal: Option<u32>) -> Event {
+    fn exit_key(key: ProcKey, at_ms: u64, code: Option<u32>, signal: Option<u32>) -> Event {
         Event::ProcessExit(ProcessExit {
             ktime_ns: at_ms * MS,
-            tgid: PID,
+            key,
+            main: true,
             comm: "app".into(),
             exit_code: code,
             exit_signal: signal,
             cgroup_id: CG,
         })
+    }
+    fn exit(at_ms: u64, code: Option<u32>, signal: Option<u32>) -> Event {
+        exit_key(KEY, at_ms, code, signal)
+    }
+    fn rmdir(at_ms: u64, id: u64) -> Event {
+        Event::CgroupRmdir(CgroupChange { ktime_ns: at_ms * MS, id, level: 4, path: "/x".into() })
     }
     fn run(events: &[Event]) -> (Vec<Termination>, Correlator) {
         let mut c = Correlator::new();
@@ -566,11 +630,63 @@ mod tests {
     }
 
     #[test]
-    fn a_sigkilled_process_that_never_exits_expires() {
+    fn a_sigkilled_process_that_never_exits_closes_as_exit_not_observed() {
         let mut c = Correlator::new();
         c.ingest(&sig(0, 9, SignalResult::Delivered));
-        assert!(c.drain_closed(KILL_EXPIRY_NS).is_empty());
-        assert_eq!((c.stats.kill_expired, c.open_len()), (1, 0));
+        c.expire(KILL_EXPIRY_NS - 1);
+        assert!(c.drain_closed(u64::MAX / 2).is_empty(), "shutdown is not the exit");
+        c.expire(KILL_EXPIRY_NS);
+        let out = c.drain_closed(KILL_EXPIRY_NS + CLOSE_LINGER_NS);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].outcome, Outcome::ExitNotObserved);
+        assert_eq!((out[0].exit.at_ns, out[0].exit.code, out[0].exit.signal), (KILL_EXPIRY_NS, None, None));
+        assert!(out[0].sigkill.is_some());
+        assert_eq!((c.stats.exit_not_observed, c.open_len()), (1, 0));
+        // A stop signal alone lives at most a day.
+        c.ingest(&sig_to(ProcKey { tgid: 7, start_ticks: 7 }, 0, 15, SignalResult::Delivered));
+        c.expire(STOP_EXPIRY_NS);
+        let out = c.drain_closed(STOP_EXPIRY_NS + CLOSE_LINGER_NS);
+        assert_eq!(out[0].outcome, Outcome::ExitNotObserved);
+    }
+
+    #[test]
+    fn a_lost_exit_closes_at_the_cgroup_removal_and_a_later_exit_is_late() {
+        let mut c = Correlator::new();
+        c.ingest(&sig(1000, 15, SignalResult::Ignored));
+        c.ingest(&sig(3000, 9, SignalResult::Delivered));
+        c.ingest(&rmdir(3005, CG + 1));
+        assert!(c.drain_closed(4000 * MS).is_empty(), "another container's cgroup");
+        c.ingest(&rmdir(3010, CG));
+        let out = c.drain_closed(4000 * MS);
+        assert_eq!(out.len(), 1);
+        let t = &out[0];
+        assert_eq!(t.outcome, Outcome::ExitNotObserved);
+        assert_eq!(t.exit.at_ns, 3010 * MS);
+        assert_eq!(t.term_to_kill_ns(), Some(2000 * MS));
+        assert_eq!(t.stop_signal.as_ref().unwrap().sig, 15);
+        assert_eq!(c.stats.exit_not_observed, 1);
+        // A removal after the exit changes nothing.
+        let (out, _) = run(&[sig(1, 15, SignalResult::Delivered), exit(2, Some(0), None), rmdir(3, CG)]);
+        assert_eq!(out[0].outcome, Outcome::Graceful);
+    }
+
+    #[test]
+    fn a_reused_tgid_is_another_process() {
+        // The first process's exit was lost; a later process with its tgid is stopped.
+        let later = ProcKey { tgid: PID, start_ticks: 99_000 };
+        let (out, _) = run(&[
+            sig(1000, 15, SignalResult::Delivered),
+            sig_to(later, 5000, 9, SignalResult::Delivered),
+            exit_key(later, 5001, None, Some(9)),
+            rmdir(6000, CG),
+        ]);
+        assert_eq!(out.len(), 2, "{out:?}");
+        let second = out.iter().find(|t| t.start_ticks == 99_000).unwrap();
+        assert_eq!(second.outcome, Outcome::KilledWithoutStopSignal);
+        assert!(second.stop_signal.is_none(), "the first one's SIGTERM is not its");
+        let first = out.iter().find(|t| t.start_ticks == 1000).unwrap();
+        assert_eq!(first.outcome, Outcome::ExitNotObserved);
+        assert!(first.sigkill.is_none());
     }
 
     fn session(at_ms: u64, pid: u32, cgroup_id: u64, comm: &str) -> Event {
@@ -584,7 +700,8 @@ mod tests {
     fn exit_of(at_ms: u64, pid: u32) -> Event {
         Event::ProcessExit(ProcessExit {
             ktime_ns: at_ms * MS,
-            tgid: pid,
+            key: ProcKey { tgid: pid, start_ticks: 5 },
+            main: false,
             comm: "sh".into(),
             exit_code: Some(0),
             exit_signal: None,

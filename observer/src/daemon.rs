@@ -12,7 +12,6 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use observer_ebpf::WatchedCgroup;
 use tokio::sync::mpsc;
 
 use crate::{
@@ -45,9 +44,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if !report.passed() {
         bail!("observer cannot run on this node:\n{report}");
     }
+    let mut probes = Probes::start(&options)?;
+    let existing = adopt_existing(&mut probes, &options.cgroup_prefix)?;
     // `_ebpf` keeps the programs attached until we return.
-    let Probes { ebpf: _ebpf, support, ring, mut watched, counters, logger } =
-        Probes::start(&options)?;
+    let Probes { ebpf: _ebpf, support, ring, counters, logger, .. } = probes;
     log::info!("sched_process_exit: {}", support.describe_exit());
     reader::spawn_logger(logger)?;
 
@@ -79,12 +79,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let outputs = Outputs::new(journal, shared.clone());
     let mut pipeline = Pipeline::new(settings, WallClock::measure(), lookups, outputs);
 
-    // Containers that existed before we attached: the kernel only saw new cgroups.
-    for (id, path) in CgroupV2::discover()?.walk(&options.cgroup_prefix)? {
-        if let Err(e) = watched.insert(id, WatchedCgroup { since_ns: 0 }, 0) {
-            log::warn!("cannot watch existing cgroup {path}: {e}");
-        }
-        pipeline.learn(id, &path);
+    for (id, path) in &existing {
+        pipeline.learn(*id, path);
     }
 
     let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
@@ -134,6 +130,19 @@ pub async fn run(args: RunArgs) -> Result<()> {
         Err(e) => log::error!("observer stopping: {e:#}"),
     }
     result
+}
+
+/// Containers that existed before the probes attached: the kernel saw neither their cgroups
+/// being made nor their main processes' exec, so both are handed to it. Returns the cgroups,
+/// for the metadata.
+fn adopt_existing(probes: &mut Probes, prefix: &str) -> Result<Vec<(u64, String)>> {
+    let cgroups = CgroupV2::discover()?.walk(prefix)?;
+    for (id, path) in &cgroups {
+        if let Err(e) = probes.watch_existing(*id, None) {
+            log::warn!("cannot watch existing cgroup {path}: {e}");
+        }
+    }
+    Ok(cgroups)
 }
 
 fn hostname() -> String {

@@ -1,8 +1,9 @@
 //! Ring-buffer records decoded into typed events. Pure: no aya, no I/O.
 
 use observer_ebpf::{
-    disposition, signal_result, CgroupEvent, EventHeader, EventKind, ExecSessionEvent,
-    OomVictimEvent, ProcessExitEvent, SignalDeliverEvent, SignalGenerateEvent,
+    disposition, role, signal_result, CgroupEvent, EventHeader, EventKind, ExecSessionEvent,
+    MainProcessEvent, OomVictimEvent, ProcessExitEvent, SignalDeliverEvent, SignalGenerateEvent,
+    SI_KERNEL,
 };
 
 /// What the kernel did with a signal at generation (`enum trace_signal_result`).
@@ -34,12 +35,17 @@ impl From<u32> for SignalResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Disposition {
-    /// SIG_DFL.
+    /// SIG_DFL: for a pid namespace's init the kernel drops the signal; for any other process
+    /// its default action (termination, for the stop signals) is taken.
     Default,
     /// SIG_IGN.
     Ignored,
     /// A user handler.
     Handled,
+    /// Blocked at generation (`blocked` or `real_blocked`): pending until sigwait(2),
+    /// sigtimedwait(2) or a signalfd takes it, or the process unblocks it (tini, runtimes
+    /// built on sigwait). Only the target's disposition at generation can be this.
+    Blocked,
 }
 
 impl Disposition {
@@ -48,6 +54,7 @@ impl Disposition {
             disposition::DEFAULT => Some(Self::Default),
             disposition::IGNORED => Some(Self::Ignored),
             disposition::HANDLED => Some(Self::Handled),
+            disposition::BLOCKED => Some(Self::Blocked),
             _ => None,
         }
     }
@@ -60,6 +67,48 @@ pub struct Proc {
     pub comm: String,
 }
 
+/// A process's identity: its tgid and its start time in clock ticks since boot (what
+/// /proc/<pid>/stat calls `starttime`), so a reused tgid is another process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcKey {
+    pub tgid: u32,
+    pub start_ticks: u64,
+}
+
+/// Who sent a signal, relative to the container it was sent to. (A sender inside that
+/// container never makes a record: see `probes/signal.rs`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// A process outside every container cgroup: the runtime (runc, crun, the shim), kubelet,
+    /// an operator's kill.
+    Host,
+    /// A process in another container's cgroup (a sidecar or a debug container sharing the
+    /// pod's pid namespace).
+    OtherContainer,
+    /// The kernel on its own behalf (si_code SI_KERNEL): the OOM killer, a pid namespace's
+    /// init dying.
+    Kernel,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Host => "host",
+            Self::OtherContainer => "other_container",
+            Self::Kernel => "kernel",
+        }
+    }
+}
+
+/// The sender of a signal as a record shows it: `from` says where, relative to the container.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Sender {
+    pub pid: u32,
+    pub comm: String,
+    pub from: Origin,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignalGenerate {
     pub ktime_ns: u64,
@@ -68,8 +117,11 @@ pub struct SignalGenerate {
     /// The target's disposition for `sig` at the time it was sent.
     pub target_handler: Option<Disposition>,
     pub target: Proc,
+    pub target_key: ProcKey,
     pub target_cgroup_id: u64,
-    pub sender: Proc,
+    /// `from` is [`Origin::Kernel`] or [`Origin::Host`] as decoded; the pipeline, which knows
+    /// the containers' cgroups, makes it [`Origin::OtherContainer`] where the sender is in one.
+    pub sender: Sender,
     pub sender_cgroup_id: u64,
 }
 
@@ -78,14 +130,16 @@ pub struct SignalDeliver {
     pub ktime_ns: u64,
     pub sig: u32,
     pub disposition: Disposition,
-    pub tgid: u32,
+    pub key: ProcKey,
     pub cgroup_id: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessExit {
     pub ktime_ns: u64,
-    pub tgid: u32,
+    pub key: ProcKey,
+    /// A main process's exit (else an exec session's).
+    pub main: bool,
     pub comm: String,
     /// exit(code), when the process exited.
     pub exit_code: Option<u32>,
@@ -120,6 +174,16 @@ pub struct ExecSession {
     pub cgroup_id: u64,
 }
 
+/// A container's main process, learnt as the runtime exec'd it (see `probes/exec.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MainProcess {
+    pub ktime_ns: u64,
+    pub main: Proc,
+    pub key: ProcKey,
+    pub parent: Proc,
+    pub cgroup_id: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     SignalGenerate(SignalGenerate),
@@ -129,6 +193,7 @@ pub enum Event {
     CgroupRmdir(CgroupChange),
     OomVictim(OomVictim),
     ExecSession(ExecSession),
+    MainProcess(MainProcess),
 }
 
 impl Event {
@@ -142,6 +207,7 @@ impl Event {
             Self::CgroupRmdir(_) => EventKind::CgroupRmdir,
             Self::OomVictim(_) => EventKind::OomVictim,
             Self::ExecSession(_) => EventKind::ExecSession,
+            Self::MainProcess(_) => EventKind::MainProcess,
         }
     }
 }
@@ -205,8 +271,13 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 result: e.result.into(),
                 target_handler: Disposition::from_raw(e.target_handler),
                 target: Proc { pid: e.target_tgid, comm: cstr(&e.target_comm) },
+                target_key: ProcKey { tgid: e.target_tgid, start_ticks: e.target_start_ticks },
                 target_cgroup_id: e.target_cgroup_id,
-                sender: Proc { pid: e.sender_tgid, comm: cstr(&e.sender_comm) },
+                sender: Sender {
+                    pid: e.sender_tgid,
+                    comm: cstr(&e.sender_comm),
+                    from: if e.si_code == SI_KERNEL { Origin::Kernel } else { Origin::Host },
+                },
                 sender_cgroup_id: e.sender_cgroup_id,
             })
         }
@@ -216,7 +287,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 ktime_ns: e.header.ktime_ns,
                 sig: e.sig,
                 disposition: Disposition::from_raw(e.disposition).unwrap_or(Disposition::Handled),
-                tgid: e.tgid,
+                key: ProcKey { tgid: e.tgid, start_ticks: e.start_ticks },
                 cgroup_id: e.cgroup_id,
             })
         }
@@ -225,7 +296,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             let (exit_code, exit_signal) = ProcessExitEvent::decode_status(e.exit_code);
             Event::ProcessExit(ProcessExit {
                 ktime_ns: e.header.ktime_ns,
-                tgid: e.tgid,
+                key: ProcKey { tgid: e.tgid, start_ticks: e.start_ticks },
+                main: e.role == role::MAIN,
                 comm: cstr(&e.comm),
                 exit_code,
                 exit_signal,
@@ -260,6 +332,16 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 cgroup_id: e.cgroup_id,
             })
         }
+        EventKind::MainProcess => {
+            let e: MainProcessEvent = sized(bytes, kind)?;
+            Event::MainProcess(MainProcess {
+                ktime_ns: e.header.ktime_ns,
+                main: Proc { pid: e.tgid, comm: cstr(&e.comm) },
+                key: ProcKey { tgid: e.tgid, start_ticks: e.start_ticks },
+                parent: Proc { pid: e.parent_tgid, comm: cstr(&e.parent_comm) },
+                cgroup_id: e.cgroup_id,
+            })
+        }
     })
 }
 
@@ -287,6 +369,8 @@ mod tests {
         let raw = SignalGenerateEvent {
             header: EventHeader { kind: EventKind::SignalGenerate as u32, cpu: 1, ktime_ns: 42 },
             sig: 15,
+            si_code: 0,
+            _pad0: 0,
             result: 1,
             group: 1,
             target_handler: 0,
@@ -294,6 +378,7 @@ mod tests {
             target_tid: 100,
             sender_tgid: 7,
             sender_tid: 8,
+            target_start_ticks: 1234,
             target_cgroup_id: 5000,
             sender_cgroup_id: 1,
             target_comm: comm("sleep"),
@@ -304,8 +389,32 @@ mod tests {
         assert_eq!(e.result, SignalResult::Ignored);
         assert_eq!(e.target_handler, Some(Disposition::Default));
         assert_eq!(e.target, Proc { pid: 100, comm: "sleep".into() });
-        assert_eq!(e.sender, Proc { pid: 7, comm: "runc".into() });
+        assert_eq!(e.sender, Sender { pid: 7, comm: "runc".into(), from: Origin::Host });
+        assert_eq!(e.target_key, ProcKey { tgid: 100, start_ticks: 1234 });
         assert_eq!(e.target_cgroup_id, 5000);
+        // SEND_SIG_PRIV: the OOM killer's SIGKILL, from whichever task allocated.
+        let oom = SignalGenerateEvent { sig: 9, si_code: SI_KERNEL, target_handler: 3, ..raw };
+        let Event::SignalGenerate(e) = decode(&bytes_of(&oom)).unwrap() else { panic!() };
+        assert_eq!(e.sender.from, Origin::Kernel);
+        assert_eq!(e.target_handler, Some(Disposition::Blocked));
+    }
+
+    #[test]
+    fn decodes_a_main_process_record() {
+        let raw = MainProcessEvent {
+            header: EventHeader { kind: EventKind::MainProcess as u32, cpu: 0, ktime_ns: 5 },
+            tgid: 100,
+            parent_tgid: 90,
+            start_ticks: 777,
+            cgroup_id: 5000,
+            comm: comm("redis-server"),
+            parent_comm: comm("containerd-shim"),
+        };
+        let Event::MainProcess(e) = decode(&bytes_of(&raw)).unwrap() else { panic!() };
+        assert_eq!(e.key, ProcKey { tgid: 100, start_ticks: 777 });
+        assert_eq!(e.main.comm, "redis-server");
+        assert_eq!(e.parent, Proc { pid: 90, comm: "containerd-shim".into() });
+        assert_eq!(e.cgroup_id, 5000);
     }
 
     #[test]
@@ -314,13 +423,15 @@ mod tests {
             header: EventHeader { kind: EventKind::ProcessExit as u32, cpu: 0, ktime_ns: 9 },
             tgid: 100,
             tid: 100,
+            start_ticks: 1,
             exit_code: 9,
-            _pad0: 0,
+            role: role::MAIN,
             cgroup_id: 5000,
             comm: comm("sleep"),
         };
         let Event::ProcessExit(e) = decode(&bytes_of(&raw)).unwrap() else { panic!() };
         assert_eq!((e.exit_code, e.exit_signal), (None, Some(9)));
+        assert!(e.main);
 
         let mut path = [0u8; CGROUP_PATH_LEN];
         let p = b"/kubepods/besteffort/podx/abc";

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::{
     clock::WallClock,
     correlate::{self, Correlator, Termination},
-    events::Event,
+    events::{Event, Origin, SignalGenerate},
     metadata::{
         resolver::{Lookup, Resolved},
         Metadata,
@@ -82,11 +82,48 @@ impl<S: Sink> Pipeline<S> {
     }
 
     /// One decoded kernel event.
-    pub fn ingest(&mut self, ev: Event) {
-        match &ev {
-            Event::CgroupMkdir(c) => self.learn(c.id, &c.path),
-            Event::CgroupRmdir(c) => self.metadata.forget(c.id),
-            _ => self.correlator.ingest(&ev),
+    pub fn ingest(&mut self, mut ev: Event) {
+        match &mut ev {
+            Event::CgroupMkdir(c) => return self.learn(c.id, &c.path),
+            Event::CgroupRmdir(c) => {
+                // The correlator first: a record waiting for this container's exit closes
+                // now, while its metadata is still kept.
+                let id = c.id;
+                self.correlator.ingest(&ev);
+                return self.metadata.forget(id);
+            }
+            Event::SignalGenerate(g) => match self.origin(g) {
+                Some(from) => g.sender.from = from,
+                None => return self.sink.ignored("self_signal"),
+            },
+            Event::MainProcess(m) => {
+                log::debug!(
+                    "cgroup {}: main process {} ({}), started by {} ({})",
+                    m.cgroup_id,
+                    m.main.pid,
+                    m.main.comm,
+                    m.parent.pid,
+                    m.parent.comm
+                );
+            }
+            _ => {}
+        }
+        self.correlator.ingest(&ev);
+    }
+
+    /// Where a signal came from, relative to its target's container; None when from the
+    /// container itself. The kernel already drops senders in the target's own cgroup; this
+    /// also catches the container's sub-cgroups (crun's `container` child, a nested
+    /// runtime's), which name the same container.
+    fn origin(&self, g: &SignalGenerate) -> Option<Origin> {
+        if g.sender.from == Origin::Kernel {
+            return Some(Origin::Kernel);
+        }
+        let container_of = |id| self.metadata.identity(id).and_then(|i| i.container_id.clone());
+        match container_of(g.sender_cgroup_id) {
+            None => Some(Origin::Host),
+            Some(sender) if Some(&sender) == container_of(g.target_cgroup_id).as_ref() => None,
+            Some(_) => Some(Origin::OtherContainer),
         }
     }
 
@@ -99,6 +136,12 @@ impl<S: Sink> Pipeline<S> {
     /// Moves closed terminations into the wait, emits those whose metadata is in (or whose
     /// deadline passed), and flushes the sink. `now_ns` is the kernel clock.
     pub fn tick(&mut self, now_ns: u64) {
+        self.correlator.expire(now_ns);
+        self.flush_closed(now_ns);
+    }
+
+    /// Emits what is closed at `now_ns` (see [`Pipeline::tick`]), without expiring anything.
+    fn flush_closed(&mut self, now_ns: u64) {
         let deadline = now_ns.saturating_add(self.settings.hold_ns);
         self.waiting
             .extend(self.correlator.drain_closed(now_ns).into_iter().map(|t| (t, deadline)));
@@ -129,7 +172,7 @@ impl<S: Sink> Pipeline<S> {
 
     /// Shutdown: every termination whose exit was seen is emitted now, named or not.
     pub fn finish(&mut self) {
-        self.tick(u64::MAX);
+        self.flush_closed(u64::MAX);
     }
 
     /// The correlator's counts of what it could not join or had to drop.
@@ -176,7 +219,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        events::{CgroupChange, Disposition, Proc, ProcessExit, SignalGenerate},
+        events::{CgroupChange, Disposition, Proc, ProcKey, ProcessExit, Sender},
         metadata::annotations::Facts,
     };
 
@@ -232,8 +275,9 @@ mod tests {
             result: signal_result::IGNORED.into(),
             target_handler: Some(Disposition::Default),
             target: proc(pid, "sleep"),
+            target_key: ProcKey { tgid: pid, start_ticks: 1 },
             target_cgroup_id: cgroup,
-            sender: proc(7, "runc"),
+            sender: Sender { pid: 7, comm: "runc".into(), from: Origin::Host },
             sender_cgroup_id: 1,
         })
     }
@@ -245,7 +289,8 @@ mod tests {
     fn exit_of(at: u64, pid: u32, cgroup: u64) -> Event {
         Event::ProcessExit(ProcessExit {
             ktime_ns: at,
-            tgid: pid,
+            key: ProcKey { tgid: pid, start_ticks: 1 },
+            main: true,
             comm: "sleep".into(),
             exit_code: None,
             exit_signal: Some(9),

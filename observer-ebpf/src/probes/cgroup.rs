@@ -16,7 +16,7 @@ use observer_ebpf::{
     tp_offsets, CgroupEvent, Counter, EventKind, WatchedCgroup, CGROUP_PATH_LEN, CGROUP_PREFIX_LEN,
 };
 
-use super::{config, count, emit_in_place, now, WATCHED_CGROUPS};
+use super::{config, count, emit_in_place, now, PROCESSES, WATCHED_CGROUPS};
 
 #[tracepoint]
 pub fn cgroup_mkdir(ctx: TracePointContext) -> i32 {
@@ -46,14 +46,26 @@ unsafe fn try_cgroup_event(ctx: &TracePointContext, kind: EventKind) -> Result<(
             if !unsafe { has_prefix(path) } {
                 return Ok(());
             }
-            if WATCHED_CGROUPS.insert(&id, &WatchedCgroup { since_ns: ts }, 0).is_err() {
+            if WATCHED_CGROUPS.insert(&id, &WatchedCgroup { since_ns: ts, ..Default::default() }, 0).is_err() {
                 // Rare (65536 containers' cgroups): worth a log line besides the counter.
                 count(Counter::WatchedInsertFailed);
                 warn!(ctx, "WATCHED_CGROUPS full: signals to cgroup {} will not be seen", id);
             }
         }
         _ => {
-            // Only cgroups we watched are reported gone.
+            // Only cgroups we watched are reported gone. A main process still followed
+            // here ended unseen (or the cgroup was emptied by moving it): forget it.
+            let Some(w) = (unsafe { WATCHED_CGROUPS.get(&id) }) else {
+                return Ok(());
+            };
+            let main = w.main_tgid;
+            if main != 0 {
+                if let Some(p) = unsafe { PROCESSES.get(&main) } {
+                    if p.cgroup_id == id {
+                        let _ = PROCESSES.remove(&main);
+                    }
+                }
+            }
             if WATCHED_CGROUPS.remove(&id).is_err() {
                 return Ok(());
             }

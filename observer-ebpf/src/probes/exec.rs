@@ -1,28 +1,50 @@
-//! Exec sessions entering a container: how a preStop exec hook shows in the kernel.
+//! Exec in a container cgroup: how a container's main process and its exec sessions show in
+//! the kernel.
 //!
-//! kubelet runs an exec hook through the CRI's ExecSync; the runtime (`runc exec`, crun
-//! exec) starts a process that joins the container's cgroup and namespaces and then execs the
-//! hook's command. Its parent is the runtime on the host, never the container's PID 1. So at
+//! **The main process.** runc makes a container's init as its child (nsexec's stage-2,
+//! `clone(CLONE_PARENT)`, libcontainer/nsenter/nsexec.c), puts it in the container's cgroup
+//! before it runs any of the container's code (`initProcess.start()`: `manager.Apply(pid)`
+//! before the bootstrap data is sent, libcontainer/process_linux.go), and the init waits on
+//! the exec fifo until `runc start`, then execs the entrypoint (libcontainer/
+//! standard_init_linux.go, `unix.Exec`). crun does the same with `clone3(CLONE_INTO_CGROUP)`
+//! or a cgroup.procs write. So the main process is the first process that execs in a
+//! container cgroup whose parent is outside it (the runtime, or the shim that reaped it). That
+//! holds for a pid namespace of its own and for one shared with the pod's pause process
+//! (`shareProcessNamespace`), whose app containers are not namespace inits.
+//!
+//! A cgroup below one that already has a main process belongs to that container (docker-in-
+//! docker, buildkit or a kind node making cgroups of their own): it is flagged
+//! `watched::NESTED` and never gets a main, whatever its processes do. The ancestors are
+//! walked once, at the cgroup's first exec.
+//!
+//! **Exec sessions.** kubelet runs an exec hook through the CRI's ExecSync; the runtime (`runc
+//! exec`, crun exec) starts a process that joins the container's cgroup and namespaces and
+//! execs the hook's command; its parent is the runtime on the host. So a later exec from
+//! outside, while the cgroup has its main, is a session. Execs whose parent is inside the
+//! container (the container's own programs, a sandbox's nested inits) are neither.
+//!
 //! `sched_process_exec` (fs/exec.c `exec_binprm()`, v6.18: `trace_sched_process_exec(current,
-//! old_pid, bprm)`, after the new program's comm is set) a session is: current's cgroup is a
-//! watched container cgroup, current is not the pid namespace's init (whose own exec starts
-//! the container), and its `real_parent` is in another cgroup (the container's own processes
-//! and the hook's children have their parent inside). tp_btf, because every exec on the node
-//! passes here: the first test is one helper call and one hash lookup.
-//!
-//! The session's pid is put in `TRACKED`, so `sched_process_exit` reports when it ends.
+//! old_pid, bprm)`, after the new program's comm is set) is tp_btf: every exec on the node
+//! passes here, and the first test is one helper call and one hash lookup.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use observer_ebpf::{Counter, EventKind, ExecSessionEvent, Tracked, TASK_COMM_LEN};
+use observer_ebpf::{
+    role, watched, Counter, EventKind, ExecSessionEvent, MainProcessEvent, Process,
+    TASK_COMM_LEN,
+};
 
 use super::{
-    config, count, emit, now, read_field, signal::is_pid_ns_init, task_cgroup_id, TRACKED,
-    WATCHED_CGROUPS,
+    cgroup_id, config, count, emit, now, read_field, start_ticks, task_cgroup_id,
+    task_dfl_cgroup, PROCESSES, WATCHED_CGROUPS,
 };
+
+/// Ancestors walked looking for a container with a main process: kubelet's deepest container
+/// cgroup is 4 below the prefix, a nested one a few more.
+const MAX_ANCESTORS: usize = 16;
 
 /// `TRACE_EVENT(sched_process_exec, TP_PROTO(struct task_struct *p, pid_t old_pid,
 /// struct linux_binprm *bprm))`, include/trace/events/sched.h.
@@ -36,31 +58,54 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
 unsafe fn try_sched_process_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     // 1. Only inside a container's cgroup: one lookup for every other exec on the node.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    if unsafe { WATCHED_CGROUPS.get(&cgroup_id) }.is_none() {
+    let Some(w) = WATCHED_CGROUPS.get_ptr_mut(&cgroup_id) else {
         return Ok(());
-    }
-    let task: *const u8 = ctx.arg(0);
-    // 2. Not the container's PID 1 starting.
-    if unsafe { is_pid_ns_init(task)? } {
+    };
+    let w = unsafe { &mut *w };
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // 2. The main process exec'ing again (`sh -c` exec'ing its last command, an init
+    //    wrapper's exec): still the main process. A nested cgroup makes no container.
+    if w.main_tgid == tgid || w.flags & watched::NESTED != 0 {
         return Ok(());
     }
     // 3. Entered from outside: the parent lives in another cgroup.
+    let task: *const u8 = ctx.arg(0);
     let parent: *const u8 = unsafe { read_field(task, config!(offsets.task_real_parent))? };
     if unsafe { task_cgroup_id(parent)? } == cgroup_id {
         return Ok(());
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
     let parent_tgid: i32 = unsafe { read_field(parent, config!(offsets.task_tgid)) }.unwrap_or(0);
     let parent_comm: [u8; TASK_COMM_LEN] =
         unsafe { read_field(parent, config!(offsets.task_comm)) }.unwrap_or([0; TASK_COMM_LEN]);
+    let start_ticks = unsafe { start_ticks(task)? };
     let ts = now();
-    // So sched_process_exit reports the session's end. A session that execs again (`sh -c`
-    // exec'ing its last command) keeps its entry.
-    if unsafe { TRACKED.get(&tgid) }.is_none()
-        && TRACKED.insert(&tgid, &Tracked::default(), 0).is_err()
-    {
-        count(Counter::TrackedInsertFailed);
+    if w.main_tgid == 0 {
+        // 4a. The cgroup's first exec from outside: its main process, unless an ancestor
+        //     is a container already.
+        if unsafe { ancestor_has_main(task_dfl_cgroup(task)?) } {
+            w.flags |= watched::NESTED;
+            count(Counter::NestedCgroup);
+            return Ok(());
+        }
+        w.main_tgid = tgid;
+        follow(tgid, Process { start_ticks, cgroup_id, role: role::MAIN, ..Default::default() });
+        emit(EventKind::MainProcess, ts, |header| MainProcessEvent {
+            header,
+            tgid,
+            parent_tgid: parent_tgid as u32,
+            start_ticks,
+            cgroup_id,
+            comm: bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]),
+            parent_comm,
+        });
+        return Ok(());
+    }
+    // 4b. An exec session. One that execs again keeps its entry.
+    if unsafe { PROCESSES.get(&tgid) }.is_none() {
+        follow(
+            tgid,
+            Process { start_ticks, cgroup_id, role: role::SESSION, ..Default::default() },
+        );
     }
     emit(EventKind::ExecSession, ts, |header| ExecSessionEvent {
         header,
@@ -71,4 +116,41 @@ unsafe fn try_sched_process_exec(ctx: &BtfTracePointContext) -> Result<(), i64> 
         parent_comm,
     });
     Ok(())
+}
+
+/// Puts `tgid` in `PROCESSES` (replacing a stale entry of an earlier process with its tgid);
+/// a full map is counted.
+#[inline(always)]
+fn follow(tgid: u32, p: Process) {
+    if PROCESSES.insert(&tgid, &p, 0).is_err() {
+        count(Counter::ProcessesFull);
+    }
+}
+
+/// True when a watched ancestor of `cgrp` has a main process (or is nested itself). Stops at
+/// the first ancestor outside the watched prefix.
+#[inline(always)]
+unsafe fn ancestor_has_main(cgrp: *const u8) -> bool {
+    let mut cur = cgrp;
+    for _ in 0..MAX_ANCESTORS {
+        let Ok(parent_css) =
+            (unsafe { read_field::<*const u8>(cur, config!(offsets.cgroup_parent_css)) })
+        else {
+            return false;
+        };
+        if parent_css.is_null() {
+            return false;
+        }
+        // container_of(parent_css, struct cgroup, self)
+        cur = unsafe { parent_css.sub(config!(offsets.cgroup_self) as usize) };
+        let Ok(id) = (unsafe { cgroup_id(cur) }) else {
+            return false;
+        };
+        match unsafe { WATCHED_CGROUPS.get(&id) } {
+            None => return false,
+            Some(a) if a.main_tgid != 0 || a.flags & watched::NESTED != 0 => return true,
+            Some(_) => {}
+        }
+    }
+    false
 }

@@ -1,4 +1,4 @@
-//! Process exit: the end of a tracked process (a signalled container PID 1, an exec session).
+//! Process exit: the end of a followed process (a container's main process, an exec session).
 //!
 //! Both programs are tp_btf at sched_process_exit, which runs in the exiting thread
 //! (`current`) inside do_exit() (kernel/exit.c). Two facts of do_exit() hold from 5.8 to
@@ -20,8 +20,8 @@
 //! Without the argument, `signal->live == 0` at the tracepoint says every thread of the group
 //! has passed its decrement: the group is dead. More than one thread can see 0 when threads
 //! exit at the same time (the first decrements to 1, the second to 0, then both reach the
-//! tracepoint), so the record is emitted by whichever thread deletes the process's `TRACKED`
-//! entry: one record per process on both paths. The exit status does not depend on which
+//! tracepoint), so the record is emitted by whichever thread deletes the process's
+//! `PROCESSES` entry: one record per process on both paths. The exit status does not depend on which
 //! thread emits it: it is computed as the parent's wait(2) will see it (see [`exit_status`]).
 
 use aya_ebpf::{
@@ -34,15 +34,15 @@ use aya_ebpf::{
 };
 use observer_ebpf::{EventKind, ProcessExitEvent, SIGNAL_GROUP_EXIT, TASK_COMM_LEN};
 
-use super::{config, emit, now, read_field, TRACKED};
+use super::{config, emit, followed, now, read_field, PROCESSES};
 
 /// 6.16 and later: `TP_PROTO(struct task_struct *p, bool group_dead)`,
 /// include/trace/events/sched.h.
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // Untracked processes: one lookup, nothing emitted.
-    if unsafe { TRACKED.get(&tgid) }.is_none() {
+    // Processes not followed: one lookup, nothing emitted.
+    if unsafe { PROCESSES.get(&tgid) }.is_none() {
         return 0;
     }
     // A bool in the low byte of its u64 argument slot.
@@ -59,7 +59,7 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit_live(_ctx: BtfTracePointContext) -> i32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if unsafe { TRACKED.get(&tgid) }.is_none() {
+    if unsafe { PROCESSES.get(&tgid) }.is_none() {
         return 0;
     }
     let task = unsafe { bpf_get_current_task() } as *const u8;
@@ -75,22 +75,28 @@ pub fn sched_process_exit_live(_ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// Emits the exit of `tgid` once: the thread that removes its `TRACKED` entry reports it.
+/// Emits the exit of `tgid` once: the thread that removes its `PROCESSES` entry reports it.
+/// An entry made for an earlier process with this tgid is dropped (and counted) unreported.
 #[inline(always)]
 unsafe fn emit_exit(tgid: u32) -> Result<(), i64> {
-    if TRACKED.remove(&tgid).is_err() {
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let Some(p) = (unsafe { followed(tgid, task) }) else {
+        return Ok(());
+    };
+    let (start_ticks, role) = unsafe { ((*p).start_ticks, (*p).role) };
+    if PROCESSES.remove(&tgid).is_err() {
         // Another exiting thread of the group got here first.
         return Ok(());
     }
     let ts = now();
-    let task = unsafe { bpf_get_current_task() } as *const u8;
     let status = unsafe { exit_status(task) }.unwrap_or(-1);
     emit(EventKind::ProcessExit, ts, |header| ProcessExitEvent {
         header,
         tgid,
         tid: bpf_get_current_pid_tgid() as u32,
+        start_ticks,
         exit_code: status as u32,
-        _pad0: 0,
+        role,
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         comm: bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]),
     });

@@ -2,21 +2,25 @@
 //!
 //! | program | hook | why this hook |
 //! |---|---|---|
-//! | `signal_generate` | tp_btf signal_generate | every way a signal is sent (kill, tgkill, pidfd_send_signal, cgroup.kill, OOM) goes through `__send_signal_locked`; tp_btf hands us the target `task_struct`, needed to filter in the kernel |
+//! | `signal_generate` | tp_btf signal_generate | every way a signal is sent (kill, tgkill, pidfd_send_signal, cgroup.kill, OOM) goes through `__send_signal_locked`; tp_btf hands us the target `task_struct` and the siginfo, needed to filter in the kernel |
 //! | `signal_deliver` | tracepoint signal/signal_deliver | runs in the receiver with the disposition it acts on |
 //! | `sched_process_exit` | tp_btf sched_process_exit (6.16+) | runs in the exiting thread; its `group_dead` argument marks the thread group's end |
 //! | `sched_process_exit_live` | tp_btf sched_process_exit (5.8 to 6.15) | the same hook without the argument: `group_dead` read back from `signal->live` |
 //! | `cgroup_mkdir` / `cgroup_rmdir` | tracepoint cgroup/* | learn a container's cgroup id -> path before runc removes it |
 //! | `oom_mark_victim` | tracepoint oom/mark_victim | tells an OOM SIGKILL from a grace-period SIGKILL |
-//! | `sched_process_exec` | tp_btf sched_process_exec | exec sessions the runtime starts in a container (preStop exec hooks): the new program, in its final cgroup, with its parent |
+//! | `sched_process_exec` | tp_btf sched_process_exec | a container's main process (the runtime's init exec'ing the entrypoint) and the exec sessions the runtime starts in it later (preStop exec hooks): the new program, in its final cgroup, with its parent |
+//!
+//! Which processes are followed is decided once, at exec, and kept in `PROCESSES`: every
+//! other probe costs one lookup for a process that is no container's main process or exec
+//! session.
 
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, PerCpuArray, RingBuf},
 };
 use observer_ebpf::{
-    Config, Counter, EventHeader, EventKind, Tracked, WatchedCgroup, COUNTER_SLOTS,
+    Config, Counter, EventHeader, EventKind, Process, WatchedCgroup, COUNTER_SLOTS,
 };
 
 mod cgroup;
@@ -30,9 +34,11 @@ mod signal;
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
-/// Processes a reported signal has targeted; exits of anything else cost one lookup.
+/// The processes followed, by tgid: containers' main processes and exec sessions, inserted at
+/// exec (or by userspace's start-up walk), removed at their exit. A hash map, not an LRU: an
+/// entry is never evicted behind our back; a full map is counted at insert.
 #[map]
-pub static TRACKED: LruHashMap<u32, Tracked> = LruHashMap::with_max_entries(16384, 0);
+pub static PROCESSES: HashMap<u32, Process> = HashMap::with_max_entries(65536, 0);
 
 /// cgroup v2 ids of the containers' cgroups (filled here at mkdir, and by userspace's start-up
 /// walk; emptied at rmdir).
@@ -83,14 +89,53 @@ pub unsafe fn read_field<T>(base: *const u8, offset: u32) -> Result<T, i64> {
     }
 }
 
-/// `task->cgroups->dfl_cgrp->kn->id`: the cgroup v2 id of any task, the value
-/// `bpf_get_current_cgroup_id()` returns for `current` (kernel/bpf/helpers.c, `cgroup_id()`).
+/// `task->cgroups->dfl_cgrp`: a task's cgroup on the v2 hierarchy.
 #[inline(always)]
-pub unsafe fn task_cgroup_id(task: *const u8) -> Result<u64, i64> {
+pub unsafe fn task_dfl_cgroup(task: *const u8) -> Result<*const u8, i64> {
     let css_set: *const u8 = unsafe { read_field(task, config!(offsets.task_cgroups))? };
-    let cgrp: *const u8 = unsafe { read_field(css_set, config!(offsets.css_set_dfl_cgrp))? };
+    unsafe { read_field(css_set, config!(offsets.css_set_dfl_cgrp)) }
+}
+
+/// `cgrp->kn->id`: a cgroup's v2 id (kernel/bpf/helpers.c `cgroup_id()`).
+#[inline(always)]
+pub unsafe fn cgroup_id(cgrp: *const u8) -> Result<u64, i64> {
     let kn: *const u8 = unsafe { read_field(cgrp, config!(offsets.cgroup_kn))? };
     unsafe { read_field(kn, config!(offsets.kernfs_node_id)) }
+}
+
+/// The cgroup v2 id of any task, the value `bpf_get_current_cgroup_id()` returns for
+/// `current`.
+#[inline(always)]
+pub unsafe fn task_cgroup_id(task: *const u8) -> Result<u64, i64> {
+    unsafe { cgroup_id(task_dfl_cgroup(task)?) }
+}
+
+/// Nanoseconds per clock tick of /proc's `starttime` (USER_HZ is 100 on every architecture
+/// Linux builds for userspace: include/asm-generic/param.h).
+pub const NS_PER_TICK: u64 = 10_000_000;
+
+/// A process's start time in clock ticks: its thread group leader's `start_boottime`, as
+/// /proc/<tgid>/stat reports it (see `Process::start_ticks`).
+#[inline(always)]
+pub unsafe fn start_ticks(task: *const u8) -> Result<u64, i64> {
+    let leader: *const u8 = unsafe { read_field(task, config!(offsets.task_group_leader))? };
+    let ns: u64 = unsafe { read_field(leader, config!(offsets.task_start_boottime))? };
+    Ok(ns / NS_PER_TICK)
+}
+
+/// The followed process `tgid` if `task` (a thread of it) is the process the entry was made
+/// for. A stale entry (its process ended unseen, the tgid now another's) is removed and
+/// counted. Costs one lookup, and two reads on a hit.
+#[inline(always)]
+pub unsafe fn followed(tgid: u32, task: *const u8) -> Option<*mut Process> {
+    let p = PROCESSES.get_ptr_mut(&tgid)?;
+    let start = unsafe { start_ticks(task) }.ok()?;
+    if unsafe { (*p).start_ticks } != start {
+        count(Counter::StaleProcess);
+        let _ = PROCESSES.remove(&tgid);
+        return None;
+    }
+    Some(p)
 }
 
 /// The header every record starts with.

@@ -6,14 +6,22 @@
 //! three. `current` is the sender; the target arrives as a `task_struct *`, which is why this is
 //! tp_btf and not the classic tracepoint (whose record has only the target's tid and comm).
 //!
-//! "Container PID 1" is tested as `task->thread_pid->numbers[level].nr == 1` with level > 0,
-//! not with SIGNAL_UNKILLABLE: complete_signal() overwrites `signal->flags` with
-//! SIGNAL_GROUP_EXIT for a fatal signal before this tracepoint fires, so the SIGKILL that ends
-//! a container would be filtered out.
+//! Only signals to a container's main process are reported: one `PROCESSES` lookup on the
+//! target's tgid after the signal-number test decides, for every signal on the node (see
+//! `exec.rs` for how a main process is learnt). This replaces "any pid namespace init in a
+//! kubepods cgroup", which took a sandbox's nested inits for containers and missed the app
+//! containers of a shared pid namespace.
+//!
+//! Who sent it, relative to the container, comes from the sender's cgroup and the siginfo:
+//! `SEND_SIG_PRIV` / SI_KERNEL is the kernel (the OOM killer's SIGKILL, a pid namespace's
+//! dying init); a sender in the target's own container cgroup is the container itself (a
+//! supervisor, a preStop hook's `kill 1`): not a stop by the runtime, counted in
+//! `Counter::SelfSignal` and never emitted, so a pod cannot forge a termination of its own.
 //!
 //! A pid namespace's init with SIG_DFL drops everything but SIGKILL/SIGSTOP sent from an
 //! ancestor namespace (`sig_task_ignored()`): that is result=1 here and no delivery later,
-//! the commonest reason a container ignores SIGTERM.
+//! the commonest reason a container ignores SIGTERM. A main process that is not a namespace
+//! init (a shared pid namespace) is killed by the default action instead.
 
 use aya_ebpf::{
     helpers::{
@@ -24,14 +32,18 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use observer_ebpf::{
-    disposition, Counter, EventKind, SignalDeliverEvent, SignalGenerateEvent, Tracked, SIGKILL,
-    TASK_COMM_LEN,
+    disposition, role, Counter, EventKind, Process, SignalDeliverEvent, SignalGenerateEvent,
+    SI_KERNEL, SI_USER, TASK_COMM_LEN,
 };
 
-use super::{
-    config, count, emit, is_reported_signal, now, read_field, task_cgroup_id, TRACKED,
-    WATCHED_CGROUPS,
-};
+use super::{config, count, emit, followed, is_reported_signal, now, read_field, PROCESSES};
+
+/// `SEND_SIG_PRIV` (include/linux/sched/signal.h): `info` is this constant, not a pointer,
+/// for signals the kernel sends on its own behalf.
+const SEND_SIG_PRIV: u64 = 1;
+/// `si_code` follows `si_signo` and `si_errno` in `struct kernel_siginfo`
+/// (include/uapi/asm-generic/siginfo.h `__SIGINFO`, every architecture but MIPS).
+const SI_CODE_OFFSET: usize = 8;
 
 /// `TRACE_EVENT(signal_generate, TP_PROTO(int sig, struct kernel_siginfo *info,
 /// struct task_struct *task, int group, int result))`, include/trace/events/signal.h.
@@ -49,54 +61,70 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if !is_reported_signal(sig) {
         return Ok(());
     }
+    // 2. Only a container's main process: one lookup for everything else on the node.
     let task: *const u8 = ctx.arg(2);
-    // 2. Only a pid namespace's init (not the host's init): the process the runtime stops.
-    //    Host processes fail here after two reads.
-    if !unsafe { is_pid_ns_init(task)? } {
-        return Ok(());
-    }
     let target_tgid: i32 = unsafe { read_field(task, config!(offsets.task_tgid))? };
     let target_tgid = target_tgid as u32;
-    // 3. A process signalling itself is never a container stop. SIGKILL is the exception: the
-    //    OOM killer sends it from the allocating task, which can be the victim itself.
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let sender_tgid = (pid_tgid >> 32) as u32;
-    if sender_tgid == target_tgid && sig != SIGKILL {
+    let Some(p) = (unsafe { followed(target_tgid, task) }) else {
+        return Ok(());
+    };
+    let p = unsafe { &mut *p };
+    if p.role != role::MAIN {
         return Ok(());
     }
-    // 4. Only inside a container's cgroup.
-    let target_cgroup_id = unsafe { task_cgroup_id(task)? };
-    if unsafe { WATCHED_CGROUPS.get(&target_cgroup_id) }.is_none() {
+    // 3. Not from the container itself (the kernel's own signals always count).
+    let si_code = unsafe { si_code(ctx.arg(1)) };
+    let sender_cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    if si_code != SI_KERNEL && sender_cgroup_id == p.cgroup_id {
+        count(Counter::SelfSignal);
         return Ok(());
     }
-    // 5. Once per (target, signal) per window: a signal storm at one PID 1 is one record.
+    // 4. Once per (target, signal) per window: a signal storm at one process is one record.
     let ts = now();
-    if !mark_emitted(target_tgid, sig, ts, false) {
+    if !mark_emitted(p, sig, ts, false) {
         return Ok(());
     }
 
+    let pid_tgid = bpf_get_current_pid_tgid();
     let target_tid: i32 = unsafe { read_field(task, config!(offsets.task_pid)) }.unwrap_or(0);
     let target_comm: [u8; TASK_COMM_LEN] =
         unsafe { read_field(task, config!(offsets.task_comm)) }.unwrap_or([0; TASK_COMM_LEN]);
-    let target_handler = unsafe { handler_of(task, sig) };
+    let target_handler = unsafe { disposition_of(task, sig) };
     let group: i32 = ctx.arg(3);
     let result: i32 = ctx.arg(4);
+    let (start_ticks, target_cgroup_id) = (p.start_ticks, p.cgroup_id);
     emit(EventKind::SignalGenerate, ts, |header| SignalGenerateEvent {
         header,
         sig,
+        si_code,
+        _pad0: 0,
         result: result as u32,
         group: group as u32,
         target_handler,
         target_tgid,
         target_tid: target_tid as u32,
-        sender_tgid,
+        sender_tgid: (pid_tgid >> 32) as u32,
         sender_tid: pid_tgid as u32,
+        target_start_ticks: start_ticks,
         target_cgroup_id,
-        sender_cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        sender_cgroup_id,
         target_comm,
         sender_comm: bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]),
     });
     Ok(())
+}
+
+/// `info->si_code`, with the two special values of `info` (kernel/signal.c
+/// `__send_signal_locked()`): `SEND_SIG_NOINFO` (0) is a user's kill, `SEND_SIG_PRIV` the
+/// kernel's.
+#[inline(always)]
+unsafe fn si_code(info: u64) -> i32 {
+    match info {
+        0 => SI_USER,
+        SEND_SIG_PRIV => SI_KERNEL,
+        _ => unsafe { bpf_probe_read_kernel((info as usize + SI_CODE_OFFSET) as *const i32) }
+            .unwrap_or(SI_USER),
+    }
 }
 
 /// `TRACE_EVENT(signal_deliver, TP_PROTO(int sig, struct kernel_siginfo *info,
@@ -119,9 +147,13 @@ unsafe fn try_signal_deliver(ctx: &BtfTracePointContext) -> Result<(), i64> {
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    // Only processes signal_generate chose to track (one lookup for everything else).
+    // Only main processes whose signal was reported (one lookup for everything else).
+    let Some(p) = PROCESSES.get_ptr_mut(&tgid) else {
+        return Ok(());
+    };
+    let p = unsafe { &mut *p };
     let ts = now();
-    if !mark_emitted(tgid, sig, ts, true) {
+    if p.role != role::MAIN || !mark_emitted(p, sig, ts, true) {
         return Ok(());
     }
     // struct k_sigaction { struct sigaction sa; ... }, sa = { sa_handler, sa_flags, ... }
@@ -131,6 +163,7 @@ unsafe fn try_signal_deliver(ctx: &BtfTracePointContext) -> Result<(), i64> {
         unsafe { bpf_probe_read_kernel(ka as *const u64) }.map_err(|e| e as i64)?;
     let sa_flags: u64 =
         unsafe { bpf_probe_read_kernel(ka.add(8) as *const u64) }.map_err(|e| e as i64)?;
+    let start_ticks = p.start_ticks;
     emit(EventKind::SignalDeliver, ts, |header| SignalDeliverEvent {
         header,
         sig,
@@ -141,42 +174,46 @@ unsafe fn try_signal_deliver(ctx: &BtfTracePointContext) -> Result<(), i64> {
         },
         tgid,
         tid: pid_tgid as u32,
+        start_ticks,
         sa_flags,
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
     });
     Ok(())
 }
 
-/// Records that `sig` for `tgid` is being emitted; false when it already was in this window
-/// (or, for deliveries, when `tgid` is not tracked at all). Generation inserts the entry.
+/// Records that `sig` (its generation, or its delivery) is being emitted for `p`; false when
+/// it already was in this window.
 #[inline(always)]
-fn mark_emitted(tgid: u32, sig: u32, ts: u64, delivered: bool) -> bool {
+fn mark_emitted(p: &mut Process, sig: u32, ts: u64, delivered: bool) -> bool {
     let bit = 1u64 << sig;
-    match TRACKED.get_ptr_mut(&tgid) {
-        Some(t) => {
-            let t = unsafe { &mut *t };
-            if ts.wrapping_sub(t.window_start_ns) > config!(dedupe_window_ns) {
-                t.window_start_ns = ts;
-                t.generated_mask = 0;
-                t.delivered_mask = 0;
-            }
-            let mask = if delivered { &mut t.delivered_mask } else { &mut t.generated_mask };
-            if *mask & bit != 0 {
-                count(Counter::SignalDeduplicated);
-                return false;
-            }
-            *mask |= bit;
-            true
-        }
-        None if delivered => false,
-        None => {
-            let t = Tracked { window_start_ns: ts, generated_mask: bit, delivered_mask: 0 };
-            if TRACKED.insert(&tgid, &t, 0).is_err() {
-                count(Counter::TrackedInsertFailed);
-            }
-            true
-        }
+    if ts.wrapping_sub(p.window_start_ns) > config!(dedupe_window_ns) {
+        p.window_start_ns = ts;
+        p.generated_mask = 0;
+        p.delivered_mask = 0;
     }
+    let mask = if delivered { &mut p.delivered_mask } else { &mut p.generated_mask };
+    if *mask & bit != 0 {
+        count(Counter::SignalDeduplicated);
+        return false;
+    }
+    *mask |= bit;
+    true
+}
+
+/// The target's disposition of `sig` as the kernel weighs it at generation: blocked first
+/// (kernel/signal.c `sig_ignored()`: "Blocked signals are never ignored"; `real_blocked` is
+/// the mask sigtimedwait(2) saved while it waits, which is how tini takes SIGTERM), then
+/// `task->sighand->action[sig - 1].sa.sa_handler`.
+#[inline(always)]
+unsafe fn disposition_of(task: *const u8, sig: u32) -> u32 {
+    let bit = 1u64 << (sig - 1);
+    let blocked: u64 = unsafe { read_field(task, config!(offsets.task_blocked)) }.unwrap_or(0);
+    let real_blocked: u64 =
+        unsafe { read_field(task, config!(offsets.task_real_blocked)) }.unwrap_or(0);
+    if (blocked | real_blocked) & bit != 0 {
+        return disposition::BLOCKED;
+    }
+    unsafe { handler_of(task, sig) }
 }
 
 /// `task->sighand->action[sig - 1].sa.sa_handler` as a [`disposition`] value.
@@ -197,18 +234,4 @@ unsafe fn handler_of(task: *const u8, sig: u32) -> u32 {
         Ok(_) => disposition::HANDLED,
         Err(_) => disposition::UNKNOWN,
     }
-}
-
-/// True when `task` is pid 1 of a pid namespace below the host's (include/linux/pid.h:
-/// `struct pid { ...; unsigned int level; ...; struct upid numbers[]; }`).
-#[inline(always)]
-pub(super) unsafe fn is_pid_ns_init(task: *const u8) -> Result<bool, i64> {
-    let pid: *const u8 = unsafe { read_field(task, config!(offsets.task_thread_pid))? };
-    let level: u32 = unsafe { read_field(pid, config!(offsets.pid_level))? };
-    if level == 0 || level > 32 {
-        return Ok(false);
-    }
-    let nr_offset = config!(offsets.pid_numbers) + level * config!(offsets.upid_size);
-    let nr: i32 = unsafe { read_field(pid, nr_offset)? };
-    Ok(nr == 1)
 }

@@ -23,7 +23,6 @@ use std::{
     time::Duration,
 };
 
-use observer_ebpf::WatchedCgroup;
 
 use self::args::{DrillArgs, HttpTarget};
 use crate::{
@@ -272,9 +271,7 @@ fn drive(
     let container = executor.container().clone();
     // The cgroup_mkdir probe saw the cgroup being made; say it again, in case it was made
     // before the probe was attached.
-    if let Err(e) =
-        observer.probes.watched.insert(container.cgroup_id, WatchedCgroup { since_ns: 0 }, 0)
-    {
+    if let Err(e) = observer.probes.watch_existing(container.cgroup_id, None) {
         return Err(DrillError::Probes(format!("watching the container's cgroup: {e}")));
     }
     // The drill knows what kubelet would have been told: the cgroup path gives the ids, the

@@ -194,7 +194,13 @@ impl Report {
                 (false, _, Some(Disposition::Handled)) => "delivered: PID 1 handles it".to_string(),
                 (false, _, Some(Disposition::Default)) => "delivered: default action".to_string(),
                 (false, _, Some(Disposition::Ignored)) => "delivered: ignored".to_string(),
-                (false, _, None) => "not delivered (blocked, or PID 1 exited first)".to_string(),
+                (false, _, Some(Disposition::Blocked)) => "delivered".to_string(),
+                (false, Some(Disposition::Blocked), None) => {
+                    "pending: PID 1 blocks it, to take it with sigwait or a signalfd (as tini \
+                     does) or when it unblocks it"
+                        .to_string()
+                }
+                (false, _, None) => "not delivered (PID 1 exited first)".to_string(),
             };
             steps.push(Step {
                 at_ns: s.at_ns,

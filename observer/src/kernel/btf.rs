@@ -503,7 +503,12 @@ impl Btf {
             signal_live: self.member_offset("signal_struct", "live")?,
             signal_flags: self.member_offset("signal_struct", "flags")?,
             signal_group_exit_code: self.member_offset("signal_struct", "group_exit_code")?,
-            _pad0: 0,
+            task_blocked: self.member_offset("task_struct", "blocked")?,
+            task_real_blocked: self.member_offset("task_struct", "real_blocked")?,
+            task_start_boottime: self.member_offset("task_struct", "start_boottime")?,
+            cgroup_parent_css: self.member_offset("cgroup", "self")?
+                + self.member_offset("cgroup_subsys_state", "parent")?,
+            cgroup_self: self.member_offset("cgroup", "self")?,
         })
     }
 }

@@ -13,7 +13,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use observer_ebpf::{
-    names, programs, Config, Counter, EventKind, KernelOffsets, WatchedCgroup, CGROUP_PREFIX_LEN,
+    names, programs, role, Config, Counter, EventKind, KernelOffsets, Process, WatchedCgroup,
+    CGROUP_PREFIX_LEN,
 };
 
 use super::{
@@ -76,7 +77,7 @@ pub const PROBES: &[ProbeSpec] = &[
         requires: FeatureId::TpBtf,
         only: None,
         emits: &[EventKind::SignalGenerate],
-        purpose: "stop signals and SIGKILLs sent to containers' PID 1 (every send path)",
+        purpose: "stop signals and SIGKILLs sent to containers' main processes (every send path)",
     },
     ProbeSpec {
         program: programs::SIGNAL_DELIVER,
@@ -145,8 +146,8 @@ pub const PROBES: &[ProbeSpec] = &[
         event: "sched_process_exec",
         requires: FeatureId::TpBtf,
         only: None,
-        emits: &[EventKind::ExecSession],
-        purpose: "exec sessions entering a container (preStop exec hooks)",
+        emits: &[EventKind::MainProcess, EventKind::ExecSession],
+        purpose: "containers' main processes as the runtime execs them, and exec sessions entering a container (preStop exec hooks)",
     },
 ];
 
@@ -166,6 +167,12 @@ pub enum Meaning {
     Deduplicated,
     /// A cgroup path cut to `CGROUP_PATH_LEN`: the record is kept, its path is short.
     PathTruncated,
+    /// A signal to a container's main process from inside that container: by design never a
+    /// record (`observer_container_self_signals_total`).
+    SelfSignal,
+    /// A cgroup below a container with a main process, which makes no container of its own
+    /// (`observer_nested_cgroups_total`).
+    Nested,
 }
 
 /// The one table of kernel counters: every `Counter` has a meaning (the match is exhaustive,
@@ -179,10 +186,13 @@ pub const fn meaning(counter: Counter) -> Meaning {
         | Counter::RingbufFullOom
         | Counter::RingbufFullExec => Meaning::Lost { stage: "ring_buffer" },
         Counter::KernelReadFailed => Meaning::Lost { stage: "kernel_read" },
-        Counter::TrackedInsertFailed => Meaning::Lost { stage: "tracked_map_full" },
+        Counter::ProcessesFull => Meaning::Lost { stage: "processes_map_full" },
         Counter::WatchedInsertFailed => Meaning::Lost { stage: "watched_map_full" },
+        Counter::StaleProcess => Meaning::Lost { stage: "exit_unseen" },
         Counter::SignalDeduplicated => Meaning::Deduplicated,
         Counter::CgroupPathTruncated => Meaning::PathTruncated,
+        Counter::SelfSignal => Meaning::SelfSignal,
+        Counter::NestedCgroup => Meaning::Nested,
     }
 }
 
@@ -419,6 +429,16 @@ pub fn take_watched(ebpf: &mut Ebpf) -> Result<BpfHashMap<MapData, u64, WatchedC
     BpfHashMap::try_from(map).map_err(|e| LoadError::Map(names::WATCHED_CGROUPS, Box::new(e)))
 }
 
+/// The processes the probes follow (`PROCESSES`), for the start-up walk's main processes.
+pub fn take_processes(ebpf: &mut Ebpf) -> Result<BpfHashMap<MapData, u32, Process>, LoadError> {
+    let map =
+        ebpf.take_map(names::PROCESSES).ok_or(LoadError::MissingMap(names::PROCESSES))?;
+    BpfHashMap::try_from(map).map_err(|e| LoadError::Map(names::PROCESSES, Box::new(e)))
+}
+
+/// `BPF_NOEXIST` (include/uapi/linux/bpf.h): insert only where the key is absent.
+const BPF_NOEXIST: u64 = 1;
+
 /// Kernel-side counters, summed over CPUs.
 pub struct KernelCounters {
     map: PerCpuArray<MapData, u64>,
@@ -455,6 +475,7 @@ pub struct Probes {
     pub support: Support,
     pub ring: RingBuf<MapData>,
     pub watched: BpfHashMap<MapData, u64, WatchedCgroup>,
+    pub processes: BpfHashMap<MapData, u32, Process>,
     pub counters: KernelCounters,
     /// The probes' own log records (aya-log), when the object has any.
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
@@ -474,8 +495,39 @@ impl Probes {
         attach(&mut ebpf, &support)?;
         let ring = take_events(&mut ebpf)?;
         let watched = take_watched(&mut ebpf)?;
+        let processes = take_processes(&mut ebpf)?;
         let counters = KernelCounters::take(&mut ebpf)?;
-        Ok(Self { ebpf, support, ring, watched, counters, logger })
+        Ok(Self { ebpf, support, ring, watched, processes, counters, logger })
+    }
+
+    /// Watches a container cgroup that may predate the probes (the start-up walk, the drill)
+    /// without undoing what the kernel learnt meanwhile: an entry the kernel made is kept, and
+    /// `main` (tgid, start ticks) becomes the cgroup's main process only where the kernel has
+    /// none. Returns whether `main` was adopted.
+    pub fn watch_existing(
+        &mut self,
+        cgroup_id: u64,
+        main: Option<(u32, u64)>,
+    ) -> Result<bool, LoadError> {
+        let map_err = |e| LoadError::Map(names::WATCHED_CGROUPS, Box::new(e));
+        let fresh = WatchedCgroup::default();
+        if let Err(e) = self.watched.insert(cgroup_id, fresh, BPF_NOEXIST) {
+            if !matches!(&e, aya::maps::MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EEXIST)) {
+                return Err(map_err(e));
+            }
+        }
+        let Some((tgid, start_ticks)) = main else { return Ok(false) };
+        let mut w = self.watched.get(&cgroup_id, 0).map_err(map_err)?;
+        if w.main_tgid != 0 {
+            return Ok(false);
+        }
+        let p = Process { start_ticks, cgroup_id, role: role::MAIN, ..Default::default() };
+        self.processes
+            .insert(tgid, p, 0)
+            .map_err(|e| LoadError::Map(names::PROCESSES, Box::new(e)))?;
+        w.main_tgid = tgid;
+        self.watched.insert(cgroup_id, w, 0).map_err(map_err)?;
+        Ok(true)
     }
 }
 

@@ -92,6 +92,7 @@ fn disposition(d: Disposition) -> &'static str {
         Disposition::Default => "default",
         Disposition::Ignored => "ignored",
         Disposition::Handled => "handled",
+        Disposition::Blocked => "blocked",
     }
 }
 

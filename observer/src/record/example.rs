@@ -9,7 +9,7 @@ use super::{PreStop, Record};
 use crate::{
     clock::WallClock,
     correlate::{Exit, Kill, Outcome, StopSignal, Termination},
-    events::{Disposition, Proc},
+    events::{Disposition, Origin, Sender},
     metadata::Identity,
 };
 
@@ -36,10 +36,11 @@ impl Record {
     /// 30 s): SIGTERM dropped by the kernel (no handler), SIGKILL 30 s later, the exit 1 ms
     /// after it, at 2026-08-01T02:00:00Z.
     pub(crate) fn example() -> RecordBuilder {
-        let runc = |pid| Proc { pid, comm: "runc".into() };
+        let runc = |pid| Sender { pid, comm: "runc".into(), from: Origin::Host };
         RecordBuilder {
             termination: Termination {
                 pid: 4242,
+                start_ticks: 90_000,
                 comm: "sleep".into(),
                 cgroup_id: 7,
                 stop_signal: Some(StopSignal {
@@ -135,7 +136,7 @@ impl RecordBuilder {
         let t = &mut self.termination;
         t.sigkill = Some(Kill {
             at_ns: STOP_NS + ns(kill_after),
-            sender: Proc { pid: 2, comm: "runc".into() },
+            sender: Sender { pid: 2, comm: "runc".into(), from: Origin::Host },
         });
         t.exit = Exit { at_ns: STOP_NS + ns(exit_after), code: None, signal: Some(9) };
         t.outcome = Outcome::Killed;

@@ -20,7 +20,7 @@ pub use crate::prestop::PreStop;
 use crate::{
     clock::WallClock,
     correlate::{Outcome, Termination},
-    events::{Disposition, Proc},
+    events::{Disposition, Sender},
     metadata::{cgroup_path::Runtime, Identity},
     prestop, signals,
 };
@@ -44,14 +44,14 @@ pub struct Record {
     pub comm: String,
     pub stop_signal: Option<String>,
     pub stop_signal_at: Option<String>,
-    pub stop_signal_sender: Option<Proc>,
+    pub stop_signal_sender: Option<Sender>,
     pub stop_signal_ignored: Option<bool>,
     pub stop_signal_disposition: Option<Disposition>,
     /// The target's disposition when the stop signal was sent (read in the kernel): tells
     /// "no handler" (default) from SIG_IGN when the kernel dropped the signal.
     pub stop_signal_handler: Option<Disposition>,
     pub sigkill_at: Option<String>,
-    pub sigkill_sender: Option<Proc>,
+    pub sigkill_sender: Option<Sender>,
     pub exit_at: String,
     pub exit_code: Option<u32>,
     pub exit_signal: Option<String>,

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub lost: IntCounterVec,
     pub deduplicated: IntCounter,
     pub paths_truncated: IntCounter,
+    pub self_signals: IntCounter,
+    pub nested_cgroups: IntCounter,
     pub unmatched: IntCounterVec,
     pub ignored: IntCounterVec,
     pub metadata_errors: IntCounterVec,
@@ -115,7 +117,7 @@ impl Metrics {
             )),
             lost: register(&r, counter(
                 "observer_events_lost_total",
-                "Events lost, by stage: ring_buffer (kernel reserve failed), kernel_read (a probe could not read a kernel struct, so it could not decide), channel (userspace queue full), decode, tracked_map_full, watched_map_full, correlation_evicted, kill_expired, exec_session_evicted",
+                "Events lost, by stage: ring_buffer (kernel reserve failed), kernel_read (a probe could not read a kernel struct, so it could not decide), channel (userspace queue full), decode, processes_map_full (the kernel's map of followed processes was full), exit_unseen (a followed process ended while no probe saw it), watched_map_full, correlation_evicted, exec_session_evicted",
                 &["stage"],
             )),
             deduplicated: register(&r, IntCounter::new(
@@ -130,11 +132,27 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
+            self_signals: register(
+                &r,
+                IntCounter::new(
+                    "observer_container_self_signals_total",
+                    "Stop signals and SIGKILLs sent to a container's main process from inside that container (its own processes, a preStop hook's kill): never a termination record",
+                )
+                .expect("valid"),
+            ),
+            nested_cgroups: register(
+                &r,
+                IntCounter::new(
+                    "observer_nested_cgroups_total",
+                    "cgroups below a container that has a main process (docker-in-docker, a sandbox's own cgroups): their processes belong to that container and make no container of their own",
+                )
+                .expect("valid"),
+            ),
             unmatched: register(
                 &r,
                 counter(
                     "observer_correlation_unmatched_total",
-                    "Events that joined no termination, by reason: orphan_exit (a tracked process exited with no signal record, e.g. a non-PID-1 OOM victim), late (arrived after its record closed)",
+                    "Events that joined no termination, by reason: orphan_exit (a container's main process exited with no stop signal or SIGKILL: it completed or crashed on its own), late (arrived after its record closed)",
                     &["reason"],
                 ),
             ),
@@ -210,6 +228,8 @@ impl Metrics {
                 },
                 Meaning::Deduplicated => Self::set_counter(&self.deduplicated, n),
                 Meaning::PathTruncated => Self::set_counter(&self.paths_truncated, n),
+                Meaning::SelfSignal => Self::set_counter(&self.self_signals, n),
+                Meaning::Nested => Self::set_counter(&self.nested_cgroups, n),
             }
         }
         for (stage, n) in lost {
@@ -226,7 +246,6 @@ impl Metrics {
     ) {
         let lost = |stage: &str| self.lost.with_label_values(&[stage]);
         Self::set_counter(&lost("correlation_evicted"), stats.evicted);
-        Self::set_counter(&lost("kill_expired"), stats.kill_expired);
         Self::set_counter(&lost("exec_session_evicted"), stats.sessions_evicted);
         let unmatched = |reason: &str| self.unmatched.with_label_values(&[reason]);
         Self::set_counter(&unmatched("orphan_exit"), stats.orphan_exits);
@@ -272,7 +291,7 @@ mod tests {
         let lost = |stage: &str| m.lost.with_label_values(&[stage]).get();
         assert_eq!(lost("ring_buffer"), ring);
         assert_eq!(lost("kernel_read"), Counter::KernelReadFailed as u64 + 1);
-        assert_eq!(lost("tracked_map_full"), Counter::TrackedInsertFailed as u64 + 1);
+        assert_eq!(lost("processes_map_full"), Counter::ProcessesFull as u64 + 1);
         assert_eq!(lost("watched_map_full"), Counter::WatchedInsertFailed as u64 + 1);
         assert_eq!(m.deduplicated.get(), Counter::SignalDeduplicated as u64 + 1);
         assert_eq!(m.paths_truncated.get(), Counter::CgroupPathTruncated as u64 + 1);
