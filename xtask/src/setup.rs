@@ -18,7 +18,9 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// path: Prometheus and promtool, umoci and skopeo (the image, without a Docker engine), the
 /// glibc static libraries and binutils' strip (a static daemon on a scratch image), python3-venv
 /// (manifest checks); qemu-system-x86 (the kernel matrix boots Debian's 6.1 and 6.12 kernels
-/// under it: `tests/tests/kernels.rs`).
+/// under it: `tests/tests/kernels.rs`); real programs run as containers' main processes by the
+/// identity tests (`tests/tests/identity.rs`: servers, init wrappers and an interpreter with
+/// signal code of their own, unlike busybox).
 const PACKAGES: &[&str] = &[
     "runc",
     "crun",
@@ -33,6 +35,10 @@ const PACKAGES: &[&str] = &[
     "binutils",
     "python3-venv",
     "qemu-system-x86",
+    "redis-server",
+    "nginx-light",
+    "tini",
+    "dumb-init",
 ];
 
 /// The Kubernetes and Prometheus Operator schema checkers and everything they import, pinned,
