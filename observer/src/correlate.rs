@@ -267,14 +267,12 @@ impl Correlator {
                     self.orphan_exits.insert(x.key, x.clone());
                 }
             }
-            Event::OomVictim(o) => {
-                match self.open.iter_mut().find(|(k, _)| k.tgid == o.pid) {
-                    Some((_, rec)) => rec.oom = true,
-                    None => {
-                        self.oom_marks.insert(o.pid, o.ktime_ns);
-                    }
+            Event::OomVictim(o) => match self.open.iter_mut().find(|(k, _)| k.tgid == o.pid) {
+                Some((_, rec)) => rec.oom = true,
+                None => {
+                    self.oom_marks.insert(o.pid, o.ktime_ns);
                 }
-            }
+            },
             Event::CgroupRmdir(c) => self.cgroup_removed(c.id, c.ktime_ns),
             Event::CgroupMkdir(_) | Event::MainProcess(_) => {}
         }
@@ -426,7 +424,9 @@ fn finish(key: ProcKey, rec: &Open, sessions: &ExecSessions) -> Termination {
 mod tests {
     use super::*;
     use crate::{
-        events::{CgroupChange, ExecSession, OomVictim, Origin, Proc, SignalDeliver, SignalGenerate},
+        events::{
+            CgroupChange, ExecSession, OomVictim, Origin, Proc, SignalDeliver, SignalGenerate,
+        },
         prestop::{choose_exec_prestop, MAX_SESSIONS, SESSION_LINGER_NS},
     };
 
@@ -639,7 +639,10 @@ mod tests {
         let out = c.drain_closed(KILL_EXPIRY_NS + CLOSE_LINGER_NS);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].outcome, Outcome::ExitNotObserved);
-        assert_eq!((out[0].exit.at_ns, out[0].exit.code, out[0].exit.signal), (KILL_EXPIRY_NS, None, None));
+        assert_eq!(
+            (out[0].exit.at_ns, out[0].exit.code, out[0].exit.signal),
+            (KILL_EXPIRY_NS, None, None)
+        );
         assert!(out[0].sigkill.is_some());
         assert_eq!((c.stats.exit_not_observed, c.open_len()), (1, 0));
         // A stop signal alone lives at most a day.
@@ -666,7 +669,8 @@ mod tests {
         assert_eq!(t.stop_signal.as_ref().unwrap().sig, 15);
         assert_eq!(c.stats.exit_not_observed, 1);
         // A removal after the exit changes nothing.
-        let (out, _) = run(&[sig(1, 15, SignalResult::Delivered), exit(2, Some(0), None), rmdir(3, CG)]);
+        let (out, _) =
+            run(&[sig(1, 15, SignalResult::Delivered), exit(2, Some(0), None), rmdir(3, CG)]);
         assert_eq!(out[0].outcome, Outcome::Graceful);
     }
 

@@ -46,7 +46,10 @@ unsafe fn try_cgroup_event(ctx: &TracePointContext, kind: EventKind) -> Result<(
             if !unsafe { has_prefix(path) } {
                 return Ok(());
             }
-            if WATCHED_CGROUPS.insert(&id, &WatchedCgroup { since_ns: ts, ..Default::default() }, 0).is_err() {
+            if WATCHED_CGROUPS
+                .insert(&id, &WatchedCgroup { since_ns: ts, ..Default::default() }, 0)
+                .is_err()
+            {
                 // Rare (65536 containers' cgroups): worth a log line besides the counter.
                 count(Counter::WatchedInsertFailed);
                 warn!(ctx, "WATCHED_CGROUPS full: signals to cgroup {} will not be seen", id);

@@ -33,13 +33,12 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use observer_ebpf::{
-    role, watched, Counter, EventKind, ExecSessionEvent, MainProcessEvent, Process,
-    TASK_COMM_LEN,
+    role, watched, Counter, EventKind, ExecSessionEvent, MainProcessEvent, Process, TASK_COMM_LEN,
 };
 
 use super::{
-    cgroup_id, config, count, emit, now, read_field, start_ticks, task_cgroup_id,
-    task_dfl_cgroup, PROCESSES, WATCHED_CGROUPS,
+    cgroup_id, config, count, emit, now, read_field, start_ticks, task_cgroup_id, task_dfl_cgroup,
+    PROCESSES, WATCHED_CGROUPS,
 };
 
 /// Ancestors walked looking for a container with a main process: kubelet's deepest container
@@ -102,10 +101,7 @@ unsafe fn try_sched_process_exec(ctx: &BtfTracePointContext) -> Result<(), i64> 
     }
     // 4b. An exec session. One that execs again keeps its entry.
     if unsafe { PROCESSES.get(&tgid) }.is_none() {
-        follow(
-            tgid,
-            Process { start_ticks, cgroup_id, role: role::SESSION, ..Default::default() },
-        );
+        follow(tgid, Process { start_ticks, cgroup_id, role: role::SESSION, ..Default::default() });
     }
     emit(EventKind::ExecSession, ts, |header| ExecSessionEvent {
         header,

@@ -23,7 +23,6 @@ use std::{
     time::Duration,
 };
 
-
 use self::args::{DrillArgs, HttpTarget};
 use crate::{
     clock::{monotonic_ns, WallClock},

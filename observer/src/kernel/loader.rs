@@ -431,8 +431,7 @@ pub fn take_watched(ebpf: &mut Ebpf) -> Result<BpfHashMap<MapData, u64, WatchedC
 
 /// The processes the probes follow (`PROCESSES`), for the start-up walk's main processes.
 pub fn take_processes(ebpf: &mut Ebpf) -> Result<BpfHashMap<MapData, u32, Process>, LoadError> {
-    let map =
-        ebpf.take_map(names::PROCESSES).ok_or(LoadError::MissingMap(names::PROCESSES))?;
+    let map = ebpf.take_map(names::PROCESSES).ok_or(LoadError::MissingMap(names::PROCESSES))?;
     BpfHashMap::try_from(map).map_err(|e| LoadError::Map(names::PROCESSES, Box::new(e)))
 }
 
@@ -512,7 +511,8 @@ impl Probes {
         let map_err = |e| LoadError::Map(names::WATCHED_CGROUPS, Box::new(e));
         let fresh = WatchedCgroup::default();
         if let Err(e) = self.watched.insert(cgroup_id, fresh, BPF_NOEXIST) {
-            if !matches!(&e, aya::maps::MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EEXIST)) {
+            if !matches!(&e, aya::maps::MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EEXIST))
+            {
                 return Err(map_err(e));
             }
         }
