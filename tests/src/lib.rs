@@ -9,11 +9,13 @@
 //! One module a concern, everything re-exported here:
 //! - `names`: unique names, container ids and pod uids;
 //! - `cgroups`: the v2 mount, removing a cgroup from every hierarchy;
-//! - `pod`: a pod in kubelet's cgroup and log layout ([`Pod`]);
+//! - `pod`: a pod in kubelet's cgroup layout (cgroupfs or systemd driver, any QoS, any
+//!   `--cgroup-root`) and log layout ([`Pod`], [`Layout`]);
 //! - `nsinit`: PID 1 of a fresh pid namespace ([`NsInit`]) and its workloads;
 //! - `daemon`: the daemon under test ([`Daemon`]), its metrics, ending children;
 //! - `record`: filters and field lists for the journal's records;
-//! - `runc`: runc containers ([`Runc`]), alone or in a pod;
+//! - `runc`: runc containers ([`Runc`]) from a [`Spec`] (busybox, or the host's programs
+//!   read-only; mounts, joined namespaces, capabilities), alone or in a pod; [`Pidfd`];
 //! - `progs`: the trigger programs of `tests/progs`;
 //! - `time`: the records' timestamps and intervals against the test's clock;
 //! - [`containerd`], [`prometheus`], [`vm`]: a private containerd, a real Prometheus, the
@@ -37,8 +39,8 @@ pub use cgroups::{cgroup_v2_root, remove_cgroup_everywhere};
 pub use daemon::{free_port, metric_value, observer_bin, require_root, stop_child, Daemon};
 pub use names::{hex64, unique, uuid};
 pub use nsinit::{args, graceful_inits, handler_exits, wait_handler, NsInit};
-pub use pod::Pod;
+pub use pod::{Layout, Pod};
 pub use progs::trigger_program;
 pub use record::{by_id, INTERVALS, TIMESTAMPS};
-pub use runc::{runc_container, runc_in_pod, Runc};
+pub use runc::{runc_container, runc_in_pod, Pidfd, Runc, Sent, Spec, KUBERNETES_CAPS};
 pub use time::{close_to, epoch_ns, CLOCK_SLACK};
