@@ -58,25 +58,37 @@ impl CgroupV2 {
         self.mount.join(path.trim_start_matches('/'))
     }
 
-    /// Every cgroup under `prefix` (itself included) as (id, hierarchy-relative path).
-    /// Cgroups that vanish during the walk are skipped: containers come and go.
+    /// Every cgroup whose hierarchy-relative path starts with `prefix` as a string, the test
+    /// the kernel's `cgroup_mkdir` probe makes (`/kubepods` matches systemd's
+    /// `/kubepods.slice/...` as well as cgroupfs' `/kubepods/...`), as (id, path), parents
+    /// before their children. Cgroups that vanish during the walk are skipped: containers come
+    /// and go.
     pub fn walk(&self, prefix: &str) -> Result<Vec<(u64, String)>, CgroupError> {
-        let root = self.dir_of(prefix);
+        let prefix = prefix.trim_end_matches('/');
+        // What can lead to a match: a path that is a prefix of `prefix` at a `/` boundary
+        // (an ancestor of the matches) or one that starts with it.
+        let leads = |rel: &str| {
+            rel.starts_with(prefix)
+                || (prefix.starts_with(rel)
+                    && (rel.is_empty() || prefix.as_bytes().get(rel.len()) == Some(&b'/')))
+        };
         let mut out = Vec::new();
-        if !root.is_dir() {
-            return Ok(out);
-        }
-        let mut stack = vec![(root, prefix.trim_end_matches('/').to_string())];
+        let mut stack = vec![(self.mount.clone(), String::new())];
         while let Some((dir, rel)) = stack.pop() {
             let Ok(meta) = std::fs::metadata(&dir) else { continue };
-            out.push((meta.ino(), if rel.is_empty() { "/".into() } else { rel.clone() }));
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    stack.push((entry.path(), format!("{rel}/{name}")));
-                }
+            if rel.starts_with(prefix) && (!rel.is_empty() || prefix.is_empty()) {
+                out.push((meta.ino(), if rel.is_empty() { "/".into() } else { rel.clone() }));
             }
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let mut children: Vec<(PathBuf, String)> = entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| (e.path(), format!("{rel}/{}", e.file_name().to_string_lossy())))
+                .filter(|(_, r)| leads(r))
+                .collect();
+            // Popped in name order: a stable walk.
+            children.sort_by(|a, b| b.1.cmp(&a.1));
+            stack.extend(children);
         }
         Ok(out)
     }
@@ -111,5 +123,48 @@ mod tests {
         assert_eq!(all[0].1, "/");
         assert_eq!(all[0].0, std::fs::metadata(&v2.mount).unwrap().ino());
         assert!(v2.walk("/no/such/prefix").unwrap().is_empty());
+    }
+
+    #[test]
+    fn walk_matches_the_prefix_as_the_kernel_does_parents_first() {
+        let v2 = CgroupV2::discover().expect("this machine mounts cgroup v2");
+        let top = format!("observer-walk-{}", std::process::id());
+        let made = [
+            format!("{top}/kubepods/besteffort/pod1"),
+            format!("{top}/kubepods.slice/kubepods-pod1.slice/cri-containerd-x.scope"),
+            format!("{top}/kubepodsX"),
+            format!("{top}/kube"),
+        ];
+        for m in &made {
+            std::fs::create_dir_all(v2.dir_of(m)).unwrap();
+        }
+        let got: Vec<String> =
+            v2.walk(&format!("/{top}/kubepods")).unwrap().into_iter().map(|(_, p)| p).collect();
+        let want: Vec<String> = [
+            "/kubepods",
+            "/kubepods/besteffort",
+            "/kubepods/besteffort/pod1",
+            "/kubepods.slice",
+            "/kubepods.slice/kubepods-pod1.slice",
+            "/kubepods.slice/kubepods-pod1.slice/cri-containerd-x.scope",
+            "/kubepodsX",
+        ]
+        .iter()
+        .map(|s| format!("/{top}{s}"))
+        .collect();
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for m in &made {
+            let mut d = v2.dir_of(m);
+            while d != v2.mount {
+                dirs.push(d.clone());
+                d.pop();
+            }
+        }
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        dirs.dedup();
+        for d in dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+        assert_eq!(got, want);
     }
 }

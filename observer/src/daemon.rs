@@ -19,8 +19,9 @@ use crate::{
     check,
     clock::{monotonic_ns, WallClock},
     daemon::args::RunArgs,
+    existing::{self, Found, RuntimeFiles},
     kernel::loader::Probes,
-    metadata::resolver,
+    metadata::{resolver, state_files::StateFiles},
     pipeline::{Pipeline, Settings},
     sinks::{
         http::{self, Shared},
@@ -45,7 +46,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         bail!("observer cannot run on this node:\n{report}");
     }
     let mut probes = Probes::start(&options)?;
-    let existing = adopt_existing(&mut probes, &options.cgroup_prefix)?;
+    let sources = args.metadata.sources();
+    let existing = adopt_existing(&mut probes, &options.cgroup_prefix, &sources.state_files)?;
     // `_ebpf` keeps the programs attached until we return.
     let Probes { ebpf: _ebpf, support, ring, counters, logger, .. } = probes;
     log::info!("sched_process_exit: {}", support.describe_exit());
@@ -69,7 +71,6 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
     let journal_path = journal.path().to_path_buf();
 
-    let sources = args.metadata.sources();
     // A record waits at most this long for its container's lookup: connect, list and two
     // calls, each under the CRI deadline, then the file sources.
     let hold_ns = (sources.cri_timeout * 4 + Duration::from_secs(1)).as_nanos() as u64;
@@ -135,13 +136,42 @@ pub async fn run(args: RunArgs) -> Result<()> {
 /// Containers that existed before the probes attached: the kernel saw neither their cgroups
 /// being made nor their main processes' exec, so both are handed to it. Returns the cgroups,
 /// for the metadata.
-fn adopt_existing(probes: &mut Probes, prefix: &str) -> Result<Vec<(u64, String)>> {
-    let cgroups = CgroupV2::discover()?.walk(prefix)?;
+/// Containers older than the daemon: every cgroup under the prefix is watched first, so the
+/// kernel learns from here on what starts in them, then each container's main process is
+/// found (`existing`) and handed to the kernel where it has none.
+fn adopt_existing(
+    probes: &mut Probes,
+    prefix: &str,
+    state: &StateFiles,
+) -> Result<Vec<(u64, String)>> {
+    let v2 = CgroupV2::discover()?;
+    let cgroups = v2.walk(prefix)?;
     for (id, path) in &cgroups {
-        if let Err(e) = probes.watch_existing(*id, None) {
+        if let Err(e) = probes.watch_existing(*id, None, false) {
             log::warn!("cannot watch existing cgroup {path}: {e}");
         }
     }
+    let files = RuntimeFiles::new(state);
+    let found = existing::choose(&existing::read_cgroups(&v2, &cgroups), |id| files.init_of(id));
+    let (mut adopted, mut confirmed) = (0, 0);
+    for e in &found {
+        let Some((key, how)) = e.main else { continue };
+        let by_runtime = how == Found::Runtime;
+        match probes.watch_existing(e.cgroup_id, Some((key.tgid, key.start_ticks)), by_runtime) {
+            Ok(true) => {
+                adopted += 1;
+                confirmed += usize::from(by_runtime);
+                log::debug!("main process of {}: pid {} ({how:?})", e.path, key.tgid);
+            }
+            Ok(false) => {}
+            Err(e) => log::warn!("cannot follow pid {} as a main process: {e}", key.tgid),
+        }
+    }
+    log::info!(
+        "start-up walk: {} cgroups under {prefix}, {adopted} running main processes \
+         ({confirmed} named by the runtime's state)",
+        cgroups.len()
+    );
     Ok(cgroups)
 }
 

@@ -8,6 +8,7 @@
 //! - [`record`]: the journal schema; [`sinks`]: Prometheus metrics, journal, HTTP;
 //! - [`pipeline`]: the record path, events -> records -> sinks, pure but for the sinks;
 //! - [`daemon`]: wires the above for `observer run`; [`check`] is the preflight;
+//!   [`cgroup`] and [`existing`]: the start-up walk, containers older than the daemon;
 //! - [`kubelet`]: kubelet's killContainer sequence, pure; [`drill`] carries it out on a workload;
 //! - [`prestop`]: preStop as observed: exec sessions, the hook among them, inference, the record field.
 //! - [`report`]: `observer report`, post-incident analysis of the journal.
@@ -20,6 +21,7 @@ pub mod daemon;
 pub mod drill;
 pub mod duration;
 pub mod events;
+pub mod existing;
 pub mod kernel;
 pub mod kubelet;
 pub mod metadata;

@@ -268,9 +268,11 @@ fn drive(
     clock: &WallClock,
 ) -> Result<Outcome, DrillError> {
     let container = executor.container().clone();
-    // The cgroup_mkdir probe saw the cgroup being made; say it again, in case it was made
-    // before the probe was attached.
-    if let Err(e) = observer.probes.watch_existing(container.cgroup_id, None) {
+    // The cgroup_mkdir probe saw the cgroup being made and the exec probe its PID 1; say
+    // both again, in case they came before the probes were attached. The drill started the
+    // process itself: its word is the runtime's.
+    let main = crate::existing::proc_of(container.pid).map(|p| (p.key.tgid, p.key.start_ticks));
+    if let Err(e) = observer.probes.watch_existing(container.cgroup_id, main, true) {
         return Err(DrillError::Probes(format!("watching the container's cgroup: {e}")));
     }
     // The drill knows what kubelet would have been told: the cgroup path gives the ids, the

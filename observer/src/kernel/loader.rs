@@ -501,12 +501,15 @@ impl Probes {
 
     /// Watches a container cgroup that may predate the probes (the start-up walk, the drill)
     /// without undoing what the kernel learnt meanwhile: an entry the kernel made is kept, and
-    /// `main` (tgid, start ticks) becomes the cgroup's main process only where the kernel has
-    /// none. Returns whether `main` was adopted.
+    /// `main` (tgid, start ticks) becomes the cgroup's main process where the kernel has none,
+    /// or, when `confirmed` (the runtime's own state named it), in place of one the kernel
+    /// took meanwhile (an exec session into a cgroup watched a moment before its main process
+    /// was set). Returns whether `main` was adopted.
     pub fn watch_existing(
         &mut self,
         cgroup_id: u64,
         main: Option<(u32, u64)>,
+        confirmed: bool,
     ) -> Result<bool, LoadError> {
         let map_err = |e| LoadError::Map(names::WATCHED_CGROUPS, Box::new(e));
         let fresh = WatchedCgroup::default();
@@ -518,8 +521,14 @@ impl Probes {
         }
         let Some((tgid, start_ticks)) = main else { return Ok(false) };
         let mut w = self.watched.get(&cgroup_id, 0).map_err(map_err)?;
-        if w.main_tgid != 0 {
+        if w.main_tgid == tgid || (w.main_tgid != 0 && !confirmed) {
             return Ok(false);
+        }
+        if w.main_tgid != 0 {
+            // The kernel's pick, overruled: it is no main process of this cgroup.
+            if self.processes.get(&w.main_tgid, 0).is_ok_and(|p| p.cgroup_id == cgroup_id) {
+                let _ = self.processes.remove(&w.main_tgid);
+            }
         }
         let p = Process { start_ticks, cgroup_id, role: role::MAIN, ..Default::default() };
         self.processes
