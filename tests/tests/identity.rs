@@ -250,3 +250,533 @@ fn tini_as_pid1_blocks_sigterm_forwards_it_and_exits_143() {
 fn dumb_init_as_pid1_blocks_sigterm_forwards_it_and_exits_143() {
     sigwait_init_forwards_sigterm("dumbinit", &["dumb-init", "sleep", "1000"], "dumb-init");
 }
+
+// ---------------------------------------------------------------------------------------
+// 4. Real programs as PID 1, with the host's own binaries.
+// ---------------------------------------------------------------------------------------
+
+/// Waits until `pid` (in its own network namespace) listens on TCP `port`
+/// (`/proc/<pid>/net/tcp{,6}`, state 0A).
+fn wait_listen(pid: u32, port: u16) {
+    let want = format!(":{port:04X}");
+    wait_until(&format!("pid {pid} listens on {port}"), || {
+        ["tcp", "tcp6"].iter().any(|f| {
+            std::fs::read_to_string(format!("/proc/{pid}/net/{f}"))
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .any(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    cols.len() > 3 && cols[1].ends_with(&want) && cols[3] == "0A"
+                })
+        })
+    });
+}
+
+/// A main process that handles `sig` and exits 0: one graceful record, "handled" at
+/// generation and at delivery, sent by runc from the host.
+fn handled_and_exited_0(d: &Daemon, c: &Container, pid: u32, comm: &str, sig: &str) {
+    let watch = Pidfd::open(pid).unwrap();
+    let sent = c.runc.signal(sig).unwrap();
+    let seen = watch.wait_exit(WAIT).unwrap();
+    let r = one(d, &c.cid);
+    eprintln!("{comm} record: {r:#}");
+    names(&r, c);
+    field(&r, "pid", pid);
+    field(&r, "comm", comm);
+    stopped_by(&r, &format!("SIG{sig}"), &sent);
+    field(&r, "stop_signal_ignored", false);
+    field(&r, "stop_signal_handler", "handled");
+    field(&r, "stop_signal_disposition", "handled");
+    field(&r, "outcome", "graceful");
+    field(&r, "exit_code", 0);
+    field(&r, "exit_signal", Value::Null);
+    field(&r, "prestop", Value::Null);
+    no_sigkill(&r);
+    exited_by(&r, seen);
+    assert!(r["term_to_exit_seconds"].as_f64().unwrap() < 5.0, "{r:#}");
+}
+
+#[test]
+fn redis_server_as_pid1_handles_sigterm_and_exits_0() {
+    let d = Daemon::start();
+    let ns = unique("redis");
+    let spec = Spec::host(&[
+        "redis-server",
+        "--port",
+        "6379",
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]);
+    let c = Container::start(&d, &ns, "cache-0", "redis", &spec);
+    let pid = c.pid();
+    wait_handler(pid, libc::SIGTERM).unwrap();
+    wait_listen(pid, 6379);
+    handled_and_exited_0(&d, &c, pid, "redis-server", "TERM");
+}
+
+#[test]
+fn nginx_as_pid1_takes_sigquit_as_its_graceful_stop() {
+    let d = Daemon::start();
+    let ns = unique("nginx");
+    let spec = Spec::host(&["nginx", "-g", "daemon off;"])
+        .tmpfs("/var/lib/nginx")
+        .tmpfs("/var/log/nginx");
+    let c = Container::start(&d, &ns, "web-7d4b9c6f8-x2k9p", "nginx", &spec);
+    let pid = c.pid();
+    wait_handler(pid, libc::SIGQUIT).unwrap();
+    wait_listen(pid, 80);
+    // Its workers run (forked by the master: no main processes of their own).
+    let worker = wait_child(pid, "nginx");
+    handled_and_exited_0(&d, &c, pid, "nginx", "QUIT");
+    // The master's SIGQUIT to its workers came from inside the container, to processes that
+    // are no main process: nothing recorded, nothing counted.
+    let stray: Vec<Value> = d.records().into_iter().filter(|x| x["pid"] == worker).collect();
+    assert!(stray.is_empty(), "a worker was recorded: {stray:#?}");
+    assert_eq!(d.metric("observer_container_self_signals_total", &[]), 0.0);
+}
+
+#[test]
+fn python_with_a_handler_as_pid1_exits_0() {
+    let d = Daemon::start();
+    let ns = unique("pyok");
+    let spec = Spec::host(&[
+        "python3",
+        "-c",
+        "import signal,sys,time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(1000)",
+    ]);
+    let c = Container::start(&d, &ns, "worker-5f6d7c8b9-abcde", "worker", &spec);
+    let pid = c.pid();
+    wait_handler(pid, libc::SIGTERM).unwrap();
+    handled_and_exited_0(&d, &c, pid, "python3", "TERM");
+}
+
+#[test]
+fn python_without_a_handler_as_pid1_drops_sigterm_and_is_killed() {
+    let d = Daemon::start();
+    let ns = unique("pynoh");
+    let spec = Spec::host(&["python3", "-c", "import time; time.sleep(1000)"]);
+    let c = Container::start(&d, &ns, "worker-5f6d7c8b9-abcde", "worker", &spec);
+    let pid = c.pid();
+    // The interpreter runs once it has its own SIGINT handler; SIGTERM it leaves alone.
+    wait_handler(pid, libc::SIGINT).unwrap();
+    assert_eq!(sigmask(pid, "SigCgt:") & (1 << (libc::SIGTERM - 1)), 0, "no SIGTERM handler");
+    let watch = Pidfd::open(pid).unwrap();
+    let term = c.runc.signal("TERM").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(watch.alive(), "python3 as PID 1 with no handler must survive SIGTERM");
+    let kill = c.runc.signal("KILL").unwrap();
+    let seen = watch.wait_exit(WAIT).unwrap();
+    let r = one(&d, &c.cid);
+    names(&r, &c);
+    field(&r, "pid", pid);
+    field(&r, "comm", "python3");
+    stopped_by(&r, "SIGTERM", &term);
+    field(&r, "stop_signal_ignored", true);
+    field(&r, "stop_signal_handler", "default");
+    field(&r, "stop_signal_disposition", Value::Null);
+    field(&r, "outcome", "killed");
+    field(&r, "exit_code", Value::Null);
+    field(&r, "exit_signal", "SIGKILL");
+    runc_sender(&r, "sigkill_sender", &kill);
+    between(&r, "sigkill_at", kill.before, kill.after);
+    exited_by(&r, seen);
+    let t2k = r["term_to_kill_seconds"].as_f64().unwrap();
+    let (s, k) = (epoch_ns(&r["stop_signal_at"]), epoch_ns(&r["sigkill_at"]));
+    assert!((t2k - (k - s) as f64 / 1e9).abs() < 1e-6, "{r:#}");
+    assert!((0.5..3.0).contains(&t2k), "{r:#}");
+    assert_eq!(d.metric("container_termination_stop_signal_ignored_total", &[("namespace", &ns)]), 1.0);
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. shareProcessNamespace: app containers' main processes are not their namespace's init.
+// ---------------------------------------------------------------------------------------
+
+/// A container `name` of `pod` (kept by the caller, declared before its containers so that
+/// they drop first).
+struct InPod {
+    runc: Runc,
+    cid: String,
+    name: String,
+}
+
+impl InPod {
+    fn start(pod: &mut Pod, name: &str, spec: &Spec) -> Self {
+        let (cid, _) = pod.container(name);
+        let runc = spec.run(&cid, &pod.container_cgroup(&cid)).unwrap();
+        runc.wait_running(WAIT).unwrap();
+        Self { runc, cid, name: name.into() }
+    }
+}
+
+#[track_caller]
+fn names_in(r: &Value, pod: &Pod, c: &InPod) {
+    field(r, "namespace", pod.namespace.as_str());
+    field(r, "pod", pod.name.as_str());
+    field(r, "pod_uid", pod.uid.as_str());
+    field(r, "container", c.name.as_str());
+    field(r, "container_id", c.cid.as_str());
+    field(r, "cgroup", pod.container_cgroup(&c.cid));
+}
+
+/// `pid`'s pid in its own (innermost) pid namespace (`NSpid`).
+fn inner_pid(pid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|v| v.split_whitespace().last().and_then(|p| p.parse().ok()))
+        .unwrap()
+}
+
+#[test]
+fn shared_pid_namespace_app_containers_are_recorded_by_their_main_process() {
+    let d = Daemon::start();
+    let ns = unique("sharedpid");
+    let mut pod = Pod::new(&d.log_root, &ns, "shop-7d4b9c6f8-x2k9p");
+    // The sandbox: PID 1 of the pod's pid namespace, in a cgroup of its own.
+    let pause = InPod::start(&mut pod, "pause", &Spec::busybox(&["sleep", "1000"]));
+    let pause_pid = pause.runc.pid().unwrap();
+    let pidns = format!("/proc/{pause_pid}/ns/pid");
+    // A: a handler; B: none (not the namespace's init, so SIGTERM's default action kills
+    // it); C: none, stopped by a process of A (a sidecar), not by the runtime.
+    let a = InPod::start(
+        &mut pod,
+        "api",
+        &Spec::busybox(&["sh", "-c", "trap 'kill $!; exit 0' TERM; sleep 1000 & wait"])
+            .join_namespace("pid", &pidns),
+    );
+    let b = InPod::start(
+        &mut pod,
+        "worker",
+        &Spec::busybox(&["sleep", "1000"]).join_namespace("pid", &pidns),
+    );
+    let c = InPod::start(
+        &mut pod,
+        "cache",
+        &Spec::busybox(&["sleep", "1000"]).join_namespace("pid", &pidns),
+    );
+    let (a_pid, b_pid, c_pid) =
+        (a.runc.pid().unwrap(), b.runc.pid().unwrap(), c.runc.pid().unwrap());
+    for p in [a_pid, b_pid, c_pid] {
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{p}/ns/pid")).unwrap(),
+            std::fs::read_link(&pidns).unwrap(),
+            "pid {p} shares the sandbox's pid namespace"
+        );
+        assert_ne!(inner_pid(p), 1, "pid {p} is not the namespace's init");
+    }
+    wait_handler(a_pid, libc::SIGTERM).unwrap();
+    assert_eq!(comm(b_pid), "sleep");
+    assert_eq!(comm(c_pid), "sleep");
+
+    // C, stopped by a process of A: `kill` run in A by `runc exec`, C's pid as A sees it.
+    let watch_c = Pidfd::open(c_pid).unwrap();
+    let before = SystemTime::now();
+    let status = Command::new("runc")
+        .args(["exec", &a.cid, "kill", "-TERM", &inner_pid(c_pid).to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    let after = SystemTime::now();
+    assert!(status.success(), "runc exec kill: {status}");
+    let seen = watch_c.wait_exit(WAIT).unwrap();
+    let r = one(&d, &c.cid);
+    eprintln!("cache record: {r:#}");
+    names_in(&r, &pod, &c);
+    field(&r, "pid", c_pid);
+    field(&r, "comm", "sleep");
+    field(&r, "stop_signal", "SIGTERM");
+    between(&r, "stop_signal_at", before, after);
+    let s = &r["stop_signal_sender"];
+    assert_eq!(s["from"], "other_container", "{r:#}");
+    assert_eq!(s["comm"], "kill", "{r:#}");
+    assert!(s["pid"].as_u64().is_some_and(|p| ![a_pid, b_pid, c_pid, pause_pid]
+        .contains(&(p as u32))), "{r:#}");
+    field(&r, "stop_signal_ignored", false);
+    field(&r, "stop_signal_handler", "default");
+    field(&r, "stop_signal_disposition", "default");
+    field(&r, "outcome", "graceful");
+    field(&r, "exit_signal", "SIGTERM");
+    field(&r, "exit_code", Value::Null);
+    field(&r, "prestop", Value::Null);
+    no_sigkill(&r);
+    exited_by(&r, seen);
+
+    // A: its handler exits 0.
+    let watch_a = Pidfd::open(a_pid).unwrap();
+    let sent = a.runc.signal("TERM").unwrap();
+    let seen = watch_a.wait_exit(WAIT).unwrap();
+    let r = one(&d, &a.cid);
+    eprintln!("api record: {r:#}");
+    names_in(&r, &pod, &a);
+    field(&r, "pid", a_pid);
+    field(&r, "comm", "sh");
+    stopped_by(&r, "SIGTERM", &sent);
+    field(&r, "stop_signal_ignored", false);
+    field(&r, "stop_signal_handler", "handled");
+    field(&r, "stop_signal_disposition", "handled");
+    field(&r, "outcome", "graceful");
+    field(&r, "exit_code", 0);
+    field(&r, "exit_signal", Value::Null);
+    field(&r, "prestop", Value::Null);
+    no_sigkill(&r);
+    exited_by(&r, seen);
+
+    // B: no handler, no init: SIGTERM kills it.
+    let watch_b = Pidfd::open(b_pid).unwrap();
+    let sent = b.runc.signal("TERM").unwrap();
+    let seen = watch_b.wait_exit(WAIT).unwrap();
+    let r = one(&d, &b.cid);
+    eprintln!("worker record: {r:#}");
+    names_in(&r, &pod, &b);
+    field(&r, "pid", b_pid);
+    field(&r, "comm", "sleep");
+    stopped_by(&r, "SIGTERM", &sent);
+    field(&r, "stop_signal_ignored", false);
+    field(&r, "stop_signal_handler", "default");
+    field(&r, "stop_signal_disposition", "default");
+    field(&r, "outcome", "graceful");
+    field(&r, "exit_signal", "SIGTERM");
+    field(&r, "exit_code", Value::Null);
+    field(&r, "prestop", Value::Null);
+    no_sigkill(&r);
+    exited_by(&r, seen);
+    assert!(r["term_to_exit_seconds"].as_f64().unwrap() < 1.0, "{r:#}");
+
+    // Nothing for the sandbox so far; then runc stops it: init, no handler, SIGTERM dropped.
+    none(&d, &pause.cid);
+    let watch_p = Pidfd::open(pause_pid).unwrap();
+    let term = pause.runc.signal("TERM").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(watch_p.alive(), "the sandbox's init has no handler");
+    let kill = pause.runc.signal("KILL").unwrap();
+    let seen = watch_p.wait_exit(WAIT).unwrap();
+    let r = one(&d, &pause.cid);
+    names_in(&r, &pod, &pause);
+    field(&r, "pid", pause_pid);
+    stopped_by(&r, "SIGTERM", &term);
+    field(&r, "stop_signal_ignored", true);
+    field(&r, "stop_signal_handler", "default");
+    field(&r, "outcome", "killed");
+    field(&r, "exit_signal", "SIGKILL");
+    runc_sender(&r, "sigkill_sender", &kill);
+    between(&r, "sigkill_at", kill.before, kill.after);
+    exited_by(&r, seen);
+    // One record per container, none more in the namespace.
+    let all: Vec<Value> = d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
+    assert_eq!(all.len(), 4, "{all:#?}");
+    assert_eq!(d.metric("observer_container_self_signals_total", &[]), 0.0);
+    drop((c, b, a, pause));
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Nested pid namespaces and nested cgroups inside a container.
+// ---------------------------------------------------------------------------------------
+
+/// The container's main shell runs three nested pid namespaces (`unshare -fp`) one after the
+/// other, sends SIGTERM (dropped: the nested init has no handler) and SIGKILL to each nested
+/// init and reaps it; then one of its processes signals the main process itself three times
+/// (each ignored). None of that is a stop by the runtime.
+const NESTED_SCRIPT: &str = r#"
+trap '' USR1 USR2 HUP
+trap 'exit 0' TERM
+i=0
+while [ $i -lt 3 ]; do
+  unshare -fp sleep 1000 & u=$!
+  c=
+  while [ -z "$c" ]; do c=$(cat /proc/$u/task/$u/children 2>/dev/null); done
+  sleep 0.1
+  kill -TERM $c
+  sleep 0.1
+  kill -KILL $c
+  wait $u
+  i=$((i+1))
+done
+sh -c 'kill -USR1 1; kill -USR2 1; kill -HUP 1'
+sleep 1000 &
+wait
+"#;
+
+#[test]
+fn nested_pid_namespace_inits_and_self_signals_make_no_record() {
+    let d = Daemon::start();
+    let ns = unique("nestedpid");
+    let spec = Spec::host(&["sh", "-c", NESTED_SCRIPT]).cap("CAP_SYS_ADMIN");
+    let c = Container::start(&d, &ns, "buildkit-0", "builder", &spec);
+    let pid = c.pid();
+    // Done once its last child is the final `sleep 1000` (its handlers are set by then).
+    wait_until("the nested namespaces are done", || {
+        children(pid).iter().any(|ch| {
+            std::fs::read(format!("/proc/{ch}/cmdline")).unwrap_or_default() == b"sleep\x001000\x00"
+        })
+    });
+    none(&d, &c.cid);
+    assert!(
+        d.records().iter().all(|r| r["namespace"] != ns.as_str()),
+        "{:#?}",
+        d.records()
+    );
+    // The three signals to the main process from inside: counted, not recorded (the
+    // nested inits are no main processes: their signals are not even counted).
+    assert_eq!(d.metric("observer_container_self_signals_total", &[]), 3.0, "{}", d.metrics());
+
+    let watch = Pidfd::open(pid).unwrap();
+    let sent = c.runc.signal("TERM").unwrap();
+    let seen = watch.wait_exit(WAIT).unwrap();
+    let r = one(&d, &c.cid);
+    names(&r, &c);
+    field(&r, "pid", pid);
+    field(&r, "comm", "sh");
+    stopped_by(&r, "SIGTERM", &sent);
+    field(&r, "stop_signal_handler", "handled");
+    field(&r, "stop_signal_disposition", "handled");
+    field(&r, "outcome", "graceful");
+    field(&r, "exit_code", 0);
+    no_sigkill(&r);
+    exited_by(&r, seen);
+    let all: Vec<Value> = d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
+    assert_eq!(all.len(), 1, "{all:#?}");
+}
+
+/// A pid-namespace init started from the host into a cgroup below a running container's
+/// (docker-in-docker, a kind node): the cgroup is flagged nested, its init is no main
+/// process, its stop makes no record; the container's own stop still does.
+#[test]
+fn a_nested_cgroup_below_a_container_makes_no_container() {
+    let d = Daemon::start();
+    let ns = unique("nestedcg");
+    let c = Container::start(
+        &d,
+        &ns,
+        "kind-0",
+        "node",
+        &Spec::busybox(&["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]),
+    );
+    let pid = c.pid();
+    wait_handler(pid, libc::SIGTERM).unwrap();
+    let nested_rel = format!("{}/nested", c.pod.container_cgroup(&c.cid));
+    let nested = observer_tests::cgroup_v2_root().join(nested_rel.trim_start_matches('/'));
+    let inner = observer_tests::NsInit::spawn(
+        &nested,
+        &["busybox", "sh", "-c", "trap 'exit 0' TERM; busybox sleep 1000 & wait"],
+    )
+    .unwrap();
+    inner.wait_handler(libc::SIGTERM).unwrap();
+    inner.signal(libc::SIGTERM);
+    inner.wait_exit(WAIT).unwrap();
+    let inner_pid = inner.pid;
+    drop(inner);
+    none(&d, &c.cid);
+    let stray: Vec<Value> = d
+        .records()
+        .into_iter()
+        .filter(|r| r["pid"] == inner_pid || r["cgroup"] == nested_rel.as_str())
+        .collect();
+    assert!(stray.is_empty(), "{stray:#?}");
+    assert_eq!(d.metric("observer_nested_cgroups_total", &[]), 1.0, "{}", d.metrics());
+
+    let watch = Pidfd::open(pid).unwrap();
+    let sent = c.runc.signal("TERM").unwrap();
+    let seen = watch.wait_exit(WAIT).unwrap();
+    let r = one(&d, &c.cid);
+    names(&r, &c);
+    field(&r, "pid", pid);
+    stopped_by(&r, "SIGTERM", &sent);
+    field(&r, "stop_signal_handler", "handled");
+    field(&r, "outcome", "graceful");
+    field(&r, "exit_code", 0);
+    no_sigkill(&r);
+    exited_by(&r, seen);
+    let all: Vec<Value> = d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
+    assert_eq!(all.len(), 1, "{all:#?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Containers created before the daemon, in every cgroup layout kubelet makes.
+// ---------------------------------------------------------------------------------------
+
+/// A directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn predates_the_daemon(layout: Layout, qos: &'static str, root: &str) {
+    let log_root = TempDir(std::env::temp_dir().join(unique("observer-it-before-")));
+    let ns = unique("before");
+    let pod = Pod::new(&log_root.0, &ns, "cache-0")
+        .with_layout(layout)
+        .with_qos(qos)
+        .with_kubelet_cgroup_root(root);
+    let cgroup_root = pod.daemon_cgroup_root();
+    let c = Container::start_in(pod, "redis", &Spec::busybox(&["sleep", "1000"]));
+    let pid = c.pid();
+    assert!(
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("0::") && l.ends_with(&c.pod.container_cgroup(&c.cid))),
+        "runc put the container in {}",
+        c.pod.container_cgroup(&c.cid)
+    );
+    let d = Daemon::start_with(Some(&log_root.0), &["--cgroup-root", &cgroup_root]);
+    let watched = d.metric("observer_watched_cgroups", &[]);
+    assert!(watched >= 1.0, "the start-up walk found no container:\n{}\n{}", d.metrics(), d.log());
+    let watch = Pidfd::open(pid).unwrap();
+    let term = c.runc.signal("TERM").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(watch.alive(), "busybox sleep as PID 1 ignores SIGTERM");
+    let kill = c.runc.signal("KILL").unwrap();
+    let seen = watch.wait_exit(WAIT).unwrap();
+    let r = one(&d, &c.cid);
+    eprintln!("{layout:?} {qos} {root}: {r:#}");
+    names(&r, &c);
+    field(&r, "pid", pid);
+    field(&r, "comm", "sleep");
+    stopped_by(&r, "SIGTERM", &term);
+    field(&r, "stop_signal_ignored", true);
+    field(&r, "stop_signal_handler", "default");
+    field(&r, "outcome", "killed");
+    field(&r, "exit_signal", "SIGKILL");
+    runc_sender(&r, "sigkill_sender", &kill);
+    between(&r, "sigkill_at", kill.before, kill.after);
+    exited_by(&r, seen);
+    let all: Vec<Value> = d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    drop(c);
+    drop(d);
+}
+
+#[test]
+fn predates_the_daemon_cgroupfs_besteffort() {
+    predates_the_daemon(Layout::Cgroupfs, "besteffort", "/");
+}
+
+#[test]
+fn predates_the_daemon_cgroupfs_guaranteed() {
+    predates_the_daemon(Layout::Cgroupfs, "guaranteed", "/");
+}
+
+#[test]
+fn predates_the_daemon_systemd_burstable() {
+    predates_the_daemon(Layout::Systemd, "burstable", "/");
+}
+
+#[test]
+fn predates_the_daemon_systemd_guaranteed() {
+    predates_the_daemon(Layout::Systemd, "guaranteed", "/");
+}
+
+#[test]
+fn predates_the_daemon_systemd_besteffort_under_kubelet_cgroup_root() {
+    predates_the_daemon(Layout::Systemd, "besteffort", "/kubelet");
+}
