@@ -127,13 +127,27 @@ fn no_sigkill(r: &Value) {
     field(r, "term_to_kill_seconds", Value::Null);
 }
 
+/// The daemon's own counters (`observer_*` series), for failure messages.
+fn observer_metrics(d: &Daemon) -> String {
+    d.metrics().lines().filter(|l| l.starts_with("observer_")).collect::<Vec<_>>().join("\n")
+}
+
 /// The records of `cid`, once at least `n` are there (`WAIT` at most), asserting there are
 /// exactly `n`, then still exactly `n` after a pause in which an extra one would have come.
 fn exactly(d: &Daemon, cid: &str, n: usize) -> Vec<Value> {
-    d.wait_records(n, WAIT, by_id(cid));
+    let deadline = Instant::now() + WAIT;
+    while d.records().into_iter().filter(by_id(cid)).count() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::thread::sleep(Duration::from_millis(700));
     let recs: Vec<Value> = d.records().into_iter().filter(by_id(cid)).collect();
-    assert_eq!(recs.len(), n, "records of {cid}: {recs:#?}\ndaemon log:\n{}", d.log());
+    assert_eq!(
+        recs.len(),
+        n,
+        "records of {cid}: {recs:#?}\ndaemon log:\n{}\n{}",
+        d.log(),
+        observer_metrics(d)
+    );
     recs
 }
 
@@ -189,6 +203,22 @@ fn children(pid: u32) -> Vec<u32> {
 
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
+}
+
+/// Whether `pid` sleeps in its shell's `wait` builtin: waitpid(2) (`do_wait`), or
+/// sigsuspend(2), which busybox ash uses while it has traps.
+fn in_wait(pid: u32) -> bool {
+    let w = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    w == "do_wait" || w.starts_with("sigsuspend")
+}
+
+/// Waits until a shell of `trap '…' TERM; sleep 1000 & wait` is blocked in `wait` with its
+/// trap set: a trapped signal that comes between the fork and the wait is only acted on when
+/// the wait returns (busybox ash, dash), here after 1000 s.
+fn wait_shell_waits(pid: u32) {
+    wait_handler(pid, libc::SIGTERM).unwrap();
+    wait_child(pid, "sleep");
+    wait_until(&format!("shell {pid} waits for its child"), || in_wait(pid));
 }
 
 /// Waits until `pid` has a child that has exec'd `name`; returns its pid.
@@ -470,7 +500,7 @@ fn shared_pid_namespace_app_containers_are_recorded_by_their_main_process() {
         );
         assert_ne!(inner_pid(p), 1, "pid {p} is not the namespace's init");
     }
-    wait_handler(a_pid, libc::SIGTERM).unwrap();
+    wait_shell_waits(a_pid);
     assert_eq!(comm(b_pid), "sleep");
     assert_eq!(comm(c_pid), "sleep");
 
@@ -500,7 +530,10 @@ fn shared_pid_namespace_app_containers_are_recorded_by_their_main_process() {
         .contains(&(p as u32))), "{r:#}");
     field(&r, "stop_signal_ignored", false);
     field(&r, "stop_signal_handler", "default");
-    field(&r, "stop_signal_disposition", "default");
+    // Never delivered as itself: a fatal default action is taken at generation
+    // (kernel/signal.c complete_signal() starts the group exit and queues SIGKILL to every
+    // thread), so signal_deliver fires for SIGKILL, never for SIGTERM.
+    field(&r, "stop_signal_disposition", Value::Null);
     field(&r, "outcome", "graceful");
     field(&r, "exit_signal", "SIGTERM");
     field(&r, "exit_code", Value::Null);
@@ -540,7 +573,10 @@ fn shared_pid_namespace_app_containers_are_recorded_by_their_main_process() {
     stopped_by(&r, "SIGTERM", &sent);
     field(&r, "stop_signal_ignored", false);
     field(&r, "stop_signal_handler", "default");
-    field(&r, "stop_signal_disposition", "default");
+    // Never delivered as itself: a fatal default action is taken at generation
+    // (kernel/signal.c complete_signal() starts the group exit and queues SIGKILL to every
+    // thread), so signal_deliver fires for SIGKILL, never for SIGTERM.
+    field(&r, "stop_signal_disposition", Value::Null);
     field(&r, "outcome", "graceful");
     field(&r, "exit_signal", "SIGTERM");
     field(&r, "exit_code", Value::Null);
@@ -616,6 +652,7 @@ fn nested_pid_namespace_inits_and_self_signals_make_no_record() {
             std::fs::read(format!("/proc/{ch}/cmdline")).unwrap_or_default() == b"sleep\x001000\x00"
         })
     });
+    wait_until("the main shell waits", || in_wait(pid));
     none(&d, &c.cid);
     assert!(
         d.records().iter().all(|r| r["namespace"] != ns.as_str()),
@@ -659,7 +696,7 @@ fn a_nested_cgroup_below_a_container_makes_no_container() {
         &Spec::busybox(&["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]),
     );
     let pid = c.pid();
-    wait_handler(pid, libc::SIGTERM).unwrap();
+    wait_shell_waits(pid);
     let nested_rel = format!("{}/nested", c.pod.container_cgroup(&c.cid));
     let nested = observer_tests::cgroup_v2_root().join(nested_rel.trim_start_matches('/'));
     let inner = observer_tests::NsInit::spawn(
@@ -730,7 +767,12 @@ fn predates_the_daemon(layout: Layout, qos: &'static str, root: &str) {
     );
     let d = Daemon::start_with(Some(&log_root.0), &["--cgroup-root", &cgroup_root]);
     let watched = d.metric("observer_watched_cgroups", &[]);
-    assert!(watched >= 1.0, "the start-up walk found no container:\n{}\n{}", d.metrics(), d.log());
+    assert!(
+        watched >= 1.0,
+        "the start-up walk found no container:\n{}\n{}",
+        observer_metrics(&d),
+        d.log()
+    );
     let watch = Pidfd::open(pid).unwrap();
     let term = c.runc.signal("TERM").unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -779,4 +821,64 @@ fn predates_the_daemon_systemd_guaranteed() {
 #[test]
 fn predates_the_daemon_systemd_besteffort_under_kubelet_cgroup_root() {
     predates_the_daemon(Layout::Systemd, "besteffort", "/kubelet");
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Many short-lived containers, and a main process's pid reused.
+// ---------------------------------------------------------------------------------------
+
+/// 200 runc containers, one after the other, each started, stopped by `runc kill TERM` (its
+/// handler exits 0) and deleted: 200 records, each with its own container id, the pid runc
+/// reported for it and the runc process that stopped it.
+#[test]
+fn two_hundred_sequential_runc_containers_get_their_own_records() {
+    const N: usize = 200;
+    let d = Daemon::start();
+    let ns = unique("churn");
+    let mut pod = Pod::new(&d.log_root, &ns, "jobs-7d4b9c6f8-x2k9p");
+    let spec = Spec::busybox(&["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]);
+    let t0 = Instant::now();
+    // container id -> (main pid, runc kill's pid)
+    let mut want: HashMap<String, (u32, u32)> = HashMap::new();
+    for i in 0..N {
+        let c = InPod::start(&mut pod, &format!("c{i}"), &spec);
+        let pid = c.runc.pid().unwrap();
+        wait_shell_waits(pid);
+        let watch = Pidfd::open(pid).unwrap();
+        let sent = c.runc.signal("TERM").unwrap();
+        watch.wait_exit(WAIT).unwrap();
+        assert!(want.insert(c.cid.clone(), (pid, sent.runc_pid)).is_none());
+        drop(c);
+    }
+    eprintln!("{N} runc containers started and stopped in {:?}", t0.elapsed());
+    let ids: HashSet<String> = want.keys().cloned().collect();
+    let pids: HashSet<u32> = want.values().map(|(p, _)| *p).collect();
+    assert_eq!(pids.len(), N, "runc gave every container a pid of its own");
+    let recs = d.wait_records(N, Duration::from_secs(30), |r| {
+        r["container_id"].as_str().is_some_and(|c| ids.contains(c))
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let all: Vec<Value> = d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
+    assert_eq!(all.len(), N, "one record per container, none more");
+    let mut seen = HashSet::new();
+    for r in &recs {
+        let cid = r["container_id"].as_str().unwrap();
+        assert!(seen.insert(cid.to_string()), "two records for {cid}: {r:#}");
+        let (pid, runc_pid) = want[cid];
+        field(r, "pid", pid);
+        field(r, "comm", "sh");
+        field(r, "namespace", ns.as_str());
+        field(r, "pod", pod.name.as_str());
+        field(r, "cgroup", pod.container_cgroup(cid));
+        field(r, "stop_signal", "SIGTERM");
+        assert_eq!(r["stop_signal_sender"]["pid"], runc_pid, "{r:#}");
+        assert_eq!(r["stop_signal_sender"]["from"], "host", "{r:#}");
+        field(r, "stop_signal_handler", "handled");
+        field(r, "outcome", "graceful");
+        field(r, "exit_code", 0);
+        no_sigkill(r);
+    }
+    let l = [("namespace", ns.as_str())];
+    assert_eq!(d.metric("container_terminations_total", &[l[0], ("outcome", "graceful")]), N as f64);
+    assert_eq!(d.metric("observer_events_lost_total", &[]), 0.0, "{}", observer_metrics(&d));
 }
