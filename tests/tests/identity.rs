@@ -115,7 +115,8 @@ fn exited_by(r: &Value, seen: SystemTime) {
     let exit = epoch_ns(&r["exit_at"]);
     assert!(exit >= stop, "exit before stop signal: {r:#}");
     assert!(exit <= ns_nanos(seen) + WALL_SLACK_NS, "exit_at after the test saw it gone: {r:#}");
-    let t2e = r["term_to_exit_seconds"].as_f64().unwrap_or_else(|| panic!("no term_to_exit: {r:#}"));
+    let t2e =
+        r["term_to_exit_seconds"].as_f64().unwrap_or_else(|| panic!("no term_to_exit: {r:#}"));
     assert!((t2e - (exit - stop) as f64 / 1e9).abs() < 1e-6, "term_to_exit vs times: {r:#}");
 }
 
@@ -353,9 +354,8 @@ fn redis_server_as_pid1_handles_sigterm_and_exits_0() {
 fn nginx_as_pid1_takes_sigquit_as_its_graceful_stop() {
     let d = Daemon::start();
     let ns = unique("nginx");
-    let spec = Spec::host(&["nginx", "-g", "daemon off;"])
-        .tmpfs("/var/lib/nginx")
-        .tmpfs("/var/log/nginx");
+    let spec =
+        Spec::host(&["nginx", "-g", "daemon off;"]).tmpfs("/var/lib/nginx").tmpfs("/var/log/nginx");
     let c = Container::start(&d, &ns, "web-7d4b9c6f8-x2k9p", "nginx", &spec);
     let pid = c.pid();
     wait_handler(pid, libc::SIGQUIT).unwrap();
@@ -419,7 +419,10 @@ fn python_without_a_handler_as_pid1_drops_sigterm_and_is_killed() {
     let (s, k) = (epoch_ns(&r["stop_signal_at"]), epoch_ns(&r["sigkill_at"]));
     assert!((t2k - (k - s) as f64 / 1e9).abs() < 1e-6, "{r:#}");
     assert!((0.5..3.0).contains(&t2k), "{r:#}");
-    assert_eq!(d.metric("container_termination_stop_signal_ignored_total", &[("namespace", &ns)]), 1.0);
+    assert_eq!(
+        d.metric("container_termination_stop_signal_ignored_total", &[("namespace", &ns)]),
+        1.0
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -526,8 +529,10 @@ fn shared_pid_namespace_app_containers_are_recorded_by_their_main_process() {
     let s = &r["stop_signal_sender"];
     assert_eq!(s["from"], "other_container", "{r:#}");
     assert_eq!(s["comm"], "kill", "{r:#}");
-    assert!(s["pid"].as_u64().is_some_and(|p| ![a_pid, b_pid, c_pid, pause_pid]
-        .contains(&(p as u32))), "{r:#}");
+    assert!(
+        s["pid"].as_u64().is_some_and(|p| ![a_pid, b_pid, c_pid, pause_pid].contains(&(p as u32))),
+        "{r:#}"
+    );
     field(&r, "stop_signal_ignored", false);
     field(&r, "stop_signal_handler", "default");
     // Never delivered as itself: a fatal default action is taken at generation
@@ -605,7 +610,8 @@ fn shared_pid_namespace_app_containers_are_recorded_by_their_main_process() {
     between(&r, "sigkill_at", kill.before, kill.after);
     exited_by(&r, seen);
     // One record per container, none more in the namespace.
-    let all: Vec<Value> = d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
+    let all: Vec<Value> =
+        d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
     assert_eq!(all.len(), 4, "{all:#?}");
     assert_eq!(d.metric("observer_container_self_signals_total", &[]), 0.0);
     drop((c, b, a, pause));
@@ -654,11 +660,7 @@ fn nested_pid_namespace_inits_and_self_signals_make_no_record() {
     });
     wait_until("the main shell waits", || in_wait(pid));
     none(&d, &c.cid);
-    assert!(
-        d.records().iter().all(|r| r["namespace"] != ns.as_str()),
-        "{:#?}",
-        d.records()
-    );
+    assert!(d.records().iter().all(|r| r["namespace"] != ns.as_str()), "{:#?}", d.records());
     // The three signals to the main process from inside: counted, not recorded (the
     // nested inits are no main processes: their signals are not even counted).
     assert_eq!(d.metric("observer_container_self_signals_total", &[]), 3.0, "{}", d.metrics());
@@ -677,7 +679,8 @@ fn nested_pid_namespace_inits_and_self_signals_make_no_record() {
     field(&r, "exit_code", 0);
     no_sigkill(&r);
     exited_by(&r, seen);
-    let all: Vec<Value> = d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
+    let all: Vec<Value> =
+        d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
     assert_eq!(all.len(), 1, "{all:#?}");
 }
 
@@ -730,7 +733,8 @@ fn a_nested_cgroup_below_a_container_makes_no_container() {
     field(&r, "exit_code", 0);
     no_sigkill(&r);
     exited_by(&r, seen);
-    let all: Vec<Value> = d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
+    let all: Vec<Value> =
+        d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
     assert_eq!(all.len(), 1, "{all:#?}");
 }
 
@@ -792,7 +796,8 @@ fn predates_the_daemon(layout: Layout, qos: &'static str, root: &str) {
     runc_sender(&r, "sigkill_sender", &kill);
     between(&r, "sigkill_at", kill.before, kill.after);
     exited_by(&r, seen);
-    let all: Vec<Value> = d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
+    let all: Vec<Value> =
+        d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
     assert_eq!(all.len(), 1, "{all:#?}");
     drop(c);
     drop(d);
@@ -858,7 +863,8 @@ fn two_hundred_sequential_runc_containers_get_their_own_records() {
         r["container_id"].as_str().is_some_and(|c| ids.contains(c))
     });
     std::thread::sleep(Duration::from_millis(700));
-    let all: Vec<Value> = d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
+    let all: Vec<Value> =
+        d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
     assert_eq!(all.len(), N, "one record per container, none more");
     let mut seen = HashSet::new();
     for r in &recs {
@@ -879,6 +885,203 @@ fn two_hundred_sequential_runc_containers_get_their_own_records() {
         no_sigkill(r);
     }
     let l = [("namespace", ns.as_str())];
-    assert_eq!(d.metric("container_terminations_total", &[l[0], ("outcome", "graceful")]), N as f64);
+    assert_eq!(
+        d.metric("container_terminations_total", &[l[0], ("outcome", "graceful")]),
+        N as f64
+    );
     assert_eq!(d.metric("observer_events_lost_total", &[]), 0.0, "{}", observer_metrics(&d));
+}
+
+/// A runc container made with `runc create` (its init waits on runc's exec fifo, nothing is
+/// exec'd yet) and started with `runc start`: what lets a test see the main process's pid
+/// before it exists as a main process. Deleted (and its bundle removed) on drop.
+struct Created {
+    id: String,
+    bundle: std::path::PathBuf,
+}
+
+impl Created {
+    /// A busybox-static bundle running `args` in `cgroups_path`, created as `id`.
+    fn new(id: &str, cgroups_path: &str, args: &[&str]) -> Self {
+        let bundle = std::env::temp_dir().join(format!("observer-identity-bundle-{id}"));
+        let me = Self { id: id.into(), bundle: bundle.clone() };
+        let rootfs = bundle.join("rootfs");
+        for d in ["bin", "proc", "dev", "sys", "tmp"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("busybox-static is installed");
+        std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
+        for applet in ["sh", "sleep"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        let out = Command::new("runc")
+            .args(["spec", "--bundle"])
+            .arg(&bundle)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "runc spec: {}", String::from_utf8_lossy(&out.stderr));
+        let path = bundle.join("config.json");
+        let mut spec: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        spec["process"]["terminal"] = Value::Bool(false);
+        spec["process"]["args"] = args.iter().map(|a| Value::String((*a).into())).collect();
+        spec["root"]["readonly"] = Value::Bool(true);
+        spec["linux"]["cgroupsPath"] = Value::String(cgroups_path.into());
+        std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+        me
+    }
+
+    /// `runc create`: the container's init, waiting on the exec fifo; returns its host pid.
+    fn create(&self) -> u32 {
+        let status = Command::new("runc")
+            .args(["create", "--bundle"])
+            .arg(&self.bundle)
+            .arg(&self.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "runc create {}: {status}", self.id);
+        let out = Command::new("runc").args(["state", &self.id]).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["pid"].as_u64().unwrap() as u32
+    }
+
+    fn start(&self) {
+        let status = Command::new("runc").args(["start", &self.id]).status().unwrap();
+        assert!(status.success(), "runc start {}: {status}", self.id);
+    }
+
+    fn signal(&self, sig: &str) -> Sent {
+        let before = SystemTime::now();
+        let child = Command::new("runc")
+            .args(["kill", &self.id, sig])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let runc_pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        let after = SystemTime::now();
+        assert!(out.status.success(), "runc kill {} {sig}", self.id);
+        Sent { runc_pid, before, after }
+    }
+
+    /// `runc delete --force`.
+    fn delete(&self) {
+        let _ = Command::new("runc").args(["delete", "--force", &self.id]).output();
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        self.delete();
+        let _ = std::fs::remove_dir_all(&self.bundle);
+    }
+}
+
+/// `/proc/<pid>/stat`'s start time (clock ticks since boot), the second half of the kernel's
+/// process identity.
+fn start_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    after_comm.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+/// Makes the host's next pid `pid` (as CRIU does): the kernel allocates `ns_last_pid + 1`
+/// next, unless another process forks first (callers check, and try again).
+fn next_pid_is(pid: u32) {
+    std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+}
+
+/// A main process's pid reused: container A's main process (pid P) is stopped and recorded;
+/// then container B's init is created until the kernel gives it P (the host's next pid set
+/// through `ns_last_pid`, `runc create` repeated: a created container never exec'd is no
+/// container yet), and started: B's main process is P with another start time. Its stop makes
+/// one record, B's; A keeps its one. Then a host process at P is signalled: nothing.
+#[test]
+fn a_reused_pid_is_a_new_main_process() {
+    let d = Daemon::start();
+    let ns = unique("pidreuse");
+    let mut pod = Pod::new(&d.log_root, &ns, "jobs-7d4b9c6f8-x2k9p");
+    let args = ["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"];
+    let a = InPod::start(&mut pod, "a", &Spec::busybox(&args));
+    let a_cid = a.cid.clone();
+    let p = a.runc.pid().unwrap();
+    wait_shell_waits(p);
+    let a_start = start_ticks(p);
+    let watch = Pidfd::open(p).unwrap();
+    let sent_a = a.runc.signal("TERM").unwrap();
+    watch.wait_exit(WAIT).unwrap();
+    drop(a);
+    let ra = one(&d, &a_cid);
+    field(&ra, "pid", p);
+    runc_sender(&ra, "stop_signal_sender", &sent_a);
+
+    let (b_cid, _) = pod.container("b");
+    let b = Created::new(&b_cid, &pod.container_cgroup(&b_cid), &args);
+    // runc's own processes and threads come first: aim that many pids below P.
+    let mut offset: i64 = 0;
+    let mut placed = false;
+    for attempt in 0..200 {
+        let aim = (i64::from(p) - offset).max(300) as u32;
+        next_pid_is(aim);
+        let got = b.create();
+        if got == p {
+            placed = true;
+            eprintln!("B's init got pid {p} at attempt {attempt}");
+            break;
+        }
+        b.delete();
+        // The next attempt aims so that runc's init lands on P, given where this one landed.
+        offset = (offset + i64::from(got) - i64::from(p)).clamp(0, 2000);
+    }
+    assert!(placed, "the kernel never gave B's init pid {p} in 200 attempts");
+    b.start();
+    wait_shell_waits(p);
+    assert_ne!(start_ticks(p), a_start, "same pid, another process");
+    let watch = Pidfd::open(p).unwrap();
+    let sent_b = b.signal("TERM");
+    let seen = watch.wait_exit(WAIT).unwrap();
+    let rb = one(&d, &b_cid);
+    eprintln!("B record: {rb:#}");
+    field(&rb, "pid", p);
+    field(&rb, "comm", "sh");
+    field(&rb, "container", "b");
+    field(&rb, "namespace", ns.as_str());
+    field(&rb, "cgroup", pod.container_cgroup(&b_cid));
+    stopped_by(&rb, "SIGTERM", &sent_b);
+    field(&rb, "stop_signal_handler", "handled");
+    field(&rb, "outcome", "graceful");
+    field(&rb, "exit_code", 0);
+    no_sigkill(&rb);
+    exited_by(&rb, seen);
+    drop(b);
+
+    // A host process at P: no container's, whatever the kernel once knew of P.
+    let mut host = None;
+    for _ in 0..200 {
+        next_pid_is(p);
+        let child =
+            Command::new("busybox").args(["sleep", "1000"]).stdin(Stdio::null()).spawn().unwrap();
+        if child.id() == p {
+            host = Some(child);
+            break;
+        }
+        let mut child = child;
+        observer_tests::stop_child(&mut child);
+    }
+    let mut host = host.unwrap_or_else(|| panic!("pid {p} never came back for a host process"));
+    // SAFETY: our own child, by pid.
+    unsafe { libc::kill(p as i32, libc::SIGTERM) };
+    host.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let all: Vec<Value> = d.records().into_iter().filter(|r| r["pid"] == p).collect();
+    assert_eq!(all.len(), 2, "A's and B's records only: {all:#?}");
+    let ns_recs: Vec<Value> =
+        d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
+    assert_eq!(ns_recs.len(), 2, "{ns_recs:#?}");
 }
