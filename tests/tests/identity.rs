@@ -845,8 +845,17 @@ fn two_hundred_sequential_runc_containers_get_their_own_records() {
     let t0 = Instant::now();
     // container id -> (main pid, runc kill's pid)
     let mut want: HashMap<String, (u32, u32)> = HashMap::new();
+    // The daemon's orphan_exit count (a main process exited with no signal) at each
+    // container's start: should a record be missing, whether the daemon took another process
+    // for that container's main (it is counted within a cycle or two, the pipeline is async).
+    let orphans =
+        |d: &Daemon| d.metric("observer_correlation_unmatched_total", &[("reason", "orphan_exit")]);
+    let mut orphan_counts: Vec<f64> = Vec::new();
+    let mut order: Vec<String> = Vec::new();
     for i in 0..N {
+        orphan_counts.push(orphans(&d));
         let c = InPod::start(&mut pod, &format!("c{i}"), &spec);
+        order.push(c.cid.clone());
         let pid = c.runc.pid().unwrap();
         wait_shell_waits(pid);
         let watch = Pidfd::open(pid).unwrap();
@@ -859,10 +868,41 @@ fn two_hundred_sequential_runc_containers_get_their_own_records() {
     let ids: HashSet<String> = want.keys().cloned().collect();
     let pids: HashSet<u32> = want.values().map(|(p, _)| *p).collect();
     assert_eq!(pids.len(), N, "runc gave every container a pid of its own");
-    let recs = d.wait_records(N, Duration::from_secs(30), |r| {
-        r["container_id"].as_str().is_some_and(|c| ids.contains(c))
-    });
+    let ours = |r: &Value| r["container_id"].as_str().is_some_and(|c| ids.contains(c));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while d.records().iter().filter(|r| ours(r)).count() < N && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     std::thread::sleep(Duration::from_millis(700));
+    let recs: Vec<Value> = d.records().into_iter().filter(|r| ours(r)).collect();
+    if recs.len() != N {
+        let got: HashSet<&str> = recs.iter().filter_map(|r| r["container_id"].as_str()).collect();
+        let missing: Vec<(&String, &(u32, u32))> =
+            want.iter().filter(|(c, _)| !got.contains(c.as_str())).collect();
+        let missing_pids: HashSet<u32> = missing.iter().map(|(_, (p, _))| *p).collect();
+        let missing_at: Vec<usize> = order
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !got.contains(c.as_str()))
+            .map(|(i, _)| i)
+            .collect();
+        orphan_counts.push(orphans(&d));
+        let orphan_cycles: Vec<usize> =
+            (0..N).filter(|&i| orphan_counts[i + 1] > orphan_counts[i]).collect();
+        let by_pid: Vec<Value> = d
+            .records()
+            .into_iter()
+            .filter(|r| r["pid"].as_u64().is_some_and(|p| missing_pids.contains(&(p as u32))))
+            .collect();
+        panic!(
+            "{} of {N} records; no record for (container id, (pid, runc kill pid)) {missing:?}; \
+             records of those pids: {by_pid:#?}\nmissing: containers {missing_at:?}; cycles \
+             in which orphan_exit rose: {orphan_cycles:?}\n{}\ndaemon log:\n{}",
+            recs.len(),
+            observer_metrics(&d),
+            d.log()
+        );
+    }
     let all: Vec<Value> =
         d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
     assert_eq!(all.len(), N, "one record per container, none more");
