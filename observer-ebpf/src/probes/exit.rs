@@ -32,9 +32,9 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use observer_ebpf::{EventKind, ProcessExitEvent, SIGNAL_GROUP_EXIT, TASK_COMM_LEN};
+use observer_ebpf::{role, EventKind, ProcessExitEvent, SIGNAL_GROUP_EXIT, TASK_COMM_LEN};
 
-use super::{config, emit, followed, now, read_field, PROCESSES};
+use super::{config, emit, followed, now, read_field, PROCESSES, WATCHED_CGROUPS};
 
 /// 6.16 and later: `TP_PROTO(struct task_struct *p, bool group_dead)`,
 /// include/trace/events/sched.h.
@@ -83,10 +83,20 @@ unsafe fn emit_exit(tgid: u32) -> Result<(), i64> {
     let Some(p) = (unsafe { followed(tgid, task) }) else {
         return Ok(());
     };
-    let (start_ticks, role) = unsafe { ((*p).start_ticks, (*p).role) };
+    let (start_ticks, role, cgroup) = unsafe { ((*p).start_ticks, (*p).role, (*p).cgroup_id) };
     if PROCESSES.remove(&tgid).is_err() {
         // Another exiting thread of the group got here first.
         return Ok(());
+    }
+    if role == role::MAIN {
+        // The cgroup has no main process any more: runc's bootstrap process (`runc init`,
+        // stage 0) may have exec'd inside the cgroup before the real init did, and exits
+        // before the entrypoint's exec, which then becomes the main process.
+        if let Some(w) = WATCHED_CGROUPS.get_ptr_mut(&cgroup) {
+            if unsafe { (*w).main_tgid } == tgid {
+                unsafe { (*w).main_tgid = 0 };
+            }
+        }
     }
     let ts = now();
     let status = unsafe { exit_status(task) }.unwrap_or(-1);
