@@ -136,6 +136,7 @@ impl<S: Sink> Pipeline<S> {
     /// Moves closed terminations into the wait, emits those whose metadata is in (or whose
     /// deadline passed), and flushes the sink. `now_ns` is the kernel clock.
     pub fn tick(&mut self, now_ns: u64) {
+        self.clock.remeasure();
         self.correlator.expire(now_ns);
         self.flush_closed(now_ns);
     }
@@ -172,6 +173,7 @@ impl<S: Sink> Pipeline<S> {
 
     /// Shutdown: every termination whose exit was seen is emitted now, named or not.
     pub fn finish(&mut self) {
+        self.clock.remeasure();
         self.flush_closed(u64::MAX);
     }
 

@@ -248,15 +248,15 @@ pub fn run(args: &DrillArgs) -> Result<Outcome, DrillError> {
         });
     }
     let mut observer = Observer::start(&options)?;
-    let clock = WallClock::measure();
+    let mut clock = WallClock::measure();
     match (&args.cri_endpoint, &args.image) {
         (Some(endpoint), Some(image)) => {
             let mut executor = cri::CriExecutor::start(endpoint, image, args)?;
-            drive(args, &mut observer, &mut executor, &clock)
+            drive(args, &mut observer, &mut executor, &mut clock)
         }
         _ => {
             let mut executor = process::ProcessExecutor::start(&args.cgroup_root, &args.command)?;
-            drive(args, &mut observer, &mut executor, &clock)
+            drive(args, &mut observer, &mut executor, &mut clock)
         }
     }
 }
@@ -265,7 +265,7 @@ fn drive(
     args: &DrillArgs,
     observer: &mut Observer,
     executor: &mut dyn Executor,
-    clock: &WallClock,
+    clock: &mut WallClock,
 ) -> Result<Outcome, DrillError> {
     let container = executor.container().clone();
     // The cgroup_mkdir probe saw the cgroup being made and the exec probe its PID 1; say
@@ -392,6 +392,8 @@ fn drive(
     if lost > 0 {
         log::warn!("{lost} kernel records were lost or unreadable: the report may miss a step");
     }
+    // A second sample after the run: the run's events lie between the two.
+    clock.remeasure();
     let record = Record::new(&termination, Some(&identity), &hostname(), clock);
     let report = report::Report::new(&termination, &record, args, hook_error);
     Ok(Outcome { record, report })
