@@ -3,8 +3,8 @@
 # the guest init's child (tests/vm/init.sh), and natively on the test host. It runs
 # `observer check`, starts `observer run`, makes "containers" the way tests/src/lib.rs does
 # (a kubepods cgroup, kubelet's log layout, `unshare -p -f` so the workload is PID 1 of a
-# pid namespace), stops them as a runtime would, and prints what it did and the daemon's
-# journal as marker lines for the host to check field by field:
+# pid namespace; `noinit`'s is not), stops them as a runtime would, and prints what it did
+# and the daemon's journal as marker lines for the host to check field by field:
 #
 #   @@observer-vm <key> <rest of the line>
 #
@@ -217,7 +217,7 @@ finish() {
 		done
 		[ -d "$d" ] && log "warning: could not remove $d"
 	done
-	rm -rf "$LOGS" "$JOURNAL" "$DAEMON_LOG" "$OBS_WORK/check.txt"
+	rm -rf "$LOGS" "$JOURNAL" "$DAEMON_LOG" "$OBS_WORK/check.txt" "$OBS_WORK/family"
 	say end "$rc"
 	exec 3>&-
 }
@@ -292,9 +292,9 @@ alive "$PID" && fact ignored alive_after_term=yes
 signal ignored kill KILL
 wait_gone ignored 10
 
-# 5. Not containers: a host process, a process in a container's cgroup that is no pid
-# namespace's init, and a pid namespace's init outside kubepods. Stopped before the
-# scenarios below, whose records then prove theirs would have been written by the end.
+# 5. Not containers: a host process and a pid namespace's init outside kubepods. Stopped
+# before the scenarios below, whose records then prove theirs would have been written by the
+# end (so do the family's child and nested init, section 8).
 fact hostproc "start=$EPOCHREALTIME"
 "$A/sleep" 1000 </dev/null >/dev/null 2>&1 &
 HOST_PID=$!
@@ -307,19 +307,6 @@ wait "$HOST_PID"
 fact hostproc "status=$?" "gone=$EPOCHREALTIME"
 CHILDREN=
 
-new_container noinit nginx-7d4b9c6f8-x2k9p nginx
-CGS=$CG
-fact noinit "start=$EPOCHREALTIME"
-CGS=$CGS "$A/sh" -c "$JOIN" sh "$A/sleep" 1000 </dev/null >/dev/null 2>&1 &
-NOINIT_PID=$!
-CHILDREN="$CHILDREN $NOINIT_PID"
-wait_started noinit "$NOINIT_PID" sleep
-fact noinit "pid=$NOINIT_PID"
-kill -TERM "$NOINIT_PID"
-wait "$NOINIT_PID"
-fact noinit "status=$?" "gone=$EPOCHREALTIME"
-CHILDREN=
-
 OUTSIDE=$OBS_V2/observer-matrix-$OBS_TAG-outside
 mkdir -p "$OUTSIDE" || fail "mkdir $OUTSIDE"
 CGROUPS="$CGROUPS $OUTSIDE"
@@ -329,6 +316,24 @@ spawn outside "$A/sleep" 1000
 signal outside term TERM
 signal outside kill KILL
 wait_gone outside 10
+
+# A main process that is no pid namespace's init (as each app container's is with
+# shareProcessNamespace): a process forked outside the container (by this shell, the
+# runtime's role) joins its cgroup and execs the entrypoint. Nothing protects it: SIGTERM's
+# default action kills it, taken at generation (never delivered as itself).
+new_container noinit nginx-7d4b9c6f8-x2k9p nginx
+CGS=$CG
+CGS=$CGS "$A/sh" -c "$JOIN" sh "$A/sleep" 1000 </dev/null >/dev/null 2>&1 &
+PID=$!
+CHILDREN="$CHILDREN $PID"
+EXPECT="$EXPECT $CID"
+wait_started noinit "$PID" sleep
+fact noinit "pid=$PID" comm=sleep
+signal noinit term TERM
+wait "$PID"
+status=$?
+fact noinit "gone=$EPOCHREALTIME" "status=$status"
+CHILDREN=
 
 # 6. OOM under a 32 MiB limit: memory.max when the v2 hierarchy has the memory controller
 # (enabled in subtree_control down the kubepods tree), else the v1 memory controller's
@@ -406,6 +411,113 @@ spawn force "$A/sleep" 1000
 EXPECT="$EXPECT $CID"
 signal force kill KILL
 wait_gone force 10
+
+# 8. A container's own processes are no container, and its own signals no stop. PID 1 (a
+# shell) forks a child (`sleep`) and a nested pid namespace's init (`unshare -p -f sleep`:
+# a sandbox inside the container); both exec with their parent inside the cgroup. Then:
+# - selfsig: an exec session (forked outside, joined to the cgroup, as `runc exec`) runs
+#   `kill -TERM <PID 1>`: a signal from inside the container (a preStop hook's `kill 1`),
+#   counted in observer_container_self_signals_total, never a record nor the record's stop
+#   signal (a pid namespace's init with SIG_DFL drops it anyway);
+# - child: SIGTERM from this shell kills the child (status 143, reaped by PID 1);
+# - nested: SIGTERM from this shell is dropped by the nested init (SIG_DFL), SIGKILL ends it
+#   (unshare, PID 1's child, ends with its signal: 137);
+# and SIGKILL (no stop signal) ends the container, whose one record is PID 1's.
+self_signals() {
+	timeout 5 wget -q -O - "http://$OBS_LISTEN/metrics" 2>/dev/null |
+		awk '$1 == "observer_container_self_signals_total" { print $2; found = 1 }
+			END { if (!found) print "none" }'
+}
+# kids_named PID COMM: PID's children running COMM (their host pids).
+kids_named() {
+	local k out=
+	for k in $(cat "/proc/$1/task/$1/children" 2>/dev/null); do
+		[ "$(cat "/proc/$k/comm" 2>/dev/null)" = "$2" ] && out="$out $k"
+	done
+	echo $out
+}
+# wait_kid SCENARIO PID COMM: until PID has exactly one child running COMM; sets KID.
+wait_kid() {
+	local n=0
+	KID=$(kids_named "$2" "$3")
+	until [ -n "$KID" ] && [ "$KID" = "${KID%% *}" ]; do
+		n=$((n + 1))
+		[ $n -gt 1000 ] && fail "$1: pid $2 has no single child running $3 after 10 s"
+		sleep 0.01
+		KID=$(kids_named "$2" "$3")
+	done
+}
+# wait_file SCENARIO FILE: until FILE holds a line; sets LINE.
+wait_file() {
+	local n=0
+	until [ -s "$2" ]; do
+		n=$((n + 1))
+		[ $n -gt 1000 ] && fail "$1: nothing in $2 after 10 s"
+		sleep 0.01
+	done
+	LINE=$(cat "$2")
+}
+new_container family relay-7d4b9c6f8-x2k9p relay
+CGS=$CG
+FAM=$OBS_WORK/family
+mkdir -p "$FAM" || fail "mkdir $FAM"
+fact child "start=$EPOCHREALTIME"
+fact nested "start=$EPOCHREALTIME"
+# shellcheck disable=SC2016
+spawn family "$A/sh" -c 'S=$1/sleep
+"$S" 1000 &
+c=$!
+"$1/unshare" -p -f "$S" 1000 &
+u=$!
+wait $c
+echo $? >"$2/child"
+wait $u
+echo $? >"$2/nested"
+"$S" 1000 &
+wait' sh "$A" "$FAM"
+EXPECT="$EXPECT $CID"
+wait_kid child "$PID" sleep
+CHILD_PID=$KID
+wait_kid nested "$PID" unshare
+wait_kid nested "$KID" sleep
+NESTED_PID=$KID
+grep -qx "0::${CG#"$OBS_V2"}" "/proc/$CHILD_PID/cgroup" || fail "child: $CHILD_PID not in $CG"
+grep -qx "0::${CG#"$OBS_V2"}" "/proc/$NESTED_PID/cgroup" || fail "nested: $NESTED_PID not in $CG"
+fact child "pid=$CHILD_PID"
+fact nested "pid=$NESTED_PID"
+
+before=$(self_signals)
+CGS=$CG "$A/sh" -c "$JOIN" sh "$A/kill" -TERM "$PID" </dev/null >/dev/null 2>&1 &
+SELF_PID=$!
+wait "$SELF_PID"
+fact selfsig "kill_status=$?" "sender=$SELF_PID" "before=$before"
+n=0
+after=$(self_signals)
+until [ "$after" != "$before" ] || [ $n -gt 100 ]; do
+	sleep 0.05
+	n=$((n + 1))
+	after=$(self_signals)
+done
+fact selfsig "after=$after"
+alive "$PID" && fact family alive_after_self_signal=yes
+# More than the 0.5 s an exec session counts as a preStop, before any signal of ours.
+sleep 0.6
+
+kill -TERM "$CHILD_PID" || fail "child: kill -TERM $CHILD_PID"
+wait_file child "$FAM/child"
+fact child "gone=$EPOCHREALTIME" "status=$LINE"
+
+a=$EPOCHREALTIME
+kill -TERM "$NESTED_PID" || fail "nested: kill -TERM $NESTED_PID"
+fact nested "term_a=$a" "term_b=$EPOCHREALTIME"
+sleep 0.5
+alive "$NESTED_PID" && fact nested alive_after_term=yes
+kill -KILL "$NESTED_PID" || fail "nested: kill -KILL $NESTED_PID"
+wait_file nested "$FAM/nested"
+fact nested "gone=$EPOCHREALTIME" "status=$LINE"
+
+signal family kill KILL
+wait_gone family 10
 
 # The early container, stopped last.
 PID=$EARLY_PID
