@@ -13,8 +13,7 @@
 //! containers of a shared pid namespace.
 //!
 //! Who sent it, relative to the container, comes from the sender's cgroup and the siginfo:
-//! `SEND_SIG_PRIV` / SI_KERNEL is the kernel (the OOM killer's SIGKILL, a pid namespace's
-//! dying init); a sender in the target's own container cgroup is the container itself (a
+//! `SEND_SIG_PRIV` / SI_KERNEL is the kernel (the OOM killer's SIGKILL); a sender in the target's own container cgroup is the container itself (a
 //! supervisor, a preStop hook's `kill 1`): not a stop by the runtime, counted in
 //! `Counter::SelfSignal` and never emitted, so a pod cannot forge a termination of its own.
 //!
@@ -32,8 +31,8 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use observer_ebpf::{
-    disposition, role, Counter, EventKind, Process, SignalDeliverEvent, SignalGenerateEvent,
-    SI_KERNEL, SI_USER, TASK_COMM_LEN,
+    disposition, role, signal_result, Counter, EventKind, Process, SignalDeliverEvent,
+    SignalGenerateEvent, SIGNAL_GROUP_EXIT, SI_KERNEL, SI_USER, TASK_COMM_LEN,
 };
 
 use super::{config, count, emit, followed, is_reported_signal, now, read_field, PROCESSES};
@@ -72,6 +71,22 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if p.role != role::MAIN {
         return Ok(());
     }
+    // 2b. A process already exiting cannot be stopped: its pid namespace's dying init
+    //     SIGKILLs its last threads (`zap_pid_ns_processes()`, kernel/pid_namespace.c), a
+    //     stop races an exit_group(). The kernel then drops the signal (`prepare_signal()`
+    //     refuses every signal once SIGNAL_GROUP_EXIT is set, unless dumping core), so the
+    //     flag with a result other than delivered means "already exiting"; a fatal signal
+    //     that is delivered sets the flag itself (`complete_signal()`, before this
+    //     tracepoint fires). Seen as a "SIGKILL from the kernel" 0.01 ms before
+    //     redis-server's exit 0.
+    let result: i32 = ctx.arg(4);
+    if result as u32 != signal_result::DELIVERED {
+        let signal: *const u8 = unsafe { read_field(task, config!(offsets.task_signal))? };
+        let flags: u32 = unsafe { read_field(signal, config!(offsets.signal_flags))? };
+        if flags & SIGNAL_GROUP_EXIT != 0 {
+            return Ok(());
+        }
+    }
     // 3. Not from the container itself (the kernel's own signals always count).
     let si_code = unsafe { si_code(ctx.arg(1)) };
     let sender_cgroup_id = unsafe { bpf_get_current_cgroup_id() };
@@ -91,7 +106,6 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
         unsafe { read_field(task, config!(offsets.task_comm)) }.unwrap_or([0; TASK_COMM_LEN]);
     let target_handler = unsafe { disposition_of(task, sig) };
     let group: i32 = ctx.arg(3);
-    let result: i32 = ctx.arg(4);
     let (start_ticks, target_cgroup_id) = (p.start_ticks, p.cgroup_id);
     emit(EventKind::SignalGenerate, ts, |header| SignalGenerateEvent {
         header,
