@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 const VM_TIMEOUT: Duration = Duration::from_secs(600);
 const NATIVE_TIMEOUT: Duration = Duration::from_secs(180);
 /// Kernel timestamps converted to wall-clock time against the script's wall clock (the
-/// daemon measures its offset once, at start: observer/src/clock.rs).
+/// daemon samples its offset every tick: observer/src/clock.rs).
 const WALL_SLACK: f64 = 0.020;
 /// Kernel intervals against the script's interval bounds (both clocks tick at the same
 /// rate; EPOCHREALTIME has microseconds).
