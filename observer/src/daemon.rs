@@ -133,12 +133,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
     result
 }
 
-/// Containers that existed before the probes attached: the kernel saw neither their cgroups
-/// being made nor their main processes' exec, so both are handed to it. Returns the cgroups,
-/// for the metadata.
-/// Containers older than the daemon: every cgroup under the prefix is watched first, so the
-/// kernel learns from here on what starts in them, then each container's main process is
-/// found (`existing`) and handed to the kernel where it has none.
+/// Containers older than the daemon: the kernel saw neither their cgroups being made nor
+/// their main processes' exec. Every cgroup under the prefix is watched first, so the kernel
+/// learns from here on what starts in them, then each container's main process is found
+/// (`existing`) and handed to the kernel where it has none. Returns the cgroups, for the
+/// metadata.
 fn adopt_existing(
     probes: &mut Probes,
     prefix: &str,
