@@ -25,12 +25,33 @@ const WAIT: Duration = Duration::from_secs(15);
 /// test's own readings around the event (the daemon's kernel -> wall clock conversion).
 const WALL_SLACK_NS: i128 = 5_000_000;
 
-/// A runc container of a pod of its own, named as kubelet's log layout names it.
-/// Fields drop in order: the container before its pod (whose cgroup needs it gone).
-struct Container {
+/// A runc container `name` of a pod the caller keeps (declared before its containers, so that
+/// they drop first), named as kubelet's log layout names it.
+struct InPod {
     runc: Runc,
     cid: String,
     name: String,
+}
+
+impl InPod {
+    /// `spec` as container `name` of `pod`, in its cgroup for this pod's layout.
+    fn start(pod: &mut Pod, name: &str, spec: &Spec) -> Self {
+        let (cid, _) = pod.container(name);
+        let runc = spec.run(&cid, &pod.container_cgroup(&cid)).unwrap();
+        runc.wait_running(WAIT).unwrap();
+        Self { runc, cid, name: name.into() }
+    }
+
+    /// The host pid of its main process (while it runs).
+    fn pid(&self) -> u32 {
+        self.runc.pid().unwrap()
+    }
+}
+
+/// A runc container of a pod of its own.
+/// Fields drop in order: the container before its pod (whose cgroup needs it gone).
+struct Container {
+    c: InPod,
     pod: Pod,
 }
 
@@ -43,14 +64,16 @@ impl Container {
 
     /// `spec` as container `name` of `pod`, in its cgroup for this pod's layout.
     fn start_in(mut pod: Pod, name: &str, spec: &Spec) -> Self {
-        let (cid, _) = pod.container(name);
-        let runc = spec.run(&cid, &pod.container_cgroup(&cid)).unwrap();
-        runc.wait_running(WAIT).unwrap();
-        Self { runc, cid, name: name.into(), pod }
+        let c = InPod::start(&mut pod, name, spec);
+        Self { c, pod }
     }
+}
 
-    fn pid(&self) -> u32 {
-        self.runc.pid().unwrap()
+impl std::ops::Deref for Container {
+    type Target = InPod;
+
+    fn deref(&self) -> &InPod {
+        &self.c
     }
 }
 
@@ -89,15 +112,18 @@ fn field(r: &Value, key: &str, want: impl Into<Value>) {
     assert_eq!(r[key], want, "{key}: want {want}, record {r:#}");
 }
 
-/// The record names the container: namespace, pod, pod uid, container, container id, cgroup.
+/// The record names container `c` of `pod` (namespace, pod, pod uid, container, container id,
+/// cgroup) and its main process, `pid` running `comm`.
 #[track_caller]
-fn names(r: &Value, c: &Container) {
-    field(r, "namespace", c.pod.namespace.as_str());
-    field(r, "pod", c.pod.name.as_str());
-    field(r, "pod_uid", c.pod.uid.as_str());
+fn main_process(r: &Value, pod: &Pod, c: &InPod, pid: u32, comm: &str) {
+    field(r, "namespace", pod.namespace.as_str());
+    field(r, "pod", pod.name.as_str());
+    field(r, "pod_uid", pod.uid.as_str());
     field(r, "container", c.name.as_str());
     field(r, "container_id", c.cid.as_str());
-    field(r, "cgroup", c.pod.container_cgroup(&c.cid));
+    field(r, "cgroup", pod.container_cgroup(&c.cid));
+    field(r, "pid", pid);
+    field(r, "comm", comm);
 }
 
 /// `r[key]` (a timestamp) lies in `[from, to]` on the test's clock, give or take the
@@ -152,20 +178,110 @@ fn no_sigkill(r: &Value) {
     field(r, "term_to_kill_seconds", Value::Null);
 }
 
+/// The SIGKILL came from `kill`: its sender, its time inside runc's window; the interval is the
+/// difference of the stop signal's and the SIGKILL's kernel times.
+#[track_caller]
+fn killed_by(r: &Value, kill: &Sent) {
+    runc_sender(r, "sigkill_sender", kill);
+    between(r, "sigkill_at", kill.before, kill.after);
+    let (stop, k) = (epoch_ns(&r["stop_signal_at"]), epoch_ns(&r["sigkill_at"]));
+    let t2k =
+        r["term_to_kill_seconds"].as_f64().unwrap_or_else(|| panic!("no term_to_kill: {r:#}"));
+    assert!((t2k - (k - stop) as f64 / 1e9).abs() < 1e-6, "term_to_kill vs times: {r:#}");
+}
+
+/// How a main process ended.
+enum Exit<'a> {
+    /// Gracefully, with this exit code.
+    Code(i32),
+    /// Gracefully, of this signal's default action.
+    Signal(&'static str),
+    /// Killed by the SIGKILL `runc kill` sent here.
+    Killed(&'a Sent),
+}
+
+/// How a main process took its stop signal and how it ended, as its record must say.
+struct Stop<'a> {
+    /// `stop_signal_ignored`: the kernel dropped the signal.
+    ignored: bool,
+    /// `stop_signal_handler`: the signal's disposition when it was sent.
+    handler: &'static str,
+    /// `stop_signal_disposition`: how it was delivered (none: never delivered as itself).
+    disposition: Option<&'static str>,
+    /// `outcome`, `exit_code`, `exit_signal` and the SIGKILL fields.
+    exit: Exit<'a>,
+}
+
+/// A handler that exits 0: "handled" when sent and when delivered.
+const HANDLER_EXITS_0: Stop =
+    Stop { ignored: false, handler: "handled", disposition: Some("handled"), exit: Exit::Code(0) };
+
+/// An init wrapper that blocks every signal and takes them with sigwait: "blocked" when sent,
+/// not dropped; taken by sigwait, never delivered through a handler or a default action. The
+/// wrapper exits 128 + 15.
+const SIGWAIT_EXITS_143: Stop =
+    Stop { ignored: false, handler: "blocked", disposition: None, exit: Exit::Code(143) };
+
+/// No handler, and not its pid namespace's init: SIGTERM's default action ends it. Never
+/// delivered as itself: a fatal default action is taken at generation (kernel/signal.c
+/// complete_signal() starts the group exit and queues SIGKILL to every thread), so
+/// signal_deliver fires for SIGKILL, never for SIGTERM.
+const DEFAULT_ACTION_ENDS_IT: Stop =
+    Stop { ignored: false, handler: "default", disposition: None, exit: Exit::Signal("SIGTERM") };
+
+impl Stop<'_> {
+    /// The record took and ended the stop as this says, with no preStop hook; and its exit
+    /// came after the stop signal and before the test saw the process gone (`seen`).
+    #[track_caller]
+    fn check(&self, r: &Value, seen: SystemTime) {
+        field(r, "stop_signal_ignored", self.ignored);
+        field(r, "stop_signal_handler", self.handler);
+        field(r, "stop_signal_disposition", self.disposition);
+        match self.exit {
+            Exit::Code(code) => {
+                field(r, "outcome", "graceful");
+                field(r, "exit_code", code);
+                field(r, "exit_signal", Value::Null);
+                no_sigkill(r);
+            }
+            Exit::Signal(sig) => {
+                field(r, "outcome", "graceful");
+                field(r, "exit_code", Value::Null);
+                field(r, "exit_signal", sig);
+                no_sigkill(r);
+            }
+            Exit::Killed(kill) => {
+                field(r, "outcome", "killed");
+                field(r, "exit_code", Value::Null);
+                field(r, "exit_signal", "SIGKILL");
+                killed_by(r, kill);
+            }
+        }
+        field(r, "prestop", Value::Null);
+        exited_by(r, seen);
+    }
+}
+
 /// The daemon's own counters (`observer_*` series), for failure messages.
 fn observer_metrics(d: &Daemon) -> String {
     d.metrics().lines().filter(|l| l.starts_with("observer_")).collect::<Vec<_>>().join("\n")
 }
 
-/// The records of `cid`, once at least `n` are there (`WAIT` at most), asserting there are
-/// exactly `n`, then still exactly `n` after a pause in which an extra one would have come.
-fn exactly(d: &Daemon, cid: &str, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + WAIT;
-    while d.records().into_iter().filter(by_id(cid)).count() < n && Instant::now() < deadline {
+/// The records that `filter` matches, once at least `n` are there (`timeout` at most) and
+/// after a pause in which an extra one would have come.
+fn settled(d: &Daemon, n: usize, timeout: Duration, filter: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + timeout;
+    while d.records().iter().filter(|r| filter(r)).count() < n && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(700));
-    let recs: Vec<Value> = d.records().into_iter().filter(by_id(cid)).collect();
+    d.records().into_iter().filter(|r| filter(r)).collect()
+}
+
+/// The records of `cid`, asserting there are exactly `n`, and still exactly `n` after a pause
+/// in which an extra one would have come ([`settled`]).
+fn exactly(d: &Daemon, cid: &str, n: usize) -> Vec<Value> {
+    let recs = settled(d, n, WAIT, by_id(cid));
     assert_eq!(
         recs.len(),
         n,
@@ -183,9 +299,71 @@ fn one(d: &Daemon, cid: &str) -> Value {
 
 /// No record names `cid` (after a pause long enough for one to be written).
 fn none(d: &Daemon, cid: &str) {
-    std::thread::sleep(Duration::from_millis(700));
-    let recs: Vec<Value> = d.records().into_iter().filter(by_id(cid)).collect();
-    assert!(recs.is_empty(), "records of {cid}: {recs:#?}\ndaemon log:\n{}", d.log());
+    exactly(d, cid, 0);
+}
+
+/// Exactly `n` records name namespace `ns` (one per container stopped, none more).
+fn in_namespace(d: &Daemon, ns: &str, n: usize) {
+    let recs: Vec<Value> = d.records().into_iter().filter(|r| r["namespace"] == ns).collect();
+    assert_eq!(recs.len(), n, "records of namespace {ns}: {recs:#?}");
+}
+
+/// The records of process `pid`, whatever container they name.
+fn of_pid(d: &Daemon, pid: u32) -> Vec<Value> {
+    d.records().into_iter().filter(|r| r["pid"] == pid).collect()
+}
+
+/// Sends a stop to `pid` (`send`) and waits until the process is gone (`WAIT` at most): what
+/// `send` returned, and when the test saw the process gone.
+fn until_gone<T>(pid: u32, send: impl FnOnce() -> T) -> (T, SystemTime) {
+    let watch = Pidfd::open(pid).unwrap();
+    let sent = send();
+    (sent, watch.wait_exit(WAIT).unwrap())
+}
+
+/// Stops container `c` of `pod` by `runc kill <sig>` ("TERM", …) and returns its one record,
+/// checked: it names the container and its main process (`comm`), the signal and the runc
+/// process that sent it, and the stop as `want` says.
+fn runc_stop(d: &Daemon, pod: &Pod, c: &InPod, comm: &str, sig: &str, want: &Stop) -> Value {
+    let pid = c.pid();
+    let (sent, seen) = until_gone(pid, || c.runc.signal(sig).unwrap());
+    let r = one(d, &c.cid);
+    eprintln!("{} record: {r:#}", c.name);
+    main_process(&r, pod, c, pid, comm);
+    stopped_by(&r, &format!("SIG{sig}"), &sent);
+    want.check(&r, seen);
+    r
+}
+
+/// Stops container `c` of `pod`, whose main process is its pid namespace's init with no
+/// SIGTERM handler: `runc kill TERM`, which the kernel drops (an init's signal with the default
+/// disposition is ignored at generation, kernel/signal.c sig_task_ignored(); only SIGKILL and
+/// SIGSTOP from an ancestor namespace get through), so the process outlives `grace` (`why`
+/// says why it must); then `runc kill KILL`. Returns its one record, checked as [`runc_stop`]
+/// checks it: SIGTERM ignored, never delivered, then runc's SIGKILL.
+fn runc_term_then_kill(
+    d: &Daemon,
+    pod: &Pod,
+    c: &InPod,
+    comm: &str,
+    grace: Duration,
+    why: &str,
+) -> Value {
+    let pid = c.pid();
+    let watch = Pidfd::open(pid).unwrap();
+    let term = c.runc.signal("TERM").unwrap();
+    std::thread::sleep(grace);
+    assert!(watch.alive(), "{why}");
+    let kill = c.runc.signal("KILL").unwrap();
+    let seen = watch.wait_exit(WAIT).unwrap();
+    let r = one(d, &c.cid);
+    eprintln!("{} record: {r:#}", c.name);
+    main_process(&r, pod, c, pid, comm);
+    stopped_by(&r, "SIGTERM", &term);
+    let dropped =
+        Stop { ignored: true, handler: "default", disposition: None, exit: Exit::Killed(&kill) };
+    dropped.check(&r, seen);
+    r
 }
 
 /// A mask of `/proc/<pid>/status` ("SigBlk:", "SigCgt:").
@@ -261,8 +439,8 @@ fn wait_child(pid: u32, name: &str) -> u32 {
 // ---------------------------------------------------------------------------------------
 
 /// An init wrapper that blocks every signal and takes them with sigwait/sigtimedwait, then
-/// forwards them: the stop signal is "blocked" at generation, not dropped, its child dies of
-/// it, and the wrapper exits 128 + 15.
+/// forwards them: its child dies of the stop signal, and the wrapper exits 128 + 15
+/// ([`SIGWAIT_EXITS_143`]).
 fn sigwait_init_forwards_sigterm(what: &str, args: &[&str], wrapper: &str) {
     let d = Daemon::start();
     let ns = unique(what);
@@ -270,28 +448,11 @@ fn sigwait_init_forwards_sigterm(what: &str, args: &[&str], wrapper: &str) {
     let pid = c.pid();
     let child = wait_child(pid, "sleep");
     wait_sigtimedwait(pid);
-    let watch = Pidfd::open(pid).unwrap();
     let child_watch = Pidfd::open(child).unwrap();
-    let sent = c.runc.signal("TERM").unwrap();
-    let seen = watch.wait_exit(WAIT).unwrap();
+    let r = runc_stop(&d, &c.pod, &c, wrapper, "TERM", &SIGWAIT_EXITS_143);
     child_watch.wait_exit(WAIT).unwrap();
-    let r = one(&d, &c.cid);
-    eprintln!("{what} record: {r:#}");
-    names(&r, &c);
-    field(&r, "pid", pid);
-    field(&r, "comm", wrapper);
-    stopped_by(&r, "SIGTERM", &sent);
-    field(&r, "stop_signal_ignored", false);
-    field(&r, "stop_signal_handler", "blocked");
-    // Taken by sigwait, never delivered through a handler or a default action.
-    field(&r, "stop_signal_disposition", Value::Null);
-    field(&r, "outcome", "graceful");
-    field(&r, "exit_code", 143);
-    field(&r, "exit_signal", Value::Null);
-    no_sigkill(&r);
-    exited_by(&r, seen);
     // The child the wrapper forwarded SIGTERM to is no main process: no record of its own.
-    let stray: Vec<Value> = d.records().into_iter().filter(|x| x["pid"] == child).collect();
+    let stray = of_pid(&d, child);
     assert!(stray.is_empty(), "the wrapper's child was recorded: {stray:#?}");
     assert!(r["term_to_exit_seconds"].as_f64().unwrap() < 2.0, "{r:#}");
 }
@@ -328,27 +489,10 @@ fn wait_listen(pid: u32, port: u16) {
     });
 }
 
-/// A main process that handles `sig` and exits 0: one graceful record, "handled" at
-/// generation and at delivery, sent by runc from the host.
-fn handled_and_exited_0(d: &Daemon, c: &Container, pid: u32, comm: &str, sig: &str) {
-    let watch = Pidfd::open(pid).unwrap();
-    let sent = c.runc.signal(sig).unwrap();
-    let seen = watch.wait_exit(WAIT).unwrap();
-    let r = one(d, &c.cid);
-    eprintln!("{comm} record: {r:#}");
-    names(&r, c);
-    field(&r, "pid", pid);
-    field(&r, "comm", comm);
-    stopped_by(&r, &format!("SIG{sig}"), &sent);
-    field(&r, "stop_signal_ignored", false);
-    field(&r, "stop_signal_handler", "handled");
-    field(&r, "stop_signal_disposition", "handled");
-    field(&r, "outcome", "graceful");
-    field(&r, "exit_code", 0);
-    field(&r, "exit_signal", Value::Null);
-    field(&r, "prestop", Value::Null);
-    no_sigkill(&r);
-    exited_by(&r, seen);
+/// A main process (`comm`) that handles `sig` and exits 0: one graceful record
+/// ([`HANDLER_EXITS_0`]), sent by runc from the host.
+fn handled_and_exited_0(d: &Daemon, c: &Container, comm: &str, sig: &str) {
+    let r = runc_stop(d, &c.pod, c, comm, sig, &HANDLER_EXITS_0);
     assert!(r["term_to_exit_seconds"].as_f64().unwrap() < 5.0, "{r:#}");
 }
 
@@ -371,7 +515,7 @@ fn redis_server_as_pid1_handles_sigterm_and_exits_0() {
     let pid = c.pid();
     wait_handler(pid, libc::SIGTERM).unwrap();
     wait_listen(pid, 6379);
-    handled_and_exited_0(&d, &c, pid, "redis-server", "TERM");
+    handled_and_exited_0(&d, &c, "redis-server", "TERM");
 }
 
 #[test]
@@ -387,10 +531,10 @@ fn nginx_as_pid1_takes_sigquit_as_its_graceful_stop() {
     wait_listen(pid, 80);
     // Its workers run (forked by the master: no main processes of their own).
     let worker = wait_child(pid, "nginx");
-    handled_and_exited_0(d, &c, pid, "nginx", "QUIT");
+    handled_and_exited_0(d, &c, "nginx", "QUIT");
     // The master's SIGQUIT to its workers came from inside the container, to processes that
     // are no main process: nothing recorded, nothing counted.
-    let stray: Vec<Value> = d.records().into_iter().filter(|x| x["pid"] == worker).collect();
+    let stray = of_pid(d, worker);
     assert!(stray.is_empty(), "a worker was recorded: {stray:#?}");
     assert_eq!(d.metric("observer_container_self_signals_total", &[]), 0.0);
 }
@@ -407,7 +551,7 @@ fn python_with_a_handler_as_pid1_exits_0() {
     let c = Container::start(&d, &ns, "worker-5f6d7c8b9-abcde", "worker", &spec);
     let pid = c.pid();
     wait_handler(pid, libc::SIGTERM).unwrap();
-    handled_and_exited_0(&d, &c, pid, "python3", "TERM");
+    handled_and_exited_0(&d, &c, "python3", "TERM");
 }
 
 #[test]
@@ -420,29 +564,15 @@ fn python_without_a_handler_as_pid1_drops_sigterm_and_is_killed() {
     // The interpreter runs once it has its own SIGINT handler; SIGTERM it leaves alone.
     wait_handler(pid, libc::SIGINT).unwrap();
     assert_eq!(sigmask(pid, "SigCgt:") & (1 << (libc::SIGTERM - 1)), 0, "no SIGTERM handler");
-    let watch = Pidfd::open(pid).unwrap();
-    let term = c.runc.signal("TERM").unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(watch.alive(), "python3 as PID 1 with no handler must survive SIGTERM");
-    let kill = c.runc.signal("KILL").unwrap();
-    let seen = watch.wait_exit(WAIT).unwrap();
-    let r = one(&d, &c.cid);
-    names(&r, &c);
-    field(&r, "pid", pid);
-    field(&r, "comm", "python3");
-    stopped_by(&r, "SIGTERM", &term);
-    field(&r, "stop_signal_ignored", true);
-    field(&r, "stop_signal_handler", "default");
-    field(&r, "stop_signal_disposition", Value::Null);
-    field(&r, "outcome", "killed");
-    field(&r, "exit_code", Value::Null);
-    field(&r, "exit_signal", "SIGKILL");
-    runc_sender(&r, "sigkill_sender", &kill);
-    between(&r, "sigkill_at", kill.before, kill.after);
-    exited_by(&r, seen);
+    let r = runc_term_then_kill(
+        &d,
+        &c.pod,
+        &c,
+        "python3",
+        Duration::from_millis(500),
+        "python3 as PID 1 with no handler must survive SIGTERM",
+    );
     let t2k = r["term_to_kill_seconds"].as_f64().unwrap();
-    let (s, k) = (epoch_ns(&r["stop_signal_at"]), epoch_ns(&r["sigkill_at"]));
-    assert!((t2k - (k - s) as f64 / 1e9).abs() < 1e-6, "{r:#}");
     assert!((0.5..3.0).contains(&t2k), "{r:#}");
     assert_eq!(
         d.metric("container_termination_stop_signal_ignored_total", &[("namespace", &ns)]),
@@ -453,33 +583,6 @@ fn python_without_a_handler_as_pid1_drops_sigterm_and_is_killed() {
 // ---------------------------------------------------------------------------------------
 // 1. shareProcessNamespace: app containers' main processes are not their namespace's init.
 // ---------------------------------------------------------------------------------------
-
-/// A container `name` of `pod` (kept by the caller, declared before its containers so that
-/// they drop first).
-struct InPod {
-    runc: Runc,
-    cid: String,
-    name: String,
-}
-
-impl InPod {
-    fn start(pod: &mut Pod, name: &str, spec: &Spec) -> Self {
-        let (cid, _) = pod.container(name);
-        let runc = spec.run(&cid, &pod.container_cgroup(&cid)).unwrap();
-        runc.wait_running(WAIT).unwrap();
-        Self { runc, cid, name: name.into() }
-    }
-}
-
-#[track_caller]
-fn names_in(r: &Value, pod: &Pod, c: &InPod) {
-    field(r, "namespace", pod.namespace.as_str());
-    field(r, "pod", pod.name.as_str());
-    field(r, "pod_uid", pod.uid.as_str());
-    field(r, "container", c.name.as_str());
-    field(r, "container_id", c.cid.as_str());
-    field(r, "cgroup", pod.container_cgroup(&c.cid));
-}
 
 /// `pid`'s pid in its own (innermost) pid namespace (`NSpid`).
 fn inner_pid(pid: u32) -> u32 {
@@ -499,7 +602,7 @@ fn shared_pid_namespace_app_containers_are_recorded_by_their_main_process() {
     let mut pod = node.pod(&ns, "shop-7d4b9c6f8-x2k9p");
     // The sandbox: PID 1 of the pod's pid namespace, in a cgroup of its own.
     let pause = InPod::start(&mut pod, "pause", &Spec::busybox(&["sleep", "1000"]));
-    let pause_pid = pause.runc.pid().unwrap();
+    let pause_pid = pause.pid();
     let pidns = format!("/proc/{pause_pid}/ns/pid");
     // A: a handler; B: none (not the namespace's init, so SIGTERM's default action kills
     // it); C: none, stopped by a process of A (a sidecar), not by the runtime.
@@ -519,8 +622,7 @@ fn shared_pid_namespace_app_containers_are_recorded_by_their_main_process() {
         "cache",
         &Spec::busybox(&["sleep", "1000"]).join_namespace("pid", &pidns),
     );
-    let (a_pid, b_pid, c_pid) =
-        (a.runc.pid().unwrap(), b.runc.pid().unwrap(), c.runc.pid().unwrap());
+    let (a_pid, b_pid, c_pid) = (a.pid(), b.pid(), c.pid());
     for p in [a_pid, b_pid, c_pid] {
         assert_eq!(
             std::fs::read_link(format!("/proc/{p}/ns/pid")).unwrap(),
@@ -534,22 +636,21 @@ fn shared_pid_namespace_app_containers_are_recorded_by_their_main_process() {
     assert_eq!(comm(c_pid), "sleep");
 
     // C, stopped by a process of A: `kill` run in A by `runc exec`, C's pid as A sees it.
-    let watch_c = Pidfd::open(c_pid).unwrap();
-    let before = SystemTime::now();
-    let status = Command::new("runc")
-        .args(["exec", &a.cid, "kill", "-TERM", &inner_pid(c_pid).to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    let after = SystemTime::now();
-    assert!(status.success(), "runc exec kill: {status}");
-    let seen = watch_c.wait_exit(WAIT).unwrap();
+    let ((before, after), seen) = until_gone(c_pid, || {
+        let before = SystemTime::now();
+        let status = Command::new("runc")
+            .args(["exec", &a.cid, "kill", "-TERM", &inner_pid(c_pid).to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        let after = SystemTime::now();
+        assert!(status.success(), "runc exec kill: {status}");
+        (before, after)
+    });
     let r = one(d, &c.cid);
     eprintln!("cache record: {r:#}");
-    names_in(&r, &pod, &c);
-    field(&r, "pid", c_pid);
-    field(&r, "comm", "sleep");
+    main_process(&r, &pod, &c, c_pid, "sleep");
     field(&r, "stop_signal", "SIGTERM");
     between(&r, "stop_signal_at", before, after);
     let s = &r["stop_signal_sender"];
@@ -559,86 +660,21 @@ fn shared_pid_namespace_app_containers_are_recorded_by_their_main_process() {
         s["pid"].as_u64().is_some_and(|p| ![a_pid, b_pid, c_pid, pause_pid].contains(&(p as u32))),
         "{r:#}"
     );
-    field(&r, "stop_signal_ignored", false);
-    field(&r, "stop_signal_handler", "default");
-    // Never delivered as itself: a fatal default action is taken at generation
-    // (kernel/signal.c complete_signal() starts the group exit and queues SIGKILL to every
-    // thread), so signal_deliver fires for SIGKILL, never for SIGTERM.
-    field(&r, "stop_signal_disposition", Value::Null);
-    field(&r, "outcome", "graceful");
-    field(&r, "exit_signal", "SIGTERM");
-    field(&r, "exit_code", Value::Null);
-    field(&r, "prestop", Value::Null);
-    no_sigkill(&r);
-    exited_by(&r, seen);
+    DEFAULT_ACTION_ENDS_IT.check(&r, seen);
 
     // A: its handler exits 0.
-    let watch_a = Pidfd::open(a_pid).unwrap();
-    let sent = a.runc.signal("TERM").unwrap();
-    let seen = watch_a.wait_exit(WAIT).unwrap();
-    let r = one(d, &a.cid);
-    eprintln!("api record: {r:#}");
-    names_in(&r, &pod, &a);
-    field(&r, "pid", a_pid);
-    field(&r, "comm", "sh");
-    stopped_by(&r, "SIGTERM", &sent);
-    field(&r, "stop_signal_ignored", false);
-    field(&r, "stop_signal_handler", "handled");
-    field(&r, "stop_signal_disposition", "handled");
-    field(&r, "outcome", "graceful");
-    field(&r, "exit_code", 0);
-    field(&r, "exit_signal", Value::Null);
-    field(&r, "prestop", Value::Null);
-    no_sigkill(&r);
-    exited_by(&r, seen);
+    runc_stop(d, &pod, &a, "sh", "TERM", &HANDLER_EXITS_0);
 
     // B: no handler, no init: SIGTERM kills it.
-    let watch_b = Pidfd::open(b_pid).unwrap();
-    let sent = b.runc.signal("TERM").unwrap();
-    let seen = watch_b.wait_exit(WAIT).unwrap();
-    let r = one(d, &b.cid);
-    eprintln!("worker record: {r:#}");
-    names_in(&r, &pod, &b);
-    field(&r, "pid", b_pid);
-    field(&r, "comm", "sleep");
-    stopped_by(&r, "SIGTERM", &sent);
-    field(&r, "stop_signal_ignored", false);
-    field(&r, "stop_signal_handler", "default");
-    // Never delivered as itself: a fatal default action is taken at generation
-    // (kernel/signal.c complete_signal() starts the group exit and queues SIGKILL to every
-    // thread), so signal_deliver fires for SIGKILL, never for SIGTERM.
-    field(&r, "stop_signal_disposition", Value::Null);
-    field(&r, "outcome", "graceful");
-    field(&r, "exit_signal", "SIGTERM");
-    field(&r, "exit_code", Value::Null);
-    field(&r, "prestop", Value::Null);
-    no_sigkill(&r);
-    exited_by(&r, seen);
+    let r = runc_stop(d, &pod, &b, "sleep", "TERM", &DEFAULT_ACTION_ENDS_IT);
     assert!(r["term_to_exit_seconds"].as_f64().unwrap() < 1.0, "{r:#}");
 
     // Nothing for the sandbox so far; then runc stops it: init, no handler, SIGTERM dropped.
     none(d, &pause.cid);
-    let watch_p = Pidfd::open(pause_pid).unwrap();
-    let term = pause.runc.signal("TERM").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(watch_p.alive(), "the sandbox's init has no handler");
-    let kill = pause.runc.signal("KILL").unwrap();
-    let seen = watch_p.wait_exit(WAIT).unwrap();
-    let r = one(d, &pause.cid);
-    names_in(&r, &pod, &pause);
-    field(&r, "pid", pause_pid);
-    stopped_by(&r, "SIGTERM", &term);
-    field(&r, "stop_signal_ignored", true);
-    field(&r, "stop_signal_handler", "default");
-    field(&r, "outcome", "killed");
-    field(&r, "exit_signal", "SIGKILL");
-    runc_sender(&r, "sigkill_sender", &kill);
-    between(&r, "sigkill_at", kill.before, kill.after);
-    exited_by(&r, seen);
+    let why = "the sandbox's init has no handler";
+    runc_term_then_kill(d, &pod, &pause, "sleep", Duration::from_millis(300), why);
     // One record per container, none more in the namespace.
-    let all: Vec<Value> =
-        d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
-    assert_eq!(all.len(), 4, "{all:#?}");
+    in_namespace(d, &ns, 4);
     assert_eq!(d.metric("observer_container_self_signals_total", &[]), 0.0);
     drop((c, b, a, pause));
 }
@@ -687,28 +723,13 @@ fn nested_pid_namespace_inits_and_self_signals_make_no_record() {
     });
     wait_until("the main shell waits", || in_wait(pid));
     none(d, &c.cid);
-    assert!(d.records().iter().all(|r| r["namespace"] != ns.as_str()), "{:#?}", d.records());
+    in_namespace(d, &ns, 0);
     // The three signals to the main process from inside: counted, not recorded (the
     // nested inits are no main processes: their signals are not even counted).
     assert_eq!(d.metric("observer_container_self_signals_total", &[]), 3.0, "{}", d.metrics());
 
-    let watch = Pidfd::open(pid).unwrap();
-    let sent = c.runc.signal("TERM").unwrap();
-    let seen = watch.wait_exit(WAIT).unwrap();
-    let r = one(d, &c.cid);
-    names(&r, &c);
-    field(&r, "pid", pid);
-    field(&r, "comm", "sh");
-    stopped_by(&r, "SIGTERM", &sent);
-    field(&r, "stop_signal_handler", "handled");
-    field(&r, "stop_signal_disposition", "handled");
-    field(&r, "outcome", "graceful");
-    field(&r, "exit_code", 0);
-    no_sigkill(&r);
-    exited_by(&r, seen);
-    let all: Vec<Value> =
-        d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
-    assert_eq!(all.len(), 1, "{all:#?}");
+    runc_stop(d, &c.pod, &c, "sh", "TERM", &HANDLER_EXITS_0);
+    in_namespace(d, &ns, 1);
 }
 
 /// A pid-namespace init started from the host into a cgroup below a running container's
@@ -747,21 +768,8 @@ fn a_nested_cgroup_below_a_container_makes_no_container() {
     assert!(stray.is_empty(), "{stray:#?}");
     assert_eq!(d.metric("observer_nested_cgroups_total", &[]), 1.0, "{}", d.metrics());
 
-    let watch = Pidfd::open(pid).unwrap();
-    let sent = c.runc.signal("TERM").unwrap();
-    let seen = watch.wait_exit(WAIT).unwrap();
-    let r = one(d, &c.cid);
-    names(&r, &c);
-    field(&r, "pid", pid);
-    stopped_by(&r, "SIGTERM", &sent);
-    field(&r, "stop_signal_handler", "handled");
-    field(&r, "outcome", "graceful");
-    field(&r, "exit_code", 0);
-    no_sigkill(&r);
-    exited_by(&r, seen);
-    let all: Vec<Value> =
-        d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
-    assert_eq!(all.len(), 1, "{all:#?}");
+    runc_stop(d, &c.pod, &c, "sh", "TERM", &HANDLER_EXITS_0);
+    in_namespace(d, &ns, 1);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -803,28 +811,10 @@ fn predates_the_daemon(layout: Layout, qos: &'static str, root: &str) {
         observer_metrics(&d),
         d.log()
     );
-    let watch = Pidfd::open(pid).unwrap();
-    let term = c.runc.signal("TERM").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(watch.alive(), "busybox sleep as PID 1 ignores SIGTERM");
-    let kill = c.runc.signal("KILL").unwrap();
-    let seen = watch.wait_exit(WAIT).unwrap();
-    let r = one(&d, &c.cid);
-    eprintln!("{layout:?} {qos} {root}: {r:#}");
-    names(&r, &c);
-    field(&r, "pid", pid);
-    field(&r, "comm", "sleep");
-    stopped_by(&r, "SIGTERM", &term);
-    field(&r, "stop_signal_ignored", true);
-    field(&r, "stop_signal_handler", "default");
-    field(&r, "outcome", "killed");
-    field(&r, "exit_signal", "SIGKILL");
-    runc_sender(&r, "sigkill_sender", &kill);
-    between(&r, "sigkill_at", kill.before, kill.after);
-    exited_by(&r, seen);
-    let all: Vec<Value> =
-        d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
-    assert_eq!(all.len(), 1, "{all:#?}");
+    eprintln!("{layout:?} {qos} {root}");
+    let why = "busybox sleep as PID 1 ignores SIGTERM";
+    runc_term_then_kill(&d, &c.pod, &c, "sleep", Duration::from_millis(300), why);
+    in_namespace(&d, &ns, 1);
     drop(c);
     drop(d);
 }
@@ -870,8 +860,8 @@ fn two_hundred_sequential_runc_containers_get_their_own_records() {
     let mut pod = node.pod(&ns, "jobs-7d4b9c6f8-x2k9p");
     let spec = Spec::busybox(&["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]);
     let t0 = Instant::now();
-    // container id -> (main pid, runc kill's pid)
-    let mut want: HashMap<String, (u32, u32)> = HashMap::new();
+    // container id -> (main pid, runc kill, when the test saw the main process gone)
+    let mut want: HashMap<String, (u32, Sent, SystemTime)> = HashMap::new();
     // The daemon's orphan_exit count (a main process exited with no signal) at each
     // container's start: should a record be missing, whether the daemon took another process
     // for that container's main (it is counted within a cycle or two, the pipeline is async).
@@ -883,12 +873,10 @@ fn two_hundred_sequential_runc_containers_get_their_own_records() {
         orphan_counts.push(orphans(d));
         let c = InPod::start(&mut pod, &format!("c{i}"), &spec);
         order.push(c.cid.clone());
-        let pid = c.runc.pid().unwrap();
+        let pid = c.pid();
         wait_shell_waits(pid);
-        let watch = Pidfd::open(pid).unwrap();
-        let sent = c.runc.signal("TERM").unwrap();
-        watch.wait_exit(WAIT).unwrap();
-        assert!(want.insert(c.cid.clone(), (pid, sent.runc_pid)).is_none());
+        let (sent, seen) = until_gone(pid, || c.runc.signal("TERM").unwrap());
+        assert!(want.insert(c.cid.clone(), (pid, sent, seen)).is_none());
         drop(c);
     }
     eprintln!("{N} runc containers started and stopped in {:?}", t0.elapsed());
@@ -896,17 +884,12 @@ fn two_hundred_sequential_runc_containers_get_their_own_records() {
     // Pids may repeat (the node's pid counter wraps): records are matched by container id,
     // each against the pid runc reported for it.
     let ours = |r: &Value| r["container_id"].as_str().is_some_and(|c| ids.contains(c));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while d.records().iter().filter(|r| ours(r)).count() < N && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(700));
-    let recs: Vec<Value> = d.records().into_iter().filter(|r| ours(r)).collect();
+    let recs = settled(d, N, Duration::from_secs(30), ours);
     if recs.len() != N {
         let got: HashSet<&str> = recs.iter().filter_map(|r| r["container_id"].as_str()).collect();
-        let missing: Vec<(&String, &(u32, u32))> =
+        let missing: Vec<(&String, &(u32, Sent, SystemTime))> =
             want.iter().filter(|(c, _)| !got.contains(c.as_str())).collect();
-        let missing_pids: HashSet<u32> = missing.iter().map(|(_, (p, _))| *p).collect();
+        let missing_pids: HashSet<u32> = missing.iter().map(|(_, (p, ..))| *p).collect();
         let missing_at: Vec<usize> = order
             .iter()
             .enumerate()
@@ -922,7 +905,8 @@ fn two_hundred_sequential_runc_containers_get_their_own_records() {
             .filter(|r| r["pid"].as_u64().is_some_and(|p| missing_pids.contains(&(p as u32))))
             .collect();
         panic!(
-            "{} of {N} records; no record for (container id, (pid, runc kill pid)) {missing:?}; \
+            "{} of {N} records; no record for (container id, (pid, runc kill, exit seen)) \
+             {missing:?}; \
              records of those pids: {by_pid:#?}\nmissing: containers {missing_at:?}; cycles \
              in which orphan_exit rose: {orphan_cycles:?}\n{}\ndaemon log:\n{}",
             recs.len(),
@@ -930,26 +914,20 @@ fn two_hundred_sequential_runc_containers_get_their_own_records() {
             d.log()
         );
     }
-    let all: Vec<Value> =
-        d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
-    assert_eq!(all.len(), N, "one record per container, none more");
-    let mut seen = HashSet::new();
+    // One record per container, none more.
+    in_namespace(d, &ns, N);
+    let mut recorded = HashSet::new();
     for r in &recs {
         let cid = r["container_id"].as_str().unwrap();
-        assert!(seen.insert(cid.to_string()), "two records for {cid}: {r:#}");
-        let (pid, runc_pid) = want[cid];
+        assert!(recorded.insert(cid.to_string()), "two records for {cid}: {r:#}");
+        let (pid, sent, seen) = want[cid];
         field(r, "pid", pid);
         field(r, "comm", "sh");
         field(r, "namespace", ns.as_str());
         field(r, "pod", pod.name.as_str());
         field(r, "cgroup", pod.container_cgroup(cid));
-        field(r, "stop_signal", "SIGTERM");
-        assert_eq!(r["stop_signal_sender"]["pid"], runc_pid, "{r:#}");
-        assert_eq!(r["stop_signal_sender"]["from"], "host", "{r:#}");
-        field(r, "stop_signal_handler", "handled");
-        field(r, "outcome", "graceful");
-        field(r, "exit_code", 0);
-        no_sigkill(r);
+        stopped_by(r, "SIGTERM", &sent);
+        HANDLER_EXITS_0.check(r, seen);
     }
     let l = [("namespace", ns.as_str())];
     assert_eq!(
@@ -1077,12 +1055,10 @@ fn a_reused_pid_is_a_new_main_process() {
     let args = ["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"];
     let a = InPod::start(&mut pod, "a", &Spec::busybox(&args));
     let a_cid = a.cid.clone();
-    let p = a.runc.pid().unwrap();
+    let p = a.pid();
     wait_shell_waits(p);
     let a_start = start_ticks(p);
-    let watch = Pidfd::open(p).unwrap();
-    let sent_a = a.runc.signal("TERM").unwrap();
-    watch.wait_exit(WAIT).unwrap();
+    let (sent_a, _) = until_gone(p, || a.runc.signal("TERM").unwrap());
     drop(a);
     let ra = one(&d, &a_cid);
     field(&ra, "pid", p);
@@ -1110,9 +1086,7 @@ fn a_reused_pid_is_a_new_main_process() {
     b.start();
     wait_shell_waits(p);
     assert_ne!(start_ticks(p), a_start, "same pid, another process");
-    let watch = Pidfd::open(p).unwrap();
-    let sent_b = b.signal("TERM");
-    let seen = watch.wait_exit(WAIT).unwrap();
+    let (sent_b, seen) = until_gone(p, || b.signal("TERM"));
     let rb = one(&d, &b_cid);
     eprintln!("B record: {rb:#}");
     field(&rb, "pid", p);
@@ -1121,11 +1095,7 @@ fn a_reused_pid_is_a_new_main_process() {
     field(&rb, "namespace", ns.as_str());
     field(&rb, "cgroup", pod.container_cgroup(&b_cid));
     stopped_by(&rb, "SIGTERM", &sent_b);
-    field(&rb, "stop_signal_handler", "handled");
-    field(&rb, "outcome", "graceful");
-    field(&rb, "exit_code", 0);
-    no_sigkill(&rb);
-    exited_by(&rb, seen);
+    HANDLER_EXITS_0.check(&rb, seen);
     drop(b);
 
     // A host process at P: no container's, whatever the kernel once knew of P.
@@ -1146,9 +1116,7 @@ fn a_reused_pid_is_a_new_main_process() {
     unsafe { libc::kill(p as i32, libc::SIGTERM) };
     host.wait().unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    let all: Vec<Value> = d.records().into_iter().filter(|r| r["pid"] == p).collect();
+    let all = of_pid(&d, p);
     assert_eq!(all.len(), 2, "A's and B's records only: {all:#?}");
-    let ns_recs: Vec<Value> =
-        d.records().into_iter().filter(|r| r["namespace"] == ns.as_str()).collect();
-    assert_eq!(ns_recs.len(), 2, "{ns_recs:#?}");
+    in_namespace(&d, &ns, 2);
 }
