@@ -545,6 +545,49 @@ impl Config {
 }
 
 // Layouts are part of the contract: no implicit padding, sizes pinned.
+/// Entries of `PROCESSES` and of `WATCHED_CGROUPS`.
+pub const PROCESSES_MAX: u32 = 65_536;
+pub const WATCHED_CGROUPS_MAX: u32 = 65_536;
+
+/// Bumped by hand when the meaning of a map's contents changes without its size changing.
+const LAYOUT_REVISION: u64 = 1;
+
+/// What a daemon and the probes it finds pinned must agree on to share the maps: the maps'
+/// value layouts and sizes, the events and the counters (FNV-1a over them). A new daemon of
+/// another layout does not adopt the pins of an old one (see observer's `kernel/pins.rs`).
+pub const LAYOUT: u64 = {
+    let parts: [u64; 16] = [
+        LAYOUT_REVISION,
+        size_of::<EventHeader>() as u64,
+        size_of::<SignalGenerateEvent>() as u64,
+        size_of::<SignalDeliverEvent>() as u64,
+        size_of::<ProcessExitEvent>() as u64,
+        size_of::<MainProcessEvent>() as u64,
+        size_of::<CgroupEvent>() as u64,
+        size_of::<OomVictimEvent>() as u64,
+        size_of::<ExecSessionEvent>() as u64,
+        size_of::<Process>() as u64,
+        size_of::<WatchedCgroup>() as u64,
+        EventKind::ALL.len() as u64,
+        Counter::ALL.len() as u64,
+        COUNTER_SLOTS as u64,
+        PROCESSES_MAX as u64,
+        WATCHED_CGROUPS_MAX as u64,
+    ];
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < parts.len() {
+        let mut b = 0;
+        while b < 8 {
+            h ^= (parts[i] >> (b * 8)) & 0xff;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            b += 1;
+        }
+        i += 1;
+    }
+    h
+};
+
 const _: () = assert!(size_of::<EventHeader>() == 16);
 const _: () = assert!(size_of::<SignalGenerateEvent>() == 16 + 32 + 8 + 24 + 32);
 const _: () = assert!(size_of::<SignalDeliverEvent>() == 16 + 16 + 8 + 16);

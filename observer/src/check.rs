@@ -338,7 +338,7 @@ fn programs(options: &loader::ProbeOptions, btf_ok: bool, privileged: bool) -> V
             "fix privileges first",
         )];
     }
-    match loader::load(options) {
+    match loader::load(options, None) {
         Ok(loaded) => loader::PROBES
             .iter()
             .map(|s| {

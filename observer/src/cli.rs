@@ -1,4 +1,4 @@
-//! Command line: `observer run | check | drill | report`. Only the composition lives here: each
+//! Command line: `observer run | check | drill | report | cleanup`. Only the composition lives here: each
 //! subcommand owns its arguments and their parsers ([`RunArgs`], [`CheckArgs`], [`DrillArgs`],
 //! [`ReportArgs`]), shared groups live with their concern (`kernel::loader::ProbeArgs`,
 //! `metadata::resolver::MetadataArgs`), and every duration is read by [`crate::duration`].
@@ -52,6 +52,21 @@ pub enum Command {
     /// the reason in words. Reads rotated files (FILE.N .. FILE.1, FILE) in time order; corrupt
     /// or truncated lines are skipped and counted in a closing warning.
     Report(ReportArgs),
+    /// Detach the probes and remove their pins: the step when the DaemonSet is removed.
+    ///
+    /// `observer run` leaves its maps and program links pinned under --pin-dir so the kernel
+    /// keeps recording while no daemon runs (a restart, a rollout). This removes every layout's
+    /// links (their programs stop) and maps, then the directory. Refused while a daemon holds
+    /// the directory's lock.
+    Cleanup(CleanupArgs),
+}
+
+/// `observer cleanup`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct CleanupArgs {
+    /// The pin directory `observer run` was given.
+    #[arg(long, default_value = "/sys/fs/bpf/observer", env = "OBSERVER_PIN_DIR")]
+    pub pin_dir: std::path::PathBuf,
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::{
     clock::{monotonic_ns, WallClock},
     daemon::args::RunArgs,
     existing::{self, Found, RuntimeFiles},
-    kernel::loader::Probes,
+    kernel::{loader::Probes, pins::Pins},
     metadata::{resolver, state_files::StateFiles},
     pipeline::{Pipeline, Settings},
     sinks::{
@@ -45,18 +45,34 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if !report.passed() {
         bail!("observer cannot run on this node:\n{report}");
     }
-    let mut probes = Probes::start(&options)?;
-    let sources = args.metadata.sources();
-    let existing = adopt_existing(&mut probes, &options.cgroup_prefix, &sources.state_files)?;
-    // `_ebpf` keeps the programs attached until we return.
-    let Probes { ebpf: _ebpf, support, ring, counters, logger, .. } = probes;
-    log::info!("sched_process_exit: {}", support.describe_exit());
-    reader::spawn_logger(logger)?;
-
+    // One daemon per node: the pin directory and the journal are locked before anything is
+    // attached, so a second `observer run` changes nothing.
+    let pins = match args.pin_dir() {
+        Some(root) => Some(Pins::open(&root)?),
+        None => None,
+    };
     let journal = Journal::open(
         &args.journal,
         JournalOptions { max_bytes: args.journal_max_bytes, files: args.journal_files },
     )?;
+    if let Some(p) = &pins {
+        if p.adopted {
+            log::info!(
+                "adopting the probes pinned at {} (they ran while no daemon did)",
+                p.dir.display()
+            );
+        } else {
+            log::info!("pinning the probes at {}", p.dir.display());
+        }
+    }
+    let mut probes = Probes::start(&options, pins)?;
+    let sources = args.metadata.sources();
+    let existing = adopt_existing(&mut probes, &options.cgroup_prefix, &sources.state_files)?;
+    // `_ebpf` keeps this daemon's descriptors until we return; `_pins` the lock.
+    let Probes { ebpf: _ebpf, support, ring, counters, logger, pins: _pins, handover, .. } = probes;
+    log::info!("sched_process_exit: {}", support.describe_exit());
+    reader::spawn_logger(logger)?;
+
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -65,6 +81,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
         healthy: std::sync::atomic::AtomicBool::new(true),
         recent: Recent::new(args.recent_terminations as usize),
     });
+    if handover.records > 0 {
+        shared.metrics.lost.with_label_values(&["handover"]).inc_by(handover.records);
+    }
     if let Some(Repair::Truncated { .. }) = journal.repair {
         // A record torn by the previous run's end is a record lost.
         shared.metrics.journal_errors.inc();

@@ -17,6 +17,21 @@ fn main() -> ExitCode {
             }
         }
         Command::Drill(args) => observer::drill::main(args),
+        Command::Cleanup(args) => match observer::kernel::pins::cleanup(&args.pin_dir) {
+            Ok(r) => {
+                println!(
+                    "{}: {} program links detached, {} maps unpinned",
+                    args.pin_dir.display(),
+                    r.links,
+                    r.maps
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("observer: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Report(args) => match observer::report::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -31,7 +31,8 @@ pub fn observer_bin() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/observer"))
 }
 
-/// The daemon under test, on a loopback port of its own, with its own journal and log root.
+/// The daemon under test, on a loopback port of its own, with its own journal, log root and
+/// pin directory (`/sys/fs/bpf/observer-it-*`, removed by `observer cleanup` on drop).
 pub struct Daemon {
     child: Child,
     /// Its `--listen` address (loopback).
@@ -42,6 +43,21 @@ pub struct Daemon {
     pub journal: PathBuf,
     /// Its `--kubelet-log-root`.
     pub log_root: PathBuf,
+    /// Its `--pin-dir` (None: the test chose its own, or "none").
+    pub pin_dir: Option<PathBuf>,
+    /// Every argument after `observer run`, for a restart.
+    args: Vec<String>,
+    /// Whether `child` is running (not yet reaped): only then is it ours to signal.
+    running: bool,
+}
+
+/// How a test ends a daemon before starting the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM: a clean shutdown (a rollout, `kubectl delete pod`).
+    Term,
+    /// SIGKILL: a crash, the OOM killer, a failed liveness probe's kill.
+    Kill,
 }
 
 /// A loopback port free at the time of asking.
@@ -76,26 +92,57 @@ impl Daemon {
         std::fs::create_dir_all(&dir).expect("test dir");
         let journal = journal.map(Path::to_path_buf).unwrap_or_else(|| dir.join("journal.jsonl"));
         let addr = format!("127.0.0.1:{}", free_port());
-        let bin = observer_bin();
-        assert!(bin.exists(), "{} missing: run `cargo xtask test` (it builds it)", bin.display());
-        let child = Command::new(&bin)
-            .args(["run", "--listen", &addr, "--journal"])
-            .arg(&journal)
-            .arg("--kubelet-log-root")
-            .arg(&log_root)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("daemon.log")).expect("log file"))
-            .spawn()
-            .expect("spawn observer");
-        let d = Self { child, addr, journal, log_root, dir };
+        let mut args: Vec<String> = ["run", "--listen", &addr, "--journal"]
+            .iter()
+            .map(|a| (*a).to_string())
+            .chain([journal.display().to_string(), "--kubelet-log-root".into()])
+            .chain([log_root.display().to_string()])
+            .chain(extra.iter().map(|a| (*a).to_string()))
+            .collect();
+        let pin_dir = if extra.contains(&"--pin-dir") {
+            None
+        } else {
+            let p = PathBuf::from("/sys/fs/bpf").join(unique("observer-it-"));
+            args.extend(["--pin-dir".into(), p.display().to_string()]);
+            Some(p)
+        };
+        let child = spawn(&dir, &args);
+        let d = Self { child, addr, journal, log_root, dir, pin_dir, args, running: true };
+        d.wait_healthy();
+        d
+    }
+
+    fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while d.http_get("/healthz").map(|(s, _)| s != 200).unwrap_or(true) {
-            assert!(Instant::now() < deadline, "observer not healthy in 30 s:\n{}", d.log());
+        while self.http_get("/healthz").map(|(s, _)| s != 200).unwrap_or(true) {
+            assert!(Instant::now() < deadline, "observer not healthy in 30 s:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
-        d
+    }
+
+    /// Ends this daemon (`how`) and waits for it to be gone, leaving its pins: the node
+    /// without a daemon.
+    pub fn stop(&mut self, how: Exit) {
+        let sig = match how {
+            Exit::Term => libc::SIGTERM,
+            Exit::Kill => libc::SIGKILL,
+        };
+        // SAFETY: signals the pid we spawned.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+        let status = self.child.wait().expect("wait for the daemon");
+        self.running = false;
+        if how == Exit::Term {
+            assert!(status.success(), "observer's clean shutdown: {status}\n{}", self.log());
+        }
+    }
+
+    /// Starts the next daemon with the same arguments (journal, pin directory, port) after
+    /// [`Daemon::stop`]; returns once healthy.
+    pub fn start_again(&mut self) {
+        assert!(!self.running, "start_again after stop");
+        self.child = spawn(&self.dir, &self.args);
+        self.running = true;
+        self.wait_healthy();
     }
 
     /// The daemon's pid (to SIGKILL it).
@@ -166,9 +213,47 @@ impl Daemon {
     }
 }
 
+/// `observer <args>`, its stderr appended to `dir/daemon.log`.
+fn spawn(dir: &Path, args: &[String]) -> Child {
+    let bin = observer_bin();
+    assert!(bin.exists(), "{} missing: run `cargo xtask test` (it builds it)", bin.display());
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("daemon.log"))
+        .expect("log file");
+    Command::new(&bin)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn observer")
+}
+
+/// `observer cleanup --pin-dir DIR`: what the DaemonSet's removal runs.
+pub fn cleanup_pins(pin_dir: &Path) -> Result<String> {
+    let out = Command::new(observer_bin()).arg("cleanup").arg("--pin-dir").arg(pin_dir).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "observer cleanup --pin-dir {}: {}: {}",
+        pin_dir.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
-        stop_child(&mut self.child);
+        if self.running {
+            stop_child(&mut self.child);
+        }
+        if let Some(p) = &self.pin_dir {
+            if let Err(e) = cleanup_pins(p) {
+                eprintln!("{e}");
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -36,7 +36,9 @@ pub mod prometheus;
 pub mod vm;
 
 pub use cgroups::{cgroup_v2_root, remove_cgroup_everywhere};
-pub use daemon::{free_port, metric_value, observer_bin, require_root, stop_child, Daemon};
+pub use daemon::{
+    cleanup_pins, free_port, metric_value, observer_bin, require_root, stop_child, Daemon, Exit,
+};
 pub use names::{hex64, unique, uuid};
 pub use nsinit::{args, graceful_inits, handler_exits, wait_handler, NsInit};
 pub use pod::{Layout, Pod};

@@ -39,6 +39,7 @@ const PACKAGES: &[&str] = &[
     "nginx-light",
     "tini",
     "dumb-init",
+    "bpftool",
 ];
 
 /// The Kubernetes and Prometheus Operator schema checkers and everything they import, pinned,

@@ -20,7 +20,8 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf},
 };
 use observer_ebpf::{
-    Config, Counter, EventHeader, EventKind, Process, WatchedCgroup, COUNTER_SLOTS,
+    Config, Counter, EventHeader, EventKind, Process, WatchedCgroup, COUNTER_SLOTS, PROCESSES_MAX,
+    WATCHED_CGROUPS_MAX,
 };
 
 mod cgroup;
@@ -38,12 +39,13 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 /// exec (or by userspace's start-up walk), removed at their exit. A hash map, not an LRU: an
 /// entry is never evicted behind our back; a full map is counted at insert.
 #[map]
-pub static PROCESSES: HashMap<u32, Process> = HashMap::with_max_entries(65536, 0);
+pub static PROCESSES: HashMap<u32, Process> = HashMap::with_max_entries(PROCESSES_MAX, 0);
 
 /// cgroup v2 ids of the containers' cgroups (filled here at mkdir, and by userspace's start-up
 /// walk; emptied at rmdir).
 #[map]
-pub static WATCHED_CGROUPS: HashMap<u64, WatchedCgroup> = HashMap::with_max_entries(65536, 0);
+pub static WATCHED_CGROUPS: HashMap<u64, WatchedCgroup> =
+    HashMap::with_max_entries(WATCHED_CGROUPS_MAX, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);

@@ -38,4 +38,18 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub probes: ProbeArgs,
+
+    /// bpffs directory where the probes' maps and links are pinned, so the kernel keeps
+    /// recording while no daemon runs and the next one reads on (one daemon per pin
+    /// directory: it is locked). "none": nothing pinned, the probes end with the daemon.
+    /// `observer cleanup` removes the pins.
+    #[arg(long, default_value = "/sys/fs/bpf/observer", env = "OBSERVER_PIN_DIR")]
+    pub pin_dir: String,
+}
+
+impl RunArgs {
+    /// The pin directory, unless pinning is off.
+    pub fn pin_dir(&self) -> Option<PathBuf> {
+        (self.pin_dir != "none").then(|| PathBuf::from(&self.pin_dir))
+    }
 }

@@ -184,7 +184,7 @@ struct Observer {
 impl Observer {
     fn start(options: &ProbeOptions) -> Result<Self, DrillError> {
         let probes =
-            loader::Probes::start(options).map_err(|e| DrillError::Probes(e.to_string()))?;
+            loader::Probes::start(options, None).map_err(|e| DrillError::Probes(e.to_string()))?;
         Ok(Self { probes, correlator: Correlator::new(), undecoded: 0 })
     }
 

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use aya::{
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, TracePoint},
+    maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf},
+    programs::{links::FdLink, BtfTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use observer_ebpf::{
@@ -20,6 +20,7 @@ use observer_ebpf::{
 use super::{
     btf::Btf,
     compat::{FeatureId, Support},
+    pins::{self, PinError, Pins, PINNED_MAPS},
 };
 
 /// The eBPF object built by build.rs, embedded so the binary runs alone on a node.
@@ -227,6 +228,10 @@ pub enum LoadError {
     MissingMap(&'static str),
     #[error("invalid option: {0}")]
     Option(String),
+    #[error("pinning {program}'s link: {why}")]
+    Pin { program: &'static str, why: String },
+    #[error(transparent)]
+    Pins(#[from] PinError),
 }
 
 /// What the kernel side is told at load time.
@@ -340,17 +345,26 @@ pub struct Loaded {
 /// Reads the kernel's BTF (offsets, tracepoint prototypes), decides the node's paths, parses
 /// the object with the resulting `Config` and loads (verifies) the programs this node needs,
 /// without attaching.
-pub fn load(options: &ProbeOptions) -> Result<Loaded, LoadError> {
+/// With `pins`, the maps that outlive a daemon are opened from there (made and pinned on a
+/// first start).
+pub fn load(options: &ProbeOptions, pins: Option<&Pins>) -> Result<Loaded, LoadError> {
     let btf = Btf::from_sys_fs()?;
     let offsets = btf.kernel_offsets()?;
     let support = Support::detect(&btf, &options.force_fallback);
     let config = options.config(offsets)?;
     bump_memlock_rlimit();
-    let mut ebpf = EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    loader
         .override_global(names::CONFIG, &config, true)
-        .map_max_entries(names::EVENTS, options.ring_buffer_bytes)
-        .load(OBJECT)
-        .map_err(|e| LoadError::Object(Box::new(e)))?;
+        .map_max_entries(names::EVENTS, options.ring_buffer_bytes);
+    let paths: Vec<(&str, std::path::PathBuf)> = match pins {
+        Some(pins) => PINNED_MAPS.iter().map(|&m| (m, pins.map(m))).collect(),
+        None => Vec::new(),
+    };
+    for (name, path) in &paths {
+        loader.map_pin_path(name, path.as_path());
+    }
+    let mut ebpf = loader.load(OBJECT).map_err(|e| LoadError::Object(Box::new(e)))?;
     let aya_btf = aya::Btf::from_sys_fs()?;
     for spec in PROBES.iter().filter(|s| s.wanted(&support)) {
         load_program(&mut ebpf, spec, &aya_btf)?;
@@ -379,8 +393,10 @@ fn load_program(ebpf: &mut Ebpf, spec: &ProbeSpec, btf: &aya::Btf) -> Result<(),
     }
 }
 
-/// Attaches every program [`load`] loaded. The links live as long as `ebpf`.
-pub fn attach(ebpf: &mut Ebpf, support: &Support) -> Result<(), LoadError> {
+/// Attaches every program [`load`] loaded. Without `pins` the links live as long as `ebpf`;
+/// with them each link is pinned in place of the one a previous daemon left (which detaches
+/// that daemon's program, now that this one runs), and outlives this daemon.
+pub fn attach(ebpf: &mut Ebpf, support: &Support, pins: Option<&Pins>) -> Result<(), LoadError> {
     for spec in PROBES.iter().filter(|s| s.wanted(support)) {
         let program = ebpf
             .program_mut(spec.program)
@@ -391,18 +407,45 @@ pub fn attach(ebpf: &mut Ebpf, support: &Support) -> Result<(), LoadError> {
             event: spec.event,
             source: Box::new(source),
         };
-        match spec.kind {
+        let link: Option<FdLink> = match spec.kind {
             ProgramKind::TracePoint => {
                 let p: &mut TracePoint = program.try_into().map_err(err)?;
-                p.attach(spec.category, spec.event).map_err(err)?;
+                let id = p.attach(spec.category, spec.event).map_err(err)?;
+                match pins {
+                    // A perf-event link (bpf_link_create, 5.15+) is an fd link.
+                    Some(_) => Some(
+                        p.take_link(id)
+                            .map_err(err)?
+                            .try_into()
+                            .map_err(|e| pin_err(spec.program, format!("{e}")))?,
+                    ),
+                    None => None,
+                }
             }
             ProgramKind::BtfTracePoint => {
                 let p: &mut BtfTracePoint = program.try_into().map_err(err)?;
-                p.attach().map_err(err)?;
+                let id = p.attach().map_err(err)?;
+                match pins {
+                    Some(_) => Some(p.take_link(id).map_err(err)?.into()),
+                    None => None,
+                }
             }
+        };
+        if let (Some(link), Some(pins)) = (link, pins) {
+            let path = pins.link(spec.program);
+            // The previous daemon's program stops here: this one is already attached.
+            if path.exists() {
+                std::fs::remove_file(&path)
+                    .map_err(|e| pin_err(spec.program, format!("unpinning the old link: {e}")))?;
+            }
+            link.pin(&path).map_err(|e| pin_err(spec.program, format!("{e}")))?;
         }
     }
     Ok(())
+}
+
+fn pin_err(program: &'static str, why: String) -> LoadError {
+    LoadError::Pin { program, why }
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones to the memcg.
@@ -465,6 +508,47 @@ impl KernelCounters {
     }
 }
 
+/// Removes the layout directories of other builds under the pin root, now that this build's
+/// programs run: their links first (their programs stop), then what their ring still held is
+/// counted, then their maps.
+fn retire_others(pins: &Pins) -> Handover {
+    let mut handover = Handover::default();
+    for dir in pins.others() {
+        let mut removed = pins::Removed::default();
+        let links: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        for l in links.iter().filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("link_"))
+        }) {
+            if std::fs::remove_file(l).is_ok() {
+                removed.links += 1;
+            }
+        }
+        let old_ring = MapData::from_pin(dir.join(names::EVENTS))
+            .and_then(Map::from_map_data)
+            .and_then(RingBuf::try_from);
+        if let Ok(mut ring) = old_ring {
+            while let Some(item) = ring.next() {
+                handover.records += 1;
+                handover.bytes += item.len() as u64;
+            }
+        }
+        match pins::remove_layout(&dir, &mut removed) {
+            Ok(()) => log::warn!(
+                "an observer of another layout left {}: {} links detached; {} events it had \
+                 not read ({} bytes) are lost (observer_events_lost_total{{stage=\"handover\"}})",
+                dir.display(),
+                removed.links,
+                handover.records,
+                handover.bytes
+            ),
+            Err(e) => log::error!("cannot remove the old layout {}: {e}", dir.display()),
+        }
+    }
+    handover
+}
+
 /// The probes, loaded and attached, with the maps userspace reads: what `observer run` and
 /// `observer drill` both start (one bring-up).
 pub struct Probes {
@@ -478,12 +562,24 @@ pub struct Probes {
     pub counters: KernelCounters,
     /// The probes' own log records (aya-log), when the object has any.
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// Where the maps and links are pinned (`observer run`; the drill pins nothing).
+    pub pins: Option<Pins>,
+    /// What an upgrade's predecessor left unread in a ring of another layout.
+    pub handover: Handover,
+}
+
+/// Events a predecessor of another layout left unread: counted, not decodable by this build.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Handover {
+    pub records: u64,
+    pub bytes: u64,
 }
 
 impl Probes {
-    /// Loads, attaches, and takes the ring buffer, the watched-cgroups map and the counters.
-    pub fn start(options: &ProbeOptions) -> Result<Self, LoadError> {
-        let Loaded { mut ebpf, support } = load(options)?;
+    /// Loads, attaches, and takes the ring buffer, the watched-cgroups map and the counters;
+    /// with `pins`, adopts what a previous daemon pinned there (see `pins`).
+    pub fn start(options: &ProbeOptions, pins: Option<Pins>) -> Result<Self, LoadError> {
+        let Loaded { mut ebpf, support } = load(options, pins.as_ref())?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(e) => {
@@ -491,12 +587,16 @@ impl Probes {
                 None
             }
         };
-        attach(&mut ebpf, &support)?;
+        attach(&mut ebpf, &support, pins.as_ref())?;
+        let handover = match &pins {
+            Some(pins) => retire_others(pins),
+            None => Handover::default(),
+        };
         let ring = take_events(&mut ebpf)?;
         let watched = take_watched(&mut ebpf)?;
         let processes = take_processes(&mut ebpf)?;
         let counters = KernelCounters::take(&mut ebpf)?;
-        Ok(Self { ebpf, support, ring, watched, processes, counters, logger })
+        Ok(Self { ebpf, support, ring, watched, processes, counters, logger, pins, handover })
     }
 
     /// Watches a container cgroup that may predate the probes (the start-up walk, the drill)

@@ -2,4 +2,5 @@
 pub mod btf;
 pub mod compat;
 pub mod loader;
+pub mod pins;
 pub mod tracefs;

@@ -20,6 +20,11 @@ use crate::record::Record;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
+    #[error(
+        "journal {path} is being written by another observer (it holds {path}.lock): one writer \
+         per journal"
+    )]
+    Locked { path: String },
     #[error("opening journal {path}: {source}")]
     Open {
         path: String,
@@ -80,6 +85,34 @@ pub struct Journal {
     dirty: bool,
     /// Found and repaired at open.
     pub repair: Option<Repair>,
+    /// `FILE.lock`, flock'ed for the journal's life (the journal itself is renamed at
+    /// rotation, a lock on it would move with it).
+    _lock: File,
+}
+
+/// Takes `FILE.lock` exclusively, or says that another writer has it.
+fn lock(path: &Path) -> Result<File, JournalError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let err = |source| JournalError::Open { path: lock_path.display().to_string(), source };
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(err)?;
+    // SAFETY: a valid descriptor; LOCK_NB never blocks.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX | libc::LOCK_NB) }
+        != 0
+    {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(JournalError::Locked { path: path.display().to_string() });
+        }
+        return Err(err(e));
+    }
+    Ok(f)
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {
@@ -109,6 +142,7 @@ impl Journal {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
+        let lock = lock(path)?;
         let mut file = open_append(path).map_err(err)?;
         let len = file.metadata().map_err(err)?.len();
         let mut repair = None;
@@ -143,7 +177,15 @@ impl Journal {
             ),
             None => {}
         }
-        Ok(Self { path: path.to_path_buf(), file, size, options, dirty: false, repair })
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            size,
+            options,
+            dirty: false,
+            repair,
+            _lock: lock,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -308,21 +350,36 @@ mod tests {
         assert_eq!(l.len(), 3);
         assert_eq!(l[2]["pid"], 9);
         // A complete record missing its newline keeps the record.
+        drop(j);
         std::fs::write(&path, &whole).unwrap();
         let mut j = Journal::open(&path, JournalOptions::default()).unwrap();
         assert_eq!(j.repair, Some(Repair::Terminated));
         j.append(&numbered(9)).unwrap();
         assert_eq!(lines(&path).len(), 2);
         // A file that is all fragment (no newline at all) becomes empty.
+        drop(j);
         std::fs::write(&path, "{\"ts\":").unwrap();
         let j = Journal::open(&path, JournalOptions::default()).unwrap();
         assert_eq!(j.repair, Some(Repair::Truncated { bytes: 6 }));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         // A clean journal is left alone.
+        drop(j);
         std::fs::write(&path, format!("{whole}\n")).unwrap();
         let mut j = Journal::open(&path, JournalOptions::default()).unwrap();
         assert_eq!(j.repair, None);
         j.sync().unwrap();
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn one_writer_per_journal() {
+        let path = tmp("lock");
+        let j = Journal::open(&path, JournalOptions::default()).unwrap();
+        let e = Journal::open(&path, JournalOptions::default()).err().expect("a second writer");
+        assert!(matches!(e, JournalError::Locked { .. }), "{e}");
+        assert!(e.to_string().contains("another observer"), "{e}");
+        drop(j);
+        Journal::open(&path, JournalOptions::default()).expect("free again");
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 

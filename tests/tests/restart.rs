@@ -1,0 +1,183 @@
+//! Restarts: the probes are pinned (`kernel/pins.rs`), so the kernel keeps recording while no
+//! daemon runs and the next daemon reads on; one daemon per pin directory and journal;
+//! `observer cleanup` leaves no program attached and no pin, as the kernel itself reports.
+//!
+//! What a restart does not yet keep (the stop signal a daemon saw before it ended, for an exit
+//! after it) is the restart issue's next step; these tests cover what the pins give.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use observer_tests::{
+    by_id, cleanup_pins, observer_bin, runc_container, unique, wait_handler, Daemon, Exit,
+};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Program ids the kernel has loaded whose name is one of observer's (bpftool's view).
+fn observer_programs() -> Vec<u64> {
+    let out = Command::new("bpftool").args(["-j", "prog", "show"]).output().expect("bpftool");
+    assert!(out.status.success(), "bpftool prog show: {}", String::from_utf8_lossy(&out.stderr));
+    let progs: Vec<Value> = serde_json::from_slice(&out.stdout).expect("bpftool json");
+    progs
+        .iter()
+        .filter(|p| {
+            p["name"].as_str().is_some_and(|n| {
+                [
+                    "signal_generat",
+                    "signal_deliver",
+                    "sched_process_",
+                    "cgroup_mkdir",
+                    "cgroup_rmdir",
+                    "oom_mark_victim",
+                ]
+                .iter()
+                .any(|o| n.starts_with(o))
+            })
+        })
+        .filter_map(|p| p["id"].as_u64())
+        .collect()
+}
+
+/// The pins under `dir` (recursively).
+fn pins(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(pins(&e.path()));
+        } else {
+            out.push(e.path().display().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A container is started, stopped and gone while no daemon runs (the previous one ended by
+/// `how`): the next daemon still writes its one right record, from the pinned ring.
+fn stopped_while_down(how: Exit) {
+    let mut d = Daemon::start();
+    let pin_dir = d.pin_dir.clone().expect("a pin dir of its own");
+    d.stop(how);
+    // The probes are still attached: the daemon is gone, its pinned links are not.
+    let layout: Vec<String> = pins(&pin_dir);
+    assert!(layout.iter().any(|p| p.ends_with("/EVENTS")), "{layout:?}");
+    assert!(layout.iter().any(|p| p.ends_with("/link_signal_generate")), "{layout:?}");
+    let ns = unique("down");
+    let (pod, cid, runc) = runc_container(
+        &d,
+        &ns,
+        "api-7d4b9c6f8-x2k9p",
+        &["sh", "-c", "trap 'exit 3' TERM; sleep 1000 & wait"],
+    );
+    let pid = runc.pid().unwrap();
+    wait_handler(pid, libc::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    runc.kill("TERM").unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while runc.status() == "running" {
+        assert!(std::time::Instant::now() < deadline, "the container did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(runc);
+    d.start_again();
+    let r = &d.wait_records(1, WAIT, by_id(&cid))[0];
+    eprintln!("record: {r:#}\nlog:\n{}", d.log());
+    assert_eq!(r["pid"], pid);
+    assert_eq!(r["namespace"], ns.as_str());
+    assert_eq!(r["outcome"], "graceful");
+    assert_eq!(r["exit_code"], 3);
+    assert_eq!(r["stop_signal"], "SIGTERM");
+    assert_eq!(r["stop_signal_handler"], "handled");
+    assert_eq!(r["stop_signal_sender"]["comm"], "runc");
+    assert_eq!(r["stop_signal_sender"]["from"], "host");
+    let t = r["term_to_exit_seconds"].as_f64().unwrap();
+    assert!((0.0..1.0).contains(&t), "kernel-clock interval {t}");
+    assert!(d.log().contains("adopting the probes pinned at"), "{}", d.log());
+    assert_eq!(d.metric("observer_events_lost_total", &[]), 0.0);
+    drop(pod);
+}
+
+#[test]
+fn a_container_stopped_while_the_daemon_was_stopped_is_recorded() {
+    stopped_while_down(Exit::Term);
+}
+
+#[test]
+fn a_container_stopped_while_the_daemon_was_killed_is_recorded() {
+    stopped_while_down(Exit::Kill);
+}
+
+#[test]
+fn a_second_daemon_on_the_same_pins_or_journal_is_refused() {
+    let d = Daemon::start();
+    let pin_dir = d.pin_dir.clone().unwrap();
+    let second = |extra: &[&str]| {
+        let out = Command::new(observer_bin())
+            .args(["run", "--listen", "127.0.0.1:0", "--cri-endpoint", "none"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "a second daemon ran");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let other_journal = d.dir.join("other.jsonl");
+    let e = second(&[
+        "--pin-dir",
+        pin_dir.to_str().unwrap(),
+        "--journal",
+        other_journal.to_str().unwrap(),
+    ]);
+    assert!(e.contains("another observer is running on this node"), "{e}");
+    let other_pins = Path::new("/sys/fs/bpf").join(unique("observer-it-other-"));
+    let e = second(&[
+        "--pin-dir",
+        other_pins.to_str().unwrap(),
+        "--journal",
+        d.journal.to_str().unwrap(),
+    ]);
+    assert!(e.contains("is being written by another observer"), "{e}");
+    // The refused one made no pins of its own beyond its (empty) directory.
+    assert!(pins(&other_pins).is_empty(), "{:?}", pins(&other_pins));
+    cleanup_pins(&other_pins).unwrap();
+    // And the running daemon is untouched.
+    assert_eq!(d.http_get("/healthz").unwrap().0, 200);
+}
+
+#[test]
+fn cleanup_detaches_every_program_and_removes_every_pin() {
+    let before = observer_programs();
+    let mut d = Daemon::start();
+    let pin_dir = d.pin_dir.clone().unwrap();
+    let running: Vec<u64> =
+        observer_programs().into_iter().filter(|id| !before.contains(id)).collect();
+    assert!(running.len() >= 7, "this daemon's programs: {running:?}");
+    // Refused while the daemon holds the lock.
+    let out = Command::new(observer_bin())
+        .args(["cleanup", "--pin-dir", pin_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another observer"));
+    d.stop(Exit::Kill);
+    // Killed: its programs stay attached through the pins.
+    let still: Vec<u64> =
+        observer_programs().into_iter().filter(|id| running.contains(id)).collect();
+    assert_eq!(still, running, "pinned programs outlive a killed daemon");
+    let said = cleanup_pins(&pin_dir).unwrap();
+    assert!(said.contains("program links detached"), "{said}");
+    assert!(!pin_dir.exists(), "{:?}", pins(&pin_dir));
+    // The kernel frees a program once its last link and descriptor are gone.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left: Vec<u64> =
+            observer_programs().into_iter().filter(|id| running.contains(id)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "programs still loaded: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Nothing left for Drop's cleanup: it finds no directory.
+    d.pin_dir = None;
+}
