@@ -20,7 +20,10 @@ use crate::{
     clock::{monotonic_ns, WallClock},
     daemon::args::RunArgs,
     existing::{self, Found, RuntimeFiles},
-    kernel::{loader::Probes, pins::Pins},
+    kernel::{
+        loader::Probes,
+        pins::{PinError, Pins},
+    },
     metadata::{resolver, state_files::StateFiles},
     pipeline::{Pipeline, Settings},
     sinks::{
@@ -47,9 +50,16 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
     // One daemon per node: the pin directory and the journal are locked before anything is
     // attached, so a second `observer run` changes nothing.
-    let pins = match args.pin_dir() {
-        Some(root) => Some(Pins::open(&root)?),
+    let pins = match args.pin_dir().map(|root| Pins::open(&root)) {
         None => None,
+        Some(Ok(pins)) => Some(pins),
+        // A node without bpffs (and no CAP_SYS_ADMIN to mount it) still gets a daemon; its
+        // probes end with it, and a restart loses what happens meanwhile.
+        Some(Err(e @ PinError::NoBpffs { .. })) => {
+            log::warn!("{e}: running unpinned (the probes stop with this daemon)");
+            None
+        }
+        Some(Err(e)) => return Err(e.into()),
     };
     let journal = Journal::open(
         &args.journal,
