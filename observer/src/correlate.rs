@@ -157,6 +157,8 @@ pub struct Stats {
     pub late: u64,
     /// Exec sessions evicted because [`crate::prestop::MAX_SESSIONS`] were kept.
     pub sessions_evicted: u64,
+    /// Records of a stop signal the process outlived by [`STOP_EXPIRY_NS`]: no termination.
+    pub survived: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -327,19 +329,35 @@ impl Correlator {
     }
 
     /// Gives up on records open past their expiry at `now_ns`: they close as
-    /// [`Outcome::ExitNotObserved`] at the next [`Correlator::drain_closed`]. Not called at
-    /// shutdown: the daemon stopping is not the container's exit.
-    pub fn expire(&mut self, now_ns: u64) {
-        for rec in self.open.values_mut().filter(|r| r.exit.is_none()) {
+    /// [`Outcome::ExitNotObserved`] at the next [`Correlator::drain_closed`], unless `alive`
+    /// says the process still runs (same tgid and start time). Then a record with a stop
+    /// signal only was no termination (a SIGHUP reload, a dropped SIGTERM nobody followed up):
+    /// it is dropped and counted in [`Stats::survived`]; one with a SIGKILL stays open (the
+    /// process is stuck; its exit or its cgroup's removal closes it). Not called at shutdown:
+    /// the daemon stopping is not the container's exit.
+    pub fn expire(&mut self, now_ns: u64, alive: impl Fn(ProcKey) -> bool) {
+        let mut survived = Vec::new();
+        for (key, rec) in self.open.iter_mut().filter(|(_, r)| r.exit.is_none()) {
             let expiry = match (&rec.kill, &rec.stop) {
                 (Some(k), _) => k.at_ns.saturating_add(KILL_EXPIRY_NS),
                 (None, Some(s)) => s.at_ns.saturating_add(STOP_EXPIRY_NS),
                 (None, None) => rec.opened_ns.saturating_add(STOP_EXPIRY_NS),
             };
-            if now_ns >= expiry {
-                rec.exit = Some(Exit { at_ns: expiry, code: None, signal: None });
-                rec.exit_observed = false;
+            if now_ns < expiry {
+                continue;
             }
+            if alive(*key) {
+                if rec.kill.is_none() {
+                    survived.push(*key);
+                }
+                continue;
+            }
+            rec.exit = Some(Exit { at_ns: expiry, code: None, signal: None });
+            rec.exit_observed = false;
+        }
+        for key in survived {
+            self.open.remove(&key);
+            self.stats.survived += 1;
         }
     }
 
@@ -633,9 +651,9 @@ mod tests {
     fn a_sigkilled_process_that_never_exits_closes_as_exit_not_observed() {
         let mut c = Correlator::new();
         c.ingest(&sig(0, 9, SignalResult::Delivered));
-        c.expire(KILL_EXPIRY_NS - 1);
+        c.expire(KILL_EXPIRY_NS - 1, |_| false);
         assert!(c.drain_closed(u64::MAX / 2).is_empty(), "shutdown is not the exit");
-        c.expire(KILL_EXPIRY_NS);
+        c.expire(KILL_EXPIRY_NS, |_| false);
         let out = c.drain_closed(KILL_EXPIRY_NS + CLOSE_LINGER_NS);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].outcome, Outcome::ExitNotObserved);
@@ -647,9 +665,35 @@ mod tests {
         assert_eq!((c.stats.exit_not_observed, c.open_len()), (1, 0));
         // A stop signal alone lives at most a day.
         c.ingest(&sig_to(ProcKey { tgid: 7, start_ticks: 7 }, 0, 15, SignalResult::Delivered));
-        c.expire(STOP_EXPIRY_NS);
+        c.expire(STOP_EXPIRY_NS, |_| false);
         let out = c.drain_closed(STOP_EXPIRY_NS + CLOSE_LINGER_NS);
         assert_eq!(out[0].outcome, Outcome::ExitNotObserved);
+    }
+
+    #[test]
+    fn a_process_alive_at_expiry_is_not_made_an_exit() {
+        let mut c = Correlator::new();
+        let (reload, stuck) =
+            (ProcKey { tgid: 7, start_ticks: 7 }, ProcKey { tgid: 8, start_ticks: 8 });
+        // A SIGHUP reload it survived; a SIGKILL it is stuck under.
+        c.ingest(&sig_to(reload, 0, 1, SignalResult::Delivered));
+        c.ingest(&sig_to(stuck, 0, 9, SignalResult::Delivered));
+        c.expire(STOP_EXPIRY_NS, |_| true);
+        assert!(c.drain_closed(STOP_EXPIRY_NS + CLOSE_LINGER_NS).is_empty());
+        assert_eq!((c.stats.survived, c.stats.exit_not_observed, c.open_len()), (1, 0, 1));
+        // The stuck one's exit still makes its record.
+        c.ingest(&Event::ProcessExit(ProcessExit {
+            ktime_ns: STOP_EXPIRY_NS + 1,
+            key: stuck,
+            exit_code: None,
+            exit_signal: Some(9),
+            main: true,
+            cgroup_id: CG,
+            comm: "stuck".into(),
+        }));
+        let out = c.drain_closed(STOP_EXPIRY_NS + 2 * CLOSE_LINGER_NS);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].pid, 8);
     }
 
     #[test]

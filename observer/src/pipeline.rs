@@ -137,7 +137,10 @@ impl<S: Sink> Pipeline<S> {
     /// deadline passed), and flushes the sink. `now_ns` is the kernel clock.
     pub fn tick(&mut self, now_ns: u64) {
         self.clock.remeasure();
-        self.correlator.expire(now_ns);
+        // Alive: the same process (tgid and start time) is still in /proc.
+        self.correlator.expire(now_ns, |k| {
+            crate::existing::proc_of(k.tgid).is_some_and(|p| p.key == k)
+        });
         self.flush_closed(now_ns);
     }
 

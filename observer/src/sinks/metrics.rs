@@ -250,6 +250,7 @@ impl Metrics {
         let unmatched = |reason: &str| self.unmatched.with_label_values(&[reason]);
         Self::set_counter(&unmatched("orphan_exit"), stats.orphan_exits);
         Self::set_counter(&unmatched("late"), stats.late);
+        Self::set_counter(&unmatched("stop_survived"), stats.survived);
         for (source, n) in &metadata.errors {
             Self::set_counter(&self.metadata_errors.with_label_values(&[source]), *n);
         }
