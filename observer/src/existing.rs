@@ -196,7 +196,9 @@ fn main_of(
 
 /// `/proc/<pid>/stat` of one process, if it is there.
 pub fn proc_of(pid: u32) -> Option<Proc> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    // A comm need not be UTF-8 (prctl(PR_SET_NAME) takes any bytes): read it lossily, or the
+    // process would vanish from the walk and its children look parentless.
+    parse_stat(&String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/stat")).ok()?))
 }
 
 /// Reads the processes of every cgroup (`cgroup.procs`, then each one's `/proc/<pid>/stat`).

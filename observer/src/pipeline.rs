@@ -138,9 +138,8 @@ impl<S: Sink> Pipeline<S> {
     pub fn tick(&mut self, now_ns: u64) {
         self.clock.remeasure();
         // Alive: the same process (tgid and start time) is still in /proc.
-        self.correlator.expire(now_ns, |k| {
-            crate::existing::proc_of(k.tgid).is_some_and(|p| p.key == k)
-        });
+        self.correlator
+            .expire(now_ns, |k| crate::existing::proc_of(k.tgid).is_some_and(|p| p.key == k));
         self.flush_closed(now_ns);
     }
 

@@ -44,13 +44,9 @@ use observer_ebpf::{
 };
 
 use super::{
-    cgroup_id, config, count, emit, now, read_field, start_ticks, task_cgroup_id, task_dfl_cgroup,
-    PROCESSES, WATCHED_CGROUPS,
+    cgroup_id, cgroup_parent, config, count, emit, now, read_field, start_ticks, task_cgroup_id,
+    task_dfl_cgroup, MAX_ANCESTORS, PROCESSES, WATCHED_CGROUPS,
 };
-
-/// Ancestors walked looking for a container with a main process: kubelet's deepest container
-/// cgroup is 4 below the prefix, a nested one a few more.
-const MAX_ANCESTORS: usize = 16;
 
 /// `TRACE_EVENT(sched_process_exec, TP_PROTO(struct task_struct *p, pid_t old_pid,
 /// struct linux_binprm *bprm))`, include/trace/events/sched.h.
@@ -141,16 +137,10 @@ fn follow(tgid: u32, p: Process) {
 unsafe fn ancestor_has_main(cgrp: *const u8) -> bool {
     let mut cur = cgrp;
     for _ in 0..MAX_ANCESTORS {
-        let Ok(parent_css) =
-            (unsafe { read_field::<*const u8>(cur, config!(offsets.cgroup_parent_css)) })
-        else {
+        let Some(parent) = (unsafe { cgroup_parent(cur) }) else {
             return false;
         };
-        if parent_css.is_null() {
-            return false;
-        }
-        // container_of(parent_css, struct cgroup, self)
-        cur = unsafe { parent_css.sub(config!(offsets.cgroup_self) as usize) };
+        cur = parent;
         let Ok(id) = (unsafe { cgroup_id(cur) }) else {
             return false;
         };

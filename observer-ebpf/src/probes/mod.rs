@@ -105,6 +105,35 @@ pub unsafe fn cgroup_id(cgrp: *const u8) -> Result<u64, i64> {
     unsafe { read_field(kn, config!(offsets.kernfs_node_id)) }
 }
 
+/// Cgroup levels walked up from a cgroup: kubelet's deepest container cgroup is 4 below the
+/// prefix, a nested one a few more.
+pub const MAX_ANCESTORS: usize = 16;
+
+/// `cgrp`'s parent: `container_of(cgrp->self.parent, struct cgroup, self)`; None at the root.
+#[inline(always)]
+pub unsafe fn cgroup_parent(cgrp: *const u8) -> Option<*const u8> {
+    let css: *const u8 = unsafe { read_field(cgrp, config!(offsets.cgroup_parent_css)) }.ok()?;
+    (!css.is_null()).then(|| unsafe { css.sub(config!(offsets.cgroup_self) as usize) })
+}
+
+/// True when `cgrp` is the cgroup `id` or below it (at most [`MAX_ANCESTORS`] levels).
+#[inline(always)]
+pub unsafe fn within(cgrp: *const u8, id: u64) -> bool {
+    let mut cur = cgrp;
+    for _ in 0..MAX_ANCESTORS {
+        match unsafe { cgroup_id(cur) } {
+            Ok(c) if c == id => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+        match unsafe { cgroup_parent(cur) } {
+            Some(p) => cur = p,
+            None => return false,
+        }
+    }
+    false
+}
+
 /// The cgroup v2 id of any task, the value `bpf_get_current_cgroup_id()` returns for
 /// `current`.
 #[inline(always)]

@@ -13,9 +13,11 @@
 //! containers of a shared pid namespace.
 //!
 //! Who sent it, relative to the container, comes from the sender's cgroup and the siginfo:
-//! `SEND_SIG_PRIV` / SI_KERNEL is the kernel (the OOM killer's SIGKILL); a sender in the target's own container cgroup is the container itself (a
-//! supervisor, a preStop hook's `kill 1`): not a stop by the runtime, counted in
-//! `Counter::SelfSignal` and never emitted, so a pod cannot forge a termination of its own.
+//! `SEND_SIG_PRIV` / SI_KERNEL is the kernel (the OOM killer's SIGKILL); a sender in the
+//! target's container cgroup or below it is the container itself (a supervisor, a preStop
+//! hook's `kill 1`): not a stop by the runtime, counted in `Counter::SelfSignal` and never
+//! emitted, so a pod cannot forge a termination of its own. Only the kernel's SIGKILL is
+//! exempt: its other signals from inside (a tty's SIGWINCH) are the container's too.
 //!
 //! A pid namespace's init with SIG_DFL drops everything but SIGKILL/SIGSTOP sent from an
 //! ancestor namespace (`sig_task_ignored()`): that is result=1 here and no delivery later,
@@ -25,17 +27,20 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_probe_read_kernel,
+        bpf_get_current_task, bpf_probe_read_kernel,
     },
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
 use observer_ebpf::{
     disposition, role, signal_result, Counter, EventKind, Process, SignalDeliverEvent,
-    SignalGenerateEvent, SIGNAL_GROUP_EXIT, SI_KERNEL, SI_USER, TASK_COMM_LEN,
+    SignalGenerateEvent, SIGKILL, SIGNAL_GROUP_EXIT, SI_KERNEL, SI_USER, TASK_COMM_LEN,
 };
 
-use super::{config, count, emit, followed, is_reported_signal, now, read_field, PROCESSES};
+use super::{
+    config, count, emit, followed, is_reported_signal, now, read_field, task_dfl_cgroup, within,
+    PROCESSES,
+};
 
 /// `SEND_SIG_PRIV` (include/linux/sched/signal.h): `info` is this constant, not a pointer,
 /// for signals the kernel sends on its own behalf.
@@ -87,12 +92,23 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
             return Ok(());
         }
     }
-    // 3. Not from the container itself (the kernel's own signals always count).
+    // 3. Not from the container itself: a sender in the main process's cgroup or below it
+    //    (crun's `container` sub-cgroup, a supervisor's own cgroups), decided before the
+    //    de-duplication below so it never takes the runtime's slot. The kernel's SIGKILL
+    //    counts whoever `current` is (the OOM killer runs in the allocating task); its other
+    //    signals (a tty's SIGWINCH or SIGHUP, RLIMIT_CPU's) from inside are the container's.
     let si_code = unsafe { si_code(ctx.arg(1)) };
     let sender_cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    if si_code != SI_KERNEL && sender_cgroup_id == p.cgroup_id {
-        count(Counter::SelfSignal);
-        return Ok(());
+    let kernel_kill = si_code == SI_KERNEL && sig == SIGKILL;
+    if !kernel_kill {
+        let from_self = sender_cgroup_id == p.cgroup_id || {
+            let current = unsafe { bpf_get_current_task() } as *const u8;
+            unsafe { task_dfl_cgroup(current) }.is_ok_and(|c| unsafe { within(c, p.cgroup_id) })
+        };
+        if from_self {
+            count(Counter::SelfSignal);
+            return Ok(());
+        }
     }
     // 4. Once per (target, signal) per window: a signal storm at one process is one record.
     let ts = now();
