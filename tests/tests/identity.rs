@@ -772,6 +772,40 @@ fn a_nested_cgroup_below_a_container_makes_no_container() {
     in_namespace(d, &ns, 1);
 }
 
+/// A process in a cgroup below the container's own (a supervisor's sub-cgroup, crun's
+/// `container`) signalling the main process is the container itself: counted, no record, and
+/// it does not take the runtime's stop signal's place (the kernel decides before its
+/// one-per-second de-duplication): runc's SIGTERM right after still opens the record.
+#[test]
+fn a_signal_from_a_sub_cgroup_is_the_containers_own_and_takes_no_slot() {
+    let node = Node::start("subcg");
+    let d = &node.d;
+    let ns = unique("subcg");
+    let c = Container::start_in(node.pod(&ns, "api-0"), "api", &Spec::busybox(&["sleep", "1000"]));
+    let pid = c.pid();
+    let sub = observer_tests::cgroup_v2_root()
+        .join(c.pod.container_cgroup(&c.cid).trim_start_matches('/'))
+        .join("supervisor");
+    std::fs::create_dir(&sub).unwrap();
+    let script =
+        format!("echo $$ > {}/cgroup.procs && exec busybox kill -TERM {pid}", sub.display());
+    let status = Command::new("busybox").args(["sh", "-c", &script]).status().unwrap();
+    assert!(status.success(), "the sub-cgroup's kill: {status}");
+    std::fs::remove_dir(&sub).unwrap();
+    // The init with no handler dropped it; now the runtime stops it, within the same second.
+    let r = runc_term_then_kill(
+        d,
+        &c.pod,
+        &c,
+        "sleep",
+        Duration::from_millis(300),
+        "an init drops SIGTERM",
+    );
+    eprintln!("{r:#}");
+    assert_eq!(d.metric("observer_container_self_signals_total", &[]), 1.0, "{}", d.metrics());
+    in_namespace(d, &ns, 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // 5. Containers created before the daemon, in every cgroup layout kubelet makes.
 // ---------------------------------------------------------------------------------------
