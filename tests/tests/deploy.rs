@@ -155,3 +155,60 @@ fn daemonset_runs_the_image_xtask_builds() {
     );
     assert!(ds.contains("command: [\"/usr/bin/observer\"]"));
 }
+
+/// The DaemonSet's pod spec, as JSON (the venv's PyYAML reads the manifest).
+fn daemonset_pod_spec() -> serde_json::Value {
+    let out = Command::new(venv_python())
+        .args([
+            "-c",
+            "import json, sys, yaml\n\
+             docs = yaml.safe_load_all(open(sys.argv[1]))\n\
+             ds = next(d for d in docs if d and d['kind'] == 'DaemonSet')\n\
+             print(json.dumps(ds['spec']['template']['spec']))",
+        ])
+        .arg(deploy().join("kubernetes/observer.yaml"))
+        .output()
+        .expect("running the venv's python");
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).expect("the pod spec as JSON")
+}
+
+/// What tests/tests/image.rs runs the image with is what the DaemonSet declares: the host pid
+/// namespace (the start-up walk), CAP_BPF and CAP_PERFMON only, the host's bpffs read-write
+/// at /sys/fs/bpf with the pin directory `observer cleanup` takes by default, containerd's
+/// state directory read-only.
+#[test]
+fn daemonset_declares_the_pins_and_the_start_up_walk_privileges() {
+    let spec = daemonset_pod_spec();
+    assert_eq!(spec["hostPID"], true, "the start-up walk reads host pids");
+    assert_eq!(spec["hostNetwork"], false);
+    assert_eq!(spec["hostIPC"], false);
+    let c = &spec["containers"][0];
+    let sc = &c["securityContext"];
+    assert_eq!(sc["privileged"], false);
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(sc["capabilities"]["add"], serde_json::json!(["BPF", "PERFMON"]));
+    assert!(c["args"].as_array().unwrap().contains(&"--pin-dir=/sys/fs/bpf/observer".into()));
+
+    let volume = |name: &str| {
+        spec["volumes"].as_array().unwrap().iter().find(|v| v["name"] == name).cloned()
+    };
+    let mount = |path: &str| {
+        c["volumeMounts"].as_array().unwrap().iter().find(|m| m["mountPath"] == path).cloned()
+    };
+    let host_path = |path: &str| {
+        let m = mount(path).unwrap_or_else(|| panic!("no volume mounted at {path}"));
+        let v = volume(m["name"].as_str().unwrap()).unwrap();
+        (v["hostPath"]["path"].clone(), v["hostPath"]["type"].clone(), m)
+    };
+    let (src, kind, m) = host_path("/sys/fs/bpf");
+    assert_eq!((src, kind), ("/sys/fs/bpf".into(), "Directory".into()));
+    assert!(m.get("readOnly").is_none_or(|r| r == false), "pins are written: {m}");
+    let (src, kind, m) = host_path("/run/containerd");
+    assert_eq!((src, kind), ("/run/containerd".into(), "Directory".into()));
+    assert_eq!(m["readOnly"], true, "{m}");
+    assert!(
+        mount("/run/containerd/containerd.sock").is_none(),
+        "the socket comes with /run/containerd"
+    );
+}
