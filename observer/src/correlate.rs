@@ -269,7 +269,13 @@ impl Correlator {
                     self.orphan_exits.insert(x.key, x.clone());
                 }
             }
-            Event::OomVictim(o) => match self.open.iter_mut().find(|(k, _)| k.tgid == o.pid) {
+            // The tracepoint has no start time: of the records open for this tgid, the newest.
+            Event::OomVictim(o) => match self
+                .open
+                .iter_mut()
+                .filter(|(k, _)| k.tgid == o.pid)
+                .max_by_key(|(_, r)| r.opened_ns)
+            {
                 Some((_, rec)) => rec.oom = true,
                 None => {
                     self.oom_marks.insert(o.pid, o.ktime_ns);

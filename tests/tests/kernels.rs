@@ -193,6 +193,16 @@ impl<'a> Checker<'a> {
                 &json!(self.r.fact("daemon", "exit")),
                 json!("0"),
             );
+            self.eq(
+                "observer cleanup after the daemon",
+                &json!(self.r.fact("daemon", "cleanup")),
+                json!("0"),
+            );
+            self.eq(
+                "pins left after observer cleanup",
+                &json!(self.r.fact("daemon", "pins_left")),
+                json!(null),
+            );
         }
         // A scenario is checked once the script saw its end (reaped its processes): after a
         // failure of the script, only what ran is.

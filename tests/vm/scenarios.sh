@@ -33,6 +33,9 @@ set -u
 : "${OBS_APPLETS:?}" "${OBS_BIN:?}" "${OBS_THREADS_EXIT:?}" "${OBS_V2:?}" "${OBS_WORK:?}"
 : "${OBS_TAG:?}" "${OBS_LISTEN:?}" "${OBS_NODE:?}"
 OBS_V1_MEMORY=${OBS_V1_MEMORY:-/sys/fs/cgroup/memory}
+# The daemon's pins: a directory of this run's own (never the default a real daemon uses).
+# (bpffs refuses names with a dot: kernel/bpf/inode.c bpf_lookup()).
+OBS_PINS=/sys/fs/bpf/observer-scenarios-$(printf %s "$OBS_TAG" | tr -c 'A-Za-z0-9_-' '-')
 A=$OBS_APPLETS
 : "${OBS_OUT:?}"
 exec 3>"$OBS_OUT"
@@ -189,6 +192,10 @@ finish() {
 		alive "$DPID" && kill -KILL "$DPID"
 		wait "$DPID"
 		fact daemon "exit=$?"
+		# The daemon leaves its probes pinned; the DaemonSet's removal step takes them.
+		"$OBS_BIN" cleanup --pin-dir "$OBS_PINS" >&2
+		fact daemon "cleanup=$?"
+		[ -e "$OBS_PINS" ] && fact daemon "pins_left=yes"
 	fi
 	if [ -f "$JOURNAL" ]; then
 		while IFS= read -r line; do say journal "$line"; done <"$JOURNAL"
@@ -246,7 +253,7 @@ EARLY_PID=$PID
 EARLY_UPID=$UPID
 
 RUST_LOG=info "$OBS_BIN" run --listen "$OBS_LISTEN" --journal "$JOURNAL" \
-	--kubelet-log-root "$LOGS" --cri-endpoint none --node "$OBS_NODE" \
+	--kubelet-log-root "$LOGS" --cri-endpoint none --node "$OBS_NODE" --pin-dir "$OBS_PINS" \
 	--containerd-state "$OBS_WORK/no-containerd" --crio-storage "$OBS_WORK/no-crio" \
 	</dev/null >"$DAEMON_LOG" 2>&1 &
 DPID=$!

@@ -20,9 +20,10 @@
 //! runc's own bootstrap process (`runc init`, nsexec's stage 0) is started by runc with an
 //! exec of its own binary and may already be in the cgroup when that exec happens (runc
 //! applies the cgroup right after starting it): it is taken for the main process, and exits
-//! before the real init execs the entrypoint. A main process's exit clears the cgroup's
-//! `main_tgid` (`exit.rs`), so the next exec from outside is the main process again; no
-//! runtime execs a session into a container whose main process is gone.
+//! before the real init execs the entrypoint. The exit of a main process that was never
+//! signalled clears the cgroup's `main_tgid` (`exit.rs`), so the next exec from outside is
+//! the main process again; a main that was stopped keeps it, so a session still running in
+//! the dying container (or re-exec'ing there) never becomes one.
 //!
 //! **Exec sessions.** kubelet runs an exec hook through the CRI's ExecSync; the runtime (`runc
 //! exec`, crun exec) starts a process that joins the container's cgroup and namespaces and
@@ -81,12 +82,7 @@ unsafe fn try_sched_process_exec(ctx: &BtfTracePointContext) -> Result<(), i64> 
         unsafe { read_field(parent, config!(offsets.task_comm)) }.unwrap_or([0; TASK_COMM_LEN]);
     let start_ticks = unsafe { start_ticks(task)? };
     let ts = now();
-    // A main process whose entry is gone has exited (its exit cleared `main_tgid` too; an
-    // entry made stale by a reused tgid is not this cgroup's): the cgroup has none.
-    let has_main = w.main_tgid != 0
-        && unsafe { PROCESSES.get(&w.main_tgid) }
-            .is_some_and(|m| m.cgroup_id == cgroup_id && m.role == role::MAIN);
-    if !has_main {
+    if w.main_tgid == 0 {
         // 4a. The cgroup's first exec from outside: its main process, unless an ancestor
         //     is a container already.
         if unsafe { ancestor_has_main(task_dfl_cgroup(task)?) } {

@@ -83,15 +83,18 @@ unsafe fn emit_exit(tgid: u32) -> Result<(), i64> {
     let Some(p) = (unsafe { followed(tgid, task) }) else {
         return Ok(());
     };
-    let (start_ticks, role, cgroup) = unsafe { ((*p).start_ticks, (*p).role, (*p).cgroup_id) };
+    let (start_ticks, role, cgroup, window_start) =
+        unsafe { ((*p).start_ticks, (*p).role, (*p).cgroup_id, (*p).window_start_ns) };
     if PROCESSES.remove(&tgid).is_err() {
         // Another exiting thread of the group got here first.
         return Ok(());
     }
-    if role == role::MAIN {
-        // The cgroup has no main process any more: runc's bootstrap process (`runc init`,
-        // stage 0) may have exec'd inside the cgroup before the real init did, and exits
-        // before the entrypoint's exec, which then becomes the main process.
+    // A main process that never had a stop signal or SIGKILL reported (`window_start_ns` is
+    // set at the first) leaves its cgroup without one: runc's bootstrap process (`runc init`,
+    // stage 0) may have exec'd inside the cgroup before the real init did, and exits before
+    // the entrypoint's exec, which then becomes the main process. One that was stopped keeps
+    // it: an exec session still running in a dying container never becomes a main.
+    if role == role::MAIN && window_start == 0 {
         if let Some(w) = WATCHED_CGROUPS.get_ptr_mut(&cgroup) {
             if unsafe { (*w).main_tgid } == tgid {
                 unsafe { (*w).main_tgid = 0 };

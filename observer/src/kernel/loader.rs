@@ -602,9 +602,9 @@ impl Probes {
     /// Watches a container cgroup that may predate the probes (the start-up walk, the drill)
     /// without undoing what the kernel learnt meanwhile: an entry the kernel made is kept, and
     /// `main` (tgid, start ticks) becomes the cgroup's main process where the kernel has none,
-    /// or, when `confirmed` (the runtime's own state named it), in place of one the kernel
-    /// took meanwhile (an exec session into a cgroup watched a moment before its main process
-    /// was set). Returns whether `main` was adopted.
+    /// or in place of one the kernel took meanwhile (an exec session into a cgroup watched a
+    /// moment before its main process was set) when `confirmed` (the runtime's own state named
+    /// it) or when the kernel's pick started later. Returns whether `main` was adopted.
     pub fn watch_existing(
         &mut self,
         cgroup_id: u64,
@@ -621,8 +621,20 @@ impl Probes {
         }
         let Some((tgid, start_ticks)) = main else { return Ok(false) };
         let mut w = self.watched.get(&cgroup_id, 0).map_err(map_err)?;
-        if w.main_tgid == tgid || (w.main_tgid != 0 && !confirmed) {
+        if w.main_tgid == tgid {
             return Ok(false);
+        }
+        if w.main_tgid != 0 && !confirmed {
+            // The kernel took a main in the gap between the walk's watching and this: an exec
+            // session (a probe, a `kubectl exec`) that started after the walk's pick is no
+            // main; a process that started before it is the kernel's better knowledge.
+            let later = self
+                .processes
+                .get(&w.main_tgid, 0)
+                .is_ok_and(|k| k.cgroup_id == cgroup_id && k.start_ticks > start_ticks);
+            if !later {
+                return Ok(false);
+            }
         }
         if w.main_tgid != 0 {
             // The kernel's pick, overruled: it is no main process of this cgroup.

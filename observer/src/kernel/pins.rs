@@ -90,6 +90,16 @@ impl Pins {
     /// `root`, and makes this layout's directory in it.
     pub fn open(root: &Path) -> Result<Self, PinError> {
         ensure_bpffs(root)?;
+        // bpffs refuses a name with a dot (kernel/bpf/inode.c `bpf_lookup()`: the dot is
+        // reserved for its own files, `maps.debug`): say so rather than EPERM.
+        let new_names = root.ancestors().take_while(|p| !p.exists()).filter_map(|p| p.file_name());
+        if let Some(bad) = new_names.map(|n| n.to_string_lossy()).find(|n| n.contains('.')) {
+            return Err(PinError::Io {
+                what: "cannot make",
+                path: root.display().to_string(),
+                source: std::io::Error::other(format!("bpffs refuses names with a dot ({bad:?})")),
+            });
+        }
         std::fs::create_dir_all(root).map_err(io("cannot make", root))?;
         let lock = lock(root)?;
         let dir = root.join(layout_name());
@@ -223,8 +233,9 @@ mod tests {
     struct Bpffs(PathBuf);
 
     impl Bpffs {
-        fn mount() -> Self {
-            let dir = std::env::temp_dir().join(format!("observer-bpffs-{}", std::process::id()));
+        fn mount(tag: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("observer-bpffs-{tag}-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let target = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
             // SAFETY: NUL-terminated strings; no data.
@@ -253,7 +264,7 @@ mod tests {
 
     #[test]
     fn refuses_a_second_daemon_and_cleans_up_under_the_lock() {
-        let fs = Bpffs::mount();
+        let fs = Bpffs::mount("lock");
         let root = fs.0.join("observer");
         let first = Pins::open(&root).expect("pins on bpffs");
         assert!(!first.adopted);
@@ -265,6 +276,13 @@ mod tests {
         drop(again);
         assert_eq!(cleanup(&root).unwrap(), Removed::default());
         assert!(!root.exists());
+    }
+
+    #[test]
+    fn a_name_with_a_dot_is_refused_with_the_reason() {
+        let fs = Bpffs::mount("dot");
+        let e = Pins::open(&fs.0.join("observer-6.1")).unwrap_err();
+        assert!(e.to_string().contains("refuses names with a dot"), "{e}");
     }
 
     #[test]
