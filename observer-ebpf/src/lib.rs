@@ -239,6 +239,9 @@ pub struct ProcessExitEvent {
     pub role: u32,
     pub cgroup_id: u64,
     pub comm: [u8; TASK_COMM_LEN],
+    /// The process's [`Process::stop`] and [`Process::kill`] at its exit.
+    pub stop: SignalFact,
+    pub kill: SignalFact,
 }
 
 impl ProcessExitEvent {
@@ -320,6 +323,32 @@ pub mod role {
     pub const SESSION: u32 = 2;
 }
 
+/// What the kernel keeps of one reported signal to a main process, in its `PROCESSES` entry
+/// and in its exit event: enough for a record when the daemon that read the signal's own
+/// event is gone (a restart) or the event was lost (a full ring).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SignalFact {
+    /// `bpf_ktime_get_ns` at generation; 0: none.
+    pub at_ns: u64,
+    pub sender_cgroup_id: u64,
+    pub sig: u32,
+    pub si_code: i32,
+    /// A [`signal_result`] value.
+    pub result: u32,
+    /// The disposition at generation (a [`disposition`] value).
+    pub handler: u32,
+    pub sender_tgid: u32,
+    /// The disposition at delivery plus one; 0: not delivered (yet).
+    pub delivered: u32,
+    pub sender_comm: [u8; TASK_COMM_LEN],
+}
+
+/// A stop signal of another number this long after the kept one replaces it: the earlier one
+/// was not the stop (a SIGHUP reload before a SIGTERM, say). The kernel's [`SignalFact`] and
+/// the correlator choose alike.
+pub const STOP_SIGNAL_SUPERSEDE_NS: u64 = 5_000_000_000;
+
 /// Value of the `PROCESSES` map, keyed by tgid: a process the probes follow and what has
 /// already been emitted for it, so a storm of the same signal costs a map update, not a
 /// ring-buffer record. `(tgid, start_ticks)` is the process's identity: a tgid reused by a
@@ -343,6 +372,10 @@ pub struct Process {
     pub generated_mask: u64,
     /// Bit n: signal n's delivery was emitted in this window.
     pub delivered_mask: u64,
+    /// The stop signal kept (first, unless superseded: [`STOP_SIGNAL_SUPERSEDE_NS`]).
+    pub stop: SignalFact,
+    /// The first SIGKILL.
+    pub kill: SignalFact,
 }
 
 /// Value of the `WATCHED_CGROUPS` map.
@@ -550,14 +583,15 @@ pub const PROCESSES_MAX: u32 = 65_536;
 pub const WATCHED_CGROUPS_MAX: u32 = 65_536;
 
 /// Bumped by hand when the meaning of a map's contents changes without its size changing.
-const LAYOUT_REVISION: u64 = 1;
+const LAYOUT_REVISION: u64 = 2;
 
 /// What a daemon and the probes it finds pinned must agree on to share the maps: the maps'
 /// value layouts and sizes, the events and the counters (FNV-1a over them). A new daemon of
 /// another layout does not adopt the pins of an old one (see observer's `kernel/pins.rs`).
 pub const LAYOUT: u64 = {
-    let parts: [u64; 16] = [
+    let parts: [u64; 17] = [
         LAYOUT_REVISION,
+        size_of::<SignalFact>() as u64,
         size_of::<EventHeader>() as u64,
         size_of::<SignalGenerateEvent>() as u64,
         size_of::<SignalDeliverEvent>() as u64,
@@ -591,12 +625,13 @@ pub const LAYOUT: u64 = {
 const _: () = assert!(size_of::<EventHeader>() == 16);
 const _: () = assert!(size_of::<SignalGenerateEvent>() == 16 + 32 + 8 + 24 + 32);
 const _: () = assert!(size_of::<SignalDeliverEvent>() == 16 + 16 + 8 + 16);
-const _: () = assert!(size_of::<ProcessExitEvent>() == 16 + 8 + 8 + 8 + 8 + 16);
+const _: () = assert!(size_of::<SignalFact>() == 56);
+const _: () = assert!(size_of::<ProcessExitEvent>() == 16 + 8 + 8 + 8 + 8 + 16 + 2 * 56);
 const _: () = assert!(size_of::<MainProcessEvent>() == 16 + 8 + 8 + 8 + 32);
 const _: () = assert!(size_of::<CgroupEvent>() == 16 + 16 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<OomVictimEvent>() == 16 + 16);
 const _: () = assert!(size_of::<ExecSessionEvent>() == 16 + 16 + 32);
-const _: () = assert!(size_of::<Process>() == 48);
+const _: () = assert!(size_of::<Process>() == 48 + 2 * 56);
 const _: () = assert!(size_of::<WatchedCgroup>() == 16);
 const _: () = assert!(size_of::<KernelOffsets>() == 104);
 const _: () = assert!(size_of::<Config>() == 16 + 104 + 4 + 4 + CGROUP_PREFIX_LEN);
@@ -614,6 +649,7 @@ mod user {
     unsafe impl aya::Pod for OomVictimEvent {}
     unsafe impl aya::Pod for ExecSessionEvent {}
     unsafe impl aya::Pod for Process {}
+    unsafe impl aya::Pod for SignalFact {}
     unsafe impl aya::Pod for MainProcessEvent {}
     unsafe impl aya::Pod for WatchedCgroup {}
     unsafe impl aya::Pod for KernelOffsets {}

@@ -45,7 +45,7 @@ pub const KILL_EXPIRY_NS: u64 = 10 * 60 * SEC;
 pub const STOP_EXPIRY_NS: u64 = 24 * 3600 * SEC;
 /// A stop signal of another number, arriving this long after the first one, replaces it: the
 /// earlier one was not a stop (a SIGHUP reload before a SIGTERM, say).
-pub const STOP_SIGNAL_SUPERSEDE_NS: u64 = 5 * SEC;
+pub const STOP_SIGNAL_SUPERSEDE_NS: u64 = observer_ebpf::STOP_SIGNAL_SUPERSEDE_NS;
 /// Bound on open records; past it the oldest is evicted and counted.
 pub const MAX_OPEN: usize = 65_536;
 /// The first stop signal of a termination.
@@ -159,6 +159,9 @@ pub struct Stats {
     pub sessions_evicted: u64,
     /// Records of a stop signal the process outlived by [`STOP_EXPIRY_NS`]: no termination.
     pub survived: u64,
+    /// Exits whose stop signal or SIGKILL came from what the kernel kept, not from their
+    /// own events (read before this daemon started, or lost).
+    pub kept_used: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -194,6 +197,10 @@ impl Correlator {
     }
 
     /// Open records (for the `observer_open_terminations` gauge).
+    pub fn is_open(&self, key: ProcKey) -> bool {
+        self.open.contains_key(&key)
+    }
+
     pub fn open_len(&self) -> usize {
         self.open.len()
     }
@@ -485,6 +492,7 @@ mod tests {
     }
     fn exit_key(key: ProcKey, at_ms: u64, code: Option<u32>, signal: Option<u32>) -> Event {
         Event::ProcessExit(ProcessExit {
+            kept: Default::default(),
             ktime_ns: at_ms * MS,
             key,
             main: true,
@@ -689,6 +697,7 @@ mod tests {
         assert_eq!((c.stats.survived, c.stats.exit_not_observed, c.open_len()), (1, 0, 1));
         // The stuck one's exit still makes its record.
         c.ingest(&Event::ProcessExit(ProcessExit {
+            kept: Default::default(),
             ktime_ns: STOP_EXPIRY_NS + 1,
             key: stuck,
             exit_code: None,
@@ -753,6 +762,7 @@ mod tests {
     }
     fn exit_of(at_ms: u64, pid: u32) -> Event {
         Event::ProcessExit(ProcessExit {
+            kept: Default::default(),
             ktime_ns: at_ms * MS,
             key: ProcKey { tgid: pid, start_ticks: 5 },
             main: false,

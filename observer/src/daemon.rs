@@ -19,6 +19,7 @@ use crate::{
     check,
     clock::{monotonic_ns, WallClock},
     daemon::args::RunArgs,
+    events::{Event, Kept, ProcKey},
     existing::{self, Found, RuntimeFiles},
     kernel::{
         loader::Probes,
@@ -78,6 +79,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let mut probes = Probes::start(&options, pins)?;
     let sources = args.metadata.sources();
     let existing = adopt_existing(&mut probes, &options.cgroup_prefix, &sources.state_files)?;
+    let kept = kept_in_flight(&probes);
     // `_ebpf` keeps this daemon's descriptors until we return; `_pins` the lock.
     let Probes { ebpf: _ebpf, support, ring, counters, logger, pins: _pins, handover, .. } = probes;
     log::info!("sched_process_exit: {}", support.describe_exit());
@@ -111,6 +113,19 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
     for (id, path) in &existing {
         pipeline.learn(*id, path);
+    }
+    // Terminations a previous daemon had seen begin: their records open again before the
+    // ring (which may hold the same signals again: the correlator merges them) is read.
+    if !kept.is_empty() {
+        log::info!(
+            "{} terminations in flight, from the pinned probes' process entries",
+            kept.len()
+        );
+    }
+    for events in kept {
+        for e in events {
+            pipeline.ingest(e);
+        }
     }
 
     let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
@@ -201,6 +216,24 @@ fn adopt_existing(
         cgroups.len()
     );
     Ok(cgroups)
+}
+
+/// The stop signals and SIGKILLs the kernel keeps for main processes still running: after a
+/// restart, what the previous daemon had read of terminations not yet over (a fresh map has
+/// none).
+fn kept_in_flight(probes: &Probes) -> Vec<Vec<Event>> {
+    probes
+        .processes
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(_, p)| p.role == observer_ebpf::role::MAIN)
+        .filter_map(|(tgid, p)| {
+            let key = ProcKey { tgid, start_ticks: p.start_ticks };
+            let comm = existing::proc_of(tgid).map(|x| x.comm).unwrap_or_default();
+            let kept = Kept::from_facts(key, &comm, p.cgroup_id, &p.stop, &p.kill);
+            (!kept.is_empty()).then(|| kept.events())
+        })
+        .collect()
 }
 
 fn hostname() -> String {

@@ -2,8 +2,8 @@
 
 use observer_ebpf::{
     disposition, role, signal_result, CgroupEvent, EventHeader, EventKind, ExecSessionEvent,
-    MainProcessEvent, OomVictimEvent, ProcessExitEvent, SignalDeliverEvent, SignalGenerateEvent,
-    SI_KERNEL,
+    MainProcessEvent, OomVictimEvent, ProcessExitEvent, SignalDeliverEvent, SignalFact,
+    SignalGenerateEvent, SI_KERNEL,
 };
 
 /// What the kernel did with a signal at generation (`enum trace_signal_result`).
@@ -134,12 +134,81 @@ pub struct SignalDeliver {
     pub cgroup_id: u64,
 }
 
+/// What the kernel kept of a main process's signals ([`observer_ebpf::SignalFact`]), as the
+/// events they were: its exit event and its `PROCESSES` entry carry them, for a daemon that
+/// did not read those events (it started since, or the ring was full).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Kept {
+    pub stop: Option<SignalGenerate>,
+    pub stop_delivered: Option<SignalDeliver>,
+    pub kill: Option<SignalGenerate>,
+}
+
+impl Kept {
+    /// The facts of process `key` (comm `comm`, container cgroup `cgroup_id`).
+    pub fn from_facts(
+        key: ProcKey,
+        comm: &str,
+        cgroup_id: u64,
+        stop: &SignalFact,
+        kill: &SignalFact,
+    ) -> Self {
+        let generate = |f: &SignalFact| {
+            (f.at_ns != 0).then(|| SignalGenerate {
+                ktime_ns: f.at_ns,
+                sig: f.sig,
+                result: f.result.into(),
+                target_handler: Disposition::from_raw(f.handler),
+                target: Proc { pid: key.tgid, comm: comm.into() },
+                target_key: key,
+                target_cgroup_id: cgroup_id,
+                sender: Sender {
+                    pid: f.sender_tgid,
+                    comm: cstr(&f.sender_comm),
+                    from: if f.si_code == SI_KERNEL { Origin::Kernel } else { Origin::Host },
+                },
+                sender_cgroup_id: f.sender_cgroup_id,
+            })
+        };
+        let stop_delivered = (stop.at_ns != 0 && stop.delivered != 0).then(|| SignalDeliver {
+            // At or after the generation: the correlator takes a delivery no earlier.
+            ktime_ns: stop.at_ns,
+            sig: stop.sig,
+            disposition: Disposition::from_raw(stop.delivered - 1).unwrap_or(Disposition::Handled),
+            key,
+            cgroup_id,
+        });
+        Self { stop: generate(stop), stop_delivered, kill: generate(kill) }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stop.is_none() && self.kill.is_none()
+    }
+
+    /// The events, in the order they happened.
+    pub fn events(&self) -> Vec<Event> {
+        let mut out: Vec<Event> = Vec::new();
+        out.extend(self.stop.clone().map(Event::SignalGenerate));
+        out.extend(self.stop_delivered.clone().map(Event::SignalDeliver));
+        out.extend(self.kill.clone().map(Event::SignalGenerate));
+        out.sort_by_key(|e| match e {
+            Event::SignalGenerate(g) => g.ktime_ns,
+            Event::SignalDeliver(d) => d.ktime_ns,
+            _ => 0,
+        });
+        out
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessExit {
     pub ktime_ns: u64,
     pub key: ProcKey,
     /// A main process's exit (else an exec session's).
     pub main: bool,
+    /// Its stop signal and SIGKILL as the kernel kept them (boxed: most exits are read with
+    /// their signals' own events, and `Event` stays small).
+    pub kept: Box<Kept>,
     pub comm: String,
     /// exit(code), when the process exited.
     pub exit_code: Option<u32>,
@@ -294,11 +363,14 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::ProcessExit => {
             let e: ProcessExitEvent = sized(bytes, kind)?;
             let (exit_code, exit_signal) = ProcessExitEvent::decode_status(e.exit_code);
+            let key = ProcKey { tgid: e.tgid, start_ticks: e.start_ticks };
+            let comm = cstr(&e.comm);
             Event::ProcessExit(ProcessExit {
                 ktime_ns: e.header.ktime_ns,
-                key: ProcKey { tgid: e.tgid, start_ticks: e.start_ticks },
+                key,
                 main: e.role == role::MAIN,
-                comm: cstr(&e.comm),
+                kept: Box::new(Kept::from_facts(key, &comm, e.cgroup_id, &e.stop, &e.kill)),
+                comm,
                 exit_code,
                 exit_signal,
                 cgroup_id: e.cgroup_id,
@@ -428,10 +500,30 @@ mod tests {
             role: role::MAIN,
             cgroup_id: 5000,
             comm: comm("sleep"),
+            stop: SignalFact {
+                at_ns: 3,
+                sender_cgroup_id: 1,
+                sig: 15,
+                si_code: 0,
+                result: signal_result::IGNORED,
+                handler: disposition::DEFAULT,
+                sender_tgid: 42,
+                delivered: 0,
+                sender_comm: comm("runc"),
+            },
+            kill: SignalFact { at_ns: 0, ..Default::default() },
         };
         let Event::ProcessExit(e) = decode(&bytes_of(&raw)).unwrap() else { panic!() };
         assert_eq!((e.exit_code, e.exit_signal), (None, Some(9)));
         assert!(e.main);
+        // The stop signal the kernel kept, as the event it was; no SIGKILL kept.
+        let stop = e.kept.stop.as_ref().expect("the kept stop signal");
+        assert_eq!((stop.ktime_ns, stop.sig, stop.result), (3, 15, SignalResult::Ignored));
+        assert_eq!(stop.target_key, e.key);
+        assert_eq!(stop.sender, Sender { pid: 42, comm: "runc".into(), from: Origin::Host });
+        assert_eq!(stop.target_handler, Some(Disposition::Default));
+        assert_eq!((e.kept.stop_delivered.is_none(), e.kept.kill.is_none()), (true, true));
+        assert_eq!(e.kept.events().len(), 1);
 
         let mut path = [0u8; CGROUP_PATH_LEN];
         let p = b"/kubepods/besteffort/podx/abc";

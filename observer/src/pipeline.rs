@@ -96,6 +96,17 @@ impl<S: Sink> Pipeline<S> {
                 Some(from) => g.sender.from = from,
                 None => return self.sink.ignored("self_signal"),
             },
+            // An exit whose signals this daemon never read (it started since, or their events
+            // were lost): the kernel kept them in the process's entry, and its exit carries
+            // them. An open record means they were read; the correlator merges a copy anyway.
+            Event::ProcessExit(x)
+                if x.main && !x.kept.is_empty() && !self.correlator.is_open(x.key) =>
+            {
+                self.correlator.stats.kept_used += 1;
+                for e in x.kept.events() {
+                    self.ingest(e);
+                }
+            }
             Event::MainProcess(m) => {
                 log::debug!(
                     "cgroup {}: main process {} ({}), started by {} ({})",
@@ -292,6 +303,7 @@ mod tests {
 
     fn exit_of(at: u64, pid: u32, cgroup: u64) -> Event {
         Event::ProcessExit(ProcessExit {
+            kept: Default::default(),
             ktime_ns: at,
             key: ProcKey { tgid: pid, start_ticks: 1 },
             main: true,
@@ -347,6 +359,58 @@ mod tests {
         assert_eq!(r.node, "node-a");
         assert_eq!(r.outcome.as_str(), "killed");
         assert_eq!(p.sink().flushes, 2, "one flush per tick");
+    }
+
+    /// `exit()` carrying the stop signal and SIGKILL of `killed()` as the kernel kept them.
+    fn exit_with_kept() -> Event {
+        let Event::ProcessExit(mut x) = exit(2011 * MS) else { unreachable!() };
+        let (Event::SignalGenerate(stop), Event::SignalGenerate(kill)) =
+            (term(10 * MS, 15), term(2010 * MS, 9))
+        else {
+            unreachable!()
+        };
+        x.kept = Box::new(crate::events::Kept {
+            stop: Some(stop),
+            stop_delivered: None,
+            kill: Some(kill),
+        });
+        Event::ProcessExit(x)
+    }
+
+    #[test]
+    fn an_exit_alone_makes_the_whole_record_from_what_the_kernel_kept() {
+        // The signals' own events were read by the daemon before this one (or lost).
+        let (mut p, _lookups) = pipeline(16);
+        p.ingest(mkdir(CGROUP));
+        p.resolved(named(CGROUP, "container"));
+        let x = exit_with_kept();
+        p.ingest(x);
+        p.tick(2200 * MS);
+        let r = &p.sink().records[0];
+        assert_eq!(r.outcome.as_str(), "killed");
+        assert_eq!(r.stop_signal.as_deref(), Some("SIGTERM"));
+        assert_eq!(r.stop_signal_ignored, Some(true));
+        assert_eq!(r.sigkill_sender.as_ref().map(|s| s.comm.as_str()), Some("runc"));
+        assert_eq!(r.term_to_kill_seconds, Some(2.0));
+        assert_eq!(p.stats().kept_used, 1);
+        // With the events read as well (the normal path), the same one record.
+        let (mut q, _lookups) = pipeline(16);
+        q.ingest(mkdir(CGROUP));
+        q.resolved(named(CGROUP, "container"));
+        q.ingest(term(10 * MS, 15));
+        q.ingest(term(2010 * MS, 9));
+        let x = exit_with_kept();
+        q.ingest(x);
+        q.tick(2200 * MS);
+        assert_eq!(q.sink().records.len(), 1);
+        // The same record but for the wall clock each pipeline measured for itself.
+        let (mut a, b) = (q.sink().records[0].clone(), &p.sink().records[0]);
+        a.ts.clone_from(&b.ts);
+        a.exit_at.clone_from(&b.exit_at);
+        a.stop_signal_at.clone_from(&b.stop_signal_at);
+        a.sigkill_at.clone_from(&b.sigkill_at);
+        assert_eq!(&a, b);
+        assert_eq!(q.stats().kept_used, 0);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! daemon runs and the next daemon reads on; one daemon per pin directory and journal;
 //! `observer cleanup` leaves no program attached and no pin, as the kernel itself reports.
 //!
-//! What a restart does not yet keep (the stop signal a daemon saw before it ended, for an exit
-//! after it) is the restart issue's next step; these tests cover what the pins give.
+//! A termination that spans a restart (its stop signal read by one daemon, its SIGKILL or exit
+//! by the next) is made whole from what the kernel keeps in the main process's entry: at start
+//! the records of terminations in flight open again, and an exit event carries its signals.
 
 use std::{path::Path, process::Command, time::Duration};
 
@@ -106,6 +107,107 @@ fn a_container_stopped_while_the_daemon_was_stopped_is_recorded() {
 #[test]
 fn a_container_stopped_while_the_daemon_was_killed_is_recorded() {
     stopped_while_down(Exit::Kill);
+}
+
+/// Waits until `runc` reports the container gone from running.
+fn wait_stopped(runc: &observer_tests::Runc) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while runc.status() == "running" {
+        assert!(std::time::Instant::now() < deadline, "the container did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Its stop signal seen by one daemon (which then ends by `how`), its SIGKILL by the next: one
+/// record, killed after that stop signal, the interval from the kernel's clock.
+fn stop_signal_before_sigkill_after(how: Exit) {
+    let mut d = Daemon::start();
+    let ns = unique("span");
+    let (pod, cid, runc) = runc_container(&d, &ns, "web-7d4b9c6f8-x2k9p", &["sleep", "1000"]);
+    let pid = runc.pid().unwrap();
+    runc.kill("TERM").unwrap();
+    // The first daemon reads it (its record opens), then ends.
+    std::thread::sleep(Duration::from_millis(300));
+    d.stop(how);
+    d.start_again();
+    std::thread::sleep(Duration::from_millis(700));
+    runc.kill("KILL").unwrap();
+    wait_stopped(&runc);
+    let recs = d.wait_records(1, WAIT, by_id(&cid));
+    let r = &recs[0];
+    eprintln!("record: {r:#}\nlog:\n{}", d.log());
+    assert_eq!(r["pid"], pid);
+    assert_eq!(r["outcome"], "killed");
+    assert_eq!(r["stop_signal"], "SIGTERM");
+    assert_eq!(r["stop_signal_ignored"], true);
+    assert_eq!(r["stop_signal_handler"], "default");
+    assert_eq!(r["stop_signal_sender"]["comm"], "runc");
+    assert_eq!(r["stop_signal_sender"]["from"], "host");
+    assert_eq!(r["sigkill_sender"]["comm"], "runc");
+    assert_eq!(r["exit_signal"], "SIGKILL");
+    let t2k = r["term_to_kill_seconds"].as_f64().unwrap();
+    assert!((0.9..5.0).contains(&t2k), "TERM to KILL on the kernel clock: {t2k}");
+    assert!(d.log().contains("terminations in flight"), "{}", d.log());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.records().iter().filter(|r| r["container_id"] == cid.as_str()).count(), 1);
+    drop(runc);
+    drop(pod);
+}
+
+/// Its stop signal seen by one daemon (which then ends by `how`), its exit while no daemon
+/// runs: the next daemon reads the exit, which carries the stop signal the kernel kept.
+fn stop_signal_before_exit_while_down(how: Exit) {
+    let mut d = Daemon::start();
+    let ns = unique("spanx");
+    let (pod, cid, runc) = runc_container(
+        &d,
+        &ns,
+        "api-7d4b9c6f8-x2k9p",
+        &["sh", "-c", "trap 'sleep 1; exit 3' TERM; sleep 1000 & wait"],
+    );
+    let pid = runc.pid().unwrap();
+    wait_handler(pid, libc::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    runc.kill("TERM").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    d.stop(how);
+    wait_stopped(&runc);
+    d.start_again();
+    let recs = d.wait_records(1, WAIT, by_id(&cid));
+    let r = &recs[0];
+    eprintln!("record: {r:#}\nlog:\n{}", d.log());
+    assert_eq!(r["pid"], pid);
+    assert_eq!(r["outcome"], "graceful");
+    assert_eq!(r["exit_code"], 3);
+    assert_eq!(r["stop_signal"], "SIGTERM");
+    assert_eq!(r["stop_signal_handler"], "handled");
+    assert_eq!(r["stop_signal_sender"]["comm"], "runc");
+    let t = r["term_to_exit_seconds"].as_f64().unwrap();
+    assert!((0.9..5.0).contains(&t), "TERM to exit on the kernel clock: {t}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.records().iter().filter(|r| r["container_id"] == cid.as_str()).count(), 1);
+    drop(runc);
+    drop(pod);
+}
+
+#[test]
+fn daemon_stopped_between_stop_signal_and_sigkill() {
+    stop_signal_before_sigkill_after(Exit::Term);
+}
+
+#[test]
+fn daemon_killed_between_stop_signal_and_sigkill() {
+    stop_signal_before_sigkill_after(Exit::Kill);
+}
+
+#[test]
+fn daemon_stopped_between_stop_signal_and_exit() {
+    stop_signal_before_exit_while_down(Exit::Term);
+}
+
+#[test]
+fn daemon_killed_between_stop_signal_and_exit() {
+    stop_signal_before_exit_while_down(Exit::Kill);
 }
 
 #[test]

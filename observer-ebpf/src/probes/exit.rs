@@ -83,8 +83,9 @@ unsafe fn emit_exit(tgid: u32) -> Result<(), i64> {
     let Some(p) = (unsafe { followed(tgid, task) }) else {
         return Ok(());
     };
-    let (start_ticks, role, cgroup, window_start) =
-        unsafe { ((*p).start_ticks, (*p).role, (*p).cgroup_id, (*p).window_start_ns) };
+    let (start_ticks, role, cgroup, window_start, stop, kill) = unsafe {
+        ((*p).start_ticks, (*p).role, (*p).cgroup_id, (*p).window_start_ns, (*p).stop, (*p).kill)
+    };
     if PROCESSES.remove(&tgid).is_err() {
         // Another exiting thread of the group got here first.
         return Ok(());
@@ -112,6 +113,8 @@ unsafe fn emit_exit(tgid: u32) -> Result<(), i64> {
         role,
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         comm: bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]),
+        stop,
+        kill,
     });
     Ok(())
 }

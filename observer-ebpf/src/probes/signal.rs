@@ -33,8 +33,9 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use observer_ebpf::{
-    disposition, role, signal_result, Counter, EventKind, Process, SignalDeliverEvent,
-    SignalGenerateEvent, SIGKILL, SIGNAL_GROUP_EXIT, SI_KERNEL, SI_USER, TASK_COMM_LEN,
+    disposition, role, signal_result, Counter, EventKind, Process, SignalDeliverEvent, SignalFact,
+    SignalGenerateEvent, SIGKILL, SIGNAL_GROUP_EXIT, SI_KERNEL, SI_USER, STOP_SIGNAL_SUPERSEDE_NS,
+    TASK_COMM_LEN,
 };
 
 use super::{
@@ -122,6 +123,29 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
         unsafe { read_field(task, config!(offsets.task_comm)) }.unwrap_or([0; TASK_COMM_LEN]);
     let target_handler = unsafe { disposition_of(task, sig) };
     let group: i32 = ctx.arg(3);
+    let sender_comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
+    // 5. Kept in the process's entry too: its exit event carries it to a daemon that never
+    //    read this event (started since, or the ring was full).
+    let fact = SignalFact {
+        at_ns: ts,
+        sender_cgroup_id,
+        sig,
+        si_code,
+        result: result as u32,
+        handler: target_handler,
+        sender_tgid: (pid_tgid >> 32) as u32,
+        delivered: 0,
+        sender_comm,
+    };
+    if sig == SIGKILL {
+        if p.kill.at_ns == 0 {
+            p.kill = fact;
+        }
+    } else if p.stop.at_ns == 0
+        || (p.stop.sig != sig && ts.wrapping_sub(p.stop.at_ns) > STOP_SIGNAL_SUPERSEDE_NS)
+    {
+        p.stop = fact;
+    }
     let (start_ticks, target_cgroup_id) = (p.start_ticks, p.cgroup_id);
     emit(EventKind::SignalGenerate, ts, |header| SignalGenerateEvent {
         header,
@@ -139,7 +163,7 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
         target_cgroup_id,
         sender_cgroup_id,
         target_comm,
-        sender_comm: bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]),
+        sender_comm,
     });
     Ok(())
 }
@@ -194,14 +218,18 @@ unsafe fn try_signal_deliver(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let sa_flags: u64 =
         unsafe { bpf_probe_read_kernel(ka.add(8) as *const u64) }.map_err(|e| e as i64)?;
     let start_ticks = p.start_ticks;
+    let disposition = match sa_handler {
+        0 => disposition::DEFAULT,
+        1 => disposition::IGNORED,
+        _ => disposition::HANDLED,
+    };
+    if p.stop.at_ns != 0 && p.stop.sig == sig && p.stop.delivered == 0 {
+        p.stop.delivered = disposition + 1;
+    }
     emit(EventKind::SignalDeliver, ts, |header| SignalDeliverEvent {
         header,
         sig,
-        disposition: match sa_handler {
-            0 => disposition::DEFAULT,
-            1 => disposition::IGNORED,
-            _ => disposition::HANDLED,
-        },
+        disposition,
         tgid,
         tid: pid_tgid as u32,
         start_ticks,
