@@ -210,6 +210,58 @@ fn daemon_killed_between_stop_signal_and_exit() {
     stop_signal_before_exit_while_down(Exit::Kill);
 }
 
+/// An upgrade whose map layout changed: the new daemon cannot share the old maps. It attaches
+/// its own first, then retires the old layout's directory (links, so the old programs stop;
+/// maps), counting what the old ring held unread as lost at the handover. Simulated by
+/// renaming the old daemon's layout directory (bpffs renames), as a build of another layout
+/// would have named it.
+#[test]
+fn an_upgrade_of_another_layout_retires_the_old_pins_and_counts_what_they_held() {
+    let mut d = Daemon::start();
+    let pin_dir = d.pin_dir.clone().unwrap();
+    d.stop(Exit::Kill);
+    let layouts: Vec<_> =
+        std::fs::read_dir(&pin_dir).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(layouts.len(), 1, "{layouts:?}");
+    // While no daemon runs, the old programs record a container's stop into the old ring.
+    let ns = unique("upgrade");
+    let (pod, cid, runc) = runc_container(
+        &d,
+        &ns,
+        "api-7d4b9c6f8-x2k9p",
+        &["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"],
+    );
+    wait_handler(runc.pid().unwrap(), libc::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    runc.kill("TERM").unwrap();
+    wait_stopped(&runc);
+    drop(runc);
+    let old = pin_dir.join("00000000000000aa");
+    std::fs::rename(&layouts[0], &old).unwrap();
+    d.start_again();
+    assert!(!old.exists(), "the old layout is retired: {:?}", pins(&old));
+    assert!(d.log().contains("an observer of another layout left"), "{}", d.log());
+    let lost = d.metric("observer_events_lost_total", &[("stage", "handover")]);
+    assert!(lost >= 2.0, "the stop's signal and exit, at least: {lost}\n{}", d.metrics());
+    // The new layout records what happens from here on; the lost stop has no record.
+    assert!(d.records().iter().all(|r| r["container_id"] != cid.as_str()));
+    let (pod2, cid2, runc2) = runc_container(
+        &d,
+        &ns,
+        "web-7d4b9c6f8-x2k9p",
+        &["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"],
+    );
+    wait_handler(runc2.pid().unwrap(), libc::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    runc2.kill("TERM").unwrap();
+    wait_stopped(&runc2);
+    let r = &d.wait_records(1, WAIT, by_id(&cid2))[0];
+    assert_eq!(r["outcome"], "graceful");
+    drop(runc2);
+    drop(pod2);
+    drop(pod);
+}
+
 #[test]
 fn a_second_daemon_on_the_same_pins_or_journal_is_refused() {
     let d = Daemon::start();
