@@ -578,9 +578,11 @@ impl Config {
 }
 
 // Layouts are part of the contract: no implicit padding, sizes pinned.
-/// Entries of `PROCESSES` and of `WATCHED_CGROUPS`.
-pub const PROCESSES_MAX: u32 = 65_536;
-pub const WATCHED_CGROUPS_MAX: u32 = 65_536;
+/// Entries of `PROCESSES` and of `WATCHED_CGROUPS`, preallocated (about 3.5 MiB and 1.2 MiB):
+/// a node's containers' main processes and exec sessions, and their cgroups, with room for
+/// 10,000 containers. A full map is counted (`processes_map_full`, `watched_map_full`).
+pub const PROCESSES_MAX: u32 = 16_384;
+pub const WATCHED_CGROUPS_MAX: u32 = 16_384;
 
 /// Bumped by hand when the meaning of a map's contents changes without its size changing.
 const LAYOUT_REVISION: u64 = 2;

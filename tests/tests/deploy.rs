@@ -61,7 +61,6 @@ fn manifests_pass_kubernetes_and_operator_schemas_strictly() {
     for object in [
         "Namespace/observer",
         "ServiceAccount/observer",
-        "PriorityClass/observer-node-agent",
         "DaemonSet/observer",
         "Service/observer",
         "ServiceMonitor/observer",

@@ -50,7 +50,7 @@ unsafe fn try_cgroup_event(ctx: &TracePointContext, kind: EventKind) -> Result<(
                 .insert(&id, &WatchedCgroup { since_ns: ts, ..Default::default() }, 0)
                 .is_err()
             {
-                // Rare (65536 containers' cgroups): worth a log line besides the counter.
+                // Rare (WATCHED_CGROUPS_MAX cgroups): worth a log line besides the counter.
                 count(Counter::WatchedInsertFailed);
                 warn!(ctx, "WATCHED_CGROUPS full: signals to cgroup {} will not be seen", id);
             }
