@@ -431,12 +431,15 @@ pub enum Counter {
     StaleProcess = 12,
     /// An exec in a container cgroup below one with a main process: not a container.
     NestedCgroup = 13,
+    /// A stop signal or SIGKILL to a main process already exiting, which the kernel dropped
+    /// for that (`prepare_signal()` after SIGNAL_GROUP_EXIT): it changes nothing, no record.
+    TargetExiting = 14,
 }
 
 impl Counter {
     /// Every counter, in slot order (userspace gives each a meaning; see observer's
     /// `kernel::loader::meaning`).
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::RingbufFullSignalGenerate,
         Self::RingbufFullSignalDeliver,
         Self::RingbufFullProcessExit,
@@ -451,6 +454,7 @@ impl Counter {
         Self::SelfSignal,
         Self::StaleProcess,
         Self::NestedCgroup,
+        Self::TargetExiting,
     ];
 }
 

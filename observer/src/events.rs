@@ -134,6 +134,15 @@ pub struct SignalDeliver {
     pub cgroup_id: u64,
 }
 
+impl Sender {
+    /// As the kernel reports it: [`Origin::Kernel`] for `SEND_SIG_PRIV` (si_code SI_KERNEL),
+    /// else [`Origin::Host`] until the pipeline, which knows the containers, says otherwise.
+    fn decoded(tgid: u32, comm: &[u8], si_code: i32) -> Self {
+        let from = if si_code == SI_KERNEL { Origin::Kernel } else { Origin::Host };
+        Self { pid: tgid, comm: cstr(comm), from }
+    }
+}
+
 /// What the kernel kept of a main process's signals ([`observer_ebpf::SignalFact`]), as the
 /// events they were: its exit event and its `PROCESSES` entry carry them, for a daemon that
 /// did not read those events (it started since, or the ring was full).
@@ -162,11 +171,7 @@ impl Kept {
                 target: Proc { pid: key.tgid, comm: comm.into() },
                 target_key: key,
                 target_cgroup_id: cgroup_id,
-                sender: Sender {
-                    pid: f.sender_tgid,
-                    comm: cstr(&f.sender_comm),
-                    from: if f.si_code == SI_KERNEL { Origin::Kernel } else { Origin::Host },
-                },
+                sender: Sender::decoded(f.sender_tgid, &f.sender_comm, f.si_code),
                 sender_cgroup_id: f.sender_cgroup_id,
             })
         };
@@ -342,11 +347,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 target: Proc { pid: e.target_tgid, comm: cstr(&e.target_comm) },
                 target_key: ProcKey { tgid: e.target_tgid, start_ticks: e.target_start_ticks },
                 target_cgroup_id: e.target_cgroup_id,
-                sender: Sender {
-                    pid: e.sender_tgid,
-                    comm: cstr(&e.sender_comm),
-                    from: if e.si_code == SI_KERNEL { Origin::Kernel } else { Origin::Host },
-                },
+                sender: Sender::decoded(e.sender_tgid, &e.sender_comm, e.si_code),
                 sender_cgroup_id: e.sender_cgroup_id,
             })
         }

@@ -90,6 +90,7 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
         let signal: *const u8 = unsafe { read_field(task, config!(offsets.task_signal))? };
         let flags: u32 = unsafe { read_field(signal, config!(offsets.signal_flags))? };
         if flags & SIGNAL_GROUP_EXIT != 0 {
+            count(Counter::TargetExiting);
             return Ok(());
         }
     }

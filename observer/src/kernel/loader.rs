@@ -174,6 +174,8 @@ pub enum Meaning {
     /// A cgroup below a container with a main process, which makes no container of its own
     /// (`observer_nested_cgroups_total`).
     Nested,
+    /// A signal to a main process already exiting (`observer_signals_to_exiting_total`).
+    TargetExiting,
 }
 
 /// The one table of kernel counters: every `Counter` has a meaning (the match is exhaustive,
@@ -194,6 +196,7 @@ pub const fn meaning(counter: Counter) -> Meaning {
         Counter::CgroupPathTruncated => Meaning::PathTruncated,
         Counter::SelfSignal => Meaning::SelfSignal,
         Counter::NestedCgroup => Meaning::Nested,
+        Counter::TargetExiting => Meaning::TargetExiting,
     }
 }
 

@@ -41,6 +41,7 @@ pub struct Metrics {
     pub paths_truncated: IntCounter,
     pub self_signals: IntCounter,
     pub nested_cgroups: IntCounter,
+    pub signals_to_exiting: IntCounter,
     pub unmatched: IntCounterVec,
     pub ignored: IntCounterVec,
     pub metadata_errors: IntCounterVec,
@@ -148,6 +149,14 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
+            signals_to_exiting: register(
+                &r,
+                IntCounter::new(
+                    "observer_signals_to_exiting_total",
+                    "stop signals and SIGKILLs to a main process already exiting, which the kernel dropped for that (a dying pid namespace init's SIGKILL to its last threads, a stop racing an exit): no record",
+                )
+                .expect("valid"),
+            ),
             unmatched: register(
                 &r,
                 counter(
@@ -230,6 +239,7 @@ impl Metrics {
                 Meaning::PathTruncated => Self::set_counter(&self.paths_truncated, n),
                 Meaning::SelfSignal => Self::set_counter(&self.self_signals, n),
                 Meaning::Nested => Self::set_counter(&self.nested_cgroups, n),
+                Meaning::TargetExiting => Self::set_counter(&self.signals_to_exiting, n),
             }
         }
         for (stage, n) in lost {
