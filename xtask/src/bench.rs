@@ -199,6 +199,9 @@ impl Daemon {
             .arg(work.join("journal.jsonl"))
             .arg("--kubelet-log-root")
             .arg(work)
+            // Unpinned: the probes must end with the daemon, or the rounds without it would
+            // still pay for them.
+            .args(["--pin-dir", "none"])
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("{} (run `cargo xtask build`)", bin.display()))?;

@@ -157,7 +157,8 @@ fn run_daemon(extra: &[String]) -> Result<()> {
     eprintln!("  metrics:  curl -s http://{listen}/metrics | grep container_termination");
     eprintln!("  health:   curl -s http://{listen}/healthz");
     eprintln!("  journal:  tail -f {journal}");
-    eprintln!("  Ctrl-C stops it.");
+    eprintln!("  Ctrl-C stops it; its probes stay pinned (the kernel keeps recording for the");
+    eprintln!("  next run): `target/release/observer cleanup` detaches them.");
     let mut cmd = Command::new(bin);
     cmd.args(["run", "--listen", listen, "--journal", journal]).args(extra);
     run(&mut cmd)
