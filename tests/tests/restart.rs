@@ -72,14 +72,8 @@ fn stopped_while_down(how: Exit) {
         &["sh", "-c", "trap 'exit 3' TERM; sleep 1000 & wait"],
     );
     let pid = runc.pid().unwrap();
-    wait_handler(pid, libc::SIGTERM).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    runc.kill("TERM").unwrap();
-    let deadline = std::time::Instant::now() + WAIT;
-    while runc.status() == "running" {
-        assert!(std::time::Instant::now() < deadline, "the container did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    term_when_trapped(&runc);
+    wait_stopped(&runc);
     drop(runc);
     d.start_again();
     let r = &d.wait_records(1, WAIT, by_id(&cid))[0];
@@ -107,6 +101,13 @@ fn a_container_stopped_while_the_daemon_was_stopped_is_recorded() {
 #[test]
 fn a_container_stopped_while_the_daemon_was_killed_is_recorded() {
     stopped_while_down(Exit::Kill);
+}
+
+/// `runc kill TERM` once the container's shell has its SIGTERM trap (and is in `wait`).
+fn term_when_trapped(runc: &observer_tests::Runc) {
+    wait_handler(runc.pid().unwrap(), libc::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    runc.kill("TERM").unwrap();
 }
 
 /// Waits until `runc` reports the container gone from running.
@@ -166,9 +167,7 @@ fn stop_signal_before_exit_while_down(how: Exit) {
         &["sh", "-c", "trap 'sleep 1; exit 3' TERM; sleep 1000 & wait"],
     );
     let pid = runc.pid().unwrap();
-    wait_handler(pid, libc::SIGTERM).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    runc.kill("TERM").unwrap();
+    term_when_trapped(&runc);
     std::thread::sleep(Duration::from_millis(200));
     d.stop(how);
     wait_stopped(&runc);
@@ -231,9 +230,7 @@ fn an_upgrade_of_another_layout_retires_the_old_pins_and_counts_what_they_held()
         "api-7d4b9c6f8-x2k9p",
         &["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"],
     );
-    wait_handler(runc.pid().unwrap(), libc::SIGTERM).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    runc.kill("TERM").unwrap();
+    term_when_trapped(&runc);
     wait_stopped(&runc);
     drop(runc);
     let old = pin_dir.join("00000000000000aa");
@@ -251,9 +248,7 @@ fn an_upgrade_of_another_layout_retires_the_old_pins_and_counts_what_they_held()
         "web-7d4b9c6f8-x2k9p",
         &["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"],
     );
-    wait_handler(runc2.pid().unwrap(), libc::SIGTERM).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    runc2.kill("TERM").unwrap();
+    term_when_trapped(&runc2);
     wait_stopped(&runc2);
     let r = &d.wait_records(1, WAIT, by_id(&cid2))[0];
     assert_eq!(r["outcome"], "graceful");
