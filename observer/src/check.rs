@@ -17,6 +17,16 @@ use crate::{
 pub struct CheckArgs {
     #[command(flatten)]
     pub probes: loader::ProbeArgs,
+
+    /// The pin directory `observer run` uses: said whether it holds pins, and whether a
+    /// daemon reads them.
+    #[arg(long, default_value = "/sys/fs/bpf/observer", env = "OBSERVER_PIN_DIR")]
+    pub pin_dir: std::path::PathBuf,
+}
+
+/// A line on the pins (never a failure: pins left behind are adopted by the next daemon).
+pub fn pins(root: &std::path::Path) -> Check {
+    Check::pass("pinned probes", crate::kernel::pins::describe(root))
 }
 
 /// Outcome of one requirement.

@@ -40,6 +40,8 @@ use crate::{
 pub const EVENT_QUEUE: usize = 65_536;
 /// Container lookups waiting for the metadata task; past this they are counted and skipped.
 pub const LOOKUP_QUEUE: usize = 4_096;
+/// How often the pins' heartbeat is renewed (`observer check` reads it).
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
 /// How often closed records are drained and counters refreshed.
 pub const TICK: Duration = Duration::from_millis(50);
 
@@ -80,8 +82,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let sources = args.metadata.sources();
     let existing = adopt_existing(&mut probes, &options.cgroup_prefix, &sources.state_files)?;
     let kept = kept_in_flight(&probes);
-    // `_ebpf` keeps this daemon's descriptors until we return; `_pins` the lock.
-    let Probes { ebpf: _ebpf, support, ring, counters, logger, pins: _pins, handover, .. } = probes;
+    // `_ebpf` keeps this daemon's descriptors until we return; `pins` the lock.
+    let Probes { ebpf: _ebpf, support, ring, counters, logger, pins, handover, .. } = probes;
     log::info!("sched_process_exit: {}", support.describe_exit());
     reader::spawn_logger(logger)?;
 
@@ -140,6 +142,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     );
 
     let mut tick = tokio::time::interval(TICK);
+    let mut heartbeat_at = std::time::Instant::now();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let m = &shared.metrics;
     let result = loop {
@@ -154,6 +157,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 m.refresh_kernel(|c| counters.get(c));
                 m.refresh_pipeline(pipeline.stats(), pipeline.open_terminations(), pipeline.metadata());
                 pipeline.tick(monotonic_ns());
+                if heartbeat_at.elapsed() >= HEARTBEAT {
+                    heartbeat_at = std::time::Instant::now();
+                    if let Some(p) = &pins {
+                        p.heartbeat();
+                    }
+                }
                 if reader.is_finished() || server.is_finished() {
                     break Err(anyhow::anyhow!("a daemon task stopped"));
                 }

@@ -8,7 +8,8 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match Cli::parse().command {
         Command::Check(args) => {
-            let report = observer::check::run(&args.probes.options(), true);
+            let mut report = observer::check::run(&args.probes.options(), true);
+            report.checks.push(observer::check::pins(&args.pin_dir));
             println!("{report}");
             if report.passed() {
                 ExitCode::SUCCESS

@@ -308,7 +308,19 @@ fn cleanup_detaches_every_program_and_removes_every_pin() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("another observer"));
+    let check = |want: &str| {
+        let out = Command::new(observer_bin())
+            .args(["check", "--pin-dir", pin_dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{said}");
+        let line = said.lines().find(|l| l.contains("pinned probes")).unwrap_or_default();
+        assert!(line.contains(want), "{line:?} should say {want:?}:\n{said}");
+    };
+    check("a running daemon's (heartbeat");
     d.stop(Exit::Kill);
+    check("left by a daemon gone for");
     // Killed: its programs stay attached through the pins.
     let still: Vec<u64> =
         observer_programs().into_iter().filter(|id| running.contains(id)).collect();

@@ -116,6 +116,15 @@ impl Pins {
         self.dir.join(format!("link_{program}"))
     }
 
+    /// Marks the layout directory as read by a live daemon now (its mtime): what
+    /// `observer check` reads to tell pins nobody reads from a daemon's.
+    pub fn heartbeat(&self) {
+        let now = std::time::SystemTime::now();
+        if let Err(e) = File::open(&self.dir).and_then(|d| d.set_modified(now)) {
+            log::debug!("heartbeat on {}: {e}", self.dir.display());
+        }
+    }
+
     /// Layout directories of other builds under the root (an upgrade's predecessor).
     pub fn others(&self) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(&self.root) else { return Vec::new() };
@@ -166,6 +175,37 @@ fn ensure_bpffs(root: &Path) -> Result<(), PinError> {
     }
     log::info!("mounted bpffs at {BPFFS}");
     Ok(())
+}
+
+/// What `observer check` says of the pins under `root`: none, a daemon's (the lock is held),
+/// or left behind, with how long ago a daemon last read them (their heartbeat).
+pub fn describe(root: &Path) -> String {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return format!("{}: none", root.display());
+    };
+    let newest = entries
+        .flatten()
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max()
+        .and_then(|t| t.elapsed().ok());
+    let ago = |d: std::time::Duration| match d.as_secs() {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s => format!("{} h", s / 3600),
+    };
+    match (lock(root), newest) {
+        (Err(PinError::Locked { .. }), Some(d)) => {
+            format!("{}: a running daemon's (heartbeat {} ago)", root.display(), ago(d))
+        }
+        (Err(PinError::Locked { .. }), None) => format!("{}: a running daemon's", root.display()),
+        (_, None) => format!("{}: an empty directory", root.display()),
+        (_, Some(d)) => format!(
+            "{}: left by a daemon gone for {} (the probes still record, into a ring nobody \
+             reads): start `observer run`, or run `observer cleanup` if it was removed",
+            root.display(),
+            ago(d)
+        ),
+    }
 }
 
 /// What `observer cleanup` removed.
@@ -270,7 +310,14 @@ mod tests {
         assert!(!first.adopted);
         assert!(matches!(Pins::open(&root), Err(PinError::Locked { .. })));
         assert!(matches!(cleanup(&root), Err(PinError::Locked { .. })));
+        first.heartbeat();
+        assert!(
+            describe(&root).contains("a running daemon's (heartbeat 0 s ago)"),
+            "{}",
+            describe(&root)
+        );
         drop(first);
+        assert!(describe(&root).contains("left by a daemon gone for 0 s"), "{}", describe(&root));
         let again = Pins::open(&root).unwrap();
         assert!(again.others().is_empty());
         drop(again);
