@@ -26,7 +26,7 @@
 
 use std::{
     fs::File,
-    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
+    os::fd::AsRawFd as _,
     path::{Path, PathBuf},
 };
 
@@ -251,11 +251,6 @@ pub fn remove_layout(dir: &Path, removed: &mut Removed) -> Result<(), PinError> 
         }
     }
     std::fs::remove_dir(dir).map_err(io("cannot remove", dir))
-}
-
-/// The pinned ring's identity, for logs: its inode (the same across restarts).
-pub fn ring_inode(pins: &Pins) -> Option<u64> {
-    std::fs::metadata(pins.map(names::EVENTS)).ok().map(|m| m.ino())
 }
 
 #[cfg(test)]
