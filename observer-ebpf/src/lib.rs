@@ -22,6 +22,9 @@ pub mod names {
     pub const WATCHED_CGROUPS: &str = "WATCHED_CGROUPS";
     /// Per-CPU array of `u64`, indexed by [`super::Counter`].
     pub const COUNTERS: &str = "COUNTERS";
+    /// Hash map: [`super::EndedKey`] -> [`super::Ended`], the terminations the kernel saw end
+    /// and no daemon has recorded yet.
+    pub const ENDED: &str = "ENDED";
     /// The [`super::Config`] global.
     pub const CONFIG: &str = "CONFIG";
 }
@@ -380,7 +383,7 @@ pub struct Process {
 
 /// Value of the `WATCHED_CGROUPS` map.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct WatchedCgroup {
     /// `bpf_ktime_get_ns` when the cgroup was seen (0: found by the start-up walk).
     pub since_ns: u64,
@@ -388,6 +391,56 @@ pub struct WatchedCgroup {
     pub main_tgid: u32,
     /// [`watched::NESTED`] and friends.
     pub flags: u32,
+    /// Bytes of `path` used (0: not known).
+    pub path_len: u32,
+    pub _pad0: u32,
+    /// The cgroup's path as cgroup_mkdir gave it (or the start-up walk found it), kept so an
+    /// [`Ended`] termination still names its container after the cgroup is gone and no daemon
+    /// read the mkdir.
+    pub path: [u8; CGROUP_PATH_LEN],
+}
+
+impl WatchedCgroup {
+    pub const ZERO: Self = Self {
+        since_ns: 0,
+        main_tgid: 0,
+        flags: 0,
+        path_len: 0,
+        _pad0: 0,
+        path: [0; CGROUP_PATH_LEN],
+    };
+}
+
+impl Default for WatchedCgroup {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+/// Key of the `ENDED` map: the ended process's identity ([`Process::start_ticks`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EndedKey {
+    pub tgid: u32,
+    pub _pad0: u32,
+    pub start_ticks: u64,
+}
+
+/// Value of the `ENDED` map: the exit of a container's main process that had a stop signal or
+/// a SIGKILL, as it was emitted (with the signals the kernel kept), and its cgroup's path. The
+/// kernel keeps it until a daemon has journaled the record (and deletes it): a daemon killed
+/// before that, or a ring buffer that overflowed while no daemon read it, loses nothing. A
+/// full map is counted ([`Counter::EndedFull`]); the exit event still goes to the ring.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Ended {
+    pub exit: ProcessExitEvent,
+    /// The container's cgroup (the main process's, as followed), whose path `path` is.
+    pub cgroup_id: u64,
+    /// Bytes of `path` used (0: the cgroup's path was not known).
+    pub path_len: u32,
+    pub _pad0: u32,
+    pub path: [u8; CGROUP_PATH_LEN],
 }
 
 /// [`WatchedCgroup::flags`].
@@ -434,12 +487,15 @@ pub enum Counter {
     /// A stop signal or SIGKILL to a main process already exiting, which the kernel dropped
     /// for that (`prepare_signal()` after SIGNAL_GROUP_EXIT): it changes nothing, no record.
     TargetExiting = 14,
+    /// `ENDED` insert failed (map full: no daemon deleted what it recorded for a long time):
+    /// that termination is only in the ring buffer, and lost if the ring is not read in time.
+    EndedFull = 15,
 }
 
 impl Counter {
     /// Every counter, in slot order (userspace gives each a meaning; see observer's
     /// `kernel::loader::meaning`).
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::RingbufFullSignalGenerate,
         Self::RingbufFullSignalDeliver,
         Self::RingbufFullProcessExit,
@@ -455,11 +511,12 @@ impl Counter {
         Self::StaleProcess,
         Self::NestedCgroup,
         Self::TargetExiting,
+        Self::EndedFull,
     ];
 }
 
 /// Size of the `COUNTERS` array.
-pub const COUNTER_SLOTS: u32 = 16;
+pub const COUNTER_SLOTS: u32 = 32;
 
 /// Offsets of the kernel struct fields the probes read, taken from the running kernel's BTF
 /// (/sys/kernel/btf/vmlinux) at load time: aya cannot emit CO-RE relocations from Rust, and
@@ -582,20 +639,24 @@ impl Config {
 }
 
 // Layouts are part of the contract: no implicit padding, sizes pinned.
-/// Entries of `PROCESSES` and of `WATCHED_CGROUPS`, preallocated (about 3.5 MiB and 1.2 MiB):
+/// Entries of `PROCESSES` and of `WATCHED_CGROUPS`, preallocated (about 3.5 MiB and 5 MiB):
 /// a node's containers' main processes and exec sessions, and their cgroups, with room for
 /// 10,000 containers. A full map is counted (`processes_map_full`, `watched_map_full`).
 pub const PROCESSES_MAX: u32 = 16_384;
 pub const WATCHED_CGROUPS_MAX: u32 = 16_384;
+/// Entries of `ENDED`, preallocated (about 4 MiB): terminations not yet recorded, which is a
+/// few at a time while a daemon runs, and what ends while none does (a rollout of 8,000
+/// containers' stops on one node before its daemon is back).
+pub const ENDED_MAX: u32 = 8_192;
 
 /// Bumped by hand when the meaning of a map's contents changes without its size changing.
-const LAYOUT_REVISION: u64 = 2;
+const LAYOUT_REVISION: u64 = 3;
 
 /// What a daemon and the probes it finds pinned must agree on to share the maps: the maps'
 /// value layouts and sizes, the events and the counters (FNV-1a over them). A new daemon of
 /// another layout does not adopt the pins of an old one (see observer's `kernel/pins.rs`).
 pub const LAYOUT: u64 = {
-    let parts: [u64; 17] = [
+    let parts: [u64; 20] = [
         LAYOUT_REVISION,
         size_of::<SignalFact>() as u64,
         size_of::<EventHeader>() as u64,
@@ -613,6 +674,9 @@ pub const LAYOUT: u64 = {
         COUNTER_SLOTS as u64,
         PROCESSES_MAX as u64,
         WATCHED_CGROUPS_MAX as u64,
+        size_of::<EndedKey>() as u64,
+        size_of::<Ended>() as u64,
+        ENDED_MAX as u64,
     ];
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -638,7 +702,9 @@ const _: () = assert!(size_of::<CgroupEvent>() == 16 + 16 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<OomVictimEvent>() == 16 + 16);
 const _: () = assert!(size_of::<ExecSessionEvent>() == 16 + 16 + 32);
 const _: () = assert!(size_of::<Process>() == 48 + 2 * 56);
-const _: () = assert!(size_of::<WatchedCgroup>() == 16);
+const _: () = assert!(size_of::<WatchedCgroup>() == 24 + CGROUP_PATH_LEN);
+const _: () = assert!(size_of::<EndedKey>() == 16);
+const _: () = assert!(size_of::<Ended>() == size_of::<ProcessExitEvent>() + 16 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<KernelOffsets>() == 104);
 const _: () = assert!(size_of::<Config>() == 16 + 104 + 4 + 4 + CGROUP_PREFIX_LEN);
 
@@ -658,6 +724,8 @@ mod user {
     unsafe impl aya::Pod for SignalFact {}
     unsafe impl aya::Pod for MainProcessEvent {}
     unsafe impl aya::Pod for WatchedCgroup {}
+    unsafe impl aya::Pod for EndedKey {}
+    unsafe impl aya::Pod for Ended {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for Config {}
 }

@@ -4,6 +4,7 @@
 //! timestamps only.
 
 pub mod args;
+pub mod ended;
 pub mod reader;
 
 use std::{
@@ -18,7 +19,11 @@ use crate::{
     cgroup::CgroupV2,
     check,
     clock::{monotonic_ns, WallClock},
-    daemon::args::RunArgs,
+    correlate,
+    daemon::{
+        args::RunArgs,
+        ended::{Ended, Recovered},
+    },
     events::{Event, Kept, ProcKey},
     existing::{self, Found, RuntimeFiles},
     kernel::{
@@ -80,10 +85,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
     let mut probes = Probes::start(&options, pins)?;
     let sources = args.metadata.sources();
-    let existing = adopt_existing(&mut probes, &options.cgroup_prefix, &sources.state_files)?;
+    let v2 = CgroupV2::discover()?;
+    let existing = adopt_existing(&mut probes, &v2, &options.cgroup_prefix, &sources.state_files)?;
     let kept = kept_in_flight(&probes);
     // `_ebpf` keeps this daemon's descriptors until we return; `pins` the lock.
-    let Probes { ebpf: _ebpf, support, ring, counters, logger, pins, handover, .. } = probes;
+    let Probes { ebpf: _ebpf, support, ring, counters, logger, pins, handover, ended, .. } = probes;
     log::info!("sched_process_exit: {}", support.describe_exit());
     reader::spawn_logger(logger)?;
 
@@ -110,6 +116,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let (lookups, mut resolved) = resolver::spawn(sources, LOOKUP_QUEUE);
     let node = args.node.clone().unwrap_or_else(hostname);
     let settings = Settings { node: node.clone(), hold_ns };
+    // A termination the pipeline has is journaled (and synced) within this: the linger after
+    // its exit, the hold for its metadata, an exit that came before its signals, a tick.
+    let settle_ns =
+        hold_ns + correlate::CLOSE_LINGER_NS + correlate::ORPHAN_EXIT_TTL_NS + 1_000_000_000;
+    let mut ended = Ended::new(ended, settle_ns, &v2.mount, monotonic_ns());
     let outputs = Outputs::new(journal, shared.clone());
     let mut pipeline = Pipeline::new(settings, WallClock::measure(), lookups, outputs);
 
@@ -148,7 +159,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let result = loop {
         tokio::select! {
             ev = rx.recv() => match ev {
-                Some(ev) => pipeline.ingest(ev),
+                Some(ev) => {
+                    ended.saw(&ev, monotonic_ns());
+                    pipeline.ingest(ev);
+                }
                 None => break Err(anyhow::anyhow!("ring-buffer reader stopped")),
             },
             Some(r) = resolved.recv() => pipeline.resolved(r),
@@ -156,7 +170,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 // Counters first: a record is never visible before the errors behind it.
                 m.refresh_kernel(|c| counters.get(c));
                 m.refresh_pipeline(pipeline.stats(), pipeline.open_terminations(), pipeline.metadata());
-                pipeline.tick(monotonic_ns());
+                let now = monotonic_ns();
+                pipeline.tick(now);
+                for r in ended.sweep(now) {
+                    m.recovered.inc();
+                    recover(&mut pipeline, r);
+                }
                 if heartbeat_at.elapsed() >= HEARTBEAT {
                     heartbeat_at = std::time::Instant::now();
                     if let Some(p) = &pins {
@@ -174,9 +193,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
     shared.healthy.store(false, Ordering::Relaxed);
     // Records whose exit was seen are complete: write them before leaving.
     while let Ok(ev) = rx.try_recv() {
+        ended.saw(&ev, monotonic_ns());
         pipeline.ingest(ev);
     }
     pipeline.finish();
+    // Journaled and synced: the kernel need not keep them for the next daemon.
+    ended.settle_all();
     reader.abort();
     server.abort();
     match &result {
@@ -193,23 +215,28 @@ pub async fn run(args: RunArgs) -> Result<()> {
 /// metadata.
 fn adopt_existing(
     probes: &mut Probes,
+    v2: &CgroupV2,
     prefix: &str,
     state: &StateFiles,
 ) -> Result<Vec<(u64, String)>> {
-    let v2 = CgroupV2::discover()?;
     let cgroups = v2.walk(prefix)?;
     for (id, path) in &cgroups {
-        if let Err(e) = probes.watch_existing(*id, None, false) {
+        if let Err(e) = probes.watch_existing(*id, path, None, false) {
             log::warn!("cannot watch existing cgroup {path}: {e}");
         }
     }
     let files = RuntimeFiles::new(state);
-    let found = existing::choose(&existing::read_cgroups(&v2, &cgroups), |id| files.init_of(id));
+    let found = existing::choose(&existing::read_cgroups(v2, &cgroups), |id| files.init_of(id));
     let (mut adopted, mut confirmed) = (0, 0);
     for e in &found {
         let Some((key, how)) = e.main else { continue };
         let by_runtime = how == Found::Runtime;
-        match probes.watch_existing(e.cgroup_id, Some((key.tgid, key.start_ticks)), by_runtime) {
+        match probes.watch_existing(
+            e.cgroup_id,
+            &e.path,
+            Some((key.tgid, key.start_ticks)),
+            by_runtime,
+        ) {
             Ok(true) => {
                 adopted += 1;
                 confirmed += usize::from(by_runtime);
@@ -243,6 +270,21 @@ fn kept_in_flight(probes: &Probes) -> Vec<Vec<Event>> {
             (!kept.is_empty()).then(|| kept.events())
         })
         .collect()
+}
+
+/// A termination the ring never delivered, from the kernel's `ENDED`: its container is learnt
+/// from the kept path (unless known), its exit ingested with the signals it carries, and a
+/// cgroup removed meanwhile forgotten after it, as its rmdir would have been.
+fn recover<S: crate::pipeline::Sink>(pipeline: &mut Pipeline<S>, r: Recovered) {
+    if let Some(c) = &r.cgroup {
+        if pipeline.metadata().identity(c.id).is_none() {
+            pipeline.learn(c.id, &c.path);
+        }
+    }
+    pipeline.ingest(r.exit);
+    if let Some(c) = r.cgroup.filter(|_| r.cgroup_gone) {
+        pipeline.ingest(Event::CgroupRmdir(c));
+    }
 }
 
 fn hostname() -> String {

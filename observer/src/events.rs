@@ -330,6 +330,35 @@ fn cstr(bytes: &[u8]) -> String {
 }
 
 /// Decodes one ring-buffer record.
+fn process_exit(e: &ProcessExitEvent) -> Event {
+    let (exit_code, exit_signal) = ProcessExitEvent::decode_status(e.exit_code);
+    let key = ProcKey { tgid: e.tgid, start_ticks: e.start_ticks };
+    let comm = cstr(&e.comm);
+    Event::ProcessExit(ProcessExit {
+        ktime_ns: e.header.ktime_ns,
+        key,
+        main: e.role == role::MAIN,
+        kept: Box::new(Kept::from_facts(key, &comm, e.cgroup_id, &e.stop, &e.kill)),
+        comm,
+        exit_code,
+        exit_signal,
+        cgroup_id: e.cgroup_id,
+    })
+}
+
+/// A termination the kernel kept in `ENDED`: its exit, as the ring had it, and its container's
+/// cgroup (id and path) when the kernel knew the path.
+pub fn ended(e: &observer_ebpf::Ended) -> (Event, Option<CgroupChange>) {
+    let len = (e.path_len as usize).min(e.path.len());
+    let cgroup = (len > 0).then(|| CgroupChange {
+        ktime_ns: e.exit.header.ktime_ns,
+        id: e.cgroup_id,
+        level: 0,
+        path: cstr(&e.path[..len]),
+    });
+    (process_exit(&e.exit), cgroup)
+}
+
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     if bytes.len() < std::mem::size_of::<EventHeader>() {
         return Err(DecodeError::Short(bytes.len()));
@@ -361,22 +390,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 cgroup_id: e.cgroup_id,
             })
         }
-        EventKind::ProcessExit => {
-            let e: ProcessExitEvent = sized(bytes, kind)?;
-            let (exit_code, exit_signal) = ProcessExitEvent::decode_status(e.exit_code);
-            let key = ProcKey { tgid: e.tgid, start_ticks: e.start_ticks };
-            let comm = cstr(&e.comm);
-            Event::ProcessExit(ProcessExit {
-                ktime_ns: e.header.ktime_ns,
-                key,
-                main: e.role == role::MAIN,
-                kept: Box::new(Kept::from_facts(key, &comm, e.cgroup_id, &e.stop, &e.kill)),
-                comm,
-                exit_code,
-                exit_signal,
-                cgroup_id: e.cgroup_id,
-            })
-        }
+        EventKind::ProcessExit => process_exit(&sized::<ProcessExitEvent>(bytes, kind)?),
         EventKind::CgroupMkdir | EventKind::CgroupRmdir => {
             let e: CgroupEvent = sized(bytes, kind)?;
             let len = (e.path_len as usize).min(e.path.len());

@@ -13,10 +13,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use observer_ebpf::{
-    tp_offsets, CgroupEvent, Counter, EventKind, WatchedCgroup, CGROUP_PATH_LEN, CGROUP_PREFIX_LEN,
+    tp_offsets, CgroupEvent, Counter, EventKind, CGROUP_PATH_LEN, CGROUP_PREFIX_LEN,
 };
 
-use super::{config, count, emit_in_place, now, PROCESSES, WATCHED_CGROUPS};
+use super::{config, count, emit_in_place, now, PROCESSES, SCRATCH_WATCHED, WATCHED_CGROUPS};
 
 #[tracepoint]
 pub fn cgroup_mkdir(ctx: TracePointContext) -> i32 {
@@ -46,10 +46,22 @@ unsafe fn try_cgroup_event(ctx: &TracePointContext, kind: EventKind) -> Result<(
             if !unsafe { has_prefix(path) } {
                 return Ok(());
             }
-            if WATCHED_CGROUPS
-                .insert(&id, &WatchedCgroup { since_ns: ts, ..Default::default() }, 0)
-                .is_err()
-            {
+            // The path is kept with the entry: a termination in this cgroup is named by it
+            // even when no daemon read this event (`ENDED`).
+            let Some(w) = SCRATCH_WATCHED.get_ptr_mut(0) else {
+                return Ok(());
+            };
+            let len = unsafe {
+                (*w).since_ns = ts;
+                (*w).main_tgid = 0;
+                (*w).flags = 0;
+                match bpf_probe_read_kernel_str_bytes(path, &mut (*w).path) {
+                    Ok(s) => s.len(),
+                    Err(_) => 0,
+                }
+            };
+            unsafe { (*w).path_len = len as u32 };
+            if WATCHED_CGROUPS.insert(&id, unsafe { &*w }, 0).is_err() {
                 // Rare (WATCHED_CGROUPS_MAX cgroups): worth a log line besides the counter.
                 count(Counter::WatchedInsertFailed);
                 warn!(ctx, "WATCHED_CGROUPS full: signals to cgroup {} will not be seen", id);

@@ -27,14 +27,19 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_task,
+        bpf_get_current_task, bpf_probe_read_kernel_buf,
     },
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use observer_ebpf::{role, EventKind, ProcessExitEvent, SIGNAL_GROUP_EXIT, TASK_COMM_LEN};
+use observer_ebpf::{
+    role, Counter, EndedKey, EventKind, ProcessExitEvent, SIGNAL_GROUP_EXIT, TASK_COMM_LEN,
+};
 
-use super::{config, emit, followed, now, read_field, PROCESSES, WATCHED_CGROUPS};
+use super::{
+    config, count, followed, header, now, read_field, ENDED, EVENTS, PROCESSES, SCRATCH_ENDED,
+    WATCHED_CGROUPS,
+};
 
 /// 6.16 and later: `TP_PROTO(struct task_struct *p, bool group_dead)`,
 /// include/trace/events/sched.h.
@@ -104,8 +109,14 @@ unsafe fn emit_exit(tgid: u32) -> Result<(), i64> {
     }
     let ts = now();
     let status = unsafe { exit_status(task) }.unwrap_or(-1);
-    emit(EventKind::ProcessExit, ts, |header| ProcessExitEvent {
-        header,
+    // Built once, in per-CPU room (with the path it is too large for the stack): the ring
+    // gets the exit event, `ENDED` the whole termination.
+    let Some(e) = SCRATCH_ENDED.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    let e = unsafe { &mut *e };
+    e.exit = ProcessExitEvent {
+        header: header(EventKind::ProcessExit, ts),
         tgid,
         tid: bpf_get_current_pid_tgid() as u32,
         start_ticks,
@@ -115,7 +126,29 @@ unsafe fn emit_exit(tgid: u32) -> Result<(), i64> {
         comm: bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]),
         stop,
         kill,
-    });
+    };
+    if EVENTS.output::<ProcessExitEvent>(&e.exit, 0).is_err() {
+        count(EventKind::ProcessExit.ring_full());
+    }
+    // A termination (a main process that had a stop signal or a SIGKILL) is kept until a
+    // daemon has recorded it: one killed before that, or a ring that overflowed while no
+    // daemon read it, loses nothing.
+    if role == role::MAIN && (stop.at_ns != 0 || kill.at_ns != 0) {
+        e.cgroup_id = cgroup;
+        e.path_len = 0;
+        if let Some(w) = WATCHED_CGROUPS.get_ptr(&cgroup) {
+            let len = unsafe { (*w).path_len };
+            if len > 0
+                && unsafe { bpf_probe_read_kernel_buf((*w).path.as_ptr(), &mut e.path) }.is_ok()
+            {
+                e.path_len = len;
+            }
+        }
+        let key = EndedKey { tgid, _pad0: 0, start_ticks };
+        if ENDED.insert(&key, e, 0).is_err() {
+            count(Counter::EndedFull);
+        }
+    }
     Ok(())
 }
 

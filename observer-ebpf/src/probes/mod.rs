@@ -20,8 +20,8 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf},
 };
 use observer_ebpf::{
-    Config, Counter, EventHeader, EventKind, Process, WatchedCgroup, COUNTER_SLOTS, PROCESSES_MAX,
-    WATCHED_CGROUPS_MAX,
+    Config, Counter, Ended, EndedKey, EventHeader, EventKind, Process, WatchedCgroup,
+    COUNTER_SLOTS, ENDED_MAX, PROCESSES_MAX, WATCHED_CGROUPS_MAX,
 };
 
 mod cgroup;
@@ -49,6 +49,19 @@ pub static WATCHED_CGROUPS: HashMap<u64, WatchedCgroup> =
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// Terminations that ended and that no daemon has recorded yet (`exit.rs` inserts, the daemon
+/// deletes once its record is journaled). A hash map, not an LRU: nothing is evicted unseen;
+/// a full map is counted at insert.
+#[map]
+pub static ENDED: HashMap<EndedKey, Ended> = HashMap::with_max_entries(ENDED_MAX, 0);
+
+/// Per-CPU room to build map values too large for the BPF stack (512 bytes) before inserting
+/// them. A program runs to completion on its CPU, so one slot per CPU is never shared.
+#[map]
+pub static SCRATCH_WATCHED: PerCpuArray<WatchedCgroup> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static SCRATCH_ENDED: PerCpuArray<Ended> = PerCpuArray::with_max_entries(1, 0);
 
 /// Written by userspace at load time (`EbpfLoader::set_global`).
 #[unsafe(no_mangle)]

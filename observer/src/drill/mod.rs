@@ -272,7 +272,9 @@ fn drive(
     // both again, in case they came before the probes were attached. The drill started the
     // process itself: its word is the runtime's.
     let main = crate::existing::proc_of(container.pid).map(|p| (p.key.tgid, p.key.start_ticks));
-    if let Err(e) = observer.probes.watch_existing(container.cgroup_id, main, true) {
+    if let Err(e) =
+        observer.probes.watch_existing(container.cgroup_id, &container.cgroup_path, main, true)
+    {
         return Err(DrillError::Probes(format!("watching the container's cgroup: {e}")));
     }
     // The drill knows what kubelet would have been told: the cgroup path gives the ids, the

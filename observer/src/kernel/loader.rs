@@ -13,8 +13,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use observer_ebpf::{
-    names, programs, role, Config, Counter, EventKind, KernelOffsets, Process, WatchedCgroup,
-    CGROUP_PREFIX_LEN,
+    names, programs, role, Config, Counter, Ended, EndedKey, EventKind, KernelOffsets, Process,
+    WatchedCgroup, CGROUP_PREFIX_LEN,
 };
 
 use super::{
@@ -176,6 +176,9 @@ pub enum Meaning {
     Nested,
     /// A signal to a main process already exiting (`observer_signals_to_exiting_total`).
     TargetExiting,
+    /// A termination the kernel could not keep in `ENDED` (full): recorded only from the ring
+    /// (`observer_terminations_unkept_total`).
+    Unkept,
 }
 
 /// The one table of kernel counters: every `Counter` has a meaning (the match is exhaustive,
@@ -197,6 +200,7 @@ pub const fn meaning(counter: Counter) -> Meaning {
         Counter::SelfSignal => Meaning::SelfSignal,
         Counter::NestedCgroup => Meaning::Nested,
         Counter::TargetExiting => Meaning::TargetExiting,
+        Counter::EndedFull => Meaning::Unkept,
     }
 }
 
@@ -481,6 +485,12 @@ pub fn take_processes(ebpf: &mut Ebpf) -> Result<BpfHashMap<MapData, u32, Proces
     BpfHashMap::try_from(map).map_err(|e| LoadError::Map(names::PROCESSES, Box::new(e)))
 }
 
+/// The terminations the kernel keeps until a daemon has recorded them (`ENDED`).
+pub fn take_ended(ebpf: &mut Ebpf) -> Result<BpfHashMap<MapData, EndedKey, Ended>, LoadError> {
+    let map = ebpf.take_map(names::ENDED).ok_or(LoadError::MissingMap(names::ENDED))?;
+    BpfHashMap::try_from(map).map_err(|e| LoadError::Map(names::ENDED, Box::new(e)))
+}
+
 /// `BPF_NOEXIST` (include/uapi/linux/bpf.h): insert only where the key is absent.
 const BPF_NOEXIST: u64 = 1;
 
@@ -562,6 +572,7 @@ pub struct Probes {
     pub ring: RingBuf<MapData>,
     pub watched: BpfHashMap<MapData, u64, WatchedCgroup>,
     pub processes: BpfHashMap<MapData, u32, Process>,
+    pub ended: BpfHashMap<MapData, EndedKey, Ended>,
     pub counters: KernelCounters,
     /// The probes' own log records (aya-log), when the object has any.
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
@@ -598,8 +609,20 @@ impl Probes {
         let ring = take_events(&mut ebpf)?;
         let watched = take_watched(&mut ebpf)?;
         let processes = take_processes(&mut ebpf)?;
+        let ended = take_ended(&mut ebpf)?;
         let counters = KernelCounters::take(&mut ebpf)?;
-        Ok(Self { ebpf, support, ring, watched, processes, counters, logger, pins, handover })
+        Ok(Self {
+            ebpf,
+            support,
+            ring,
+            watched,
+            processes,
+            ended,
+            counters,
+            logger,
+            pins,
+            handover,
+        })
     }
 
     /// Watches a container cgroup that may predate the probes (the start-up walk, the drill)
@@ -608,14 +631,19 @@ impl Probes {
     /// or in place of one the kernel took meanwhile (an exec session into a cgroup watched a
     /// moment before its main process was set) when `confirmed` (the runtime's own state named
     /// it) or when the kernel's pick started later. Returns whether `main` was adopted.
+    /// `path` is the cgroup's (kept with the entry, as the kernel keeps the paths it sees).
     pub fn watch_existing(
         &mut self,
         cgroup_id: u64,
+        path: &str,
         main: Option<(u32, u64)>,
         confirmed: bool,
     ) -> Result<bool, LoadError> {
         let map_err = |e| LoadError::Map(names::WATCHED_CGROUPS, Box::new(e));
-        let fresh = WatchedCgroup::default();
+        let mut fresh = WatchedCgroup::default();
+        let n = path.len().min(fresh.path.len() - 1);
+        fresh.path[..n].copy_from_slice(&path.as_bytes()[..n]);
+        fresh.path_len = n as u32;
         if let Err(e) = self.watched.insert(cgroup_id, fresh, BPF_NOEXIST) {
             if !matches!(&e, aya::maps::MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EEXIST))
             {

@@ -38,8 +38,8 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub const BPFFS: &str = "/sys/fs/bpf";
 
 /// The maps whose contents outlive a daemon.
-pub const PINNED_MAPS: [&str; 4] =
-    [names::EVENTS, names::PROCESSES, names::WATCHED_CGROUPS, names::COUNTERS];
+pub const PINNED_MAPS: [&str; 5] =
+    [names::EVENTS, names::PROCESSES, names::WATCHED_CGROUPS, names::COUNTERS, names::ENDED];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {

@@ -60,6 +60,30 @@ pub struct Record {
     pub outcome: Outcome,
     pub grace_period_seconds: Option<u64>,
     pub prestop: Option<PreStop>,
+    /// `<boot id>:<pid>:<start ticks>`: the main process's identity on this node, which no
+    /// other record shares. The journal writes a record once ([`record_id`]).
+    pub record_id: String,
+}
+
+/// The node's boot id (`/proc/sys/kernel/random/boot_id`, new at every boot), read once.
+pub fn boot_id() -> &'static str {
+    static BOOT_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT_ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|e| {
+                log::warn!("cannot read the boot id ({e}): record ids use \"unknown\"");
+                "unknown".into()
+            })
+    })
+}
+
+/// A record's id: the main process's tgid and start time (clock ticks since boot, as
+/// /proc/<pid>/stat's `starttime`) are unique within a boot, the boot id across boots. The same
+/// termination seen by two daemons (one killed after journaling, the next recovering it from the
+/// kernel) gets the same id.
+pub fn record_id(pid: u32, start_ticks: u64) -> String {
+    format!("{}:{pid}:{start_ticks}", boot_id())
 }
 
 fn secs(ns: u64) -> f64 {
@@ -108,6 +132,7 @@ impl Record {
             outcome: t.outcome,
             grace_period_seconds: id.grace_period_seconds,
             prestop,
+            record_id: record_id(t.pid, t.start_ticks),
         }
     }
 }

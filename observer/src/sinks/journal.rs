@@ -9,9 +9,16 @@
 //! - Size-based rotation, named as logrotate does: `FILE` is current, `FILE.1` the one
 //!   before, up to `FILE.N`. The record that triggers a rotation is written to the new file,
 //!   so rotation never drops a record; the oldest file is what the size bound gives up.
+//! - Idempotent: the journal knows the `record_id`s of its last [`RECORDED_IDS`] records (its
+//!   tail, read at open, and what it appended since), and [`Journal::holds`] says whether a
+//!   record is among them. A daemon killed after journaling a record but before the kernel
+//!   forgot its termination (`ENDED`) has it offered again to the next daemon, which writes it
+//!   once.
 
 use std::{
+    collections::{HashSet, VecDeque},
     fs::{File, OpenOptions},
+    hash::{Hash as _, Hasher as _},
     io::{Read as _, Seek as _, SeekFrom, Write as _},
     path::{Path, PathBuf},
 };
@@ -75,6 +82,74 @@ pub enum Repair {
     Truncated { bytes: u64 },
 }
 
+/// How many of the latest records' ids the journal keeps (8 bytes each, twice): far more than a
+/// restarted daemon can be offered again (the kernel keeps at most `ENDED_MAX` terminations).
+pub const RECORDED_IDS: usize = 65_536;
+/// How much of the journal's end is read at open for the ids (about 40,000 records).
+const TAIL_BYTES: u64 = 16 << 20;
+
+/// The ids of the latest records, hashed (SipHash with fixed keys: only this process compares
+/// them, the journal holds the ids themselves), oldest first.
+#[derive(Default)]
+struct Recorded {
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl Recorded {
+    fn hash(id: &str) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        id.hash(&mut h);
+        h.finish()
+    }
+
+    fn insert(&mut self, id: &str) {
+        let h = Self::hash(id);
+        if self.set.insert(h) {
+            self.order.push_back(h);
+            while self.order.len() > RECORDED_IDS {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(&Self::hash(id))
+    }
+
+    /// The ids in whole lines of `bytes` (a file's end: a first line cut by the read is
+    /// skipped when `cut`), in order.
+    fn read(&mut self, bytes: &[u8], cut: bool) {
+        #[derive(serde::Deserialize)]
+        struct Id<'a> {
+            #[serde(borrow, default)]
+            record_id: Option<std::borrow::Cow<'a, str>>,
+        }
+        let mut lines = bytes.split(|&b| b == b'\n');
+        if cut {
+            lines.next();
+        }
+        for line in lines.filter(|l| !l.is_empty()) {
+            if let Ok(Id { record_id: Some(id) }) = serde_json::from_slice::<Id>(line) {
+                self.insert(&id);
+            }
+        }
+    }
+}
+
+/// The last `max` bytes of `path` (all of it when shorter) and whether they start mid-file.
+fn tail(path: &Path, max: u64) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    let start = len.saturating_sub(max);
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::with_capacity((len - start) as usize);
+    f.read_to_end(&mut buf)?;
+    Ok((buf, start > 0))
+}
+
 pub struct Journal {
     path: PathBuf,
     file: File,
@@ -85,6 +160,7 @@ pub struct Journal {
     dirty: bool,
     /// Found and repaired at open.
     pub repair: Option<Repair>,
+    recorded: Recorded,
     /// `FILE.lock`, flock'ed for the journal's life (the journal itself is renamed at
     /// rotation, a lock on it would move with it).
     _lock: File,
@@ -177,15 +253,48 @@ impl Journal {
             ),
             None => {}
         }
-        Ok(Self {
+        let mut journal = Self {
             path: path.to_path_buf(),
             file,
             size,
             options,
             dirty: false,
             repair,
+            recorded: Recorded::default(),
             _lock: lock,
-        })
+        };
+        journal.read_recorded();
+        Ok(journal)
+    }
+
+    /// The ids of the journal's last records: the end of `FILE.1` when `FILE` alone is short
+    /// of [`TAIL_BYTES`] (a rotation just before the restart), then `FILE`. A file that cannot
+    /// be read gives no ids (logged): its records could then be written twice.
+    fn read_recorded(&mut self) {
+        let mut budget = TAIL_BYTES;
+        let mut files = vec![self.path.clone()];
+        if self.size < TAIL_BYTES {
+            files.insert(0, self.rotated(1));
+            budget -= self.size;
+        }
+        for (i, file) in files.iter().enumerate() {
+            let max = if i + 1 == files.len() { TAIL_BYTES } else { budget };
+            match tail(file, max) {
+                Ok((bytes, cut)) => self.recorded.read(&bytes, cut),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => log::warn!(
+                    "journal {}: cannot read its record ids ({e}): a record offered again \
+                     could be written twice",
+                    file.display()
+                ),
+            }
+        }
+    }
+
+    /// Whether a record with this `record_id` is among the journal's latest
+    /// ([`RECORDED_IDS`]): written by this daemon or found at open.
+    pub fn holds(&self, record_id: &str) -> bool {
+        self.recorded.contains(record_id)
     }
 
     pub fn path(&self) -> &Path {
@@ -211,6 +320,7 @@ impl Journal {
             Ok(())
         };
         self.write_line(&line)?;
+        self.recorded.insert(&record.record_id);
         rotation
     }
 
@@ -290,7 +400,53 @@ mod tests {
     fn numbered(i: u32) -> Record {
         let mut r = Record::example().build();
         r.pid = i;
+        r.record_id = crate::record::record_id(i, 77);
         r
+    }
+
+    #[test]
+    fn the_journal_knows_the_records_it_holds_across_a_reopen_and_a_rotation() {
+        let path = tmp("ids");
+        let len = serde_json::to_vec(&numbered(0)).unwrap().len() as u64 + 1;
+        let options = JournalOptions { max_bytes: 4 * len, files: 2 };
+        {
+            let mut j = Journal::open(&path, options).unwrap();
+            for i in 0..5 {
+                j.append(&numbered(i)).unwrap();
+            }
+            assert!(j.holds(&numbered(4).record_id));
+            assert!(!j.holds(&numbered(5).record_id));
+        }
+        // [0 1 2 3] in FILE.1, [4] in FILE: a reopen reads both ends.
+        assert_eq!(lines(&path).len(), 1);
+        let j = Journal::open(&path, options).unwrap();
+        for i in 0..5 {
+            assert!(j.holds(&numbered(i).record_id), "record {i}");
+        }
+        assert!(!j.holds(&numbered(5).record_id));
+        // A torn line is no record.
+        drop(j);
+        let mut torn = serde_json::to_vec(&numbered(9)).unwrap();
+        torn.truncate(torn.len() / 2);
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&torn).unwrap();
+        let j = Journal::open(&path, options).unwrap();
+        assert!(!j.holds(&numbered(9).record_id));
+        assert!(j.holds(&numbered(4).record_id));
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn ids_are_read_from_whole_lines_only() {
+        let mut r = Recorded::default();
+        let a = serde_json::to_vec(&numbered(1)).unwrap();
+        let b = serde_json::to_vec(&numbered(2)).unwrap();
+        let mut bytes = a[a.len() / 2..].to_vec();
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&b);
+        bytes.extend_from_slice(b"\nnot json\n{\"record_id\": 5}\n");
+        r.read(&bytes, true);
+        assert!(r.contains(&numbered(2).record_id));
+        assert_eq!(r.order.len(), 1);
     }
 
     #[test]

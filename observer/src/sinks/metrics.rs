@@ -42,6 +42,9 @@ pub struct Metrics {
     pub self_signals: IntCounter,
     pub nested_cgroups: IntCounter,
     pub signals_to_exiting: IntCounter,
+    pub unkept: IntCounter,
+    pub recovered: IntCounter,
+    pub duplicates: IntCounter,
     pub unmatched: IntCounterVec,
     pub ignored: IntCounterVec,
     pub metadata_errors: IntCounterVec,
@@ -157,6 +160,30 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
+            unkept: register(
+                &r,
+                IntCounter::new(
+                    "observer_terminations_unkept_total",
+                    "Terminations the kernel could not keep for the next daemon (its ENDED map was full): recorded only if the ring buffer still held them when a daemon read it",
+                )
+                .expect("valid"),
+            ),
+            recovered: register(
+                &r,
+                IntCounter::new(
+                    "observer_terminations_recovered_total",
+                    "Terminations taken from the kernel's ENDED map because this daemon never read their exit from the ring buffer: they ended while no daemon ran, a killed daemon had not recorded them yet, or the ring overflowed",
+                )
+                .expect("valid"),
+            ),
+            duplicates: register(
+                &r,
+                IntCounter::new(
+                    "observer_records_duplicate_total",
+                    "Records not written again because the journal already held their record_id (a termination recovered after a restart that the previous daemon had journaled)",
+                )
+                .expect("valid"),
+            ),
             unmatched: register(
                 &r,
                 counter(
@@ -240,6 +267,7 @@ impl Metrics {
                 Meaning::SelfSignal => Self::set_counter(&self.self_signals, n),
                 Meaning::Nested => Self::set_counter(&self.nested_cgroups, n),
                 Meaning::TargetExiting => Self::set_counter(&self.signals_to_exiting, n),
+                Meaning::Unkept => Self::set_counter(&self.unkept, n),
             }
         }
         for (stage, n) in lost {

@@ -59,7 +59,15 @@ impl Outputs {
 }
 
 impl Sink for Outputs {
+    /// A record the journal already holds (the same termination offered again after a
+    /// restart: `daemon::ended`) is counted and goes nowhere: the journal, the metrics and the
+    /// recent store each have it once.
     fn emit(&mut self, record: &Record) {
+        if self.journal.holds(&record.record_id) {
+            self.shared.metrics.duplicates.inc();
+            log::debug!("record {} is in the journal already", record.record_id);
+            return;
+        }
         self.append(record);
         self.shared.recent.push(record);
         self.shared.metrics.observe(record);

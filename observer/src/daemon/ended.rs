@@ -1,0 +1,160 @@
+//! Terminations the kernel keeps until this daemon has recorded them: the `ENDED` map.
+//!
+//! At a container main process's exit, if it had a stop signal or a SIGKILL, the exit probe
+//! puts the whole termination in `ENDED` besides the ring buffer: the exit event with the
+//! signals the kernel kept for it, and the container cgroup's path (`observer-ebpf`'s
+//! `probes/exit.rs`). The entry stays until a daemon deletes it, which this one does once the
+//! record is journaled and synced; so a daemon killed with records closed but not yet written
+//! (waiting for their container's metadata, or still in the event queue), and a ring buffer
+//! that overflowed while no daemon read it, lose nothing:
+//!
+//! - **Settled.** Every termination whose exit this daemon has (from the ring, or taken from the
+//!   map) is journaled within [`Ended::new`]'s `settle_ns` (the correlator's linger and the
+//!   metadata hold), at the tick that wrote it, which syncs the journal. Past that its entry is
+//!   deleted. A daemon killed before has it offered again to the next, whose journal already
+//!   holds its `record_id` and writes it once (`sinks::journal`).
+//! - **Recovered.** An entry whose exit the ring has not delivered [`RING_GRACE_NS`] after the
+//!   kernel saw it (it ended while no daemon read, or the daemon that read it was killed
+//!   before recording it, or the ring overflowed) is taken from the map: its cgroup is learnt
+//!   from the kept path where the metadata does not know it, and its exit is ingested, carrying
+//!   its signals. Counted in `observer_terminations_recovered_total`.
+//!
+//! The map is swept once a second; it holds the last few seconds' terminations while a daemon
+//! runs, and what ended while none did.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
+use observer_ebpf::EndedKey;
+
+use crate::events::{self, CgroupChange, Event, ProcKey};
+
+const SEC: u64 = 1_000_000_000;
+/// How often the map is swept.
+pub const SWEEP_EVERY_NS: u64 = SEC;
+/// An exit the ring has not delivered this long after the kernel saw it is taken from the map.
+pub const RING_GRACE_NS: u64 = 2 * SEC;
+
+/// A termination taken from the map: its exit, and its cgroup as the kernel kept it.
+#[derive(Debug)]
+pub struct Recovered {
+    pub exit: Event,
+    /// The cgroup's id and path (None: the kernel did not know the path).
+    pub cgroup: Option<CgroupChange>,
+    /// The cgroup is gone from the hierarchy (its removal happened while no daemon read).
+    pub cgroup_gone: bool,
+}
+
+pub struct Ended {
+    map: BpfHashMap<MapData, EndedKey, observer_ebpf::Ended>,
+    /// Terminations whose exit this daemon has, with when it got it (kernel ns).
+    had: HashMap<ProcKey, u64>,
+    settle_ns: u64,
+    next_sweep_ns: u64,
+    /// Where the cgroup v2 hierarchy is mounted (a kept path is relative to it).
+    v2_root: PathBuf,
+}
+
+impl Ended {
+    /// `settle_ns`: how long after the pipeline has an exit its record is surely journaled.
+    /// The first sweep is [`SWEEP_EVERY_NS`] after `now_ns`, once the ring has been drained.
+    pub fn new(
+        map: BpfHashMap<MapData, EndedKey, observer_ebpf::Ended>,
+        settle_ns: u64,
+        v2_root: &Path,
+        now_ns: u64,
+    ) -> Self {
+        Self {
+            map,
+            had: HashMap::new(),
+            settle_ns,
+            next_sweep_ns: now_ns + SWEEP_EVERY_NS,
+            v2_root: v2_root.to_path_buf(),
+        }
+    }
+
+    /// An event read from the ring: a termination's exit is had.
+    pub fn saw(&mut self, ev: &Event, now_ns: u64) {
+        if let Some(key) = termination_exit(ev) {
+            self.had.entry(key).or_insert(now_ns);
+        }
+    }
+
+    /// Terminations this daemon has and has not settled yet.
+    pub fn unsettled(&self) -> usize {
+        self.had.len()
+    }
+
+    /// Once every [`SWEEP_EVERY_NS`]: deletes the entries of settled terminations, and returns
+    /// those the ring never delivered (now had).
+    pub fn sweep(&mut self, now_ns: u64) -> Vec<Recovered> {
+        if now_ns < self.next_sweep_ns {
+            return Vec::new();
+        }
+        self.next_sweep_ns = now_ns + SWEEP_EVERY_NS;
+        let settled: Vec<ProcKey> = self
+            .had
+            .iter()
+            .filter(|(_, &at)| at.saturating_add(self.settle_ns) <= now_ns)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in settled {
+            self.had.remove(&key);
+            self.delete(key);
+        }
+        let mut out = Vec::new();
+        for entry in self.map.iter() {
+            let (k, v) = match entry {
+                Ok(kv) => kv,
+                Err(e) => {
+                    log::warn!("reading ENDED: {e}");
+                    break;
+                }
+            };
+            let key = ProcKey { tgid: k.tgid, start_ticks: k.start_ticks };
+            if self.had.contains_key(&key)
+                || v.exit.header.ktime_ns.saturating_add(RING_GRACE_NS) > now_ns
+            {
+                continue;
+            }
+            self.had.insert(key, now_ns);
+            let (exit, cgroup) = events::ended(&v);
+            let cgroup_gone = cgroup.as_ref().is_some_and(|c| !self.exists(&c.path));
+            out.push(Recovered { exit, cgroup, cgroup_gone });
+        }
+        out
+    }
+
+    /// Shutdown, after the last records were journaled and synced: every termination this
+    /// daemon had is recorded, its entry goes.
+    pub fn settle_all(&mut self) {
+        for key in std::mem::take(&mut self.had).into_keys() {
+            self.delete(key);
+        }
+    }
+
+    fn delete(&mut self, key: ProcKey) {
+        let k = EndedKey { tgid: key.tgid, _pad0: 0, start_ticks: key.start_ticks };
+        match self.map.remove(&k) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => log::warn!("deleting ENDED entry of pid {}: {e}", key.tgid),
+        }
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.v2_root.join(path.trim_start_matches('/')).is_dir()
+    }
+}
+
+/// The process key of an exit the kernel also keeps in `ENDED`: a main process's, with a stop
+/// signal or a SIGKILL kept (the exit probe's own condition).
+fn termination_exit(ev: &Event) -> Option<ProcKey> {
+    match ev {
+        Event::ProcessExit(x) if x.main && !x.kept.is_empty() => Some(x.key),
+        _ => None,
+    }
+}
