@@ -209,6 +209,173 @@ fn daemon_killed_between_stop_signal_and_exit() {
     stop_signal_before_exit_while_down(Exit::Kill);
 }
 
+/// A CRI endpoint that takes connections and never answers: a lookup waits its whole
+/// `--cri-timeout`, so a record waits for its container's metadata (as under a runtime that
+/// hangs). Dropped: the socket is gone and lookups fail at once.
+struct HangingCri {
+    path: std::path::PathBuf,
+    _listener: std::os::unix::net::UnixListener,
+}
+
+impl HangingCri {
+    fn new(dir: &Path) -> Self {
+        let path = dir.join("hanging-cri.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).expect("bind the CRI socket");
+        Self { path, _listener }
+    }
+}
+
+impl Drop for HangingCri {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The daemon reads a container's stop and exit, and its record waits for metadata (the CRI
+/// hangs) when the daemon is killed: nothing of it is left in the ring or in the process
+/// entries, but the kernel kept the termination (`ENDED`) and the next daemon writes it, once,
+/// whole, named by the cgroup path the kernel kept.
+#[test]
+fn a_record_waiting_for_metadata_when_the_daemon_is_killed_is_written_by_the_next() {
+    let dir = std::env::temp_dir().join(unique("observer-it-cri-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cri = HangingCri::new(&dir);
+    let sock = cri.path.display().to_string();
+    let mut d = Daemon::start_with(None, &["--cri-endpoint", &sock, "--cri-timeout", "10s"]);
+    let ns = unique("held");
+    let (pod, cid, runc) = runc_container(
+        &d,
+        &ns,
+        "api-7d4b9c6f8-x2k9p",
+        &["sh", "-c", "trap 'sleep 0.3; exit 3' TERM; sleep 1000 & wait"],
+    );
+    let pid = runc.pid().unwrap();
+    term_when_trapped(&runc);
+    wait_stopped(&runc);
+    drop(runc);
+    // Read by this daemon (the ring is drained within milliseconds), held for the CRI.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(d.records().iter().all(|r| r["container_id"] != cid.as_str()), "not held?");
+    d.stop(Exit::Kill);
+    drop(cri);
+    d.start_again();
+    let r = &d.wait_records(1, WAIT, by_id(&cid))[0];
+    eprintln!(
+        "record: {r:#}
+log:
+{}",
+        d.log()
+    );
+    assert_eq!(r["pid"], pid);
+    assert_eq!(r["namespace"], ns.as_str());
+    assert_eq!(r["pod"], "api-7d4b9c6f8-x2k9p");
+    assert_eq!(r["outcome"], "graceful");
+    assert_eq!(r["exit_code"], 3);
+    assert_eq!(r["stop_signal"], "SIGTERM");
+    assert_eq!(r["stop_signal_handler"], "handled");
+    assert_eq!(r["stop_signal_sender"]["comm"], "runc");
+    let t = r["term_to_exit_seconds"].as_f64().unwrap();
+    assert!((0.3..2.0).contains(&t), "TERM to exit on the kernel clock: {t}");
+    // (At least: every daemon watches every test's containers.)
+    assert!(d.metric("observer_terminations_recovered_total", &[]) >= 1.0, "{}", d.metrics());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(d.records().iter().filter(|r| r["container_id"] == cid.as_str()).count(), 1);
+    drop(pod);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A daemon killed just after journaling a record, before the kernel forgot the termination:
+/// the next daemon is offered it again and finds its `record_id` in the journal's tail. One
+/// line in the journal, the duplicate counted.
+#[test]
+fn a_record_journaled_just_before_a_kill_is_not_written_twice() {
+    let mut d = Daemon::start();
+    let ns = unique("twice");
+    let (pod, cid, runc) = runc_container(&d, &ns, "web-7d4b9c6f8-x2k9p", &["sleep", "1000"]);
+    runc.kill("KILL").unwrap();
+    wait_stopped(&runc);
+    drop(runc);
+    let first = d.wait_records(1, WAIT, by_id(&cid))[0].clone();
+    d.stop(Exit::Kill);
+    d.start_again();
+    // The next daemon sweeps the kernel's map a second after it starts.
+    let deadline = std::time::Instant::now() + WAIT;
+    while d.metric("observer_records_duplicate_total", &[]) < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}
+{}",
+            d.metrics(),
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mine: Vec<Value> =
+        d.records().into_iter().filter(|r| r["container_id"] == cid.as_str()).collect();
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    assert_eq!(mine[0], first);
+    assert!(d.metric("observer_terminations_recovered_total", &[]) >= 1.0);
+    // `<boot id>:<pid>:<start ticks>`.
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let id = first["record_id"].as_str().unwrap_or_default();
+    let prefix = format!("{}:{}:", boot.trim(), first["pid"]);
+    assert!(id.strip_prefix(&prefix).is_some_and(|t| t.parse::<u64>().is_ok()), "{first:#}");
+    drop(pod);
+}
+
+/// A ring buffer that overflows while the daemon is not reading (frozen here with SIGSTOP, as
+/// a daemon starved of CPU is): the stop's signal and exit events are lost, counted, and the
+/// termination is recovered from the kernel's map two seconds later, whole.
+#[test]
+fn a_termination_lost_in_a_full_ring_buffer_is_recovered_from_the_kernel() {
+    let d = Daemon::start_with(None, &["--ring-buffer-bytes", "4096"]);
+    let ns = unique("overflow");
+    let (mut pod, cid, runc) = runc_container(
+        &d,
+        &ns,
+        "api-7d4b9c6f8-x2k9p",
+        &["sh", "-c", "trap 'exit 4' TERM; sleep 1000 & wait"],
+    );
+    wait_handler(runc.pid().unwrap(), libc::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signals the daemon we spawned.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGSTOP) };
+    // Each container cgroup's mkdir is a ~300-byte event: 40 of them fill 4 KiB.
+    let fillers: Vec<std::path::PathBuf> =
+        (0..40).map(|i| pod.container(&format!("filler-{i}")).1).collect();
+    for f in &fillers {
+        std::fs::create_dir_all(f).unwrap();
+    }
+    runc.kill("TERM").unwrap();
+    wait_stopped(&runc);
+    drop(runc);
+    // SAFETY: as above.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGCONT) };
+    let r = &d.wait_records(1, WAIT, by_id(&cid))[0];
+    eprintln!(
+        "record: {r:#}
+log:
+{}",
+        d.log()
+    );
+    assert!(
+        d.metric("observer_events_lost_total", &[("stage", "ring_buffer")]) >= 1.0,
+        "the ring overflowed:
+{}",
+        d.metrics()
+    );
+    assert!(d.metric("observer_terminations_recovered_total", &[]) >= 1.0, "{}", d.metrics());
+    assert_eq!(r["outcome"], "graceful");
+    assert_eq!(r["exit_code"], 4);
+    assert_eq!(r["stop_signal"], "SIGTERM");
+    assert_eq!(r["stop_signal_handler"], "handled");
+    assert_eq!(r["namespace"], ns.as_str());
+    for f in &fillers {
+        std::fs::remove_dir(f).unwrap();
+    }
+    drop(pod);
+}
+
 /// An upgrade whose map layout changed: the new daemon cannot share the old maps. It attaches
 /// its own first, then retires the old layout's directory (links, so the old programs stop;
 /// maps), counting what the old ring held unread as lost at the handover. Simulated by
