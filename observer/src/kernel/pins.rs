@@ -2,7 +2,7 @@
 //!
 //! A DaemonSet's pod is replaced in place, OOM-killed, evicted, restarted by its liveness
 //! probe; the terminations worth recording happen then. So the maps that carry state
-//! (`EVENTS`, `PROCESSES`, `WATCHED_CGROUPS`, `COUNTERS`) and the program links are pinned in
+//! (`EVENTS`, `PROCESSES`, `WATCHED_CGROUPS`, `COUNTERS`, `ENDED`) and the program links are pinned in
 //! bpffs under `<pin dir>/<layout>/` (`/sys/fs/bpf/observer/<16 hex digits>/`): a pinned link
 //! keeps its program attached after the daemon's descriptors close (kernel/bpf/syscall.c,
 //! `bpf_link_put()` detaches on the last reference; a pin is one), and the next daemon opens
