@@ -240,6 +240,9 @@ pub struct ProcessExitEvent {
     pub exit_code: u32,
     /// A [`role`] value: a container's main process or an exec session.
     pub role: u32,
+    /// The process's [`Process::flags`] at its exit.
+    pub flags: u32,
+    pub _pad0: u32,
     pub cgroup_id: u64,
     pub comm: [u8; TASK_COMM_LEN],
     /// The process's [`Process::stop`] and [`Process::kill`] at its exit.
@@ -368,7 +371,8 @@ pub struct Process {
     pub cgroup_id: u64,
     /// A [`role`] value.
     pub role: u32,
-    pub _pad0: u32,
+    /// [`process_flags`] bits.
+    pub flags: u32,
     /// Start of the current de-duplication window (`bpf_ktime_get_ns`).
     pub window_start_ns: u64,
     /// Bit n: signal n's generation was emitted in this window.
@@ -379,6 +383,13 @@ pub struct Process {
     pub stop: SignalFact,
     /// The first SIGKILL.
     pub kill: SignalFact,
+}
+
+/// [`Process::flags`] and [`ProcessExitEvent::flags`].
+pub mod process_flags {
+    /// The OOM killer chose this process (oom:mark_victim named it): its SIGKILL is the OOM
+    /// killer's, which the exit carries across a daemon restart.
+    pub const OOM_VICTIM: u32 = 1;
 }
 
 /// Value of the `WATCHED_CGROUPS` map.
@@ -696,7 +707,7 @@ const _: () = assert!(size_of::<EventHeader>() == 16);
 const _: () = assert!(size_of::<SignalGenerateEvent>() == 16 + 32 + 8 + 24 + 32);
 const _: () = assert!(size_of::<SignalDeliverEvent>() == 16 + 16 + 8 + 16);
 const _: () = assert!(size_of::<SignalFact>() == 56);
-const _: () = assert!(size_of::<ProcessExitEvent>() == 16 + 8 + 8 + 8 + 8 + 16 + 2 * 56);
+const _: () = assert!(size_of::<ProcessExitEvent>() == 16 + 8 + 8 + 8 + 8 + 8 + 16 + 2 * 56);
 const _: () = assert!(size_of::<MainProcessEvent>() == 16 + 8 + 8 + 8 + 32);
 const _: () = assert!(size_of::<CgroupEvent>() == 16 + 16 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<OomVictimEvent>() == 16 + 16);

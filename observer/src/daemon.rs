@@ -266,7 +266,7 @@ fn kept_in_flight(probes: &Probes) -> Vec<Vec<Event>> {
         .filter_map(|(tgid, p)| {
             let key = ProcKey { tgid, start_ticks: p.start_ticks };
             let comm = existing::proc_of(tgid).map(|x| x.comm).unwrap_or_default();
-            let kept = Kept::from_facts(key, &comm, p.cgroup_id, &p.stop, &p.kill);
+            let kept = Kept::from_facts(key, &comm, p.cgroup_id, p.flags, &p.stop, &p.kill);
             (!kept.is_empty()).then(|| kept.events())
         })
         .collect()

@@ -1,9 +1,9 @@
 //! Ring-buffer records decoded into typed events. Pure: no aya, no I/O.
 
 use observer_ebpf::{
-    disposition, role, signal_result, CgroupEvent, EventHeader, EventKind, ExecSessionEvent,
-    MainProcessEvent, OomVictimEvent, ProcessExitEvent, SignalDeliverEvent, SignalFact,
-    SignalGenerateEvent, SI_KERNEL,
+    disposition, process_flags, role, signal_result, CgroupEvent, EventHeader, EventKind,
+    ExecSessionEvent, MainProcessEvent, OomVictimEvent, ProcessExitEvent, SignalDeliverEvent,
+    SignalFact, SignalGenerateEvent, SI_KERNEL,
 };
 
 /// What the kernel did with a signal at generation (`enum trace_signal_result`).
@@ -151,14 +151,19 @@ pub struct Kept {
     pub stop: Option<SignalGenerate>,
     pub stop_delivered: Option<SignalDeliver>,
     pub kill: Option<SignalGenerate>,
+    /// The OOM killer's mark, when the kernel kept one (stamped at the SIGKILL, which the
+    /// OOM killer sends just before it marks its victim).
+    pub oom: Option<OomVictim>,
 }
 
 impl Kept {
-    /// The facts of process `key` (comm `comm`, container cgroup `cgroup_id`).
+    /// The facts of process `key` (comm `comm`, container cgroup `cgroup_id`, its
+    /// `process_flags`).
     pub fn from_facts(
         key: ProcKey,
         comm: &str,
         cgroup_id: u64,
+        flags: u32,
         stop: &SignalFact,
         kill: &SignalFact,
     ) -> Self {
@@ -183,7 +188,9 @@ impl Kept {
             key,
             cgroup_id,
         });
-        Self { stop: generate(stop), stop_delivered, kill: generate(kill) }
+        let oom = (flags & process_flags::OOM_VICTIM != 0 && kill.at_ns != 0)
+            .then_some(OomVictim { ktime_ns: kill.at_ns, pid: key.tgid });
+        Self { stop: generate(stop), stop_delivered, kill: generate(kill), oom }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -196,9 +203,12 @@ impl Kept {
         out.extend(self.stop.clone().map(Event::SignalGenerate));
         out.extend(self.stop_delivered.clone().map(Event::SignalDeliver));
         out.extend(self.kill.clone().map(Event::SignalGenerate));
+        out.extend(self.oom.clone().map(Event::OomVictim));
+        // Stable: the OOM mark stays after the SIGKILL it shares a time with.
         out.sort_by_key(|e| match e {
             Event::SignalGenerate(g) => g.ktime_ns,
             Event::SignalDeliver(d) => d.ktime_ns,
+            Event::OomVictim(o) => o.ktime_ns,
             _ => 0,
         });
         out
@@ -338,7 +348,7 @@ fn process_exit(e: &ProcessExitEvent) -> Event {
         ktime_ns: e.header.ktime_ns,
         key,
         main: e.role == role::MAIN,
-        kept: Box::new(Kept::from_facts(key, &comm, e.cgroup_id, &e.stop, &e.kill)),
+        kept: Box::new(Kept::from_facts(key, &comm, e.cgroup_id, e.flags, &e.stop, &e.kill)),
         comm,
         exit_code,
         exit_signal,
@@ -513,6 +523,8 @@ mod tests {
             start_ticks: 1,
             exit_code: 9,
             role: role::MAIN,
+            flags: 0,
+            _pad0: 0,
             cgroup_id: 5000,
             comm: comm("sleep"),
             stop: SignalFact {
@@ -539,6 +551,18 @@ mod tests {
         assert_eq!(stop.target_handler, Some(Disposition::Default));
         assert_eq!((e.kept.stop_delivered.is_none(), e.kept.kill.is_none()), (true, true));
         assert_eq!(e.kept.events().len(), 1);
+
+        // An OOM victim's exit: its SIGKILL, then the OOM killer's mark at the same time.
+        let mut oom = raw;
+        oom.flags = process_flags::OOM_VICTIM;
+        oom.kill = SignalFact { at_ns: 5, sig: 9, si_code: SI_KERNEL, ..Default::default() };
+        let Event::ProcessExit(e) = decode(&bytes_of(&oom)).unwrap() else { panic!() };
+        let kinds: Vec<EventKind> = e.kept.events().iter().map(Event::kind).collect();
+        assert_eq!(
+            kinds,
+            [EventKind::SignalGenerate, EventKind::SignalGenerate, EventKind::OomVictim]
+        );
+        assert_eq!(e.kept.oom, Some(OomVictim { ktime_ns: 5, pid: 100 }));
 
         let mut path = [0u8; CGROUP_PATH_LEN];
         let p = b"/kubepods/besteffort/podx/abc";

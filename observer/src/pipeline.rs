@@ -373,8 +373,24 @@ mod tests {
             stop: Some(stop),
             stop_delivered: None,
             kill: Some(kill),
+            oom: None,
         });
         Event::ProcessExit(x)
+    }
+
+    #[test]
+    fn an_oom_kill_the_kernel_marked_reads_as_one_from_the_exit_alone() {
+        // The OOM mark was read by a daemon gone since: the exit carries it.
+        let (mut p, _lookups) = pipeline(16);
+        p.ingest(mkdir(CGROUP));
+        p.resolved(named(CGROUP, "container"));
+        let Event::ProcessExit(mut x) = exit_with_kept() else { unreachable!() };
+        x.kept.stop = None;
+        let at = x.kept.kill.as_ref().unwrap().ktime_ns;
+        x.kept.oom = Some(crate::events::OomVictim { ktime_ns: at, pid: 100 });
+        p.ingest(Event::ProcessExit(x));
+        p.tick(2200 * MS);
+        assert_eq!(p.sink().records[0].outcome.as_str(), "oom_killed");
     }
 
     #[test]

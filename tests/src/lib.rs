@@ -8,7 +8,7 @@
 //!
 //! One module a concern, everything re-exported here:
 //! - `names`: unique names, container ids and pod uids;
-//! - `cgroups`: the v2 mount, removing a cgroup from every hierarchy;
+//! - `cgroups`: the v2 mount, removing a cgroup from every hierarchy, a memory limit;
 //! - `pod`: a pod in kubelet's cgroup layout (cgroupfs or systemd driver, any QoS, any
 //!   `--cgroup-root`) and log layout ([`Pod`], [`Layout`]);
 //! - `nsinit`: PID 1 of a fresh pid namespace ([`NsInit`]) and its workloads;
@@ -35,7 +35,7 @@ pub mod containerd;
 pub mod prometheus;
 pub mod vm;
 
-pub use cgroups::{cgroup_v2_root, remove_cgroup_everywhere};
+pub use cgroups::{cgroup_v2_root, remove_cgroup_everywhere, MemoryLimit, MEMORY_HOG};
 pub use daemon::{
     cleanup_pins, free_port, metric_value, observer_bin, require_root, stop_child, Daemon, Exit,
 };

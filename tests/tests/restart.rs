@@ -10,6 +10,7 @@ use std::{path::Path, process::Command, time::Duration};
 
 use observer_tests::{
     by_id, cleanup_pins, observer_bin, runc_container, unique, wait_handler, Daemon, Exit,
+    MemoryLimit, NsInit, Pod, MEMORY_HOG,
 };
 use serde_json::Value;
 
@@ -280,6 +281,39 @@ log:
     assert!(d.metric("observer_terminations_recovered_total", &[]) >= 1.0, "{}", d.metrics());
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(d.records().iter().filter(|r| r["container_id"] == cid.as_str()).count(), 1);
+    drop(pod);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The same for an OOM kill: the OOM killer's mark was read by the killed daemon only, and the
+/// kernel kept it with the process (`process_flags::OOM_VICTIM`): the next daemon's record is
+/// `oom_killed`, not a grace-period kill without a stop signal.
+#[test]
+fn an_oom_kill_held_for_metadata_when_the_daemon_is_killed_stays_an_oom_kill() {
+    let dir = std::env::temp_dir().join(unique("observer-it-cri-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cri = HangingCri::new(&dir);
+    let sock = cri.path.display().to_string();
+    let mut d = Daemon::start_with(None, &["--cri-endpoint", &sock, "--cri-timeout", "10s"]);
+    let ns = unique("heldoom");
+    let mut pod = Pod::new(&d.log_root, &ns, "hog-7d4b9c6f8-x2k9p");
+    let (cid, cg) = pod.container("hog");
+    let limit = MemoryLimit::new(&cg, 32 << 20);
+    let p = NsInit::spawn_in(&cg, &limit.extra(), MEMORY_HOG).unwrap();
+    p.wait_exit(Duration::from_secs(60)).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(d.records().iter().all(|r| r["container_id"] != cid.as_str()), "not held?");
+    d.stop(Exit::Kill);
+    drop(cri);
+    d.start_again();
+    let r = &d.wait_records(1, WAIT, by_id(&cid))[0];
+    eprintln!("record: {r:#}\nlog:\n{}", d.log());
+    assert_eq!(r["outcome"], "oom_killed");
+    assert_eq!(r["exit_signal"], "SIGKILL");
+    assert_eq!(r["sigkill_sender"]["from"], "kernel");
+    assert_eq!(r["pod"], "hog-7d4b9c6f8-x2k9p");
+    drop(p);
+    drop(limit);
     drop(pod);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -9,7 +9,7 @@ use std::{
 
 use observer_tests::{
     args, by_id, cgroup_v2_root, close_to, graceful_inits, handler_exits, runc_container, unique,
-    Daemon, NsInit, Pod,
+    Daemon, MemoryLimit, NsInit, Pod, MEMORY_HOG,
 };
 use serde_json::Value;
 
@@ -226,33 +226,8 @@ fn oom_kill_is_not_a_grace_period_kill() {
     let ns = unique("oom");
     let mut pod = Pod::new(&d.log_root, &ns, "hog-7d4b9c6f8-x2k9p");
     let (cid, cg) = pod.container("hog");
-    let v1 = PathBuf::from("/sys/fs/cgroup/memory");
-    let mem_dir = if v1.join("memory.limit_in_bytes").exists() {
-        let dir = v1.join(cg.strip_prefix(cgroup_v2_root()).unwrap());
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("memory.limit_in_bytes"), "33554432").unwrap();
-        let _ = std::fs::write(dir.join("memory.memsw.limit_in_bytes"), "33554432");
-        Some(dir)
-    } else {
-        None
-    };
-    let extra: Vec<&std::path::Path> = mem_dir.iter().map(PathBuf::as_path).collect();
-    if mem_dir.is_none() {
-        // Unified hierarchy: enable the memory controller down to the container.
-        let mut dir = cgroup_v2_root();
-        for part in cg.strip_prefix(cgroup_v2_root()).unwrap().components() {
-            let _ = std::fs::write(dir.join("cgroup.subtree_control"), "+memory");
-            dir = dir.join(part);
-            std::fs::create_dir_all(&dir).unwrap();
-        }
-        std::fs::write(cg.join("memory.max"), "33554432").expect("a memory limit on this machine");
-    }
-    let p = NsInit::spawn_in(
-        &cg,
-        &extra,
-        &["busybox", "sh", "-c", "a=xxxxxxxxxxxxxxxx; while :; do a=\"$a$a\"; done"],
-    )
-    .unwrap();
+    let limit = MemoryLimit::new(&cg, 32 << 20);
+    let p = NsInit::spawn_in(&cg, &limit.extra(), MEMORY_HOG).unwrap();
     p.wait_exit(Duration::from_secs(60)).unwrap();
     let r = &d.wait_records(1, WAIT, by_id(&cid))[0];
     assert_eq!(r["outcome"], "oom_killed", "{r:#}");
@@ -267,10 +242,7 @@ fn oom_kill_is_not_a_grace_period_kill() {
         0.0
     );
     drop(p);
-    if let Some(dir) = mem_dir {
-        let _ = std::fs::remove_dir(&dir);
-        let _ = std::fs::remove_dir(dir.parent().unwrap());
-    }
+    drop(limit);
 }
 
 #[test]

@@ -88,8 +88,9 @@ unsafe fn emit_exit(tgid: u32) -> Result<(), i64> {
     let Some(p) = (unsafe { followed(tgid, task) }) else {
         return Ok(());
     };
-    let (start_ticks, role, cgroup, window_start, stop, kill) = unsafe {
-        ((*p).start_ticks, (*p).role, (*p).cgroup_id, (*p).window_start_ns, (*p).stop, (*p).kill)
+    let (start_ticks, role, flags, cgroup, window_start, stop, kill) = unsafe {
+        let p = &*p;
+        (p.start_ticks, p.role, p.flags, p.cgroup_id, p.window_start_ns, p.stop, p.kill)
     };
     if PROCESSES.remove(&tgid).is_err() {
         // Another exiting thread of the group got here first.
@@ -122,6 +123,8 @@ unsafe fn emit_exit(tgid: u32) -> Result<(), i64> {
         start_ticks,
         exit_code: status as u32,
         role,
+        flags,
+        _pad0: 0,
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         comm: bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]),
         stop,

@@ -7,9 +7,9 @@
 use aya_ebpf::{
     helpers::bpf_get_current_cgroup_id, macros::tracepoint, programs::TracePointContext,
 };
-use observer_ebpf::{tp_offsets, EventKind, OomVictimEvent};
+use observer_ebpf::{process_flags, tp_offsets, EventKind, OomVictimEvent};
 
-use super::{emit, now};
+use super::{emit, now, PROCESSES};
 
 #[tracepoint]
 pub fn oom_mark_victim(ctx: TracePointContext) -> i32 {
@@ -27,5 +27,10 @@ unsafe fn try_oom_mark_victim(ctx: &TracePointContext) -> Result<(), i64> {
         _pad0: 0,
         trigger_cgroup_id: unsafe { bpf_get_current_cgroup_id() },
     });
+    // A followed process keeps the mark, so its exit says so to a daemon that never read this
+    // record (a restart in between).
+    if let Some(p) = PROCESSES.get_ptr_mut(&pid) {
+        unsafe { (*p).flags |= process_flags::OOM_VICTIM };
+    }
     Ok(())
 }
