@@ -2,10 +2,7 @@
 //! namespaces in kubepods cgroups, and real runc containers. Each test asserts the journal
 //! record's fields and the metric values of its own namespace.
 
-use std::{
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use observer_tests::{
     args, by_id, cgroup_v2_root, close_to, graceful_inits, handler_exits, runc_container, unique,
