@@ -379,6 +379,9 @@ pub struct Process {
     pub generated_mask: u64,
     /// Bit n: signal n's delivery was emitted in this window.
     pub delivered_mask: u64,
+    /// `bpf_ktime_get_ns` at the exec that made it followed (0: adopted by the start-up
+    /// walk): an exec session's start, which a daemon started since reads from here.
+    pub exec_ns: u64,
     /// The stop signal kept (first, unless superseded: [`STOP_SIGNAL_SUPERSEDE_NS`]).
     pub stop: SignalFact,
     /// The first SIGKILL.
@@ -712,7 +715,7 @@ const _: () = assert!(size_of::<MainProcessEvent>() == 16 + 8 + 8 + 8 + 32);
 const _: () = assert!(size_of::<CgroupEvent>() == 16 + 16 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<OomVictimEvent>() == 16 + 16);
 const _: () = assert!(size_of::<ExecSessionEvent>() == 16 + 16 + 32);
-const _: () = assert!(size_of::<Process>() == 48 + 2 * 56);
+const _: () = assert!(size_of::<Process>() == 56 + 2 * 56);
 const _: () = assert!(size_of::<WatchedCgroup>() == 24 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<EndedKey>() == 16);
 const _: () = assert!(size_of::<Ended>() == size_of::<ProcessExitEvent>() + 16 + CGROUP_PATH_LEN);

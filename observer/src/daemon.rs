@@ -24,7 +24,7 @@ use crate::{
         args::RunArgs,
         ended::{Ended, Recovered},
     },
-    events::{Event, Kept, ProcKey},
+    events::{Event, ExecSession, Kept, Proc, ProcKey},
     existing::{self, Found, RuntimeFiles},
     kernel::{
         loader::Probes,
@@ -130,9 +130,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // Terminations a previous daemon had seen begin: their records open again before the
     // ring (which may hold the same signals again: the correlator merges them) is read.
     if !kept.is_empty() {
+        let sessions =
+            kept.iter().filter(|e| matches!(e.first(), Some(Event::ExecSession(_)))).count();
         log::info!(
-            "{} terminations in flight, from the pinned probes' process entries",
-            kept.len()
+            "{} terminations in flight and {sessions} exec sessions running, from the pinned \
+             probes' process entries",
+            kept.len() - sessions
         );
     }
     for events in kept {
@@ -254,20 +257,39 @@ fn adopt_existing(
     Ok(cgroups)
 }
 
-/// The stop signals and SIGKILLs the kernel keeps for main processes still running: after a
-/// restart, what the previous daemon had read of terminations not yet over (a fresh map has
-/// none).
+/// What the kernel keeps of processes still running, for a daemon that starts after another
+/// (a fresh map has none): the stop signals and SIGKILLs of main processes (terminations not
+/// yet over), and the exec sessions in containers (a preStop exec hook running across the
+/// restart), with the exec time the kernel kept and their parent as /proc has it now.
 fn kept_in_flight(probes: &Probes) -> Vec<Vec<Event>> {
     probes
         .processes
         .iter()
         .filter_map(Result::ok)
-        .filter(|(_, p)| p.role == observer_ebpf::role::MAIN)
         .filter_map(|(tgid, p)| {
             let key = ProcKey { tgid, start_ticks: p.start_ticks };
-            let comm = existing::proc_of(tgid).map(|x| x.comm).unwrap_or_default();
-            let kept = Kept::from_facts(key, &comm, p.cgroup_id, p.flags, &p.stop, &p.kill);
-            (!kept.is_empty()).then(|| kept.events())
+            let now = existing::proc_of(tgid).filter(|x| x.key == key);
+            match p.role {
+                observer_ebpf::role::MAIN => {
+                    let comm = now.map(|x| x.comm).unwrap_or_default();
+                    let kept = Kept::from_facts(key, &comm, p.cgroup_id, p.flags, &p.stop, &p.kill);
+                    (!kept.is_empty()).then(|| kept.events())
+                }
+                observer_ebpf::role::SESSION if p.exec_ns != 0 => {
+                    let x = now?;
+                    let parent = existing::proc_of(x.ppid);
+                    Some(vec![Event::ExecSession(ExecSession {
+                        ktime_ns: p.exec_ns,
+                        session: Proc { pid: tgid, comm: x.comm },
+                        parent: Proc {
+                            pid: x.ppid,
+                            comm: parent.map(|p| p.comm).unwrap_or_default(),
+                        },
+                        cgroup_id: p.cgroup_id,
+                    })])
+                }
+                _ => None,
+            }
         })
         .collect()
 }

@@ -285,6 +285,46 @@ log:
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A preStop exec hook running when the daemon is killed (`runc exec`, as ExecSync runs it),
+/// and the container's stop after the restart: the next daemon finds the session in the
+/// kernel's process entries, with its exec time, and the record names it as the hook.
+#[test]
+fn a_prestop_exec_hook_running_across_a_daemon_kill_is_the_records_hook() {
+    let mut d = Daemon::start();
+    let ns = unique("hookspan");
+    let (pod, cid, runc) = runc_container(&d, &ns, "shop-7d4b9c6f8-x2k9p", &["sleep", "1000"]);
+    let t0 = std::time::Instant::now();
+    let mut hook = Command::new("runc")
+        .args(["exec", &runc.id, "sleep", "2"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    d.stop(Exit::Kill);
+    d.start_again();
+    let status = hook.wait().unwrap();
+    let took = t0.elapsed().as_secs_f64();
+    assert!(status.success(), "runc exec: {status}");
+    // kubelet's stop right after the hook: the stop signal (dropped by this PID 1), SIGKILL.
+    runc.kill("TERM").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    runc.kill("KILL").unwrap();
+    wait_stopped(&runc);
+    let r = &d.wait_records(1, WAIT, by_id(&cid))[0];
+    eprintln!("record: {r:#}\nlog:\n{}", d.log());
+    let p = &r["prestop"];
+    assert_eq!(p["kind"], "exec", "{r:#}");
+    assert_eq!(p["comm"], "sleep");
+    let dur = p["duration_seconds"].as_f64().unwrap();
+    // The kernel's exec -> exit lies inside what `runc exec` took end to end.
+    assert!(dur >= 2.0 && dur <= took, "hook {dur} s, runc exec {took} s");
+    assert!(d.log().contains("1 exec sessions running"), "{}", d.log());
+    drop(runc);
+    drop(pod);
+}
+
 /// The same for an OOM kill: the OOM killer's mark was read by the killed daemon only, and the
 /// kernel kept it with the process (`process_flags::OOM_VICTIM`): the next daemon's record is
 /// `oom_killed`, not a grace-period kill without a stop signal.

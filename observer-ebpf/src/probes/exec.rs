@@ -91,7 +91,10 @@ unsafe fn try_sched_process_exec(ctx: &BtfTracePointContext) -> Result<(), i64> 
             return Ok(());
         }
         w.main_tgid = tgid;
-        follow(tgid, Process { start_ticks, cgroup_id, role: role::MAIN, ..Default::default() });
+        follow(
+            tgid,
+            Process { start_ticks, cgroup_id, role: role::MAIN, exec_ns: ts, ..Default::default() },
+        );
         emit(EventKind::MainProcess, ts, |header| MainProcessEvent {
             header,
             tgid,
@@ -105,7 +108,16 @@ unsafe fn try_sched_process_exec(ctx: &BtfTracePointContext) -> Result<(), i64> 
     }
     // 4b. An exec session. One that execs again keeps its entry.
     if unsafe { PROCESSES.get(&tgid) }.is_none() {
-        follow(tgid, Process { start_ticks, cgroup_id, role: role::SESSION, ..Default::default() });
+        follow(
+            tgid,
+            Process {
+                start_ticks,
+                cgroup_id,
+                role: role::SESSION,
+                exec_ns: ts,
+                ..Default::default()
+            },
+        );
     }
     emit(EventKind::ExecSession, ts, |header| ExecSessionEvent {
         header,
