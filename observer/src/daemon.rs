@@ -162,10 +162,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let result = loop {
         tokio::select! {
             ev = rx.recv() => match ev {
-                Some(ev) => {
-                    ended.saw(&ev, monotonic_ns());
-                    pipeline.ingest(ev);
-                }
+                Some(ev) => read(&mut pipeline, &mut ended, ev),
                 None => break Err(anyhow::anyhow!("ring-buffer reader stopped")),
             },
             Some(r) = resolved.recv() => pipeline.resolved(r),
@@ -175,6 +172,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 m.refresh_pipeline(pipeline.stats(), pipeline.open_terminations(), pipeline.metadata());
                 let now = monotonic_ns();
                 pipeline.tick(now);
+                ended.recorded(pipeline.take_done());
                 for r in ended.sweep(now) {
                     m.recovered.inc();
                     recover(&mut pipeline, r);
@@ -196,8 +194,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     shared.healthy.store(false, Ordering::Relaxed);
     // Records whose exit was seen are complete: write them before leaving.
     while let Ok(ev) = rx.try_recv() {
-        ended.saw(&ev, monotonic_ns());
-        pipeline.ingest(ev);
+        read(&mut pipeline, &mut ended, ev);
     }
     pipeline.finish();
     // Journaled and synced: the kernel need not keep them for the next daemon.
@@ -292,6 +289,27 @@ fn kept_in_flight(probes: &Probes) -> Vec<Vec<Event>> {
             }
         })
         .collect()
+}
+
+/// An event read from the ring. A termination's exit is noted in `ended`; if its container is
+/// unknown here (learnt by a daemon killed since, and gone before this one's walk), it is
+/// learnt from the path the kernel kept with the termination, as for a recovered one.
+fn read<S: crate::pipeline::Sink>(pipeline: &mut Pipeline<S>, ended: &mut Ended, ev: Event) {
+    let cgroup = match &ev {
+        Event::ProcessExit(x) => Some(x.cgroup_id),
+        _ => None,
+    };
+    let key = ended.saw(&ev, monotonic_ns());
+    match (key, cgroup) {
+        (Some(key), Some(id)) if pipeline.metadata().identity(id).is_none() => {
+            let (cgroup, cgroup_gone) = match ended.cgroup_of(key) {
+                Some((c, gone)) => (Some(c), gone),
+                None => (None, false),
+            };
+            recover(pipeline, Recovered { exit: ev, cgroup, cgroup_gone });
+        }
+        _ => pipeline.ingest(ev),
+    }
 }
 
 /// A termination the ring never delivered, from the kernel's `ENDED`: its container is learnt

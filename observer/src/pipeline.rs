@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::{
     clock::WallClock,
     correlate::{self, Correlator, Termination},
-    events::{Event, Origin, SignalGenerate},
+    events::{Event, Origin, ProcKey, SignalGenerate},
     metadata::{
         resolver::{Lookup, Resolved},
         Metadata,
@@ -53,6 +53,9 @@ pub struct Pipeline<S: Sink> {
     lookups: mpsc::Sender<Lookup>,
     /// Closed terminations waiting for their container's metadata, with their deadline.
     waiting: Vec<(Termination, u64)>,
+    /// Terminations handed to the sink (recorded, or deliberately not) since
+    /// [`Pipeline::take_done`].
+    done: Vec<ProcKey>,
     sink: S,
 }
 
@@ -70,6 +73,7 @@ impl<S: Sink> Pipeline<S> {
             metadata: Metadata::new(),
             lookups,
             waiting: Vec::new(),
+            done: Vec::new(),
             sink,
         }
     }
@@ -208,7 +212,14 @@ impl<S: Sink> Pipeline<S> {
         &self.sink
     }
 
+    /// The main processes whose terminations went to the sink since the last call, each
+    /// flushed with it ([`Sink::flush`] ends every tick): the kernel need not keep them.
+    pub fn take_done(&mut self) -> Vec<ProcKey> {
+        std::mem::take(&mut self.done)
+    }
+
     fn emit(&mut self, t: &Termination) {
+        self.done.push(ProcKey { tgid: t.pid, start_ticks: t.start_ticks });
         let identity = self.metadata.identity(t.cgroup_id);
         if identity.is_some_and(|i| i.is_sandbox()) {
             // A pod's pause container: kubelet's StopPodSandbox SIGKILLs it by design.
@@ -234,7 +245,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        events::{CgroupChange, Disposition, Proc, ProcKey, ProcessExit, Sender},
+        events::{CgroupChange, Disposition, Proc, ProcessExit, Sender},
         metadata::annotations::Facts,
     };
 
@@ -359,6 +370,8 @@ mod tests {
         assert_eq!(r.node, "node-a");
         assert_eq!(r.outcome.as_str(), "killed");
         assert_eq!(p.sink().flushes, 2, "one flush per tick");
+        assert_eq!(p.take_done(), [ProcKey { tgid: 100, start_ticks: 1 }]);
+        assert!(p.take_done().is_empty());
     }
 
     /// `exit()` carrying the stop signal and SIGKILL of `killed()` as the kernel kept them.

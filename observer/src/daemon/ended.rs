@@ -8,11 +8,13 @@
 //! (waiting for their container's metadata, or still in the event queue), and a ring buffer
 //! that overflowed while no daemon read it, lose nothing:
 //!
-//! - **Settled.** Every termination whose exit this daemon has (from the ring, or taken from the
-//!   map) is journaled within [`Ended::new`]'s `settle_ns` (the correlator's linger and the
-//!   metadata hold), at the tick that wrote it, which syncs the journal. Past that its entry is
-//!   deleted. A daemon killed before has it offered again to the next, whose journal already
-//!   holds its `record_id` and writes it once (`sinks::journal`).
+//! - **Settled.** A termination the pipeline handed to its sink (journaled, or deliberately not
+//!   recorded) at a tick, which ends with the journal's sync, has its entry deleted right after
+//!   ([`Ended::recorded`]). One whose exit this daemon has but that made no record (a signal
+//!   the pipeline drops) is deleted [`Ended::new`]'s `settle_ns` after (the correlator's linger
+//!   and the metadata hold: past that no record can come). A daemon killed between the write
+//!   and the delete has it offered again to the next, whose journal already holds its
+//!   `record_id` and writes it once (`sinks::journal`).
 //! - **Recovered.** An entry whose exit the ring has not delivered [`RING_GRACE_NS`] after the
 //!   kernel saw it (it ended while no daemon read, or the daemon that read it was killed
 //!   before recording it, or the ring overflowed) is taken from the map: its cgroup is learnt
@@ -37,6 +39,9 @@ const SEC: u64 = 1_000_000_000;
 pub const SWEEP_EVERY_NS: u64 = SEC;
 /// An exit the ring has not delivered this long after the kernel saw it is taken from the map.
 pub const RING_GRACE_NS: u64 = 2 * SEC;
+/// At most this many terminations are taken per sweep (the rest at the next): each may need a
+/// metadata lookup, whose queue holds `daemon::LOOKUP_QUEUE`.
+pub const RECOVER_PER_SWEEP: usize = 1024;
 
 /// A termination taken from the map: its exit, and its cgroup as the kernel kept it.
 #[derive(Debug)]
@@ -76,10 +81,30 @@ impl Ended {
         }
     }
 
-    /// An event read from the ring: a termination's exit is had.
-    pub fn saw(&mut self, ev: &Event, now_ns: u64) {
-        if let Some(key) = termination_exit(ev) {
-            self.had.entry(key).or_insert(now_ns);
+    /// An event read from the ring: a termination's exit is had (its key returned).
+    pub fn saw(&mut self, ev: &Event, now_ns: u64) -> Option<ProcKey> {
+        let key = termination_exit(ev)?;
+        self.had.entry(key).or_insert(now_ns);
+        Some(key)
+    }
+
+    /// The cgroup the kernel kept with a termination, and whether it is gone: for an exit read
+    /// from the ring whose container this daemon never learnt (its mkdir was read by a daemon
+    /// killed since, and the cgroup was removed before this one's start-up walk).
+    pub fn cgroup_of(&self, key: ProcKey) -> Option<(CgroupChange, bool)> {
+        let k = EndedKey { tgid: key.tgid, _pad0: 0, start_ticks: key.start_ticks };
+        let v = self.map.get(&k, 0).ok()?;
+        let c = events::ended(&v).1?;
+        let gone = !self.exists(&c.path);
+        Some((c, gone))
+    }
+
+    /// Terminations whose records were handed to the sink and flushed: their entries go.
+    pub fn recorded(&mut self, keys: impl IntoIterator<Item = ProcKey>) {
+        for key in keys {
+            if self.had.remove(&key).is_some() {
+                self.delete(key);
+            }
         }
     }
 
@@ -107,6 +132,9 @@ impl Ended {
         }
         let mut out = Vec::new();
         for entry in self.map.iter() {
+            if out.len() >= RECOVER_PER_SWEEP {
+                break;
+            }
             let (k, v) = match entry {
                 Ok(kv) => kv,
                 Err(e) => {
