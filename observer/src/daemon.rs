@@ -173,7 +173,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 let now = monotonic_ns();
                 pipeline.tick(now);
                 ended.recorded(pipeline.take_done());
-                for r in ended.sweep(now) {
+                let recovered = ended.sweep(now);
+                if !recovered.is_empty() {
+                    log::info!(
+                        "{} terminations taken from the kernel's ENDED map: the ring never \
+                         brought their exit to this daemon",
+                        recovered.len()
+                    );
+                }
+                for r in recovered {
                     m.recovered.inc();
                     recover(&mut pipeline, r);
                 }
