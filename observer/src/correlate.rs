@@ -101,6 +101,29 @@ impl Outcome {
     }
 }
 
+/// Why a record may lack facts (the journal's `incomplete`): it is still the best account of
+/// what happened, and says what it could be missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gap {
+    /// Events were lost (a full ring buffer, a full queue) while the termination was open:
+    /// any of its own (a delivery, an exec session, an OOM mark) may be among them.
+    EventsLost,
+    /// Its signals come from the kernel's summary in the process entry, not from their own
+    /// events: a daemon started since read them (or they were lost). What only events carry,
+    /// an exec session that ended before this daemon started, is not in the record.
+    KernelSummary,
+}
+
+impl Gap {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EventsLost => "events_lost",
+            Self::KernelSummary => "kernel_summary",
+        }
+    }
+}
+
 /// A closed termination of one container PID 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Termination {
@@ -118,6 +141,8 @@ pub struct Termination {
     /// Exec sessions into the container running at the stop signal or ended just before it,
     /// latest start first: the preStop exec hook's candidates.
     pub prestop_candidates: Vec<SessionSeen>,
+    /// What it may be missing, sorted (empty: nothing known to be missing).
+    pub incomplete: Vec<Gap>,
 }
 
 impl Termination {
@@ -175,6 +200,9 @@ struct Open {
     /// False when `exit` was made up at the cgroup's removal or at expiry.
     exit_observed: bool,
     oom: bool,
+    /// [`Correlator::losses`] when it opened.
+    lost_at_open: u64,
+    gaps: Vec<Gap>,
 }
 
 /// See the module docs.
@@ -188,6 +216,8 @@ pub struct Correlator {
     recently_closed: HashMap<ProcKey, u64>,
     /// Exec sessions into containers.
     sessions: ExecSessions,
+    /// Events lost so far, everywhere ([`Correlator::losses`]).
+    lost: u64,
     pub stats: Stats,
 }
 
@@ -205,6 +235,21 @@ impl Correlator {
         self.open.len()
     }
 
+    /// The count of events lost so far (kernel and userspace stages): a record open while it
+    /// grows is [`Gap::EventsLost`].
+    pub fn losses(&mut self, total: u64) {
+        self.lost = self.lost.max(total);
+    }
+
+    /// Notes `gap` on the open record of `key` (none open: nothing to note).
+    pub fn flag(&mut self, key: ProcKey, gap: Gap) {
+        if let Some(rec) = self.open.get_mut(&key) {
+            if !rec.gaps.contains(&gap) {
+                rec.gaps.push(gap);
+            }
+        }
+    }
+
     pub fn ingest(&mut self, event: &Event) {
         match event {
             Event::SignalGenerate(g) => {
@@ -213,6 +258,7 @@ impl Correlator {
                     return;
                 }
                 self.make_room();
+                let lost = self.lost;
                 let rec = self.open.entry(key).or_insert_with(|| Open {
                     comm: g.target.comm.clone(),
                     cgroup_id: g.target_cgroup_id,
@@ -222,6 +268,8 @@ impl Correlator {
                     exit: None,
                     exit_observed: true,
                     oom: false,
+                    lost_at_open: lost,
+                    gaps: Vec::new(),
                 });
                 rec.opened_ns = rec.opened_ns.min(g.ktime_ns);
                 if g.sig == SIGKILL {
@@ -379,8 +427,12 @@ impl Correlator {
     pub fn drain_closed(&mut self, now_ns: u64) -> Vec<Termination> {
         let mut done = Vec::new();
         let sessions = &self.sessions;
+        let lost = self.lost;
         self.open.retain(|&key, rec| match &rec.exit {
             Some(exit) if now_ns >= exit.at_ns.saturating_add(CLOSE_LINGER_NS) => {
+                if lost > rec.lost_at_open && !rec.gaps.contains(&Gap::EventsLost) {
+                    rec.gaps.push(Gap::EventsLost);
+                }
                 done.push(finish(key, rec, sessions));
                 false
             }
@@ -437,6 +489,8 @@ fn finish(key: ProcKey, rec: &Open, sessions: &ExecSessions) -> Termination {
     };
     let prestop_candidates =
         stop.as_ref().map(|s| sessions.candidates(rec.cgroup_id, s.at_ns)).unwrap_or_default();
+    let mut incomplete = rec.gaps.clone();
+    incomplete.sort();
     Termination {
         pid: key.tgid,
         start_ticks: key.start_ticks,
@@ -448,6 +502,7 @@ fn finish(key: ProcKey, rec: &Open, sessions: &ExecSessions) -> Termination {
         oom: rec.oom,
         exit,
         outcome,
+        incomplete,
     }
 }
 

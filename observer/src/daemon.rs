@@ -138,9 +138,23 @@ pub async fn run(args: RunArgs) -> Result<()> {
             kept.len() - sessions
         );
     }
+    // Every loss so far, kernel (pinned: every daemon's) and this daemon's reader: a record
+    // open while it grows says so.
+    let losses = || {
+        let read: u64 = ["channel", "decode"]
+            .iter()
+            .map(|s| shared.metrics.lost.with_label_values(&[s]).get())
+            .sum();
+        counters.lost() + read + handover.records
+    };
+    pipeline.losses(losses());
     for events in kept {
-        for e in events {
-            pipeline.ingest(e);
+        match events.iter().find_map(|e| match e {
+            Event::SignalGenerate(g) => Some(g.target_key),
+            _ => None,
+        }) {
+            Some(key) => pipeline.ingest_kept(events, key),
+            None => events.into_iter().for_each(|e| pipeline.ingest(e)),
         }
     }
 
@@ -171,6 +185,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 m.refresh_kernel(|c| counters.get(c));
                 m.refresh_pipeline(pipeline.stats(), pipeline.open_terminations(), pipeline.metadata());
                 let now = monotonic_ns();
+                pipeline.losses(losses());
                 pipeline.tick(now);
                 ended.recorded(pipeline.take_done());
                 let recovered = ended.sweep(now);

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     clock::WallClock,
-    correlate::{self, Correlator, Termination},
+    correlate::{self, Correlator, Gap, Termination},
     events::{Event, Origin, ProcKey, SignalGenerate},
     metadata::{
         resolver::{Lookup, Resolved},
@@ -107,9 +107,8 @@ impl<S: Sink> Pipeline<S> {
                 if x.main && !x.kept.is_empty() && !self.correlator.is_open(x.key) =>
             {
                 self.correlator.stats.kept_used += 1;
-                for e in x.kept.events() {
-                    self.ingest(e);
-                }
+                let key = x.key;
+                self.ingest_kept(x.kept.events(), key);
             }
             Event::MainProcess(m) => {
                 log::debug!(
@@ -124,6 +123,20 @@ impl<S: Sink> Pipeline<S> {
             _ => {}
         }
         self.correlator.ingest(&ev);
+    }
+
+    /// What the kernel kept of process `key`'s termination (its entry's summary), in place of
+    /// its own events: the record it opens says so ([`Gap::KernelSummary`]).
+    pub fn ingest_kept(&mut self, events: Vec<Event>, key: ProcKey) {
+        for e in events {
+            self.ingest(e);
+        }
+        self.correlator.flag(key, Gap::KernelSummary);
+    }
+
+    /// The count of events lost so far, everywhere: records open meanwhile say so.
+    pub fn losses(&mut self, total: u64) {
+        self.correlator.losses(total);
     }
 
     /// Where a signal came from, relative to its target's container; None when from the
@@ -438,8 +451,30 @@ mod tests {
         a.exit_at.clone_from(&b.exit_at);
         a.stop_signal_at.clone_from(&b.stop_signal_at);
         a.sigkill_at.clone_from(&b.sigkill_at);
+        // The one made from the kernel's summary says so.
+        assert_eq!(b.incomplete, Some(vec![Gap::KernelSummary]));
+        assert_eq!(a.incomplete, None);
+        a.incomplete.clone_from(&b.incomplete);
         assert_eq!(&a, b);
         assert_eq!(q.stats().kept_used, 0);
+    }
+
+    #[test]
+    fn a_record_open_while_events_were_lost_says_so_and_one_opened_after_does_not() {
+        let (mut p, _lookups) = pipeline(16);
+        p.ingest(mkdir(CGROUP));
+        p.resolved(named(CGROUP, "container"));
+        p.losses(3);
+        p.ingest(term(10 * MS, 15));
+        p.losses(5);
+        p.ingest(exit(20 * MS));
+        p.ingest(signal(30 * MS, 9, 200, CGROUP));
+        p.ingest(exit_of(40 * MS, 200, CGROUP));
+        p.tick(300 * MS);
+        let r = &p.sink().records;
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].incomplete, Some(vec![Gap::EventsLost]));
+        assert_eq!(r[1].incomplete, None);
     }
 
     #[test]

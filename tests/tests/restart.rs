@@ -91,6 +91,8 @@ fn stopped_while_down(how: Exit) {
     assert!((0.0..1.0).contains(&t), "kernel-clock interval {t}");
     assert!(d.log().contains("adopting the probes pinned at"), "{}", d.log());
     assert_eq!(d.metric("observer_events_lost_total", &[]), 0.0);
+    // Every event of it was in the ring: nothing is missing.
+    assert_eq!(r["incomplete"], Value::Null);
     drop(pod);
 }
 
@@ -150,6 +152,7 @@ fn stop_signal_before_sigkill_after(how: Exit) {
     let t2k = r["term_to_kill_seconds"].as_f64().unwrap();
     assert!((0.9..5.0).contains(&t2k), "TERM to KILL on the kernel clock: {t2k}");
     assert!(d.log().contains("terminations in flight"), "{}", d.log());
+    assert_eq!(r["incomplete"], serde_json::json!(["kernel_summary"]));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(d.records().iter().filter(|r| r["container_id"] == cid.as_str()).count(), 1);
     drop(runc);
@@ -184,6 +187,7 @@ fn stop_signal_before_exit_while_down(how: Exit) {
     assert_eq!(r["stop_signal_sender"]["comm"], "runc");
     let t = r["term_to_exit_seconds"].as_f64().unwrap();
     assert!((0.9..5.0).contains(&t), "TERM to exit on the kernel clock: {t}");
+    assert_eq!(r["incomplete"], serde_json::json!(["kernel_summary"]));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(d.records().iter().filter(|r| r["container_id"] == cid.as_str()).count(), 1);
     drop(runc);
@@ -277,6 +281,7 @@ log:
     assert_eq!(r["stop_signal_sender"]["comm"], "runc");
     let t = r["term_to_exit_seconds"].as_f64().unwrap();
     assert!((0.3..2.0).contains(&t), "TERM to exit on the kernel clock: {t}");
+    assert_eq!(r["incomplete"], serde_json::json!(["kernel_summary"]));
     // (At least: every daemon watches every test's containers.)
     assert!(d.metric("observer_terminations_recovered_total", &[]) >= 1.0, "{}", d.metrics());
     std::thread::sleep(Duration::from_millis(1500));
@@ -441,6 +446,8 @@ log:
     assert!(d.metric("observer_terminations_recovered_total", &[]) >= 1.0, "{}", d.metrics());
     assert_eq!(r["outcome"], "graceful");
     assert_eq!(r["exit_code"], 4);
+    let gaps = r["incomplete"].as_array().cloned().unwrap_or_default();
+    assert!(gaps.contains(&Value::from("events_lost")), "{r:#}");
     assert_eq!(r["stop_signal"], "SIGTERM");
     assert_eq!(r["stop_signal_handler"], "handled");
     assert_eq!(r["namespace"], ns.as_str());

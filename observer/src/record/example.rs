@@ -57,6 +57,7 @@ impl Record {
                 exit: Exit { at_ns: STOP_NS, code: None, signal: None },
                 outcome: Outcome::Killed,
                 prestop_candidates: Vec::new(),
+                incomplete: Vec::new(),
             },
             identity: Some(Identity {
                 namespace: Some("shop".into()),

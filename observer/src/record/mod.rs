@@ -19,7 +19,7 @@ use serde::Serialize;
 pub use crate::prestop::PreStop;
 use crate::{
     clock::WallClock,
-    correlate::{Outcome, Termination},
+    correlate::{Gap, Outcome, Termination},
     events::{Disposition, Sender},
     metadata::{cgroup_path::Runtime, Identity},
     prestop, signals,
@@ -60,6 +60,10 @@ pub struct Record {
     pub outcome: Outcome,
     pub grace_period_seconds: Option<u64>,
     pub prestop: Option<PreStop>,
+    /// What the record may be missing (null: nothing known to be missing): `events_lost`
+    /// (events were lost while it was open), `kernel_summary` (its signals come from the
+    /// kernel's summary, across a daemon restart or a loss).
+    pub incomplete: Option<Vec<Gap>>,
     /// `<boot id>:<pid>:<start ticks>`: the main process's identity on this node, which no
     /// other record shares. The journal writes a record once ([`record_id`]).
     pub record_id: String,
@@ -132,6 +136,7 @@ impl Record {
             outcome: t.outcome,
             grace_period_seconds: id.grace_period_seconds,
             prestop,
+            incomplete: (!t.incomplete.is_empty()).then(|| t.incomplete.clone()),
             record_id: record_id(t.pid, t.start_ticks),
         }
     }

@@ -45,6 +45,7 @@ pub struct Metrics {
     pub unkept: IntCounter,
     pub recovered: IntCounter,
     pub duplicates: IntCounter,
+    pub incomplete: IntCounterVec,
     pub unmatched: IntCounterVec,
     pub ignored: IntCounterVec,
     pub metadata_errors: IntCounterVec,
@@ -176,6 +177,14 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
+            incomplete: register(
+                &r,
+                counter(
+                    "observer_records_incomplete_total",
+                    "Records that may lack facts, by reason: events_lost (events were lost while the termination was open), kernel_summary (its signals come from the kernel's summary in the process entry: across a daemon restart, or lost)",
+                    &["reason"],
+                ),
+            ),
             duplicates: register(
                 &r,
                 IntCounter::new(
@@ -240,6 +249,9 @@ impl Metrics {
         }
         if record.stop_signal_ignored == Some(true) {
             self.stop_signal_ignored.with_label_values(&labels).inc();
+        }
+        for gap in record.incomplete.iter().flatten() {
+            self.incomplete.with_label_values(&[gap.as_str()]).inc();
         }
         if let Some(p) = &record.prestop {
             if p.overrun {
