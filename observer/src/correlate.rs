@@ -46,6 +46,8 @@ pub const STOP_EXPIRY_NS: u64 = 24 * 3600 * SEC;
 /// A stop signal of another number, arriving this long after the first one, replaces it: the
 /// earlier one was not a stop (a SIGHUP reload before a SIGTERM, say).
 pub const STOP_SIGNAL_SUPERSEDE_NS: u64 = observer_ebpf::STOP_SIGNAL_SUPERSEDE_NS;
+/// Intervals of loss kept (a record asks about the ones its events span).
+pub const MAX_LOSSY_INTERVALS: usize = 4096;
 /// Bound on open records; past it the oldest is evicted and counted.
 pub const MAX_OPEN: usize = 65_536;
 /// The first stop signal of a termination.
@@ -200,8 +202,6 @@ struct Open {
     /// False when `exit` was made up at the cgroup's removal or at expiry.
     exit_observed: bool,
     oom: bool,
-    /// [`Correlator::losses`] when it opened.
-    lost_at_open: u64,
     gaps: Vec<Gap>,
 }
 
@@ -216,8 +216,10 @@ pub struct Correlator {
     recently_closed: HashMap<ProcKey, u64>,
     /// Exec sessions into containers.
     sessions: ExecSessions,
-    /// Events lost so far, everywhere ([`Correlator::losses`]).
-    lost: u64,
+    /// Events lost so far, everywhere, as last told ([`Correlator::losses`]), and when.
+    lost: Option<(u64, u64)>,
+    /// Kernel-time intervals in which the count of lost events grew, oldest first.
+    lossy: std::collections::VecDeque<(u64, u64)>,
     pub stats: Stats,
 }
 
@@ -235,10 +237,26 @@ impl Correlator {
         self.open.len()
     }
 
-    /// The count of events lost so far (kernel and userspace stages): a record open while it
-    /// grows is [`Gap::EventsLost`].
-    pub fn losses(&mut self, total: u64) {
-        self.lost = self.lost.max(total);
+    /// The count of events lost so far (kernel and userspace stages) at kernel time `now_ns`:
+    /// when it grew since the last call, the loss happened in between, and a record whose
+    /// events span that interval is [`Gap::EventsLost`]. The first call is the baseline.
+    pub fn losses(&mut self, total: u64, now_ns: u64) {
+        if let Some((before, since)) = self.lost {
+            if total > before {
+                self.lossy.push_back((since, now_ns));
+                while self.lossy.len() > MAX_LOSSY_INTERVALS {
+                    self.lossy.pop_front();
+                }
+            }
+        }
+        if self.lost.is_none_or(|(before, _)| total >= before) {
+            self.lost = Some((total, now_ns));
+        }
+    }
+
+    /// Whether events were lost while a record spanning `from..=to` (kernel ns) was open.
+    fn lost_between(&self, from: u64, to: u64) -> bool {
+        self.lossy.iter().any(|&(a, b)| a <= to && b >= from)
     }
 
     /// Notes `gap` on the open record of `key` (none open: nothing to note).
@@ -258,7 +276,6 @@ impl Correlator {
                     return;
                 }
                 self.make_room();
-                let lost = self.lost;
                 let rec = self.open.entry(key).or_insert_with(|| Open {
                     comm: g.target.comm.clone(),
                     cgroup_id: g.target_cgroup_id,
@@ -268,7 +285,6 @@ impl Correlator {
                     exit: None,
                     exit_observed: true,
                     oom: false,
-                    lost_at_open: lost,
                     gaps: Vec::new(),
                 });
                 rec.opened_ns = rec.opened_ns.min(g.ktime_ns);
@@ -426,13 +442,22 @@ impl Correlator {
     /// `now_ns` (kernel monotonic time), oldest exit first; expires parked events.
     pub fn drain_closed(&mut self, now_ns: u64) -> Vec<Termination> {
         let mut done = Vec::new();
+        let mut closing: Vec<(ProcKey, u64, u64)> = Vec::new();
+        for (&key, rec) in &self.open {
+            if let Some(exit) = &rec.exit {
+                if now_ns >= exit.at_ns.saturating_add(CLOSE_LINGER_NS) {
+                    closing.push((key, rec.opened_ns, exit.at_ns));
+                }
+            }
+        }
+        for (key, from, to) in closing {
+            if self.lost_between(from, to) {
+                self.flag(key, Gap::EventsLost);
+            }
+        }
         let sessions = &self.sessions;
-        let lost = self.lost;
         self.open.retain(|&key, rec| match &rec.exit {
             Some(exit) if now_ns >= exit.at_ns.saturating_add(CLOSE_LINGER_NS) => {
-                if lost > rec.lost_at_open && !rec.gaps.contains(&Gap::EventsLost) {
-                    rec.gaps.push(Gap::EventsLost);
-                }
                 done.push(finish(key, rec, sessions));
                 false
             }

@@ -147,7 +147,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             .sum();
         counters.lost() + read + handover.records
     };
-    pipeline.losses(losses());
+    pipeline.losses(losses(), monotonic_ns());
     for events in kept {
         match events.iter().find_map(|e| match e {
             Event::SignalGenerate(g) => Some(g.target_key),
@@ -185,7 +185,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 m.refresh_kernel(|c| counters.get(c));
                 m.refresh_pipeline(pipeline.stats(), pipeline.open_terminations(), pipeline.metadata());
                 let now = monotonic_ns();
-                pipeline.losses(losses());
+                pipeline.losses(losses(), now);
                 pipeline.tick(now);
                 ended.recorded(pipeline.take_done());
                 let recovered = ended.sweep(now);

@@ -134,9 +134,10 @@ impl<S: Sink> Pipeline<S> {
         self.correlator.flag(key, Gap::KernelSummary);
     }
 
-    /// The count of events lost so far, everywhere: records open meanwhile say so.
-    pub fn losses(&mut self, total: u64) {
-        self.correlator.losses(total);
+    /// The count of events lost so far, everywhere, at kernel time `now_ns`: records whose
+    /// events span a loss say so.
+    pub fn losses(&mut self, total: u64, now_ns: u64) {
+        self.correlator.losses(total, now_ns);
     }
 
     /// Where a signal came from, relative to its target's container; None when from the
@@ -464,10 +465,12 @@ mod tests {
         let (mut p, _lookups) = pipeline(16);
         p.ingest(mkdir(CGROUP));
         p.resolved(named(CGROUP, "container"));
-        p.losses(3);
+        // Baseline 3 at 5 ms; two more lost between 5 and 25 ms, while the first was open.
+        p.losses(3, 5 * MS);
         p.ingest(term(10 * MS, 15));
-        p.losses(5);
+        p.losses(5, 25 * MS);
         p.ingest(exit(20 * MS));
+        p.losses(5, 28 * MS);
         p.ingest(signal(30 * MS, 9, 200, CGROUP));
         p.ingest(exit_of(40 * MS, 200, CGROUP));
         p.tick(300 * MS);

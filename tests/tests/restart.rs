@@ -363,30 +363,93 @@ fn an_oom_kill_held_for_metadata_when_the_daemon_is_killed_stays_an_oom_kill() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A daemon killed just after journaling a record, before the kernel forgot the termination:
-/// the next daemon is offered it again and finds its `record_id` in the journal's tail. One
-/// line in the journal, the duplicate counted.
+/// The kernel's `ENDED` entries of process `pid`, as bpftool dumps the pinned map: (key,
+/// value), each as the hex bytes `bpftool map update` takes back.
+fn ended_entries(pin: &Path, pid: u32) -> Vec<(Vec<String>, Vec<String>)> {
+    let out = Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(pin)
+        .output()
+        .expect("bpftool");
+    assert!(out.status.success(), "bpftool map dump: {}", String::from_utf8_lossy(&out.stderr));
+    let entries: Vec<Value> = serde_json::from_slice(&out.stdout).expect("bpftool json");
+    let hex = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b.as_str())
+            .map(|b| b.trim_start_matches("0x").to_string())
+            .collect()
+    };
+    entries
+        .iter()
+        .map(|e| (hex(&e["key"]), hex(&e["value"])))
+        .filter(|(k, _)| {
+            let b: Vec<u8> =
+                k.iter().take(4).filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
+            b.len() == 4 && u32::from_le_bytes([b[0], b[1], b[2], b[3]]) == pid
+        })
+        .collect()
+}
+
+/// A daemon killed just after journaling a record, before it deleted the kernel's entry of
+/// the termination (a window of one tick): the next daemon is offered it again and finds its
+/// `record_id` in the journal's tail. One line in the journal, the duplicate counted. The
+/// window is made wide by a hanging CRI (the record waits for metadata): the entry is read
+/// while it waits, and put back after the kill, as a kill inside the window leaves it.
 #[test]
 fn a_record_journaled_just_before_a_kill_is_not_written_twice() {
-    let mut d = Daemon::start();
+    let dir = std::env::temp_dir().join(unique("observer-it-cri-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cri = HangingCri::new(&dir);
+    let sock = cri.path.display().to_string();
+    let mut d = Daemon::start_with(None, &["--cri-endpoint", &sock, "--cri-timeout", "1s"]);
+    let layout = std::fs::read_dir(d.pin_dir.as_ref().unwrap()).unwrap().flatten().next().unwrap();
+    let ended = layout.path().join("ENDED");
     let ns = unique("twice");
     let (pod, cid, runc) = runc_container(&d, &ns, "web-7d4b9c6f8-x2k9p", &["sleep", "1000"]);
+    let pid = runc.pid().unwrap();
     runc.kill("KILL").unwrap();
     wait_stopped(&runc);
     drop(runc);
+    let deadline = std::time::Instant::now() + WAIT;
+    let kept = loop {
+        let e = ended_entries(&ended, pid);
+        if !e.is_empty() {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "no ENDED entry for pid {pid}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let first = d.wait_records(1, WAIT, by_id(&cid))[0].clone();
+    // Journaled: the entry is deleted in the same tick.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(ended_entries(&ended, pid).is_empty(), "the entry of a journaled record stays");
     d.stop(Exit::Kill);
+    for (k, v) in &kept {
+        let out = Command::new("bpftool")
+            .args(["map", "update", "pinned"])
+            .arg(&ended)
+            .arg("key")
+            .arg("hex")
+            .args(k)
+            .arg("value")
+            .arg("hex")
+            .args(v)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "bpftool map update: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    drop(cri);
     d.start_again();
     // The next daemon sweeps the kernel's map a second after it starts.
     let deadline = std::time::Instant::now() + WAIT;
     while d.metric("observer_records_duplicate_total", &[]) < 1.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}
-{}",
-            d.metrics(),
-            d.log()
-        );
+        assert!(std::time::Instant::now() < deadline, "{}\n{}", d.metrics(), d.log());
         std::thread::sleep(Duration::from_millis(100));
     }
     let mine: Vec<Value> =
@@ -394,12 +457,27 @@ fn a_record_journaled_just_before_a_kill_is_not_written_twice() {
     assert_eq!(mine.len(), 1, "{mine:#?}");
     assert_eq!(mine[0], first);
     assert!(d.metric("observer_terminations_recovered_total", &[]) >= 1.0);
+    // And the recovered one's entry is gone too.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(ended_entries(&ended, pid).is_empty());
     // `<boot id>:<pid>:<start ticks>`.
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     let id = first["record_id"].as_str().unwrap_or_default();
     let prefix = format!("{}:{}:", boot.trim(), first["pid"]);
     assert!(id.strip_prefix(&prefix).is_some_and(|t| t.parse::<u64>().is_ok()), "{first:#}");
     drop(pod);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Empty container cgroups made to fill the ring with their mkdir events, removed on drop.
+struct Fillers(Vec<std::path::PathBuf>);
+
+impl Drop for Fillers {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::fs::remove_dir(f);
+        }
+    }
 }
 
 /// A ring buffer that overflows while the daemon is not reading (frozen here with SIGSTOP, as
@@ -420,9 +498,8 @@ fn a_termination_lost_in_a_full_ring_buffer_is_recovered_from_the_kernel() {
     // SAFETY: signals the daemon we spawned.
     unsafe { libc::kill(d.pid() as i32, libc::SIGSTOP) };
     // Each container cgroup's mkdir is a ~300-byte event: 40 of them fill 4 KiB.
-    let fillers: Vec<std::path::PathBuf> =
-        (0..40).map(|i| pod.container(&format!("filler-{i}")).1).collect();
-    for f in &fillers {
+    let fillers = Fillers((0..40).map(|i| pod.container(&format!("filler-{i}")).1).collect());
+    for f in &fillers.0 {
         std::fs::create_dir_all(f).unwrap();
     }
     runc.kill("TERM").unwrap();
@@ -451,9 +528,7 @@ log:
     assert_eq!(r["stop_signal"], "SIGTERM");
     assert_eq!(r["stop_signal_handler"], "handled");
     assert_eq!(r["namespace"], ns.as_str());
-    for f in &fillers {
-        std::fs::remove_dir(f).unwrap();
-    }
+    drop(fillers);
     drop(pod);
 }
 
