@@ -59,6 +59,10 @@ pub enum Command {
     /// links (their programs stop) and maps, then the directory. Refused while a daemon holds
     /// the directory's lock.
     Cleanup(CleanupArgs),
+    /// Attach an empty program at each of observer's hooks until stdin closes (the cost floor
+    /// `cargo xtask bench` compares observer's programs with); prints them as JSON first.
+    #[command(hide = true)]
+    Floor,
 }
 
 /// `observer cleanup`'s arguments.

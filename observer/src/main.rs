@@ -33,6 +33,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Floor => match observer::kernel::floor::attach() {
+            Ok(_ebpf) => {
+                println!("{}", observer::kernel::floor::describe());
+                // Attached until stdin closes (the bench holds it), or a signal ends us.
+                let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("observer: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Report(args) => match observer::report::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

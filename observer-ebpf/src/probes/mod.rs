@@ -27,6 +27,7 @@ use observer_ebpf::{
 mod cgroup;
 mod exec;
 mod exit;
+mod floor;
 mod oom;
 mod signal;
 

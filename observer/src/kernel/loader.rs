@@ -24,7 +24,8 @@ use super::{
 };
 
 /// The eBPF object built by build.rs, embedded so the binary runs alone on a node.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer"));
+pub(crate) static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer"));
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgramKind {
@@ -379,7 +380,11 @@ pub fn load(options: &ProbeOptions, pins: Option<&Pins>) -> Result<Loaded, LoadE
     Ok(Loaded { ebpf, support })
 }
 
-fn load_program(ebpf: &mut Ebpf, spec: &ProbeSpec, btf: &aya::Btf) -> Result<(), LoadError> {
+pub(crate) fn load_program(
+    ebpf: &mut Ebpf,
+    spec: &ProbeSpec,
+    btf: &aya::Btf,
+) -> Result<(), LoadError> {
     let program = ebpf
         .program_mut(spec.program)
         .ok_or(LoadError::MissingProgram { program: spec.program })?;
@@ -398,6 +403,30 @@ fn load_program(ebpf: &mut Ebpf, spec: &ProbeSpec, btf: &aya::Btf) -> Result<(),
             p.load(spec.event, btf).map_err(err)
         }
     }
+}
+
+/// Attaches one loaded program, its link living as long as `ebpf` (the floor's programs).
+pub(crate) fn attach_unpinned(ebpf: &mut Ebpf, spec: &ProbeSpec) -> Result<(), LoadError> {
+    let program = ebpf
+        .program_mut(spec.program)
+        .ok_or(LoadError::MissingProgram { program: spec.program })?;
+    let err = |source| LoadError::Attach {
+        program: spec.program,
+        category: spec.category,
+        event: spec.event,
+        source: Box::new(source),
+    };
+    match spec.kind {
+        ProgramKind::TracePoint => {
+            let p: &mut TracePoint = program.try_into().map_err(err)?;
+            p.attach(spec.category, spec.event).map_err(err)?;
+        }
+        ProgramKind::BtfTracePoint => {
+            let p: &mut BtfTracePoint = program.try_into().map_err(err)?;
+            p.attach().map_err(err)?;
+        }
+    }
+    Ok(())
 }
 
 /// Attaches every program [`load`] loaded. Without `pins` the links live as long as `ebpf`;

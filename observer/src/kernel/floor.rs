@@ -1,0 +1,103 @@
+//! `observer floor`: the cost floor `cargo xtask bench` measures observer's programs against.
+//!
+//! One empty program per hook, of the program type observer's own program there has
+//! (`observer-ebpf`'s `probes/floor.rs`), loaded from the same object and attached beside
+//! observer's, unpinned (they end with the process). With `kernel.bpf_stats_enabled` the
+//! kernel accounts each program's run time (`bpf_prog_run()` wraps it in two clock reads:
+//! include/linux/filter.h `__bpf_prog_run()`, kernel/bpf/trampoline.c for tp_btf), so in the
+//! same storm the two programs at a hook give what observer costs and what any program there
+//! costs.
+
+use aya::{Ebpf, EbpfLoader};
+
+use super::{
+    compat::FeatureId,
+    loader::{attach_unpinned, load_program, LoadError, ProbeSpec, ProgramKind, OBJECT, PROBES},
+};
+
+const fn floor(
+    program: &'static str,
+    kind: ProgramKind,
+    category: &'static str,
+    event: &'static str,
+) -> ProbeSpec {
+    ProbeSpec {
+        program,
+        kind,
+        category,
+        event,
+        requires: match kind {
+            ProgramKind::TracePoint => FeatureId::ClassicTracepoints,
+            ProgramKind::BtfTracePoint => FeatureId::TpBtf,
+        },
+        only: None,
+        emits: &[],
+        purpose: "an empty program: the cost floor of the hook",
+    }
+}
+
+/// The empty programs, one per hook observer attaches to.
+pub const FLOORS: &[ProbeSpec] = &[
+    floor("floor_sig_gen", ProgramKind::BtfTracePoint, "signal", "signal_generate"),
+    floor("floor_sig_dlv", ProgramKind::BtfTracePoint, "signal", "signal_deliver"),
+    floor("floor_exit", ProgramKind::BtfTracePoint, "sched", "sched_process_exit"),
+    floor("floor_exec", ProgramKind::BtfTracePoint, "sched", "sched_process_exec"),
+    floor("floor_cg_mkdir", ProgramKind::TracePoint, "cgroup", "cgroup_mkdir"),
+    floor("floor_cg_rmdir", ProgramKind::TracePoint, "cgroup", "cgroup_rmdir"),
+    floor("floor_oom", ProgramKind::TracePoint, "oom", "mark_victim"),
+];
+
+/// The floor of observer's program `program` (the one at its hook).
+pub fn floor_of(program: &str) -> Option<&'static ProbeSpec> {
+    let p = PROBES.iter().find(|p| p.program == program)?;
+    FLOORS.iter().find(|f| (f.category, f.event) == (p.category, p.event))
+}
+
+/// Loads the object (its maps are made, unused) and attaches every floor program; they stay
+/// attached as long as the returned object lives.
+pub fn attach() -> Result<Ebpf, LoadError> {
+    let btf = aya::Btf::from_sys_fs()?;
+    let mut ebpf = EbpfLoader::new().load(OBJECT).map_err(|e| LoadError::Object(Box::new(e)))?;
+    for spec in FLOORS {
+        load_program(&mut ebpf, spec, &btf)?;
+        attach_unpinned(&mut ebpf, spec)?;
+    }
+    Ok(ebpf)
+}
+
+/// What `observer floor` prints first: each floor program, its hook, and observer's programs
+/// there (one JSON object).
+pub fn describe() -> serde_json::Value {
+    let floors: Vec<serde_json::Value> = FLOORS
+        .iter()
+        .map(|f| {
+            let probes: Vec<&str> = PROBES
+                .iter()
+                .filter(|p| (p.category, p.event) == (f.category, f.event))
+                .map(|p| p.program)
+                .collect();
+            serde_json::json!({
+                "floor": f.program,
+                "kind": f.kind.as_str(),
+                "hook": format!("{}/{}", f.category, f.event),
+                "probes": probes,
+            })
+        })
+        .collect();
+    serde_json::json!({ "floors": floors })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_probe_has_a_floor_of_its_program_type_at_its_hook() {
+        for p in PROBES {
+            let f = floor_of(p.program).unwrap_or_else(|| panic!("no floor for {}", p.program));
+            assert_eq!(f.kind.as_str(), p.kind.as_str(), "{}", p.program);
+        }
+        // Kernel program names are cut at 15 characters: the floors' must not be.
+        assert!(FLOORS.iter().all(|f| f.program.len() <= 15));
+    }
+}
