@@ -27,8 +27,9 @@ use crate::{
 
 /// Where records go. The daemon's is [`crate::sinks::Outputs`]: journal, metrics, recent store.
 pub trait Sink {
-    /// One finished record.
-    fn emit(&mut self, record: &Record);
+    /// One finished record, `delay_ns` after its exit (kernel clock: the linger, the wait for
+    /// metadata, the tick).
+    fn emit(&mut self, record: &Record, delay_ns: u64);
     /// A termination seen and deliberately not recorded (`reason` is a metric label).
     fn ignored(&mut self, reason: &'static str);
     /// End of a tick: make what was emitted durable.
@@ -197,7 +198,7 @@ impl<S: Sink> Pipeline<S> {
             self.request(lookup);
         }
         for t in ready {
-            self.emit(&t);
+            self.emit(&t, now_ns);
         }
         self.sink.flush();
     }
@@ -232,7 +233,7 @@ impl<S: Sink> Pipeline<S> {
         std::mem::take(&mut self.done)
     }
 
-    fn emit(&mut self, t: &Termination) {
+    fn emit(&mut self, t: &Termination, now_ns: u64) {
         self.done.push(ProcKey { tgid: t.pid, start_ticks: t.start_ticks });
         let identity = self.metadata.identity(t.cgroup_id);
         if identity.is_some_and(|i| i.is_sandbox()) {
@@ -241,7 +242,9 @@ impl<S: Sink> Pipeline<S> {
             return;
         }
         let record = Record::new(t, identity, &self.settings.node, &self.clock);
-        self.sink.emit(&record);
+        // At shutdown (`finish`) the tick's time is no time: no delay to tell.
+        let delay = if now_ns == u64::MAX { 0 } else { now_ns.saturating_sub(t.exit.at_ns) };
+        self.sink.emit(&record, delay);
     }
 
     /// Hands a lookup to the resolver without waiting; a full queue is counted.
@@ -277,7 +280,7 @@ mod tests {
     }
 
     impl Sink for Collect {
-        fn emit(&mut self, record: &Record) {
+        fn emit(&mut self, record: &Record, _delay_ns: u64) {
             self.records.push(record.clone());
         }
         fn ignored(&mut self, reason: &'static str) {

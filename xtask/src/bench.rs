@@ -1,11 +1,14 @@
-//! `cargo xtask bench`: the cost of observer on a node, A/B in one run.
+//! `cargo xtask bench`: the cost of observer on a node.
 //!
-//! Workloads, each run without the daemon, with it, and without it again (A/B/A, so drift
-//! shows): a fork/exec/exit storm (`/bin/true` spawned in a loop), a signal storm between two
-//! host processes (SIGUSR1 to a handler), and a signal storm at a container's PID 1 (a pid
-//! namespace init in a kubepods cgroup), which is what the in-kernel de-duplication is for.
-//! Reports the ratio, events/s read, events lost, signals de-duplicated in the kernel, and the
-//! daemon's CPU and RSS from its own /metrics.
+//! First the kernel's own accounting, per program against an empty program at the same hook
+//! (`bench_stats`): the figure that shows a few percent. Then throughput A/B: each workload
+//! without the daemon (A) and with it (B), interleaved A B A B A B A, reported as medians
+//! with their spread (this VM's fork-storm throughput swings by tens of percent between
+//! identical rounds: a B/A inside the spread is no effect it can show): a fork/exec/exit storm
+//! (`/bin/true` spawned in a loop), a signal storm between two host processes (SIGUSR1 to a
+//! handler), and one at a pid namespace init in a kubepods cgroup. Also events read, lost and
+//! de-duplicated in the kernel, and the daemon's CPU and RSS from its own /metrics. Everything
+//! is written to `target/bench/bench.json`, to compare across commits.
 
 use std::{
     io::{Read as _, Write as _},
@@ -34,6 +37,16 @@ pub fn run() -> Result<()> {
 }
 
 fn bench(bin: &Path, work: &Path) -> Result<()> {
+    println!("observer bench: {} cores, kernel {}", num_cpus(), uname_r());
+    // 1. The kernel's accounting: ns per run of each program against its hook's floor.
+    let before = crate::bench_stats::loaded()?;
+    let daemon = Daemon::start(bin, work)?;
+    let rows = crate::bench_stats::run(bin, &before)?;
+    drop(daemon);
+    println!("\nper program, from the kernel's bpf_stats (observer's and an empty program at the same hook, same storm):");
+    crate::bench_stats::print(&rows);
+
+    // 2. Throughput, without (A) and with (B) the daemon, interleaved A B A B A B A.
     let container = Container::start()?;
     let host_target = Command::new("busybox")
         .args(["sh", "-c", "trap : USR1; while :; do busybox sleep 1; done"])
@@ -41,42 +54,56 @@ fn bench(bin: &Path, work: &Path) -> Result<()> {
         .context("busybox")?;
     let host_target = Guard(host_target);
     std::thread::sleep(Duration::from_millis(200));
-
     let workloads: [(&str, Workload<'_>); 3] = [
         ("fork/exec/exit storm", Box::new(|| spawn_storm(SPAWNS))),
         ("signal storm, host->host", Box::new(|| signal_storm(host_target.0.id(), SIGNALS))),
-        ("signal storm, host->container PID 1", Box::new(|| signal_storm(container.pid, SIGNALS))),
+        ("signal storm, host->container", Box::new(|| signal_storm(container.pid, SIGNALS))),
     ];
+    println!("\nthroughput, ops/s without (A) and with (B) the daemon, {ROUNDS} rounds interleaved A B .. A:");
     println!(
-        "observer bench: {} cores; ops/s without (A1), with (B), without (A2) the daemon",
-        num_cpus()
+        "{:<32} {:>11} {:>9} {:>11} {:>9} {:>8}",
+        "workload", "A median", "A spread", "B median", "B spread", "B/A"
     );
-    println!(
-        "{:<38} {:>11} {:>11} {:>11} {:>8}",
-        "workload", "A1 ops/s", "B ops/s", "A2 ops/s", "B/A"
-    );
-    let mut rows = Vec::new();
+    let mut rows_daemon = Vec::new();
+    let mut throughput = Vec::new();
     for (name, w) in &workloads {
-        let a1 = w()?;
-        let daemon = Daemon::start(bin, work)?;
-        let before = daemon.scrape()?;
-        let b = w()?;
-        let after = daemon.scrape()?;
-        drop(daemon);
-        let a2 = w()?;
-        let a = (a1 + a2) / 2.0;
-        println!("{name:<38} {a1:>11.0} {b:>11.0} {a2:>11.0} {:>8.3}", b / a);
-        rows.push((name, before, after));
+        let mut a = vec![w()?];
+        let mut b = Vec::new();
+        let (mut first, mut last) = (None, None);
+        for _ in 0..ROUNDS {
+            let daemon = Daemon::start(bin, work)?;
+            let before = daemon.scrape()?;
+            b.push(w()?);
+            let after = daemon.scrape()?;
+            first.get_or_insert(before);
+            last = Some(after);
+            drop(daemon);
+            a.push(w()?);
+        }
+        let (am, bm) = (median(&a), median(&b));
+        println!(
+            "{name:<32} {am:>11.0} {:>8.0}% {bm:>11.0} {:>8.0}% {:>8.3}",
+            spread(&a) * 100.0,
+            spread(&b) * 100.0,
+            bm / am
+        );
+        throughput.push(serde_json::json!({
+            "workload": name, "a_ops_per_s": a, "b_ops_per_s": b,
+            "a_median": am.round(), "b_median": bm.round(), "b_over_a": (bm / am * 1000.0).round() / 1000.0,
+        }));
+        if let (Some(f), Some(l)) = (first, last) {
+            rows_daemon.push((name, f, l));
+        }
     }
-    println!();
+    println!("\n(spread: (max - min) / median over the rounds; B/A inside the spread is no effect this VM can show)");
     println!(
-        "{:<38} {:>10} {:>8} {:>12} {:>10} {:>9}",
-        "daemon during", "events", "lost", "deduplicated", "cpu s", "rss MiB"
+        "\n{:<32} {:>10} {:>8} {:>12} {:>10} {:>9}",
+        "daemon during (last B round)", "events", "lost", "deduplicated", "cpu s", "rss MiB"
     );
-    for (name, before, after) in rows {
+    for (name, before, after) in rows_daemon {
         let d = |k: &str| after.get(k) - before.get(k);
         println!(
-            "{name:<38} {:>10.0} {:>8.0} {:>12.0} {:>10.3} {:>9.1}",
+            "{name:<32} {:>10.0} {:>8.0} {:>12.0} {:>10.3} {:>9.1}",
             d("observer_events_total"),
             d("observer_events_lost_total"),
             d("observer_kernel_signals_deduplicated_total"),
@@ -84,7 +111,49 @@ fn bench(bin: &Path, work: &Path) -> Result<()> {
             after.get("process_resident_memory_bytes") / (1024.0 * 1024.0),
         );
     }
+    let out = crate::workspace_root().join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    let report = serde_json::json!({
+        "commit": git_head(),
+        "kernel": uname_r(),
+        "cores": num_cpus(),
+        "programs": rows.iter().map(crate::bench_stats::Row::json).collect::<Vec<_>>(),
+        "throughput": throughput,
+    });
+    let path = out.join("bench.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    println!("\nwritten: {}", path.display());
     Ok(())
+}
+
+/// Interleaved rounds of B (each between two of A).
+const ROUNDS: usize = 3;
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn spread(v: &[f64]) -> f64 {
+    let (min, max) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+    (max - min) / median(v)
+}
+
+fn uname_r() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn git_head() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(crate::workspace_root())
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }
 
 fn num_cpus() -> usize {

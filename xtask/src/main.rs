@@ -3,6 +3,7 @@
 //! daemon as root, and the full test suite as CI runs it.
 mod bench;
 mod bench_report;
+mod bench_stats;
 mod image;
 mod setup;
 mod vm;

@@ -27,6 +27,11 @@ pub const TERMINATION_BUCKETS: &[f64] = &[
 
 const CONTAINER_LABELS: &[&str] = &["namespace", "workload", "container"];
 
+/// Exit -> journal: the 0.1 s linger and a tick at best, a CRI lookup's few hundred ms, the
+/// hold's 9 s at worst.
+pub const DELAY_BUCKETS: &[f64] =
+    &[0.1, 0.125, 0.15, 0.175, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0];
+
 pub struct Metrics {
     registry: Registry,
     pub terminations: IntCounterVec,
@@ -46,6 +51,7 @@ pub struct Metrics {
     pub recovered: IntCounter,
     pub duplicates: IntCounter,
     pub incomplete: IntCounterVec,
+    pub record_delay: prometheus::Histogram,
     pub unmatched: IntCounterVec,
     pub ignored: IntCounterVec,
     pub metadata_errors: IntCounterVec,
@@ -176,6 +182,17 @@ impl Metrics {
                     "Terminations taken from the kernel's ENDED map because this daemon never read their exit from the ring buffer: they ended while no daemon ran, a killed daemon had not recorded them yet, or the ring overflowed",
                 )
                 .expect("valid"),
+            ),
+            record_delay: register(
+                &r,
+                prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "observer_record_delay_seconds",
+                        "Exit of a container's main process to its record in the journal (kernel clock, to the 50 ms tick): the 0.1 s linger for late events, the wait for metadata",
+                    )
+                    .buckets(DELAY_BUCKETS.to_vec()),
+                )
+                .expect("valid histogram"),
             ),
             incomplete: register(
                 &r,

@@ -62,13 +62,16 @@ impl Sink for Outputs {
     /// A record the journal already holds (the same termination offered again after a
     /// restart: `daemon::ended`) is counted and goes nowhere: the journal, the metrics and the
     /// recent store each have it once.
-    fn emit(&mut self, record: &Record) {
+    fn emit(&mut self, record: &Record, delay_ns: u64) {
         if self.journal.holds(&record.record_id) {
             self.shared.metrics.duplicates.inc();
             log::debug!("record {} is in the journal already", record.record_id);
             return;
         }
         self.append(record);
+        if delay_ns > 0 {
+            self.shared.metrics.record_delay.observe(delay_ns as f64 / 1e9);
+        }
         self.shared.recent.push(record);
         self.shared.metrics.observe(record);
         log::info!(

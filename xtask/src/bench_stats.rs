@@ -1,0 +1,348 @@
+//! `cargo xtask bench`, the kernel's own accounting: what each of observer's programs costs per
+//! run, against an empty program of the same type at the same hook, in the same storm.
+//!
+//! `kernel.bpf_stats_enabled=1` makes the kernel time every run of every program
+//! (`__bpf_prog_run()` in include/linux/filter.h, the trampoline's enter/exit for tp_btf in
+//! kernel/bpf/trampoline.c): `run_time_ns` and `run_cnt` per program, which `bpftool prog show`
+//! prints. The sysctl is set for the run and restored after. The floor programs are `observer
+//! floor`'s (`observer/src/kernel/floor.rs`): attached beside the daemon's for the whole run, so
+//! each storm's delta of the two programs at a hook is observer's cost and the hook's floor,
+//! measured together. A program's figure counts only its own run; what the hook costs before
+//! any program runs (perf's record formatting for a classic tracepoint) is in neither.
+//!
+//! Storms, each on a path most events of a node take or on the path that records:
+//! - signals host -> host (SIGUSR1, not a reported signal: signal_generate's and
+//!   signal_deliver's first test);
+//! - SIGTERM host -> a container's main process with a handler (the reported path: one lookup
+//!   hit, the de-duplication window);
+//! - fork/exit (subshells that exit without exec: sched_process_exit of processes nobody
+//!   follows, SIGCHLD);
+//! - exec (`/bin/true` spawned: sched_process_exec outside containers' cgroups);
+//! - cgroup churn outside the kubepods prefix (the prefix test) and inside it (the cgroup's
+//!   entry made with its path, its mkdir and rmdir records).
+
+use std::{
+    collections::{HashMap, HashSet},
+    io::BufRead as _,
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::{json, Value};
+
+const SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+const SIGNALS: u32 = 200_000;
+const FORKS: u32 = 3_000;
+const EXECS: u32 = 2_000;
+const CGROUPS: u32 = 1_000;
+
+/// One storm: runs it to its end.
+type Storm<'a> = Box<dyn Fn() -> Result<()> + 'a>;
+
+/// One program's accounting at a moment.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stat {
+    run_time_ns: u64,
+    run_cnt: u64,
+}
+
+/// `kernel.bpf_stats_enabled` on for as long as this lives; the previous value after.
+struct StatsEnabled(String);
+
+impl StatsEnabled {
+    fn new() -> Result<Self> {
+        let before =
+            std::fs::read_to_string(SYSCTL).with_context(|| format!("reading {SYSCTL}"))?;
+        std::fs::write(SYSCTL, "1").with_context(|| format!("writing {SYSCTL}"))?;
+        Ok(Self(before.trim().to_string()))
+    }
+}
+
+impl Drop for StatsEnabled {
+    fn drop(&mut self) {
+        let _ = std::fs::write(SYSCTL, &self.0);
+    }
+}
+
+/// Every loaded program: id -> (name, stat), as bpftool reads the kernel's.
+fn programs() -> Result<HashMap<u64, (String, Stat)>> {
+    let out = Command::new("bpftool").args(["-j", "prog", "show"]).output().context("bpftool")?;
+    if !out.status.success() {
+        bail!("bpftool prog show: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let progs: Vec<Value> = serde_json::from_slice(&out.stdout).context("bpftool's json")?;
+    Ok(progs
+        .iter()
+        .filter_map(|p| {
+            let stat = Stat {
+                run_time_ns: p["run_time_ns"].as_u64().unwrap_or(0),
+                run_cnt: p["run_cnt"].as_u64().unwrap_or(0),
+            };
+            Some((p["id"].as_u64()?, (p["name"].as_str()?.to_string(), stat)))
+        })
+        .collect())
+}
+
+/// `observer floor`, attached until dropped; what it printed of its programs.
+struct Floor {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    /// (floor program, hook, observer's programs at that hook).
+    hooks: Vec<(String, String, Vec<String>)>,
+}
+
+impl Floor {
+    fn start(bin: &Path) -> Result<Self> {
+        let mut child = Command::new(bin)
+            .arg("floor")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("{} floor", bin.display()))?;
+        let stdin = child.stdin.take();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().context("floor's stdout")?)
+            .read_line(&mut line)?;
+        let v: Value = serde_json::from_str(&line)
+            .with_context(|| format!("observer floor printed {line:?}"))?;
+        let hooks = v["floors"]
+            .as_array()
+            .context("floors")?
+            .iter()
+            .map(|f| {
+                let s = |k: &str| f[k].as_str().unwrap_or_default().to_string();
+                let probes = f["probes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.as_str().map(String::from))
+                    .collect();
+                (s("floor"), s("hook"), probes)
+            })
+            .collect();
+        Ok(Self { child, stdin, hooks })
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        // Closing stdin ends it; its links go with its descriptors.
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// One row: a program in a storm.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub storm: &'static str,
+    pub hook: String,
+    pub program: String,
+    pub runs: u64,
+    pub ns_per_run: f64,
+    pub floor_ns_per_run: f64,
+}
+
+impl Row {
+    pub fn ratio(&self) -> f64 {
+        self.ns_per_run / self.floor_ns_per_run
+    }
+
+    pub fn json(&self) -> Value {
+        json!({
+            "storm": self.storm, "hook": self.hook, "program": self.program, "runs": self.runs,
+            "ns_per_run": round(self.ns_per_run), "floor_ns_per_run": round(self.floor_ns_per_run),
+            "ratio": round(self.ratio() * 100.0) / 100.0,
+        })
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// The programs loaded now (before the daemon starts): the run tells its own from these.
+pub fn loaded() -> Result<HashSet<u64>> {
+    Ok(programs()?.into_keys().collect())
+}
+
+/// Runs every storm with the daemon (started since `before`) and the floor attached; returns
+/// one row per (storm, observer program that ran in it).
+pub fn run(bin: &Path, before: &HashSet<u64>) -> Result<Vec<Row>> {
+    let _stats = StatsEnabled::new()?;
+    let floor = Floor::start(bin)?;
+    let ours: HashMap<u64, String> = programs()?
+        .into_iter()
+        .filter(|(id, _)| !before.contains(id))
+        .map(|(id, (name, _))| (id, name))
+        .collect();
+    let id_of = |name: &str| ours.iter().find(|(_, n)| n.as_str() == name).map(|(id, _)| *id);
+
+    let targets = Targets::start()?;
+    let storms: Vec<(&'static str, Storm<'_>)> = vec![
+        (
+            "signals host->host (SIGUSR1)",
+            Box::new(|| signals(targets.host.id(), libc::SIGUSR1, SIGNALS)),
+        ),
+        (
+            "SIGTERM host->container main",
+            Box::new(|| signals(targets.main_pid, libc::SIGTERM, SIGNALS)),
+        ),
+        ("fork/exit (no exec)", Box::new(|| forks(FORKS))),
+        ("exec (/bin/true)", Box::new(|| execs(EXECS))),
+        ("cgroup churn outside kubepods", Box::new(|| churn(&targets.outside, CGROUPS))),
+        ("cgroup churn inside kubepods", Box::new(|| churn(&targets.inside, CGROUPS))),
+    ];
+    let mut rows = Vec::new();
+    for (storm, run) in &storms {
+        let a = programs()?;
+        run()?;
+        let b = programs()?;
+        let delta = |id: u64| {
+            let (x, y) = (a.get(&id)?.1, b.get(&id)?.1);
+            let runs = y.run_cnt.checked_sub(x.run_cnt)?;
+            let ns = y.run_time_ns.checked_sub(x.run_time_ns)?;
+            (runs > 0).then(|| (runs, ns as f64 / runs as f64))
+        };
+        for (floor_name, hook, probes) in &floor.hooks {
+            let Some((_, floor_ns)) = id_of(floor_name).and_then(delta) else { continue };
+            for p in probes {
+                if let Some((runs, ns)) = id_of(p).and_then(delta) {
+                    rows.push(Row {
+                        storm,
+                        hook: hook.clone(),
+                        program: p.clone(),
+                        runs,
+                        ns_per_run: ns,
+                        floor_ns_per_run: floor_ns,
+                    });
+                }
+            }
+        }
+    }
+    drop(storms);
+    drop(targets);
+    drop(floor);
+    Ok(rows)
+}
+
+pub fn print(rows: &[Row]) {
+    println!(
+        "{:<32} {:<26} {:>10} {:>10} {:>10} {:>7}",
+        "storm", "program", "runs", "ns/run", "floor ns", "x floor"
+    );
+    for r in rows {
+        println!(
+            "{:<32} {:<26} {:>10} {:>10.0} {:>10.0} {:>7.2}",
+            r.storm,
+            r.program,
+            r.runs,
+            r.ns_per_run,
+            r.floor_ns_per_run,
+            r.ratio()
+        );
+    }
+}
+
+/// The storms' targets: a host process and a container's main process, both with handlers;
+/// cgroup parents outside and inside the kubepods prefix.
+struct Targets {
+    host: Child,
+    main: Child,
+    main_pid: u32,
+    container: PathBuf,
+    outside: PathBuf,
+    inside: PathBuf,
+}
+
+const HANDLER: &str = "trap : USR1 TERM; while :; do busybox sleep 1; done";
+
+impl Targets {
+    fn start() -> Result<Self> {
+        let v2 = PathBuf::from("/sys/fs/cgroup/unified");
+        let v2 =
+            if v2.join("cgroup.procs").exists() { v2 } else { PathBuf::from("/sys/fs/cgroup") };
+        let tag = std::process::id();
+        let pod = v2.join(format!("kubepods/besteffort/pod00000000-0000-0000-0000-{tag:012}"));
+        let container = pod.join("c".repeat(64));
+        std::fs::create_dir_all(&container)
+            .with_context(|| format!("mkdir {}", container.display()))?;
+        let host =
+            Command::new("busybox").args(["sh", "-c", HANDLER]).spawn().context("busybox")?;
+        // The container's main process: it joins the cgroup, then execs (the kernel's exec
+        // probe takes it as the main process: its parent, this bench, is outside).
+        let main = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec busybox sh -c '{HANDLER}'",
+                container.display()
+            ))
+            .spawn()
+            .context("the container's main process")?;
+        let main_pid = main.id();
+        let outside = v2.join(format!("observer-bench-{tag}"));
+        let inside = pod.join("churn");
+        std::fs::create_dir_all(&outside)?;
+        std::fs::create_dir_all(&inside)?;
+        // The handlers are installed once busybox has read its script.
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(Self { host, main, main_pid, container, outside, inside })
+    }
+}
+
+impl Drop for Targets {
+    fn drop(&mut self) {
+        for c in [&mut self.host, &mut self.main] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        for d in [&self.inside, &self.container, &self.outside] {
+            let _ = std::fs::remove_dir(d);
+        }
+        if let Some(pod) = self.container.parent() {
+            let _ = std::fs::remove_dir(pod);
+        }
+    }
+}
+
+/// `n` signals `sig` to `pid` as fast as kill(2) goes.
+fn signals(pid: u32, sig: i32, n: u32) -> Result<()> {
+    for _ in 0..n {
+        // SAFETY: a pid this bench started and still holds.
+        if unsafe { libc::kill(pid as i32, sig) } != 0 {
+            bail!("kill({pid}): {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// `n` subshells that exit without exec.
+fn forks(n: u32) -> Result<()> {
+    let script = format!("i=0; while [ $i -lt {n} ]; do ( : ); i=$((i+1)); done");
+    let s = Command::new("busybox").args(["sh", "-c", &script]).status()?;
+    if !s.success() {
+        bail!("fork storm: {s}");
+    }
+    Ok(())
+}
+
+/// `/bin/true`, `n` times.
+fn execs(n: u32) -> Result<()> {
+    for _ in 0..n {
+        Command::new("/bin/true").status()?;
+    }
+    Ok(())
+}
+
+/// `n` cgroups made and removed under `parent`.
+fn churn(parent: &Path, n: u32) -> Result<()> {
+    for i in 0..n {
+        let d = parent.join(format!("{:064x}", u64::from(i) + 1));
+        std::fs::create_dir(&d).with_context(|| format!("mkdir {}", d.display()))?;
+        std::fs::remove_dir(&d).with_context(|| format!("rmdir {}", d.display()))?;
+    }
+    Ok(())
+}
