@@ -111,6 +111,10 @@ fn bench(bin: &Path, work: &Path) -> Result<()> {
             after.get("process_resident_memory_bytes") / (1024.0 * 1024.0),
         );
     }
+    drop(workloads);
+    drop(host_target);
+    drop(container);
+    let load = crate::bench_load::run(bin, work)?;
     let out = crate::workspace_root().join("target/bench");
     std::fs::create_dir_all(&out)?;
     let report = serde_json::json!({
@@ -119,6 +123,7 @@ fn bench(bin: &Path, work: &Path) -> Result<()> {
         "cores": num_cpus(),
         "programs": rows.iter().map(crate::bench_stats::Row::json).collect::<Vec<_>>(),
         "throughput": throughput,
+        "load": load,
     });
     let path = out.join("bench.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
@@ -245,13 +250,13 @@ impl Drop for Container {
     }
 }
 
-struct Daemon(Child);
+pub(crate) struct Daemon(Child);
 
-struct Scrape(String);
+pub(crate) struct Scrape(pub(crate) String);
 
 impl Scrape {
     /// Sum of every series of `name`.
-    fn get(&self, name: &str) -> f64 {
+    pub(crate) fn get(&self, name: &str) -> f64 {
         self.0
             .lines()
             .filter(|l| l.starts_with(name) && !l.starts_with('#'))
@@ -262,7 +267,7 @@ impl Scrape {
 }
 
 impl Daemon {
-    fn start(bin: &Path, work: &Path) -> Result<Self> {
+    pub(crate) fn start(bin: &Path, work: &Path) -> Result<Self> {
         let child = Command::new(bin)
             .args(["run", "--listen", LISTEN, "--journal"])
             .arg(work.join("journal.jsonl"))
@@ -285,7 +290,7 @@ impl Daemon {
         Ok(d)
     }
 
-    fn scrape(&self) -> Result<Scrape> {
+    pub(crate) fn scrape(&self) -> Result<Scrape> {
         // Let the daemon's 50 ms tick fold kernel counters in.
         std::thread::sleep(Duration::from_millis(120));
         let mut s = TcpStream::connect(LISTEN)?;

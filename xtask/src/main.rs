@@ -2,6 +2,7 @@
 //! packages the tests need (idempotent, saying what it does), the release build, running the
 //! daemon as root, and the full test suite as CI runs it.
 mod bench;
+mod bench_load;
 mod bench_report;
 mod bench_stats;
 mod image;
