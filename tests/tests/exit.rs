@@ -202,6 +202,12 @@ fn threads_die_together(path: ExitPath) {
             assert_eq!(r["exit_signal"], "SIGKILL", "{r:#}");
         }
     }
+    // Each container's process (and its cgroup) before its pod's cgroups: a tuple drops its
+    // fields in order, which would leave every pod cgroup behind, busy.
+    for (pod, _, p, _) in cases {
+        drop(p);
+        drop(pod);
+    }
 }
 
 #[test]
