@@ -27,16 +27,16 @@ const LISTEN: &str = "127.0.0.1:19465";
 const SPAWNS: u32 = 3000;
 const SIGNALS: u32 = 200_000;
 
-pub fn run() -> Result<()> {
+pub fn run(kernel_only: bool) -> Result<()> {
     let bin = crate::workspace_root().join("target/release/observer");
     let work = std::env::temp_dir().join(format!("observer-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let result = bench(&bin, &work);
+    let result = bench(&bin, &work, kernel_only);
     let _ = std::fs::remove_dir_all(&work);
     result
 }
 
-fn bench(bin: &Path, work: &Path) -> Result<()> {
+fn bench(bin: &Path, work: &Path, kernel_only: bool) -> Result<()> {
     println!("observer bench: {} cores, kernel {}", num_cpus(), uname_r());
     // 1. The kernel's accounting: ns per run of each program against its hook's floor.
     let before = crate::bench_stats::loaded()?;
@@ -45,6 +45,12 @@ fn bench(bin: &Path, work: &Path) -> Result<()> {
     drop(daemon);
     println!("\nper program, from the kernel's bpf_stats (observer's and an empty program at the same hook, same storm):");
     crate::bench_stats::print(&rows);
+    if kernel_only {
+        return write(&serde_json::json!({
+            "commit": git_head(), "kernel": uname_r(), "cores": num_cpus(),
+            "programs": rows.iter().map(crate::bench_stats::Row::json).collect::<Vec<_>>(),
+        }));
+    }
 
     // 2. Throughput, without (A) and with (B) the daemon, interleaved A B A B A B A.
     let container = Container::start()?;
@@ -115,18 +121,22 @@ fn bench(bin: &Path, work: &Path) -> Result<()> {
     drop(host_target);
     drop(container);
     let load = crate::bench_load::run(bin, work)?;
-    let out = crate::workspace_root().join("target/bench");
-    std::fs::create_dir_all(&out)?;
-    let report = serde_json::json!({
+    write(&serde_json::json!({
         "commit": git_head(),
         "kernel": uname_r(),
         "cores": num_cpus(),
         "programs": rows.iter().map(crate::bench_stats::Row::json).collect::<Vec<_>>(),
         "throughput": throughput,
         "load": load,
-    });
+    }))
+}
+
+/// `target/bench/bench.json`.
+fn write(report: &serde_json::Value) -> Result<()> {
+    let out = crate::workspace_root().join("target/bench");
+    std::fs::create_dir_all(&out)?;
     let path = out.join("bench.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(&path, serde_json::to_string_pretty(report)?)?;
     println!("\nwritten: {}", path.display());
     Ok(())
 }

@@ -11,8 +11,9 @@
 //! any program runs (perf's record formatting for a classic tracepoint) is in neither.
 //!
 //! Storms, each on a path most events of a node take or on the path that records:
-//! - signals host -> host (SIGUSR1, not a reported signal: signal_generate's and
-//!   signal_deliver's first test);
+//! - signals host -> host: SIGURG, which no image stops with (signal_generate's and
+//!   signal_deliver's first test, as for every SIGCHLD), and SIGUSR1, one of the stop signals
+//!   watched by default (the lookup of the target among containers' main processes);
 //! - SIGTERM host -> a container's main process with a handler (the reported path: one lookup
 //!   hit, the de-duplication window);
 //! - fork/exit (subshells that exit without exec: sched_process_exit of processes nobody
@@ -183,7 +184,11 @@ pub fn run(bin: &Path, before: &HashSet<u64>) -> Result<Vec<Row>> {
     let targets = Targets::start()?;
     let storms: Vec<(&'static str, Storm<'_>)> = vec![
         (
-            "signals host->host (SIGUSR1)",
+            "SIGURG host->host (no stop sig)",
+            Box::new(|| signals(targets.host.id(), libc::SIGURG, SIGNALS)),
+        ),
+        (
+            "SIGUSR1 host->host (stop sig)",
             Box::new(|| signals(targets.host.id(), libc::SIGUSR1, SIGNALS)),
         ),
         (
@@ -257,7 +262,7 @@ struct Targets {
     inside: PathBuf,
 }
 
-const HANDLER: &str = "trap : USR1 TERM; while :; do busybox sleep 1; done";
+const HANDLER: &str = "trap : USR1 TERM URG; while :; do busybox sleep 1; done";
 
 impl Targets {
     fn start() -> Result<Self> {

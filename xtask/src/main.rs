@@ -36,12 +36,16 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Setup, build, then measure observer's overhead (A/B/A on fork and signal storms) and
-    /// `observer report` on a 100,000-record journal.
+    /// Setup, build, then measure observer: each program's ns per run against an empty one at
+    /// its hook (the kernel's bpf_stats), throughput A/B, load (stops, watched containers),
+    /// and `observer report` on a 100,000-record journal. Writes target/bench/bench.json.
     Bench {
         /// Only the report benchmark (no root needed).
         #[arg(long)]
         report_only: bool,
+        /// Only the kernel's per-program figures (a minute).
+        #[arg(long, conflicts_with = "report_only")]
+        kernel_only: bool,
     },
     /// Setup, then the daemon's OCI image (static binary on scratch, umoci): prints digest and size.
     Image,
@@ -72,15 +76,17 @@ fn main() -> Result<()> {
             build_release()?;
             run_daemon(&args)
         }
-        Cmd::Bench { report_only } => {
+        Cmd::Bench { report_only, kernel_only } => {
             setup::all()?;
             build_release()?;
-            bench_report::run()?;
+            if !kernel_only {
+                bench_report::run()?;
+            }
             if report_only {
                 return Ok(());
             }
             require_root("cargo xtask bench")?;
-            bench::run()
+            bench::run(kernel_only)
         }
         Cmd::Image => {
             setup::all()?;
