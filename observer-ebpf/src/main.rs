@@ -5,6 +5,8 @@
 //! fork/exec/exit or signal storm on the node costs a few instructions per event and no records.
 //! See the module docs in `probes/` for what each hook sees and why it is the right hook.
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
+// BPF_XADD through inline asm (the target has no atomic read-modify-write in core).
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 #[cfg(target_arch = "bpf")]
 mod probes;

@@ -16,7 +16,9 @@ use observer_ebpf::{
     tp_offsets, CgroupEvent, Counter, EventKind, CGROUP_PATH_LEN, CGROUP_PREFIX_LEN,
 };
 
-use super::{config, count, emit_in_place, now, PROCESSES, SCRATCH_WATCHED, WATCHED_CGROUPS};
+use super::{
+    config, count, emit_in_place, now, unfollow, PROCESSES, SCRATCH_WATCHED, WATCHED_CGROUPS,
+};
 
 #[tracepoint]
 pub fn cgroup_mkdir(ctx: TracePointContext) -> i32 {
@@ -77,7 +79,8 @@ unsafe fn try_cgroup_event(ctx: &TracePointContext, kind: EventKind) -> Result<(
             if main != 0 {
                 if let Some(p) = unsafe { PROCESSES.get(&main) } {
                     if p.cgroup_id == id {
-                        let _ = PROCESSES.remove(&main);
+                        let flags = p.flags;
+                        unfollow(main, flags);
                     }
                 }
             }

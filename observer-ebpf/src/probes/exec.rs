@@ -45,8 +45,8 @@ use observer_ebpf::{
 };
 
 use super::{
-    cgroup_id, cgroup_parent, config, count, emit, now, read_field, start_ticks, task_cgroup_id,
-    task_dfl_cgroup, MAX_ANCESTORS, PROCESSES, WATCHED_CGROUPS,
+    cgroup_id, cgroup_parent, config, count, emit, follow, now, read_field, start_ticks,
+    task_cgroup_id, task_dfl_cgroup, MAX_ANCESTORS, PROCESSES, WATCHED_CGROUPS,
 };
 
 /// `TRACE_EVENT(sched_process_exec, TP_PROTO(struct task_struct *p, pid_t old_pid,
@@ -128,15 +128,6 @@ unsafe fn try_sched_process_exec(ctx: &BtfTracePointContext) -> Result<(), i64> 
         parent_comm,
     });
     Ok(())
-}
-
-/// Puts `tgid` in `PROCESSES` (replacing a stale entry of an earlier process with its tgid);
-/// a full map is counted.
-#[inline(always)]
-fn follow(tgid: u32, p: Process) {
-    if PROCESSES.insert(&tgid, &p, 0).is_err() {
-        count(Counter::ProcessesFull);
-    }
 }
 
 /// True when a watched ancestor of `cgrp` has a main process (or is nested itself). Stops at

@@ -37,8 +37,8 @@ use observer_ebpf::{
 };
 
 use super::{
-    config, count, followed, header, now, read_field, ENDED, EVENTS, PROCESSES, SCRATCH_ENDED,
-    WATCHED_CGROUPS,
+    config, count, followed, header, may_follow, now, read_field, unfollow, ENDED, EVENTS,
+    PROCESSES, SCRATCH_ENDED, WATCHED_CGROUPS,
 };
 
 /// 6.16 and later: `TP_PROTO(struct task_struct *p, bool group_dead)`,
@@ -46,13 +46,17 @@ use super::{
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // Processes not followed: one lookup, nothing emitted.
-    if unsafe { PROCESSES.get(&tgid) }.is_none() {
+    // Processes not followed: two array loads (the prefilter), nothing emitted.
+    if !may_follow(tgid) {
         return 0;
     }
-    // A bool in the low byte of its u64 argument slot.
+    // A bool in the low byte of its u64 argument slot: a thread that is not the group's last
+    // costs no lookup either.
     let group_dead: u64 = ctx.arg(1);
     if group_dead & 0xff == 0 {
+        return 0;
+    }
+    if unsafe { PROCESSES.get(&tgid) }.is_none() {
         return 0;
     }
     let _ = unsafe { emit_exit(tgid) };
@@ -64,7 +68,7 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit_live(_ctx: BtfTracePointContext) -> i32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if unsafe { PROCESSES.get(&tgid) }.is_none() {
+    if !may_follow(tgid) || unsafe { PROCESSES.get(&tgid) }.is_none() {
         return 0;
     }
     let task = unsafe { bpf_get_current_task() } as *const u8;
@@ -92,7 +96,7 @@ unsafe fn emit_exit(tgid: u32) -> Result<(), i64> {
         let p = &*p;
         (p.start_ticks, p.role, p.flags, p.cgroup_id, p.window_start_ns, p.stop, p.kill)
     };
-    if PROCESSES.remove(&tgid).is_err() {
+    if !unfollow(tgid, flags) {
         // Another exiting thread of the group got here first.
         return Ok(());
     }

@@ -17,11 +17,11 @@
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use observer_ebpf::{
-    Config, Counter, Ended, EndedKey, EventHeader, EventKind, Process, WatchedCgroup,
-    COUNTER_SLOTS, ENDED_MAX, PROCESSES_MAX, WATCHED_CGROUPS_MAX,
+    process_flags, slot, Config, Counter, Ended, EndedKey, EventHeader, EventKind, Process,
+    WatchedCgroup, COUNTER_SLOTS, ENDED_MAX, FOLLOWED_SLOTS, PROCESSES_MAX, WATCHED_CGROUPS_MAX,
 };
 
 mod cgroup;
@@ -41,6 +41,73 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 /// entry is never evicted behind our back; a full map is counted at insert.
 #[map]
 pub static PROCESSES: HashMap<u32, Process> = HashMap::with_max_entries(PROCESSES_MAX, 0);
+
+/// The prefilter in front of `PROCESSES` ([`observer_ebpf::slot`]): the kernel's entries,
+/// counted here with atomic adds as they are made and removed...
+#[map]
+pub static FOLLOWED: Array<u64> = Array::with_max_entries(FOLLOWED_SLOTS, 0);
+
+/// ...and the entries userspace made (the start-up walk), counted by userspace, its only writer.
+#[map]
+pub static ADOPTED: Array<u64> = Array::with_max_entries(FOLLOWED_SLOTS, 0);
+
+/// Whether `tgid` may be a followed process: two inlined array loads, before any hash lookup.
+#[inline(always)]
+pub fn may_follow(tgid: u32) -> bool {
+    let i = slot::index(tgid);
+    let ours = FOLLOWED.get(i).copied().unwrap_or(u64::MAX);
+    if slot::may_follow(ours, tgid) {
+        return true;
+    }
+    slot::may_follow(ADOPTED.get(i).copied().unwrap_or(u64::MAX), tgid)
+}
+
+/// Adds `delta` to `tgid`'s slot in `FOLLOWED`, atomically (BPF_XADD: any CPU, any order).
+#[inline(always)]
+fn slot_add(tgid: u32, delta: u64) {
+    if let Some(p) = FOLLOWED.get_ptr_mut(slot::index(tgid)) {
+        // SAFETY: `p` points at an 8-byte array element; XADD is an atomic add to it.
+        unsafe {
+            core::arch::asm!(
+                "lock *(u64 *)({p} + 0) += {v}",
+                p = in(reg) p,
+                v = in(reg) delta,
+            );
+        }
+    }
+}
+
+/// Follows `tgid` as `p`: any earlier entry of its tgid (an earlier process's, ended unseen)
+/// is removed first, and the new one is counted in its slot.
+#[inline(always)]
+pub fn follow(tgid: u32, mut p: Process) {
+    if let Some(old) = unsafe { PROCESSES.get(&tgid) } {
+        let flags = old.flags;
+        unfollow(tgid, flags);
+    }
+    p.flags |= process_flags::KERNEL_SLOT;
+    if PROCESSES.insert(&tgid, &p, BPF_NOEXIST).is_err() {
+        count(Counter::ProcessesFull);
+        return;
+    }
+    slot_add(tgid, slot::delta(tgid));
+}
+
+/// Removes `tgid`'s entry (whose flags are `flags`); uncounts it when this call removed it and
+/// the kernel had counted it. False when another CPU removed it first.
+#[inline(always)]
+pub fn unfollow(tgid: u32, flags: u32) -> bool {
+    if PROCESSES.remove(&tgid).is_err() {
+        return false;
+    }
+    if flags & process_flags::KERNEL_SLOT != 0 {
+        slot_add(tgid, slot::delta(tgid).wrapping_neg());
+    }
+    true
+}
+
+/// `BPF_NOEXIST` (include/uapi/linux/bpf.h).
+const BPF_NOEXIST: u64 = 1;
 
 /// cgroup v2 ids of the containers' cgroups (filled here at mkdir, and by userspace's start-up
 /// walk; emptied at rmdir).
@@ -177,7 +244,8 @@ pub unsafe fn followed(tgid: u32, task: *const u8) -> Option<*mut Process> {
     let start = unsafe { start_ticks(task) }.ok()?;
     if unsafe { (*p).start_ticks } != start {
         count(Counter::StaleProcess);
-        let _ = PROCESSES.remove(&tgid);
+        let flags = unsafe { (*p).flags };
+        unfollow(tgid, flags);
         return None;
     }
     Some(p)

@@ -39,8 +39,8 @@ use observer_ebpf::{
 };
 
 use super::{
-    config, count, emit, followed, is_reported_signal, now, read_field, task_dfl_cgroup, within,
-    PROCESSES,
+    config, count, emit, followed, is_reported_signal, may_follow, now, read_field,
+    task_dfl_cgroup, within, PROCESSES,
 };
 
 /// `SEND_SIG_PRIV` (include/linux/sched/signal.h): `info` is this constant, not a pointer,
@@ -70,6 +70,9 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let task: *const u8 = ctx.arg(2);
     let target_tgid: i32 = unsafe { read_field(task, config!(offsets.task_tgid))? };
     let target_tgid = target_tgid as u32;
+    if !may_follow(target_tgid) {
+        return Ok(());
+    }
     let Some(p) = (unsafe { followed(target_tgid, task) }) else {
         return Ok(());
     };
@@ -202,7 +205,10 @@ unsafe fn try_signal_deliver(ctx: &BtfTracePointContext) -> Result<(), i64> {
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    // Only main processes whose signal was reported (one lookup for everything else).
+    // Only main processes whose signal was reported (the prefilter for everything else).
+    if !may_follow(tgid) {
+        return Ok(());
+    }
     let Some(p) = PROCESSES.get_ptr_mut(&tgid) else {
         return Ok(());
     };

@@ -8,13 +8,13 @@
 use std::time::Duration;
 
 use aya::{
-    maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::{links::FdLink, BtfTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use observer_ebpf::{
-    names, programs, role, Config, Counter, Ended, EndedKey, EventKind, KernelOffsets, Process,
-    WatchedCgroup, CGROUP_PREFIX_LEN,
+    names, process_flags, programs, role, slot, Config, Counter, Ended, EndedKey, EventKind,
+    KernelOffsets, Process, WatchedCgroup, CGROUP_PREFIX_LEN,
 };
 
 use super::{
@@ -520,6 +520,31 @@ pub fn take_ended(ebpf: &mut Ebpf) -> Result<BpfHashMap<MapData, EndedKey, Ended
     BpfHashMap::try_from(map).map_err(|e| LoadError::Map(names::ENDED, Box::new(e)))
 }
 
+/// `ADOPTED`, counted afresh (a new map: this daemon's) from the process entries the kernel
+/// did not count, which earlier daemons' start-up walks made, before any program of this one
+/// attaches: a prefilter that misses one would hide that process from the probes.
+fn rebuild_adopted(ebpf: &mut Ebpf) -> Result<Array<MapData, u64>, LoadError> {
+    let err = |e| LoadError::Map(names::ADOPTED, Box::new(e));
+    let mut slots: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+    {
+        let map = ebpf.map(names::PROCESSES).ok_or(LoadError::MissingMap(names::PROCESSES))?;
+        let processes: BpfHashMap<&MapData, u32, Process> =
+            BpfHashMap::try_from(map).map_err(|e| LoadError::Map(names::PROCESSES, Box::new(e)))?;
+        for (tgid, p) in processes.iter().filter_map(Result::ok) {
+            if p.flags & process_flags::KERNEL_SLOT == 0 {
+                let s = slots.entry(slot::index(tgid)).or_default();
+                *s = s.wrapping_add(slot::delta(tgid));
+            }
+        }
+    }
+    let map = ebpf.take_map(names::ADOPTED).ok_or(LoadError::MissingMap(names::ADOPTED))?;
+    let mut adopted: Array<MapData, u64> = Array::try_from(map).map_err(err)?;
+    for (i, v) in slots {
+        adopted.set(i, v, 0).map_err(err)?;
+    }
+    Ok(adopted)
+}
+
 /// `BPF_NOEXIST` (include/uapi/linux/bpf.h): insert only where the key is absent.
 const BPF_NOEXIST: u64 = 1;
 
@@ -602,6 +627,8 @@ pub struct Probes {
     pub watched: BpfHashMap<MapData, u64, WatchedCgroup>,
     pub processes: BpfHashMap<MapData, u32, Process>,
     pub ended: BpfHashMap<MapData, EndedKey, Ended>,
+    /// The prefilter's count of the entries userspace made (`observer_ebpf::slot`).
+    pub adopted: Array<MapData, u64>,
     pub counters: KernelCounters,
     /// The probes' own log records (aya-log), when the object has any.
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
@@ -630,6 +657,7 @@ impl Probes {
                 None
             }
         };
+        let adopted = rebuild_adopted(&mut ebpf)?;
         attach(&mut ebpf, &support, pins.as_ref())?;
         let handover = match &pins {
             Some(pins) => retire_others(pins),
@@ -647,6 +675,7 @@ impl Probes {
             watched,
             processes,
             ended,
+            adopted,
             counters,
             logger,
             pins,
@@ -703,6 +732,12 @@ impl Probes {
             }
         }
         let p = Process { start_ticks, cgroup_id, role: role::MAIN, ..Default::default() };
+        // Counted in the prefilter before the entry exists, so no probe ever finds an entry
+        // its prefilter hides. (An entry the kernel takes back stays counted: a lookup more.)
+        let i = slot::index(tgid);
+        let err = |e| LoadError::Map(names::ADOPTED, Box::new(e));
+        let v = self.adopted.get(&i, 0).map_err(err)?;
+        self.adopted.set(i, v.wrapping_add(slot::delta(tgid)), 0).map_err(err)?;
         self.processes
             .insert(tgid, p, 0)
             .map_err(|e| LoadError::Map(names::PROCESSES, Box::new(e)))?;
