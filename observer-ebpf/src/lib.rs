@@ -25,10 +25,9 @@ pub mod names {
     /// Hash map: [`super::EndedKey`] -> [`super::Ended`], the terminations the kernel saw end
     /// and no daemon has recorded yet.
     pub const ENDED: &str = "ENDED";
-    /// Arrays of [`super::FOLLOWED_SLOTS`] `u64`: the prefilter in front of `PROCESSES`
-    /// ([`super::slot`]), counted by the kernel (`FOLLOWED`) and by userspace (`ADOPTED`).
+    /// Array of [`super::FOLLOWED_SLOTS`] `u64`, mmapable: the prefilter in front of
+    /// `PROCESSES` ([`super::slot`]), counted with atomic adds by the kernel and by userspace.
     pub const FOLLOWED: &str = "FOLLOWED";
-    pub const ADOPTED: &str = "ADOPTED";
     /// The [`super::Config`] global.
     pub const CONFIG: &str = "CONFIG";
 }
@@ -397,22 +396,26 @@ pub mod process_flags {
     /// The OOM killer chose this process (oom:mark_victim named it): its SIGKILL is the OOM
     /// killer's, which the exit carries across a daemon restart.
     pub const OOM_VICTIM: u32 = 1;
-    /// The kernel made this entry and counted it in `FOLLOWED` ([`super::slot`]); its removal
-    /// uncounts it. Entries userspace made (the start-up walk) are counted in `ADOPTED`.
-    pub const KERNEL_SLOT: u32 = 2;
+    /// The entry is counted in `FOLLOWED` ([`super::slot`]): whoever removes it uncounts it.
+    pub const COUNTED: u32 = 2;
 }
 
-/// Entries of the `FOLLOWED` and `ADOPTED` arrays: the prefilter in front of `PROCESSES`.
+/// Entries of the `FOLLOWED` array: the prefilter in front of `PROCESSES` (512 KiB).
 pub const FOLLOWED_SLOTS: u32 = 65_536;
+/// `BPF_F_MMAPABLE` (include/uapi/linux/bpf.h, 5.5+): `FOLLOWED` is mapped by userspace,
+/// whose atomic adds then share the kernel's.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 /// The prefilter every hot path asks before its `PROCESSES` lookup. A hash lookup that misses
 /// costs about 200 ns here (its bucket is cold in a fork storm); an array lookup is inlined by
 /// the verifier and hits a small table. Slot `tgid % FOLLOWED_SLOTS` holds, for the processes
 /// followed there, their count in the low 32 bits and the sum of their tgids in the high 32
 /// (mod 2^32): following adds [`slot::delta`], unfollowing subtracts it. Addition commutes, so
-/// the kernel updates slots with atomic adds (BPF_XADD, every kernel) from any CPU in any order
-/// and a slot is always exact: no follower, or one follower that is another tgid, means "not
-/// followed"; two or more means "ask `PROCESSES`".
+/// the kernel (BPF_XADD, every kernel) and userspace (an atomic add on the mmapped array) update
+/// slots from any CPU in any order and a slot is always exact: no follower, or one follower
+/// that is another tgid, means "not followed"; two or more means "ask `PROCESSES`". An entry is
+/// counted before it is inserted and uncounted after it is removed ([`process_flags::COUNTED`]),
+/// so no probe ever finds an entry its slot hides.
 pub mod slot {
     use super::FOLLOWED_SLOTS;
 

@@ -363,6 +363,98 @@ fn an_oom_kill_held_for_metadata_when_the_daemon_is_killed_stays_an_oom_kill() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A pinned map as bpftool dumps it: (key bytes, value bytes) per entry.
+fn dump(pin: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let out = Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(pin)
+        .output()
+        .expect("bpftool");
+    assert!(out.status.success(), "bpftool map dump: {}", String::from_utf8_lossy(&out.stderr));
+    let entries: Vec<Value> = serde_json::from_slice(&out.stdout).expect("bpftool json");
+    let bytes = |v: &Value| -> Vec<u8> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b.as_str())
+            .filter_map(|b| u8::from_str_radix(b.trim_start_matches("0x"), 16).ok())
+            .collect()
+    };
+    entries.iter().map(|e| (bytes(&e["key"]), bytes(&e["value"]))).collect()
+}
+
+/// Whether the prefilter (`FOLLOWED`: per slot, the count and the sum of the tgids followed
+/// there) says exactly what `PROCESSES` holds, in one pair of dumps.
+fn prefilter_is_exact(layout: &Path) -> Result<(), String> {
+    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+    let mut want: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+    for (k, v) in dump(&layout.join("PROCESSES")) {
+        let tgid = u32_at(&k, 0);
+        // Process: start_ticks u64, cgroup_id u64, role u32, flags u32 (COUNTED = 2).
+        assert_ne!(u32_at(&v, 20) & 2, 0, "pid {tgid}'s entry is not counted");
+        let slot = want.entry(tgid % 65_536).or_default();
+        *slot = slot.wrapping_add((u64::from(tgid) << 32).wrapping_add(1));
+    }
+    for (k, v) in dump(&layout.join("FOLLOWED")) {
+        let i = u32_at(&k, 0);
+        let got = u64::from_le_bytes(v[..8].try_into().unwrap());
+        let expected = want.remove(&i).unwrap_or(0);
+        if got != expected {
+            return Err(format!("slot {i}: {got:#x}, PROCESSES says {expected:#x}"));
+        }
+    }
+    Ok(())
+}
+
+/// The prefilter in front of the process entries (`observer_ebpf::slot`) counts exactly what
+/// they hold, whoever made and removed them: the kernel at exec and exit, the start-up walk
+/// for a container older than the probes, a daemon killed and started again in between.
+#[test]
+fn the_prefilter_counts_exactly_the_followed_processes_across_adoption_and_restarts() {
+    let log_root = std::env::temp_dir().join(unique("observer-it-slots-"));
+    let ns = unique("slots");
+    let mut pod = Pod::new(&log_root, &ns, "api-7d4b9c6f8-x2k9p");
+    // Older than the probes: the start-up walk adopts it.
+    let (_, cg) = pod.container("old");
+    let old = NsInit::spawn(&cg, &["busybox", "sleep", "1000"]).unwrap();
+    let mut d = Daemon::start_with(Some(&log_root), &[]);
+    let layout =
+        std::fs::read_dir(d.pin_dir.as_ref().unwrap()).unwrap().flatten().next().unwrap().path();
+    let mut news = Vec::new();
+    for i in 0..3 {
+        let (_, cg) = pod.container(&format!("new{i}"));
+        news.push(NsInit::spawn(&cg, &["busybox", "sleep", "1000"]).unwrap());
+    }
+    d.stop(Exit::Kill);
+    let (_, cg) = pod.container("while-down");
+    let down = NsInit::spawn(&cg, &["busybox", "sleep", "1000"]).unwrap();
+    news.remove(0).signal(libc::SIGKILL);
+    d.start_again();
+    news.remove(0).signal(libc::SIGKILL);
+    std::thread::sleep(Duration::from_millis(300));
+    // Other tests' containers come and go meanwhile: a consistent pair of dumps is asked for.
+    let exact = |what: &str| {
+        let mut last = String::new();
+        for _ in 0..20 {
+            match prefilter_is_exact(&layout) {
+                Ok(()) => return,
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{what}: {last}");
+    };
+    exact("with an adopted main, kernel-followed ones, a restart");
+    old.signal(libc::SIGKILL);
+    down.signal(libc::SIGKILL);
+    drop(news);
+    std::thread::sleep(Duration::from_millis(300));
+    exact("after every one of them ended");
+    drop((old, down));
+    drop(pod);
+    let _ = std::fs::remove_dir_all(&log_root);
+}
+
 /// The kernel's `ENDED` entries of process `pid`, as bpftool dumps the pinned map: (key,
 /// value), each as the hex bytes `bpftool map update` takes back.
 fn ended_entries(pin: &Path, pid: u32) -> Vec<(Vec<String>, Vec<String>)> {

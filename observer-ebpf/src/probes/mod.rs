@@ -42,24 +42,17 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 #[map]
 pub static PROCESSES: HashMap<u32, Process> = HashMap::with_max_entries(PROCESSES_MAX, 0);
 
-/// The prefilter in front of `PROCESSES` ([`observer_ebpf::slot`]): the kernel's entries,
-/// counted here with atomic adds as they are made and removed...
+/// The prefilter in front of `PROCESSES` ([`observer_ebpf::slot`]), counted here with atomic
+/// adds as entries are made and removed, and by userspace (the start-up walk's entries)
+/// through its mapping of the array.
 #[map]
-pub static FOLLOWED: Array<u64> = Array::with_max_entries(FOLLOWED_SLOTS, 0);
+pub static FOLLOWED: Array<u64> =
+    Array::with_max_entries(FOLLOWED_SLOTS, observer_ebpf::BPF_F_MMAPABLE);
 
-/// ...and the entries userspace made (the start-up walk), counted by userspace, its only writer.
-#[map]
-pub static ADOPTED: Array<u64> = Array::with_max_entries(FOLLOWED_SLOTS, 0);
-
-/// Whether `tgid` may be a followed process: two inlined array loads, before any hash lookup.
+/// Whether `tgid` may be a followed process: one inlined array load, before any hash lookup.
 #[inline(always)]
 pub fn may_follow(tgid: u32) -> bool {
-    let i = slot::index(tgid);
-    let ours = FOLLOWED.get(i).copied().unwrap_or(u64::MAX);
-    if slot::may_follow(ours, tgid) {
-        return true;
-    }
-    slot::may_follow(ADOPTED.get(i).copied().unwrap_or(u64::MAX), tgid)
+    slot::may_follow(FOLLOWED.get(slot::index(tgid)).copied().unwrap_or(u64::MAX), tgid)
 }
 
 /// Adds `delta` to `tgid`'s slot in `FOLLOWED`, atomically (BPF_XADD: any CPU, any order).
@@ -78,29 +71,29 @@ fn slot_add(tgid: u32, delta: u64) {
 }
 
 /// Follows `tgid` as `p`: any earlier entry of its tgid (an earlier process's, ended unseen)
-/// is removed first, and the new one is counted in its slot.
+/// is removed first; the new one is counted in its slot before it exists.
 #[inline(always)]
 pub fn follow(tgid: u32, mut p: Process) {
     if let Some(old) = unsafe { PROCESSES.get(&tgid) } {
         let flags = old.flags;
         unfollow(tgid, flags);
     }
-    p.flags |= process_flags::KERNEL_SLOT;
-    if PROCESSES.insert(&tgid, &p, BPF_NOEXIST).is_err() {
-        count(Counter::ProcessesFull);
-        return;
-    }
+    p.flags |= process_flags::COUNTED;
     slot_add(tgid, slot::delta(tgid));
+    if PROCESSES.insert(&tgid, &p, BPF_NOEXIST).is_err() {
+        slot_add(tgid, slot::delta(tgid).wrapping_neg());
+        count(Counter::ProcessesFull);
+    }
 }
 
-/// Removes `tgid`'s entry (whose flags are `flags`); uncounts it when this call removed it and
-/// the kernel had counted it. False when another CPU removed it first.
+/// Removes `tgid`'s entry (whose flags are `flags`); uncounts it when this call removed it.
+/// False when another CPU removed it first.
 #[inline(always)]
 pub fn unfollow(tgid: u32, flags: u32) -> bool {
     if PROCESSES.remove(&tgid).is_err() {
         return false;
     }
-    if flags & process_flags::KERNEL_SLOT != 0 {
+    if flags & process_flags::COUNTED != 0 {
         slot_add(tgid, slot::delta(tgid).wrapping_neg());
     }
     true
@@ -170,6 +163,16 @@ pub unsafe fn read_field<T>(base: *const u8, offset: u32) -> Result<T, i64> {
             Err(e as i64)
         }
     }
+}
+
+/// Loads a `T` at `base + offset` straight from a BTF-typed pointer a tp_btf program was
+/// handed (its task argument): no helper call. `offset` comes from `CONFIG`, a frozen
+/// read-only map, so the verifier knows it as a constant and checks the access against the
+/// kernel's BTF (`btf_struct_access()`), turning it into a fault-safe load. Only for the
+/// arguments themselves (PTR_TO_BTF_ID); anything reached through them is [`read_field`]'s.
+#[inline(always)]
+pub unsafe fn arg_field<T: Copy>(base: *const u8, offset: u32) -> T {
+    unsafe { core::ptr::read_volatile(base.add(offset as usize) as *const T) }
 }
 
 /// `task->cgroups->dfl_cgrp`: a task's cgroup on the v2 hierarchy.

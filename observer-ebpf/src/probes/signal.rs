@@ -39,7 +39,7 @@ use observer_ebpf::{
 };
 
 use super::{
-    config, count, emit, followed, is_reported_signal, may_follow, now, read_field,
+    arg_field, config, count, emit, followed, is_reported_signal, may_follow, now, read_field,
     task_dfl_cgroup, within, PROCESSES,
 };
 
@@ -68,7 +68,7 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
     }
     // 2. Only a container's main process: one lookup for everything else on the node.
     let task: *const u8 = ctx.arg(2);
-    let target_tgid: i32 = unsafe { read_field(task, config!(offsets.task_tgid))? };
+    let target_tgid: i32 = unsafe { arg_field(task, config!(offsets.task_tgid)) };
     let target_tgid = target_tgid as u32;
     if !may_follow(target_tgid) {
         return Ok(());

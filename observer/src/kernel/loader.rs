@@ -8,12 +8,12 @@
 use std::time::Duration;
 
 use aya::{
-    maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::{links::FdLink, BtfTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use observer_ebpf::{
-    names, process_flags, programs, role, slot, Config, Counter, Ended, EndedKey, EventKind,
+    names, process_flags, programs, role, Config, Counter, Ended, EndedKey, EventKind,
     KernelOffsets, Process, WatchedCgroup, CGROUP_PREFIX_LEN,
 };
 
@@ -21,6 +21,7 @@ use super::{
     btf::Btf,
     compat::{FeatureId, Support},
     pins::{self, PinError, Pins, PINNED_MAPS},
+    slots::Slots,
 };
 
 /// The eBPF object built by build.rs, embedded so the binary runs alone on a node.
@@ -213,6 +214,12 @@ pub enum LoadError {
     AyaBtf(#[from] aya::BtfError),
     #[error("loading the eBPF object: {0}")]
     Object(#[source] Box<aya::EbpfError>),
+    #[error("mapping the {map} map: {source}")]
+    Mmap {
+        map: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("program {program} missing from the eBPF object")]
     MissingProgram { program: &'static str },
     #[error("loading program {program} ({kind}): {source}")]
@@ -520,31 +527,6 @@ pub fn take_ended(ebpf: &mut Ebpf) -> Result<BpfHashMap<MapData, EndedKey, Ended
     BpfHashMap::try_from(map).map_err(|e| LoadError::Map(names::ENDED, Box::new(e)))
 }
 
-/// `ADOPTED`, counted afresh (a new map: this daemon's) from the process entries the kernel
-/// did not count, which earlier daemons' start-up walks made, before any program of this one
-/// attaches: a prefilter that misses one would hide that process from the probes.
-fn rebuild_adopted(ebpf: &mut Ebpf) -> Result<Array<MapData, u64>, LoadError> {
-    let err = |e| LoadError::Map(names::ADOPTED, Box::new(e));
-    let mut slots: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
-    {
-        let map = ebpf.map(names::PROCESSES).ok_or(LoadError::MissingMap(names::PROCESSES))?;
-        let processes: BpfHashMap<&MapData, u32, Process> =
-            BpfHashMap::try_from(map).map_err(|e| LoadError::Map(names::PROCESSES, Box::new(e)))?;
-        for (tgid, p) in processes.iter().filter_map(Result::ok) {
-            if p.flags & process_flags::KERNEL_SLOT == 0 {
-                let s = slots.entry(slot::index(tgid)).or_default();
-                *s = s.wrapping_add(slot::delta(tgid));
-            }
-        }
-    }
-    let map = ebpf.take_map(names::ADOPTED).ok_or(LoadError::MissingMap(names::ADOPTED))?;
-    let mut adopted: Array<MapData, u64> = Array::try_from(map).map_err(err)?;
-    for (i, v) in slots {
-        adopted.set(i, v, 0).map_err(err)?;
-    }
-    Ok(adopted)
-}
-
 /// `BPF_NOEXIST` (include/uapi/linux/bpf.h): insert only where the key is absent.
 const BPF_NOEXIST: u64 = 1;
 
@@ -627,8 +609,8 @@ pub struct Probes {
     pub watched: BpfHashMap<MapData, u64, WatchedCgroup>,
     pub processes: BpfHashMap<MapData, u32, Process>,
     pub ended: BpfHashMap<MapData, EndedKey, Ended>,
-    /// The prefilter's count of the entries userspace made (`observer_ebpf::slot`).
-    pub adopted: Array<MapData, u64>,
+    /// The prefilter in front of `PROCESSES`, mapped here (`observer_ebpf::slot`).
+    pub slots: Slots,
     pub counters: KernelCounters,
     /// The probes' own log records (aya-log), when the object has any.
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
@@ -657,7 +639,6 @@ impl Probes {
                 None
             }
         };
-        let adopted = rebuild_adopted(&mut ebpf)?;
         attach(&mut ebpf, &support, pins.as_ref())?;
         let handover = match &pins {
             Some(pins) => retire_others(pins),
@@ -667,6 +648,7 @@ impl Probes {
         let watched = take_watched(&mut ebpf)?;
         let processes = take_processes(&mut ebpf)?;
         let ended = take_ended(&mut ebpf)?;
+        let slots = Slots::take(&mut ebpf)?;
         let counters = KernelCounters::take(&mut ebpf)?;
         Ok(Self {
             ebpf,
@@ -675,7 +657,7 @@ impl Probes {
             watched,
             processes,
             ended,
-            adopted,
+            slots,
             counters,
             logger,
             pins,
@@ -727,20 +709,29 @@ impl Probes {
         }
         if w.main_tgid != 0 {
             // The kernel's pick, overruled: it is no main process of this cgroup.
-            if self.processes.get(&w.main_tgid, 0).is_ok_and(|p| p.cgroup_id == cgroup_id) {
-                let _ = self.processes.remove(&w.main_tgid);
+            if let Ok(old) = self.processes.get(&w.main_tgid, 0) {
+                if old.cgroup_id == cgroup_id && self.processes.remove(&w.main_tgid).is_ok() {
+                    if old.flags & process_flags::COUNTED != 0 {
+                        self.slots.unfollow(w.main_tgid);
+                    }
+                }
+            }
+        }
+        // An entry of this tgid left by an earlier process (ended unseen) goes first.
+        if let Ok(old) = self.processes.get(&tgid, 0) {
+            if self.processes.remove(&tgid).is_ok() && old.flags & process_flags::COUNTED != 0 {
+                self.slots.unfollow(tgid);
             }
         }
         let p = Process { start_ticks, cgroup_id, role: role::MAIN, ..Default::default() };
-        // Counted in the prefilter before the entry exists, so no probe ever finds an entry
-        // its prefilter hides. (An entry the kernel takes back stays counted: a lookup more.)
-        let i = slot::index(tgid);
-        let err = |e| LoadError::Map(names::ADOPTED, Box::new(e));
-        let v = self.adopted.get(&i, 0).map_err(err)?;
-        self.adopted.set(i, v.wrapping_add(slot::delta(tgid)), 0).map_err(err)?;
-        self.processes
-            .insert(tgid, p, 0)
-            .map_err(|e| LoadError::Map(names::PROCESSES, Box::new(e)))?;
+        // Counted in the prefilter before the entry exists, as the kernel does, so no probe
+        // ever finds an entry its prefilter hides; whoever removes it uncounts it.
+        let p = Process { flags: process_flags::COUNTED, ..p };
+        self.slots.follow(tgid);
+        if let Err(e) = self.processes.insert(tgid, p, BPF_NOEXIST) {
+            self.slots.unfollow(tgid);
+            return Err(LoadError::Map(names::PROCESSES, Box::new(e)));
+        }
         w.main_tgid = tgid;
         self.watched.insert(cgroup_id, w, 0).map_err(map_err)?;
         Ok(true)

@@ -4,4 +4,5 @@ pub mod compat;
 pub mod floor;
 pub mod loader;
 pub mod pins;
+pub mod slots;
 pub mod tracefs;
