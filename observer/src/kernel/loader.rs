@@ -710,10 +710,11 @@ impl Probes {
         if w.main_tgid != 0 {
             // The kernel's pick, overruled: it is no main process of this cgroup.
             if let Ok(old) = self.processes.get(&w.main_tgid, 0) {
-                if old.cgroup_id == cgroup_id && self.processes.remove(&w.main_tgid).is_ok() {
-                    if old.flags & process_flags::COUNTED != 0 {
-                        self.slots.unfollow(w.main_tgid);
-                    }
+                if old.cgroup_id == cgroup_id
+                    && self.processes.remove(&w.main_tgid).is_ok()
+                    && old.flags & process_flags::COUNTED != 0
+                {
+                    self.slots.unfollow(w.main_tgid);
                 }
             }
         }
