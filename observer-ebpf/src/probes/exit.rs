@@ -37,26 +37,25 @@ use observer_ebpf::{
 };
 
 use super::{
-    config, count, followed, header, may_follow, now, read_field, unfollow, ENDED, EVENTS,
-    PROCESSES, SCRATCH_ENDED, WATCHED_CGROUPS,
+    arg_field, config, count, followed, header, may_follow, now, read_field, unfollow, ENDED,
+    EVENTS, PROCESSES, SCRATCH_ENDED, WATCHED_CGROUPS,
 };
 
 /// 6.16 and later: `TP_PROTO(struct task_struct *p, bool group_dead)`,
 /// include/trace/events/sched.h.
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // Processes not followed: two array loads (the prefilter), nothing emitted.
-    if !may_follow(tgid) {
-        return 0;
-    }
     // A bool in the low byte of its u64 argument slot: a thread that is not the group's last
-    // costs no lookup either.
+    // costs nothing more.
     let group_dead: u64 = ctx.arg(1);
     if group_dead & 0xff == 0 {
         return 0;
     }
-    if unsafe { PROCESSES.get(&tgid) }.is_none() {
+    // The exiting task is the argument (`current`): its tgid read straight from it.
+    let task: *const u8 = ctx.arg(0);
+    let tgid = unsafe { arg_field::<i32>(task, config!(offsets.task_tgid)) } as u32;
+    // Processes not followed: one array load (the prefilter), nothing emitted.
+    if !may_follow(tgid) || unsafe { PROCESSES.get(&tgid) }.is_none() {
         return 0;
     }
     let _ = unsafe { emit_exit(tgid) };
@@ -66,8 +65,9 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
 /// Before 6.16: `TP_PROTO(struct task_struct *p)`; `group_dead` is read back from
 /// `p->signal->live`, which do_exit() decremented before the tracepoint.
 #[btf_tracepoint(function = "sched_process_exit")]
-pub fn sched_process_exit_live(_ctx: BtfTracePointContext) -> i32 {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+pub fn sched_process_exit_live(ctx: BtfTracePointContext) -> i32 {
+    let task: *const u8 = ctx.arg(0);
+    let tgid = unsafe { arg_field::<i32>(task, config!(offsets.task_tgid)) } as u32;
     if !may_follow(tgid) || unsafe { PROCESSES.get(&tgid) }.is_none() {
         return 0;
     }
