@@ -28,6 +28,9 @@ pub mod names {
     /// Array of [`super::FOLLOWED_SLOTS`] `u64`, mmapable: the prefilter in front of
     /// `PROCESSES` ([`super::slot`]), counted with atomic adds by the kernel and by userspace.
     pub const FOLLOWED: &str = "FOLLOWED";
+    /// The same prefilter in front of `WATCHED_CGROUPS`, keyed by a cgroup id's low 32 bits
+    /// (the kernfs inode number).
+    pub const WATCHED_SLOTS: &str = "WATCHED_SLOTS";
     /// The [`super::Config`] global.
     pub const CONFIG: &str = "CONFIG";
 }
@@ -400,7 +403,8 @@ pub mod process_flags {
     pub const COUNTED: u32 = 2;
 }
 
-/// Entries of the `FOLLOWED` array: the prefilter in front of `PROCESSES` (512 KiB).
+/// Entries of the `FOLLOWED` and `WATCHED_SLOTS` arrays: the prefilters in front of
+/// `PROCESSES` and `WATCHED_CGROUPS` (512 KiB each).
 pub const FOLLOWED_SLOTS: u32 = 65_536;
 /// `BPF_F_MMAPABLE` (include/uapi/linux/bpf.h, 5.5+): `FOLLOWED` is mapped by userspace,
 /// whose atomic adds then share the kernel's.
@@ -504,6 +508,9 @@ pub mod watched {
     /// docker-in-docker, a kind node's pods): its processes belong to that container and
     /// never make a container of their own.
     pub const NESTED: u32 = 1;
+    /// The entry is counted in `WATCHED_SLOTS` ([`super::slot`], keyed by the id's low 32
+    /// bits): whoever removes it uncounts it.
+    pub const COUNTED: u32 = 2;
 }
 
 /// `si_code` values (include/uapi/asm-generic/siginfo.h).
@@ -705,7 +712,7 @@ pub const WATCHED_CGROUPS_MAX: u32 = 16_384;
 pub const ENDED_MAX: u32 = 8_192;
 
 /// Bumped by hand when the meaning of a map's contents changes without its size changing.
-const LAYOUT_REVISION: u64 = 4;
+const LAYOUT_REVISION: u64 = 5;
 
 /// What a daemon and the probes it finds pinned must agree on to share the maps: the maps'
 /// value layouts and sizes, the events and the counters (FNV-1a over them). A new daemon of

@@ -403,6 +403,22 @@ fn prefilter_is_exact(layout: &Path) -> Result<(), String> {
             return Err(format!("slot {i}: {got:#x}, PROCESSES says {expected:#x}"));
         }
     }
+    // WATCHED_SLOTS may count a cgroup twice (its mkdir and the start-up walk racing), never
+    // miss one: every watched cgroup's slot must say "maybe".
+    let slots: Vec<u64> = dump(&layout.join("WATCHED_SLOTS"))
+        .iter()
+        .map(|(_, v)| u64::from_le_bytes(v[..8].try_into().unwrap()))
+        .collect();
+    for (k, v) in dump(&layout.join("WATCHED_CGROUPS")) {
+        let id = u32_at(&k, 0);
+        // WatchedCgroup: since_ns u64, main_tgid u32, flags u32 (COUNTED = 2).
+        assert_ne!(u32_at(&v, 12) & 2, 0, "cgroup {id}'s entry is not counted");
+        let s = slots[(id % 65_536) as usize];
+        let (n, sum) = (s as u32, (s >> 32) as u32);
+        if n == 0 || (n == 1 && sum != id) {
+            return Err(format!("cgroup {id} is watched but its slot {s:#x} hides it"));
+        }
+    }
     Ok(())
 }
 

@@ -13,11 +13,12 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use observer_ebpf::{
-    tp_offsets, CgroupEvent, Counter, EventKind, CGROUP_PATH_LEN, CGROUP_PREFIX_LEN,
+    tp_offsets, watched, CgroupEvent, Counter, EventKind, CGROUP_PATH_LEN, CGROUP_PREFIX_LEN,
 };
 
 use super::{
-    config, count, emit_in_place, now, unfollow, PROCESSES, SCRATCH_WATCHED, WATCHED_CGROUPS,
+    config, count, emit_in_place, now, unfollow, watch_count, PROCESSES, SCRATCH_WATCHED,
+    WATCHED_CGROUPS,
 };
 
 #[tracepoint]
@@ -56,14 +57,18 @@ unsafe fn try_cgroup_event(ctx: &TracePointContext, kind: EventKind) -> Result<(
             let len = unsafe {
                 (*w).since_ns = ts;
                 (*w).main_tgid = 0;
-                (*w).flags = 0;
+                (*w).flags = watched::COUNTED;
                 match bpf_probe_read_kernel_str_bytes(path, &mut (*w).path) {
                     Ok(s) => s.len(),
                     Err(_) => 0,
                 }
             };
             unsafe { (*w).path_len = len as u32 };
+            // Counted before the entry exists (an entry the start-up walk made a moment ago
+            // is then counted twice: a lookup more, never a cgroup hidden).
+            watch_count(id, true);
             if WATCHED_CGROUPS.insert(&id, unsafe { &*w }, 0).is_err() {
+                watch_count(id, false);
                 // Rare (WATCHED_CGROUPS_MAX cgroups): worth a log line besides the counter.
                 count(Counter::WatchedInsertFailed);
                 warn!(ctx, "WATCHED_CGROUPS full: signals to cgroup {} will not be seen", id);
@@ -75,7 +80,7 @@ unsafe fn try_cgroup_event(ctx: &TracePointContext, kind: EventKind) -> Result<(
             let Some(w) = (unsafe { WATCHED_CGROUPS.get(&id) }) else {
                 return Ok(());
             };
-            let main = w.main_tgid;
+            let (main, flags) = (w.main_tgid, w.flags);
             if main != 0 {
                 if let Some(p) = unsafe { PROCESSES.get(&main) } {
                     if p.cgroup_id == id {
@@ -86,6 +91,9 @@ unsafe fn try_cgroup_event(ctx: &TracePointContext, kind: EventKind) -> Result<(
             }
             if WATCHED_CGROUPS.remove(&id).is_err() {
                 return Ok(());
+            }
+            if flags & watched::COUNTED != 0 {
+                watch_count(id, false);
             }
         }
     }

@@ -45,7 +45,7 @@ use observer_ebpf::{
 };
 
 use super::{
-    cgroup_id, cgroup_parent, config, count, emit, follow, now, read_field, start_ticks,
+    cgroup_id, cgroup_parent, config, count, emit, follow, may_watch, now, read_field, start_ticks,
     task_cgroup_id, task_dfl_cgroup, MAX_ANCESTORS, PROCESSES, WATCHED_CGROUPS,
 };
 
@@ -59,8 +59,11 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
 }
 
 unsafe fn try_sched_process_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
-    // 1. Only inside a container's cgroup: one lookup for every other exec on the node.
+    // 1. Only inside a container's cgroup: the prefilter, then one lookup.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    if !may_watch(cgroup_id) {
+        return Ok(());
+    }
     let Some(w) = WATCHED_CGROUPS.get_ptr_mut(&cgroup_id) else {
         return Ok(());
     };

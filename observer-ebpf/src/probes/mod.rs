@@ -55,10 +55,36 @@ pub fn may_follow(tgid: u32) -> bool {
     slot::may_follow(FOLLOWED.get(slot::index(tgid)).copied().unwrap_or(u64::MAX), tgid)
 }
 
+/// The same in front of `WATCHED_CGROUPS`, keyed by a cgroup id's low 32 bits.
+#[map]
+pub static WATCHED_SLOTS: Array<u64> =
+    Array::with_max_entries(FOLLOWED_SLOTS, observer_ebpf::BPF_F_MMAPABLE);
+
+/// Whether cgroup `id` may be watched: one inlined array load, before any hash lookup.
+#[inline(always)]
+pub fn may_watch(id: u64) -> bool {
+    let key = id as u32;
+    slot::may_follow(WATCHED_SLOTS.get(slot::index(key)).copied().unwrap_or(u64::MAX), key)
+}
+
+/// Counts (`add`) or uncounts cgroup `id` in `WATCHED_SLOTS`.
+#[inline(always)]
+pub fn watch_count(id: u64, add: bool) {
+    let key = id as u32;
+    let d = slot::delta(key);
+    xadd(&WATCHED_SLOTS, key, if add { d } else { d.wrapping_neg() });
+}
+
 /// Adds `delta` to `tgid`'s slot in `FOLLOWED`, atomically (BPF_XADD: any CPU, any order).
 #[inline(always)]
 fn slot_add(tgid: u32, delta: u64) {
-    if let Some(p) = FOLLOWED.get_ptr_mut(slot::index(tgid)) {
+    xadd(&FOLLOWED, tgid, delta);
+}
+
+/// Adds `delta` to `key`'s slot of `slots`, atomically.
+#[inline(always)]
+fn xadd(slots: &Array<u64>, key: u32, delta: u64) {
+    if let Some(p) = slots.get_ptr_mut(slot::index(key)) {
         // SAFETY: `p` points at an 8-byte array element; XADD is an atomic add to it.
         unsafe {
             core::arch::asm!(

@@ -13,7 +13,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use observer_ebpf::{
-    names, process_flags, programs, role, Config, Counter, Ended, EndedKey, EventKind,
+    names, process_flags, programs, role, watched, Config, Counter, Ended, EndedKey, EventKind,
     KernelOffsets, Process, WatchedCgroup, CGROUP_PREFIX_LEN,
 };
 
@@ -609,8 +609,10 @@ pub struct Probes {
     pub watched: BpfHashMap<MapData, u64, WatchedCgroup>,
     pub processes: BpfHashMap<MapData, u32, Process>,
     pub ended: BpfHashMap<MapData, EndedKey, Ended>,
-    /// The prefilter in front of `PROCESSES`, mapped here (`observer_ebpf::slot`).
+    /// The prefilters in front of `PROCESSES` and `WATCHED_CGROUPS`, mapped here
+    /// (`observer_ebpf::slot`).
     pub slots: Slots,
+    pub watched_slots: Slots,
     pub counters: KernelCounters,
     /// The probes' own log records (aya-log), when the object has any.
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
@@ -648,7 +650,8 @@ impl Probes {
         let watched = take_watched(&mut ebpf)?;
         let processes = take_processes(&mut ebpf)?;
         let ended = take_ended(&mut ebpf)?;
-        let slots = Slots::take(&mut ebpf)?;
+        let slots = Slots::take(&mut ebpf, names::FOLLOWED)?;
+        let watched_slots = Slots::take(&mut ebpf, names::WATCHED_SLOTS)?;
         let counters = KernelCounters::take(&mut ebpf)?;
         Ok(Self {
             ebpf,
@@ -658,6 +661,7 @@ impl Probes {
             processes,
             ended,
             slots,
+            watched_slots,
             counters,
             logger,
             pins,
@@ -680,11 +684,15 @@ impl Probes {
         confirmed: bool,
     ) -> Result<bool, LoadError> {
         let map_err = |e| LoadError::Map(names::WATCHED_CGROUPS, Box::new(e));
-        let mut fresh = WatchedCgroup::default();
+        let mut fresh = WatchedCgroup { flags: watched::COUNTED, ..WatchedCgroup::default() };
         let n = path.len().min(fresh.path.len() - 1);
         fresh.path[..n].copy_from_slice(&path.as_bytes()[..n]);
         fresh.path_len = n as u32;
+        // Counted before it exists, as the kernel's mkdir does; uncounted when the kernel's
+        // entry was there first.
+        self.watched_slots.count(cgroup_id as u32);
         if let Err(e) = self.watched.insert(cgroup_id, fresh, BPF_NOEXIST) {
+            self.watched_slots.uncount(cgroup_id as u32);
             if !matches!(&e, aya::maps::MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EEXIST))
             {
                 return Err(map_err(e));
@@ -714,23 +722,23 @@ impl Probes {
                     && self.processes.remove(&w.main_tgid).is_ok()
                     && old.flags & process_flags::COUNTED != 0
                 {
-                    self.slots.unfollow(w.main_tgid);
+                    self.slots.uncount(w.main_tgid);
                 }
             }
         }
         // An entry of this tgid left by an earlier process (ended unseen) goes first.
         if let Ok(old) = self.processes.get(&tgid, 0) {
             if self.processes.remove(&tgid).is_ok() && old.flags & process_flags::COUNTED != 0 {
-                self.slots.unfollow(tgid);
+                self.slots.uncount(tgid);
             }
         }
         let p = Process { start_ticks, cgroup_id, role: role::MAIN, ..Default::default() };
         // Counted in the prefilter before the entry exists, as the kernel does, so no probe
         // ever finds an entry its prefilter hides; whoever removes it uncounts it.
         let p = Process { flags: process_flags::COUNTED, ..p };
-        self.slots.follow(tgid);
+        self.slots.count(tgid);
         if let Err(e) = self.processes.insert(tgid, p, BPF_NOEXIST) {
-            self.slots.unfollow(tgid);
+            self.slots.uncount(tgid);
             return Err(LoadError::Map(names::PROCESSES, Box::new(e)));
         }
         w.main_tgid = tgid;

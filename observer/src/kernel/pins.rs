@@ -2,7 +2,7 @@
 //!
 //! A DaemonSet's pod is replaced in place, OOM-killed, evicted, restarted by its liveness
 //! probe; the terminations worth recording happen then. So the maps that carry state
-//! (`EVENTS`, `PROCESSES`, `WATCHED_CGROUPS`, `COUNTERS`, `ENDED`, `FOLLOWED`) and the program links are pinned in
+//! (`EVENTS`, `PROCESSES`, `WATCHED_CGROUPS`, `COUNTERS`, `ENDED`, the prefilters) and the program links are pinned in
 //! bpffs under `<pin dir>/<layout>/` (`/sys/fs/bpf/observer/<16 hex digits>/`): a pinned link
 //! keeps its program attached after the daemon's descriptors close (kernel/bpf/syscall.c,
 //! `bpf_link_put()` detaches on the last reference; a pin is one), and the next daemon opens
@@ -38,15 +38,14 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub const BPFFS: &str = "/sys/fs/bpf";
 
 /// The maps whose contents outlive a daemon.
-/// (`ADOPTED` is not among them: each daemon counts the entries it adopts, and rebuilds the
-/// count of those its predecessors adopted before its programs attach.)
-pub const PINNED_MAPS: [&str; 6] = [
+pub const PINNED_MAPS: [&str; 7] = [
     names::EVENTS,
     names::PROCESSES,
     names::WATCHED_CGROUPS,
     names::COUNTERS,
     names::ENDED,
     names::FOLLOWED,
+    names::WATCHED_SLOTS,
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,8 @@
-//! Userspace's side of the prefilter in front of `PROCESSES` (`observer_ebpf::slot`): the
-//! `FOLLOWED` array mapped into this process (`BPF_F_MMAPABLE`, kernel/bpf/arraymap.c
-//! `array_map_mmap()`), so an entry the start-up walk makes is counted with a real atomic add
-//! on the same memory the kernel's BPF_XADD updates: one prefilter, no writer's update lost.
+//! Userspace's side of the prefilters in front of `PROCESSES` and `WATCHED_CGROUPS`
+//! (`observer_ebpf::slot`): the `FOLLOWED` and `WATCHED_SLOTS` arrays mapped into this process
+//! (`BPF_F_MMAPABLE`, kernel/bpf/arraymap.c `array_map_mmap()`), so an entry the start-up walk
+//! makes is counted with a real atomic add on the same memory the kernel's BPF_XADD updates:
+//! one prefilter, no writer's update lost.
 
 use std::{
     os::fd::{AsFd as _, AsRawFd as _},
@@ -9,11 +10,11 @@ use std::{
 };
 
 use aya::maps::{Map, MapData};
-use observer_ebpf::{names, slot, FOLLOWED_SLOTS};
+use observer_ebpf::{slot, FOLLOWED_SLOTS};
 
 use super::loader::LoadError;
 
-/// `FOLLOWED`, mapped read-write.
+/// A prefilter array, mapped read-write.
 pub struct Slots {
     ptr: *mut AtomicU64,
     len: usize,
@@ -25,10 +26,11 @@ pub struct Slots {
 unsafe impl Send for Slots {}
 
 impl Slots {
-    pub fn take(ebpf: &mut aya::Ebpf) -> Result<Self, LoadError> {
-        let map = ebpf.take_map(names::FOLLOWED).ok_or(LoadError::MissingMap(names::FOLLOWED))?;
+    /// Takes the array `name` (`names::FOLLOWED`, `names::WATCHED_SLOTS`) out of `ebpf`.
+    pub fn take(ebpf: &mut aya::Ebpf, name: &'static str) -> Result<Self, LoadError> {
+        let map = ebpf.take_map(name).ok_or(LoadError::MissingMap(name))?;
         let Map::Array(data) = map else {
-            return Err(LoadError::MissingMap(names::FOLLOWED));
+            return Err(LoadError::MissingMap(name));
         };
         let len = FOLLOWED_SLOTS as usize * 8;
         // SAFETY: a shared read-write mapping of the array's values, `len` bytes (the array is
@@ -45,34 +47,26 @@ impl Slots {
             )
         };
         if ptr == libc::MAP_FAILED {
-            return Err(LoadError::Mmap {
-                map: names::FOLLOWED,
-                source: std::io::Error::last_os_error(),
-            });
+            return Err(LoadError::Mmap { map: name, source: std::io::Error::last_os_error() });
         }
         Ok(Self { ptr: ptr.cast(), len, _map: data })
     }
 
-    fn slot(&self, tgid: u32) -> &AtomicU64 {
-        let i = slot::index(tgid) as usize;
+    fn slot(&self, key: u32) -> &AtomicU64 {
+        let i = slot::index(key) as usize;
         debug_assert!(i * 8 < self.len);
         // SAFETY: `i` < FOLLOWED_SLOTS: inside the mapping, 8-byte aligned.
         unsafe { &*self.ptr.add(i) }
     }
 
-    /// Counts `tgid` as followed (before its entry is made).
-    pub fn follow(&self, tgid: u32) {
-        self.slot(tgid).fetch_add(slot::delta(tgid), Ordering::SeqCst);
+    /// Counts `key` (a tgid, a cgroup id's low 32 bits) before its entry is made.
+    pub fn count(&self, key: u32) {
+        self.slot(key).fetch_add(slot::delta(key), Ordering::SeqCst);
     }
 
-    /// Uncounts `tgid` (after its entry, which was counted, was removed).
-    pub fn unfollow(&self, tgid: u32) {
-        self.slot(tgid).fetch_sub(slot::delta(tgid), Ordering::SeqCst);
-    }
-
-    /// The slot of `tgid` as it is now (tests).
-    pub fn get(&self, tgid: u32) -> u64 {
-        self.slot(tgid).load(Ordering::SeqCst)
+    /// Uncounts `key` after its entry, which was counted, was removed.
+    pub fn uncount(&self, key: u32) {
+        self.slot(key).fetch_sub(slot::delta(key), Ordering::SeqCst);
     }
 }
 
