@@ -474,29 +474,11 @@ fn the_prefilter_counts_exactly_the_followed_processes_across_adoption_and_resta
 /// The kernel's `ENDED` entries of process `pid`, as bpftool dumps the pinned map: (key,
 /// value), each as the hex bytes `bpftool map update` takes back.
 fn ended_entries(pin: &Path, pid: u32) -> Vec<(Vec<String>, Vec<String>)> {
-    let out = Command::new("bpftool")
-        .args(["-j", "map", "dump", "pinned"])
-        .arg(pin)
-        .output()
-        .expect("bpftool");
-    assert!(out.status.success(), "bpftool map dump: {}", String::from_utf8_lossy(&out.stderr));
-    let entries: Vec<Value> = serde_json::from_slice(&out.stdout).expect("bpftool json");
-    let hex = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|b| b.as_str())
-            .map(|b| b.trim_start_matches("0x").to_string())
-            .collect()
-    };
-    entries
-        .iter()
-        .map(|e| (hex(&e["key"]), hex(&e["value"])))
-        .filter(|(k, _)| {
-            let b: Vec<u8> =
-                k.iter().take(4).filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
-            b.len() == 4 && u32::from_le_bytes([b[0], b[1], b[2], b[3]]) == pid
-        })
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>();
+    dump(pin)
+        .into_iter()
+        .filter(|(k, _)| k.len() >= 4 && u32::from_le_bytes(k[..4].try_into().unwrap()) == pid)
+        .map(|(k, v)| (hex(&k), hex(&v)))
         .collect()
 }
 
