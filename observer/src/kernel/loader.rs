@@ -412,7 +412,8 @@ pub(crate) fn load_program(
     }
 }
 
-/// Attaches one loaded program, its link living as long as `ebpf` (the floor's programs).
+/// Attaches one loaded program, its link living as long as `ebpf` (unpinned probes, the
+/// floor's programs).
 pub(crate) fn attach_unpinned(ebpf: &mut Ebpf, spec: &ProbeSpec) -> Result<(), LoadError> {
     let program = ebpf
         .program_mut(spec.program)
@@ -441,6 +442,10 @@ pub(crate) fn attach_unpinned(ebpf: &mut Ebpf, spec: &ProbeSpec) -> Result<(), L
 /// that daemon's program, now that this one runs), and outlives this daemon.
 pub fn attach(ebpf: &mut Ebpf, support: &Support, pins: Option<&Pins>) -> Result<(), LoadError> {
     for spec in PROBES.iter().filter(|s| s.wanted(support)) {
+        if pins.is_none() {
+            attach_unpinned(ebpf, spec)?;
+            continue;
+        }
         let program = ebpf
             .program_mut(spec.program)
             .ok_or(LoadError::MissingProgram { program: spec.program })?;
