@@ -247,8 +247,8 @@ impl Journal {
                 log::warn!("journal {}: last record had no newline; added", path.display())
             }
             Some(Repair::Truncated { bytes }) => log::warn!(
-                "journal {}: cut a torn last line of {bytes} bytes (a record lost when the \
-                 daemon or the node stopped mid-write)",
+                "journal {}: cut a torn last line of {bytes} bytes (the daemon or the node \
+                 stopped mid-write; a termination the kernel still keeps is written again)",
                 path.display()
             ),
             None => {}
