@@ -17,8 +17,8 @@ use observer_ebpf::{
 };
 
 use super::{
-    config, count, emit_in_place, now, unfollow, watch_count, PROCESSES, SCRATCH_WATCHED,
-    WATCHED_CGROUPS,
+    config, count, emit_in_place, may_watch, now, unfollow, watch_count, PROCESSES,
+    SCRATCH_WATCHED, WATCHED_CGROUPS,
 };
 
 #[tracepoint]
@@ -35,17 +35,26 @@ pub fn cgroup_rmdir(ctx: TracePointContext) -> i32 {
     }
 }
 
+/// A field of the tracepoint's record at a fixed offset, loaded straight from the context
+/// (`tp_prog_is_valid_access()`, kernel/trace/bpf_trace.c: aligned reads inside the record
+/// are allowed): no helper call. The offset must be a constant, which `tp_offsets` are.
+#[inline(always)]
+unsafe fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+    unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(offset) as *const T) }
+}
+
 unsafe fn try_cgroup_event(ctx: &TracePointContext, kind: EventKind) -> Result<(), i64> {
-    let root: i32 = unsafe { ctx.read_at(tp_offsets::CGROUP_ROOT)? };
+    // Every hierarchy's mkdir and rmdir pass here: the record's own fields decide, before
+    // any helper call or clock read.
+    let root: i32 = unsafe { field(ctx, tp_offsets::CGROUP_ROOT) };
     if root as u32 != config!(v2_hierarchy_id) {
         return Ok(());
     }
-    let id: u64 = unsafe { ctx.read_at(tp_offsets::CGROUP_ID)? };
-    let ts = now();
+    let id: u64 = unsafe { field(ctx, tp_offsets::CGROUP_ID) };
+    let loc: u32 = unsafe { field(ctx, tp_offsets::CGROUP_PATH_LOC) };
+    let path = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
     match kind {
         EventKind::CgroupMkdir => {
-            let loc: u32 = unsafe { ctx.read_at(tp_offsets::CGROUP_PATH_LOC)? };
-            let path = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
             if !unsafe { has_prefix(path) } {
                 return Ok(());
             }
@@ -55,7 +64,7 @@ unsafe fn try_cgroup_event(ctx: &TracePointContext, kind: EventKind) -> Result<(
                 return Ok(());
             };
             let len = unsafe {
-                (*w).since_ns = ts;
+                (*w).since_ns = now();
                 (*w).main_tgid = 0;
                 (*w).flags = watched::COUNTED;
                 match bpf_probe_read_kernel_str_bytes(path, &mut (*w).path) {
@@ -75,8 +84,12 @@ unsafe fn try_cgroup_event(ctx: &TracePointContext, kind: EventKind) -> Result<(
             }
         }
         _ => {
-            // Only cgroups we watched are reported gone. A main process still followed
-            // here ended unseen (or the cgroup was emptied by moving it): forget it.
+            // Only cgroups we watched are reported gone: the prefilter first, then the
+            // lookup. A main process still followed here ended unseen (or the cgroup was
+            // emptied by moving it): forget it.
+            if !may_watch(id) {
+                return Ok(());
+            }
             let Some(w) = (unsafe { WATCHED_CGROUPS.get(&id) }) else {
                 return Ok(());
             };
@@ -97,10 +110,8 @@ unsafe fn try_cgroup_event(ctx: &TracePointContext, kind: EventKind) -> Result<(
             }
         }
     }
-    let level: i32 = unsafe { ctx.read_at(tp_offsets::CGROUP_LEVEL)? };
-    let loc: u32 = unsafe { ctx.read_at(tp_offsets::CGROUP_PATH_LOC)? };
-    let path = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
-    emit_in_place(kind, ts, |ev: *mut CgroupEvent| unsafe {
+    let level: i32 = unsafe { field(ctx, tp_offsets::CGROUP_LEVEL) };
+    emit_in_place(kind, now(), |ev: *mut CgroupEvent| unsafe {
         (*ev).id = id;
         (*ev).level = level as u32;
         let len = match bpf_probe_read_kernel_str_bytes(path, &mut (*ev).path) {

@@ -33,10 +33,11 @@
 //!
 //! `sched_process_exec` (fs/exec.c `exec_binprm()`, v6.18: `trace_sched_process_exec(current,
 //! old_pid, bprm)`, after the new program's comm is set) is tp_btf: every exec on the node
-//! passes here, and the first test is one helper call and one hash lookup.
+//! passes here, and the first test is four loads through the task argument and one array load
+//! (the prefilter in front of `WATCHED_CGROUPS`).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
@@ -45,8 +46,9 @@ use observer_ebpf::{
 };
 
 use super::{
-    cgroup_id, cgroup_parent, config, count, emit, follow, may_watch, now, read_field, start_ticks,
-    task_cgroup_id, task_dfl_cgroup, MAX_ANCESTORS, PROCESSES, WATCHED_CGROUPS,
+    arg_cgroup_id, cgroup_id, cgroup_parent, config, count, emit, follow, may_watch, now,
+    read_field, start_ticks, task_cgroup_id, task_dfl_cgroup, MAX_ANCESTORS, PROCESSES,
+    WATCHED_CGROUPS,
 };
 
 /// `TRACE_EVENT(sched_process_exec, TP_PROTO(struct task_struct *p, pid_t old_pid,
@@ -59,8 +61,10 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
 }
 
 unsafe fn try_sched_process_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
-    // 1. Only inside a container's cgroup: the prefilter, then one lookup.
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    // 1. Only inside a container's cgroup: the prefilter, then one lookup. The exec'ing task
+    //    is the argument (`current`): its cgroup read through it, no helper call.
+    let task: *const u8 = ctx.arg(0);
+    let cgroup_id = unsafe { arg_cgroup_id(task) };
     if !may_watch(cgroup_id) {
         return Ok(());
     }
@@ -75,7 +79,6 @@ unsafe fn try_sched_process_exec(ctx: &BtfTracePointContext) -> Result<(), i64> 
         return Ok(());
     }
     // 3. Entered from outside: the parent lives in another cgroup.
-    let task: *const u8 = ctx.arg(0);
     let parent: *const u8 = unsafe { read_field(task, config!(offsets.task_real_parent))? };
     if unsafe { task_cgroup_id(parent)? } == cgroup_id {
         return Ok(());

@@ -194,11 +194,26 @@ pub unsafe fn read_field<T>(base: *const u8, offset: u32) -> Result<T, i64> {
 /// Loads a `T` at `base + offset` straight from a BTF-typed pointer a tp_btf program was
 /// handed (its task argument): no helper call. `offset` comes from `CONFIG`, a frozen
 /// read-only map, so the verifier knows it as a constant and checks the access against the
-/// kernel's BTF (`btf_struct_access()`), turning it into a fault-safe load. Only for the
-/// arguments themselves (PTR_TO_BTF_ID); anything reached through them is [`read_field`]'s.
+/// kernel's BTF (`btf_struct_access()`), turning it into a fault-safe load. For the arguments
+/// and for the pointers loaded this way from them (a pointer member's load is PTR_TO_BTF_ID of
+/// the member's type again); anything else (a pointer after arithmetic) is [`read_field`]'s.
 #[inline(always)]
 pub unsafe fn arg_field<T: Copy>(base: *const u8, offset: u32) -> T {
     unsafe { core::ptr::read_volatile(base.add(offset as usize) as *const T) }
+}
+
+/// `task->cgroups->dfl_cgrp->kn->id` for a task a tp_btf program was handed, loaded straight
+/// through the BTF-typed pointers (each load is the verifier's fault-safe PTR_TO_BTF_ID load,
+/// `btf_struct_access()`; an RCU-protected `cgroups` is readable in a non-sleepable program):
+/// the value `bpf_get_current_cgroup_id()` returns for `current`, without the call.
+#[inline(always)]
+pub unsafe fn arg_cgroup_id(task: *const u8) -> u64 {
+    unsafe {
+        let css_set: *const u8 = arg_field(task, config!(offsets.task_cgroups));
+        let cgrp: *const u8 = arg_field(css_set, config!(offsets.css_set_dfl_cgrp));
+        let kn: *const u8 = arg_field(cgrp, config!(offsets.cgroup_kn));
+        arg_field(kn, config!(offsets.kernfs_node_id))
+    }
 }
 
 /// `task->cgroups->dfl_cgrp`: a task's cgroup on the v2 hierarchy.

@@ -80,6 +80,13 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if p.role != role::MAIN {
         return Ok(());
     }
+    // 2a. A (target, signal) already reported in this window (a storm at one process): done,
+    //     before any kernel read. Marked only below, once the signal is known to be reported.
+    let ts = now();
+    if seen_in_window(p, sig, ts, false) {
+        count(Counter::SignalDeduplicated);
+        return Ok(());
+    }
     // 2b. A process already exiting cannot be stopped: its pid namespace's dying init
     //     SIGKILLs its last threads (`zap_pid_ns_processes()`, kernel/pid_namespace.c), a
     //     stop races an exit_group(). The kernel then drops the signal (`prepare_signal()`
@@ -116,7 +123,6 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
         }
     }
     // 4. Once per (target, signal) per window: a signal storm at one process is one record.
-    let ts = now();
     if !mark_emitted(p, sig, ts, false) {
         return Ok(());
     }
@@ -244,6 +250,14 @@ unsafe fn try_signal_deliver(ctx: &BtfTracePointContext) -> Result<(), i64> {
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
     });
     Ok(())
+}
+
+/// True when `sig` (its generation, or its delivery) was emitted for `p` in the window that
+/// `ts` falls in; changes nothing.
+#[inline(always)]
+fn seen_in_window(p: &Process, sig: u32, ts: u64, delivered: bool) -> bool {
+    let mask = if delivered { p.delivered_mask } else { p.generated_mask };
+    ts.wrapping_sub(p.window_start_ns) <= config!(dedupe_window_ns) && mask & (1u64 << sig) != 0
 }
 
 /// Records that `sig` (its generation, or its delivery) is being emitted for `p`; false when

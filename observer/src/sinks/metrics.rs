@@ -147,7 +147,7 @@ impl Metrics {
                 &r,
                 IntCounter::new(
                     "observer_container_self_signals_total",
-                    "Stop signals and SIGKILLs sent to a container's main process from inside that container (its own processes, a preStop hook's kill): never a termination record",
+                    "Stop signals and SIGKILLs sent to a container's main process from inside that container (its own processes, a preStop hook's kill): never a termination record. One that repeats a signal already reported from outside in the same de-duplication window is counted as de-duplicated instead",
                 )
                 .expect("valid"),
             ),
