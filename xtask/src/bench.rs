@@ -28,10 +28,33 @@ const SPAWNS: u32 = 3000;
 const SIGNALS: u32 = 200_000;
 
 pub fn run(kernel_only: bool) -> Result<()> {
-    let bin = crate::workspace_root().join("target/release/observer");
+    let bin = bench_binary();
     let work = std::env::temp_dir().join(format!("observer-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let result = bench(&bin, &work, kernel_only);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+/// The observer measured: this tree's release build, or `OBSERVER_BIN` (an earlier commit's
+/// build, to hold two builds against each other in the same conditions).
+fn bench_binary() -> PathBuf {
+    std::env::var_os("OBSERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target/release/observer"))
+}
+
+/// The load runs alone (`--load-only`).
+pub fn run_load() -> Result<()> {
+    let bin = bench_binary();
+    let work = std::env::temp_dir().join(format!("observer-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    println!("observer bench: {} cores, kernel {}", num_cpus(), uname_r());
+    let result = crate::bench_load::run(&bin, &work).and_then(|load| {
+        write(&serde_json::json!({
+            "commit": git_head(), "kernel": uname_r(), "cores": num_cpus(), "load": load,
+        }))
+    });
     let _ = std::fs::remove_dir_all(&work);
     result
 }
@@ -277,6 +300,21 @@ impl Scrape {
 }
 
 impl Daemon {
+    /// The daemon's CPU time so far (user + system), from /proc/PID/stat in clock ticks:
+    /// `process_cpu_seconds_total` of the prometheus crate's process collector counts whole
+    /// seconds only, too coarse for an idle daemon.
+    pub(crate) fn cpu_seconds(&self) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0.id()))?;
+        // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').context("/proc/PID/stat")?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f.get(11).context("utime")?.parse::<f64>()?
+            + f.get(12).context("stime")?.parse::<f64>()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        Ok(ticks / hz)
+    }
+
     pub(crate) fn start(bin: &Path, work: &Path) -> Result<Self> {
         let child = Command::new(bin)
             .args(["run", "--listen", LISTEN, "--journal"])

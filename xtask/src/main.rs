@@ -46,6 +46,9 @@ enum Cmd {
         /// Only the kernel's per-program figures (a minute).
         #[arg(long, conflicts_with = "report_only")]
         kernel_only: bool,
+        /// Only the load runs (stops, watched containers, the signal storm; a few minutes).
+        #[arg(long, conflicts_with_all = ["report_only", "kernel_only"])]
+        load_only: bool,
     },
     /// Setup, then the daemon's OCI image (static binary on scratch, umoci): prints digest and size.
     Image,
@@ -76,9 +79,13 @@ fn main() -> Result<()> {
             build_release()?;
             run_daemon(&args)
         }
-        Cmd::Bench { report_only, kernel_only } => {
+        Cmd::Bench { report_only, kernel_only, load_only } => {
             setup::all()?;
             build_release()?;
+            if load_only {
+                require_root("cargo xtask bench")?;
+                return bench::run_load();
+            }
             if !kernel_only {
                 bench_report::run()?;
             }
