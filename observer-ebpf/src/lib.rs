@@ -59,6 +59,14 @@ pub const CGROUP_PATH_LEN: usize = 256;
 pub const CGROUP_PREFIX_LEN: usize = 64;
 
 pub const SIGKILL: u32 = 9;
+
+/// Signals that are never a stop signal, tested against a constant before anything is read
+/// from memory: SIGCHLD (every process exit on the node sends one, and delivers it where the
+/// parent has a handler), SIGCONT and the job-control stops SIGSTOP, SIGTSTP, SIGTTIN and
+/// SIGTTOU. Their default actions ignore, continue or stop (signal(7)), none ends a process,
+/// so a container "stopped" with one never terminates; `--stop-signal` refuses them.
+pub const NEVER_STOP_SIGNALS: u64 =
+    (1 << 17) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21) | (1 << 22);
 /// Highest signal number the mask in [`Config::stop_signal_mask`] can hold (`_NSIG` is 64).
 pub const MAX_SIGNAL: u32 = 63;
 
@@ -653,11 +661,45 @@ pub struct Config {
     pub stop_signal_mask: u64,
     /// A repeated (target, signal) inside this window is counted, not emitted.
     pub dedupe_window_ns: u64,
+    /// `cgroup_prefix` as little-endian words with the mask of the bytes that count (0 past
+    /// its end): cgroup_mkdir compares the record's path 8 bytes at a time.
+    /// Beside the stop-signal mask, so `/kubepods` shares its cache line.
+    pub cgroup_prefix_words: [PrefixWord; CGROUP_PREFIX_LEN / 8],
     pub offsets: KernelOffsets,
     /// `hierarchy_id` of the cgroup v2 hierarchy (0, `cgrp_dfl_root`) as seen in `root`.
     pub v2_hierarchy_id: u32,
     pub cgroup_prefix_len: u32,
     pub cgroup_prefix: [u8; CGROUP_PREFIX_LEN],
+}
+
+/// Eight bytes of the cgroup prefix and which of them count.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrefixWord {
+    pub word: u64,
+    pub mask: u64,
+}
+
+impl PrefixWord {
+    pub const ZERO: Self = Self { word: 0, mask: 0 };
+
+    /// `prefix` cut into words (its bytes in memory order, little-endian as BPF loads them).
+    pub fn split(prefix: &[u8]) -> [Self; CGROUP_PREFIX_LEN / 8] {
+        let mut out = [Self::ZERO; CGROUP_PREFIX_LEN / 8];
+        for (i, chunk) in prefix.chunks(8).take(out.len()).enumerate() {
+            let mut word = [0u8; 8];
+            let mut mask = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            mask[..chunk.len()].fill(0xff);
+            out[i] = Self { word: u64::from_le_bytes(word), mask: u64::from_le_bytes(mask) };
+        }
+        out
+    }
+
+    /// True when the 8 path bytes `path_word` match this word where it counts.
+    pub const fn matches(&self, path_word: u64) -> bool {
+        (path_word ^ self.word) & self.mask == 0
+    }
 }
 
 impl Config {
@@ -666,6 +708,7 @@ impl Config {
     pub const ZERO: Self = Self {
         stop_signal_mask: 0,
         dedupe_window_ns: 0,
+        cgroup_prefix_words: [PrefixWord::ZERO; CGROUP_PREFIX_LEN / 8],
         offsets: KernelOffsets {
             task_tgid: 0,
             task_pid: 0,
@@ -769,7 +812,8 @@ const _: () = assert!(size_of::<WatchedCgroup>() == 24 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<EndedKey>() == 16);
 const _: () = assert!(size_of::<Ended>() == size_of::<ProcessExitEvent>() + 16 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<KernelOffsets>() == 104);
-const _: () = assert!(size_of::<Config>() == 16 + 104 + 4 + 4 + CGROUP_PREFIX_LEN);
+const _: () =
+    assert!(size_of::<Config>() == 16 + 2 * CGROUP_PREFIX_LEN + 104 + 4 + 4 + CGROUP_PREFIX_LEN);
 
 #[cfg(feature = "user")]
 mod user {

@@ -8,7 +8,9 @@
 //! that is signalled microseconds after its cgroup appears is still seen.
 
 use aya_ebpf::{
-    helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint, programs::TracePointContext,
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes},
+    macros::tracepoint,
+    programs::TracePointContext,
     EbpfContext,
 };
 use aya_log_ebpf::warn;
@@ -21,16 +23,22 @@ use super::{
     SCRATCH_WATCHED, WATCHED_CGROUPS,
 };
 
+/// `hierarchy_id` of the v2 hierarchy in the record's `root`: `cgrp_dfl_root` is registered
+/// first and its id is 0 (kernel/cgroup/cgroup.c `cgroup_init()`: `cgrp_dfl_root` gets
+/// `hierarchy_id` 0 before any v1 hierarchy is mounted; the `0::` line of /proc/*/cgroup). A
+/// constant: the first test of every cgroup event on the node reads no memory.
+const V2_HIERARCHY_ID: u32 = 0;
+
 #[tracepoint]
 pub fn cgroup_mkdir(ctx: TracePointContext) -> i32 {
-    match unsafe { try_cgroup_event(&ctx, EventKind::CgroupMkdir) } {
+    match unsafe { try_cgroup_mkdir(&ctx) } {
         Ok(()) | Err(_) => 0,
     }
 }
 
 #[tracepoint]
 pub fn cgroup_rmdir(ctx: TracePointContext) -> i32 {
-    match unsafe { try_cgroup_event(&ctx, EventKind::CgroupRmdir) } {
+    match unsafe { try_cgroup_rmdir(&ctx) } {
         Ok(()) | Err(_) => 0,
     }
 }
@@ -43,73 +51,106 @@ unsafe fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(offset) as *const T) }
 }
 
-unsafe fn try_cgroup_event(ctx: &TracePointContext, kind: EventKind) -> Result<(), i64> {
-    // Every hierarchy's mkdir and rmdir pass here: the record's own fields decide, before
-    // any helper call or clock read.
+unsafe fn try_cgroup_mkdir(ctx: &TracePointContext) -> Result<(), i64> {
+    // Every hierarchy's mkdir passes here: the record's own fields decide, before any helper
+    // call or clock read.
     let root: i32 = unsafe { field(ctx, tp_offsets::CGROUP_ROOT) };
-    if root as u32 != config!(v2_hierarchy_id) {
+    if root as u32 != V2_HIERARCHY_ID {
+        return Ok(());
+    }
+    let loc: u32 = unsafe { field(ctx, tp_offsets::CGROUP_PATH_LOC) };
+    let path = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
+    if !unsafe { has_prefix(path) } {
+        return Ok(());
+    }
+    unsafe { watch(ctx, path) };
+    Ok(())
+}
+
+/// A cgroup under the prefix: its entry in `WATCHED_CGROUPS` and its record. Not inlined, so
+/// the programs' filters stay a few instructions.
+#[inline(never)]
+unsafe fn watch(ctx: &TracePointContext, path: *const u8) {
+    let id: u64 = unsafe { field(ctx, tp_offsets::CGROUP_ID) };
+    // The path is kept with the entry: a termination in this cgroup is named by it even when
+    // no daemon read this event (`ENDED`).
+    let Some(w) = SCRATCH_WATCHED.get_ptr_mut(0) else {
+        return;
+    };
+    let len = unsafe {
+        (*w).since_ns = now();
+        (*w).main_tgid = 0;
+        (*w).flags = watched::COUNTED;
+        match bpf_probe_read_kernel_str_bytes(path, &mut (*w).path) {
+            Ok(s) => s.len(),
+            Err(_) => 0,
+        }
+    };
+    unsafe { (*w).path_len = len as u32 };
+    // Counted before the entry exists (an entry the start-up walk made a moment ago is then
+    // counted twice: a lookup more, never a cgroup hidden).
+    watch_count(id, true);
+    if WATCHED_CGROUPS.insert(&id, unsafe { &*w }, 0).is_err() {
+        watch_count(id, false);
+        // Rare (WATCHED_CGROUPS_MAX cgroups): worth a log line besides the counter.
+        count(Counter::WatchedInsertFailed);
+        warn!(ctx, "WATCHED_CGROUPS full: signals to cgroup {} will not be seen", id);
+    }
+    unsafe { emit_cgroup(ctx, EventKind::CgroupMkdir, id, path) };
+}
+
+unsafe fn try_cgroup_rmdir(ctx: &TracePointContext) -> Result<(), i64> {
+    let root: i32 = unsafe { field(ctx, tp_offsets::CGROUP_ROOT) };
+    if root as u32 != V2_HIERARCHY_ID {
+        return Ok(());
+    }
+    // Only cgroups we watched are reported gone. Every watched cgroup is under the prefix
+    // (made there, or found there by the start-up walk; a v2 cgroup cannot be renamed:
+    // `cgroup_kf_syscall_ops` has no rename, kernel/cgroup/cgroup.c), so the prefix test
+    // first: the record's path and `CONFIG`, which mkdir keeps warm, where the prefilter's
+    // slot is a line nothing else touches (half the cost in a churn outside kubepods).
+    let loc: u32 = unsafe { field(ctx, tp_offsets::CGROUP_PATH_LOC) };
+    let path = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
+    if !unsafe { has_prefix(path) } {
         return Ok(());
     }
     let id: u64 = unsafe { field(ctx, tp_offsets::CGROUP_ID) };
-    let loc: u32 = unsafe { field(ctx, tp_offsets::CGROUP_PATH_LOC) };
-    let path = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
-    match kind {
-        EventKind::CgroupMkdir => {
-            if !unsafe { has_prefix(path) } {
-                return Ok(());
-            }
-            // The path is kept with the entry: a termination in this cgroup is named by it
-            // even when no daemon read this event (`ENDED`).
-            let Some(w) = SCRATCH_WATCHED.get_ptr_mut(0) else {
-                return Ok(());
-            };
-            let len = unsafe {
-                (*w).since_ns = now();
-                (*w).main_tgid = 0;
-                (*w).flags = watched::COUNTED;
-                match bpf_probe_read_kernel_str_bytes(path, &mut (*w).path) {
-                    Ok(s) => s.len(),
-                    Err(_) => 0,
-                }
-            };
-            unsafe { (*w).path_len = len as u32 };
-            // Counted before the entry exists (an entry the start-up walk made a moment ago
-            // is then counted twice: a lookup more, never a cgroup hidden).
-            watch_count(id, true);
-            if WATCHED_CGROUPS.insert(&id, unsafe { &*w }, 0).is_err() {
-                watch_count(id, false);
-                // Rare (WATCHED_CGROUPS_MAX cgroups): worth a log line besides the counter.
-                count(Counter::WatchedInsertFailed);
-                warn!(ctx, "WATCHED_CGROUPS full: signals to cgroup {} will not be seen", id);
-            }
-        }
-        _ => {
-            // Only cgroups we watched are reported gone: the prefilter first, then the
-            // lookup. A main process still followed here ended unseen (or the cgroup was
-            // emptied by moving it): forget it.
-            if !may_watch(id) {
-                return Ok(());
-            }
-            let Some(w) = (unsafe { WATCHED_CGROUPS.get(&id) }) else {
-                return Ok(());
-            };
-            let (main, flags) = (w.main_tgid, w.flags);
-            if main != 0 {
-                if let Some(p) = unsafe { PROCESSES.get(&main) } {
-                    if p.cgroup_id == id {
-                        let flags = p.flags;
-                        unfollow(main, flags);
-                    }
-                }
-            }
-            if WATCHED_CGROUPS.remove(&id).is_err() {
-                return Ok(());
-            }
-            if flags & watched::COUNTED != 0 {
-                watch_count(id, false);
+    if !may_watch(id) {
+        return Ok(());
+    }
+    unsafe { unwatch(ctx, id, path) };
+    Ok(())
+}
+
+/// A cgroup that may be watched is gone: its entry removed, its record emitted. A main
+/// process still followed here ended unseen (or the cgroup was emptied by moving it): forget
+/// it. Not inlined (see [`watch`]).
+#[inline(never)]
+unsafe fn unwatch(ctx: &TracePointContext, id: u64, path: *const u8) {
+    let Some(w) = (unsafe { WATCHED_CGROUPS.get(&id) }) else {
+        return;
+    };
+    let (main, flags) = (w.main_tgid, w.flags);
+    if main != 0 {
+        if let Some(p) = unsafe { PROCESSES.get(&main) } {
+            if p.cgroup_id == id {
+                let flags = p.flags;
+                unfollow(main, flags);
             }
         }
     }
+    if WATCHED_CGROUPS.remove(&id).is_err() {
+        return;
+    }
+    if flags & watched::COUNTED != 0 {
+        watch_count(id, false);
+    }
+    unsafe { emit_cgroup(ctx, EventKind::CgroupRmdir, id, path) };
+}
+
+/// The mkdir or rmdir record of cgroup `id`.
+#[inline(always)]
+unsafe fn emit_cgroup(ctx: &TracePointContext, kind: EventKind, id: u64, path: *const u8) {
     let level: i32 = unsafe { field(ctx, tp_offsets::CGROUP_LEVEL) };
     emit_in_place(kind, now(), |ev: *mut CgroupEvent| unsafe {
         (*ev).id = id;
@@ -123,29 +164,41 @@ unsafe fn try_cgroup_event(ctx: &TracePointContext, kind: EventKind) -> Result<(
         }
         (*ev).path_len = len as u32;
     });
-    Ok(())
 }
 
 /// True when the NUL-terminated kernel string at `path` starts with `CONFIG.cgroup_prefix`.
+///
+/// The path is the record's dynamic part, which a tracepoint program may not load from its
+/// context (`perf_event_attach_bpf_prog()` refuses, EACCES, a program that reads past the
+/// fixed fields: kernel/trace/bpf_trace.c), so one helper copies it: a plain copy of
+/// `CGROUP_PREFIX_LEN` bytes (the record sits in the per-CPU trace buffer, which a copy past
+/// its NUL stays inside; the copy is fault-safe anyway), then 8 bytes a compare against
+/// `CONFIG.cgroup_prefix_words`, stopping at the prefix's end. A path shorter than the prefix
+/// fails at its NUL, which no prefix byte is.
 #[inline(always)]
 unsafe fn has_prefix(path: *const u8) -> bool {
-    let mut buf = [0u8; CGROUP_PREFIX_LEN];
-    if bpf_probe_read_kernel_str_bytes(path, &mut buf).is_err() {
+    let Ok(words) = (unsafe { bpf_probe_read_kernel(path as *const [u64; CGROUP_PREFIX_LEN / 8]) })
+    else {
         return false;
+    };
+    macro_rules! word {
+        ($i:literal) => {{
+            let p = config!(cgroup_prefix_words[$i]);
+            if p.mask == 0 {
+                return $i > 0;
+            }
+            if !p.matches(words[$i]) {
+                return false;
+            }
+        }};
     }
-    let n = config!(cgroup_prefix_len) as usize;
-    if n == 0 || n > CGROUP_PREFIX_LEN {
-        return false;
-    }
-    let mut i = 0;
-    while i < CGROUP_PREFIX_LEN {
-        if i >= n {
-            break;
-        }
-        if buf[i] != config!(cgroup_prefix[i]) {
-            return false;
-        }
-        i += 1;
-    }
+    word!(0);
+    word!(1);
+    word!(2);
+    word!(3);
+    word!(4);
+    word!(5);
+    word!(6);
+    word!(7);
     true
 }

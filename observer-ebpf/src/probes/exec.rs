@@ -33,11 +33,12 @@
 //!
 //! `sched_process_exec` (fs/exec.c `exec_binprm()`, v6.18: `trace_sched_process_exec(current,
 //! old_pid, bprm)`, after the new program's comm is set) is tp_btf: every exec on the node
-//! passes here, and the first test is four loads through the task argument and one array load
-//! (the prefilter in front of `WATCHED_CGROUPS`).
+//! passes here, and the first test is the helper's cgroup id and one array load (the prefilter
+//! in front of `WATCHED_CGROUPS`); the rest is a BPF-to-BPF call, so the filter and its return
+//! stay in a few instructions.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
@@ -46,9 +47,8 @@ use observer_ebpf::{
 };
 
 use super::{
-    arg_cgroup_id, cgroup_id, cgroup_parent, config, count, emit, follow, may_watch, now,
-    read_field, start_ticks, task_cgroup_id, task_dfl_cgroup, MAX_ANCESTORS, PROCESSES,
-    WATCHED_CGROUPS,
+    cgroup_id, cgroup_parent, config, count, emit, follow, may_watch, now, read_field, start_ticks,
+    task_cgroup_id, task_dfl_cgroup, MAX_ANCESTORS, PROCESSES, WATCHED_CGROUPS,
 };
 
 /// `TRACE_EVENT(sched_process_exec, TP_PROTO(struct task_struct *p, pid_t old_pid,
@@ -61,13 +61,20 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
 }
 
 unsafe fn try_sched_process_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
-    // 1. Only inside a container's cgroup: the prefilter, then one lookup. The exec'ing task
-    //    is the argument (`current`): its cgroup read through it, no helper call.
-    let task: *const u8 = ctx.arg(0);
-    let cgroup_id = unsafe { arg_cgroup_id(task) };
+    // 1. Only inside a container's cgroup: the prefilter, then (not inlined) one lookup. The
+    //    exec'ing task is `current`: the helper walks task->cgroups->dfl_cgrp->kn->id with no
+    //    offsets of ours to load (the same walk through the task argument needs four from
+    //    `CONFIG`, a cache line that nothing else touches in an exec storm).
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     if !may_watch(cgroup_id) {
         return Ok(());
     }
+    unsafe { exec_in_watched(ctx.arg(0), cgroup_id) }
+}
+
+/// An exec in a cgroup that may be watched: the main process, a session, or nothing.
+#[inline(never)]
+unsafe fn exec_in_watched(task: *const u8, cgroup_id: u64) -> Result<(), i64> {
     let Some(w) = WATCHED_CGROUPS.get_ptr_mut(&cgroup_id) else {
         return Ok(());
     };

@@ -3,7 +3,7 @@
 //! | program | hook | why this hook |
 //! |---|---|---|
 //! | `signal_generate` | tp_btf signal_generate | every way a signal is sent (kill, tgkill, pidfd_send_signal, cgroup.kill, OOM) goes through `__send_signal_locked`; tp_btf hands us the target `task_struct` and the siginfo, needed to filter in the kernel |
-//! | `signal_deliver` | tracepoint signal/signal_deliver | runs in the receiver with the disposition it acts on |
+//! | `signal_deliver` | tp_btf signal_deliver | runs in the receiver with the disposition it acts on |
 //! | `sched_process_exit` | tp_btf sched_process_exit (6.16+) | runs in the exiting thread; its `group_dead` argument marks the thread group's end |
 //! | `sched_process_exit_live` | tp_btf sched_process_exit (5.8 to 6.15) | the same hook without the argument: `group_dead` read back from `signal->live` |
 //! | `cgroup_mkdir` / `cgroup_rmdir` | tracepoint cgroup/* | learn a container's cgroup id -> path before runc removes it |
@@ -202,20 +202,6 @@ pub unsafe fn arg_field<T: Copy>(base: *const u8, offset: u32) -> T {
     unsafe { core::ptr::read_volatile(base.add(offset as usize) as *const T) }
 }
 
-/// `task->cgroups->dfl_cgrp->kn->id` for a task a tp_btf program was handed, loaded straight
-/// through the BTF-typed pointers (each load is the verifier's fault-safe PTR_TO_BTF_ID load,
-/// `btf_struct_access()`; an RCU-protected `cgroups` is readable in a non-sleepable program):
-/// the value `bpf_get_current_cgroup_id()` returns for `current`, without the call.
-#[inline(always)]
-pub unsafe fn arg_cgroup_id(task: *const u8) -> u64 {
-    unsafe {
-        let css_set: *const u8 = arg_field(task, config!(offsets.task_cgroups));
-        let cgrp: *const u8 = arg_field(css_set, config!(offsets.css_set_dfl_cgrp));
-        let kn: *const u8 = arg_field(cgrp, config!(offsets.cgroup_kn));
-        arg_field(kn, config!(offsets.kernfs_node_id))
-    }
-}
-
 /// `task->cgroups->dfl_cgrp`: a task's cgroup on the v2 hierarchy.
 #[inline(always)]
 pub unsafe fn task_dfl_cgroup(task: *const u8) -> Result<*const u8, i64> {
@@ -341,11 +327,15 @@ pub fn now() -> u64 {
 /// True when `sig` is reported: SIGKILL, or a configured stop signal.
 #[inline(always)]
 pub fn is_reported_signal(sig: u32) -> bool {
-    if sig == observer_ebpf::SIGKILL {
-        return true;
-    }
     if sig == 0 || sig > observer_ebpf::MAX_SIGNAL {
         return false;
+    }
+    // The commonest signals on any node (SIGCHLD) leave on a constant: no load.
+    if observer_ebpf::NEVER_STOP_SIGNALS & (1u64 << sig) != 0 {
+        return false;
+    }
+    if sig == observer_ebpf::SIGKILL {
+        return true;
     }
     config!(stop_signal_mask) & (1u64 << sig) != 0
 }

@@ -326,6 +326,16 @@ impl ProbeOptions {
             if sig == 0 || sig > observer_ebpf::MAX_SIGNAL {
                 return Err(LoadError::Option(format!("signal number {sig} out of range 1..=63")));
             }
+            // The probes leave on these before reading anything (the commonest signals on a
+            // node): a stop signal among them would never be seen, so it is refused here.
+            if observer_ebpf::NEVER_STOP_SIGNALS & (1 << sig) != 0 {
+                return Err(LoadError::Option(format!(
+                    "{} cannot be a stop signal: it ignores, continues or stops a process and \
+                     never ends one (SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN and SIGTTOU \
+                     are not watched)",
+                    crate::signals::name(sig)
+                )));
+            }
             config.stop_signal_mask |= 1 << sig;
         }
         config.dedupe_window_ns = self.dedupe_window.as_nanos().min(u64::MAX as u128) as u64;
@@ -340,6 +350,7 @@ impl ProbeOptions {
             )));
         }
         config.cgroup_prefix[..prefix.len()].copy_from_slice(prefix);
+        config.cgroup_prefix_words = observer_ebpf::PrefixWord::split(prefix);
         config.cgroup_prefix_len = prefix.len() as u32;
         if !self.ring_buffer_bytes.is_power_of_two() || self.ring_buffer_bytes < 4096 {
             return Err(LoadError::Option(format!(
@@ -788,5 +799,83 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod option_tests {
+    use super::*;
+
+    fn config_for(stop_signals: Vec<u32>) -> Result<Config, LoadError> {
+        ProbeOptions { stop_signals, ..ProbeOptions::default() }.config(Config::ZERO.offsets)
+    }
+
+    #[test]
+    fn the_default_stop_signals_are_all_watched() {
+        let c = config_for(ProbeOptions::default().stop_signals).expect("defaults load");
+        for sig in [1, 2, 3, 10, 12, 15, 28] {
+            assert_ne!(c.stop_signal_mask & (1 << sig), 0, "signal {sig}");
+        }
+    }
+
+    #[test]
+    fn signals_the_probes_never_watch_are_refused_as_stop_signals() {
+        for sig in [17, 18, 19, 20, 21, 22] {
+            let e = config_for(vec![15, sig]).expect_err("refused");
+            let text = e.to_string();
+            assert!(text.contains("cannot be a stop signal"), "{sig}: {text}");
+            assert!(text.contains(&crate::signals::name(sig)), "{sig}: {text}");
+        }
+        assert!(config_for(vec![0]).is_err());
+        assert!(config_for(vec![64]).is_err());
+    }
+
+    /// What cgroup_mkdir/rmdir do with the words: 64 bytes copied from the record (the path,
+    /// its NUL, then whatever the buffer holds), compared 8 bytes at a time up to the
+    /// prefix's end.
+    fn under(prefix: &str, path: &str) -> bool {
+        let words = observer_ebpf::PrefixWord::split(prefix.as_bytes());
+        let mut bytes = [0xa5u8; CGROUP_PREFIX_LEN];
+        let n = path.len().min(CGROUP_PREFIX_LEN);
+        bytes[..n].copy_from_slice(&path.as_bytes()[..n]);
+        if n < CGROUP_PREFIX_LEN {
+            bytes[n] = 0;
+        }
+        for (i, w) in words.iter().enumerate() {
+            if w.mask == 0 {
+                return i > 0;
+            }
+            let word = u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().unwrap());
+            if !w.matches(word) {
+                return false;
+            }
+        }
+        true
+    }
+
+    #[test]
+    fn the_prefix_words_match_what_the_string_compare_did() {
+        for (prefix, path, want) in [
+            ("/kubepods", "/kubepods", true),
+            ("/kubepods", "/kubepods/besteffort/pod1/abc", true),
+            ("/kubepods", "/kubepodsX", true),
+            ("/kubepods", "/kubepod", false),
+            ("/kubepods", "/system.slice/kubepods", false),
+            ("/kubepods", "/", false),
+            ("/kubepods.slice", "/kubepods.slice/kubepods-burstable.slice", true),
+            ("/kubepods.slice", "/kubepods.slicf", false),
+            ("/12345678", "/12345678/x", true),
+            ("/1234567", "/1234567", true),
+            ("/1234567", "/123456", false),
+        ] {
+            assert_eq!(under(prefix, path), want, "{prefix} {path}");
+        }
+        let long = format!("/{}", "k".repeat(CGROUP_PREFIX_LEN - 1));
+        assert!(under(&long, &long));
+        assert!(!under(&long, &long[..CGROUP_PREFIX_LEN - 1]));
+        let c = ProbeOptions { cgroup_prefix: "/kubepods".into(), ..ProbeOptions::default() }
+            .config(Config::ZERO.offsets)
+            .unwrap();
+        assert_eq!(c.cgroup_prefix_words, observer_ebpf::PrefixWord::split(b"/kubepods"));
     }
 }
