@@ -60,9 +60,14 @@ pub enum Command {
     /// the directory's lock.
     Cleanup(CleanupArgs),
     /// Attach an empty program at each of observer's hooks until stdin closes (the cost floor
-    /// `cargo xtask bench` compares observer's programs with); prints them as JSON first.
+    /// `cargo xtask bench` compares observer's programs with), and a one-load reference where
+    /// observer's filter is one array load; prints them as JSON first.
     #[command(hide = true)]
-    Floor,
+    Floor {
+        /// The empty programs alone.
+        #[arg(long)]
+        empty_only: bool,
+    },
 }
 
 /// `observer cleanup`'s arguments.

@@ -169,6 +169,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         journal_path.display()
     );
 
+    release_startup_memory();
+
     let mut tick = tokio::time::interval(TICK);
     let mut heartbeat_at = std::time::Instant::now();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -354,4 +356,29 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Blocking threads of the runtime at most: the metadata lookups' file reads (runtime state,
+/// kubelet's log layout) are short, and tokio's default (512) let a start with thousands of
+/// containers to look up make a thread per lookup, each with its malloc arena.
+const BLOCKING_THREADS: usize = 4;
+
+/// The daemon's runtime: a worker per core, [`BLOCKING_THREADS`] for blocking file reads.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()
+}
+
+/// Hands the start-up's freed heap back to the kernel. Parsing the kernel's BTF (about 5 MiB
+/// of types, read for the offsets and again by aya for the programs' attach targets) leaves
+/// some 20 MiB of freed heap that glibc keeps mapped below live allocations; `malloc_trim`
+/// releases its free pages (MADV_DONTNEED), which is most of the daemon's idle RSS.
+fn release_startup_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of glibc's own heap to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

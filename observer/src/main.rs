@@ -33,9 +33,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Floor => match observer::kernel::floor::attach() {
+        Command::Floor { empty_only } => match observer::kernel::floor::attach(empty_only) {
             Ok(_ebpf) => {
-                println!("{}", observer::kernel::floor::describe());
+                println!("{}", observer::kernel::floor::describe(empty_only));
                 // Attached until stdin closes (the bench holds it), or a signal ends us.
                 let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
                 ExitCode::SUCCESS
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => {
-            let runtime = match tokio::runtime::Runtime::new() {
+            let runtime = match observer::daemon::runtime() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("observer: cannot start the async runtime: {e}");

@@ -137,14 +137,9 @@ impl Drop for Fleet {
             let _ = c.wait();
         }
         for d in self.cgroups.iter().rev() {
-            for _ in 0..50 {
-                if std::fs::remove_dir(d).is_ok() || !d.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            crate::bench::remove_cgroup(d);
         }
-        let _ = std::fs::remove_dir(&self.pod);
+        crate::bench::remove_cgroup(&self.pod);
     }
 }
 

@@ -10,6 +10,14 @@
 //! measured together. A program's figure counts only its own run; what the hook costs before
 //! any program runs (perf's record formatting for a classic tracepoint) is in neither.
 //!
+//! Two more references per hook. The floor is attached twice: once before the daemon (the
+//! first program at the hook: here it paid up to 2x what the same empty program paid after
+//! observer's, at signal_deliver, so a floor taken only after observer's flatters observer's
+//! ratio there) and once after. And beside some floors a one-load reference (`load_*`): the
+//! floor plus the single prefilter-array load observer's filter makes, in its own array: in
+//! storms that thrash the caches (forks, execs) one data line is a miss, which no program
+//! that consults any state avoids.
+//!
 //! Storms, each on a path most events of a node take or on the path that records:
 //! - signals host -> host: SIGURG, which no image stops with (signal_generate's and
 //!   signal_deliver's first test, as for every SIGCHLD), and SIGUSR1, one of the stop signals
@@ -89,17 +97,29 @@ fn programs() -> Result<HashMap<u64, (String, Stat)>> {
 }
 
 /// `observer floor`, attached until dropped; what it printed of its programs.
-struct Floor {
+pub struct Floor {
     child: Child,
     stdin: Option<ChildStdin>,
-    /// (floor program, hook, observer's programs at that hook).
-    hooks: Vec<(String, String, Vec<String>)>,
+    hooks: Vec<Hook>,
+}
+
+/// One hook as `observer floor` described it.
+struct Hook {
+    floor: String,
+    /// The one-load reference there, if any.
+    load: Option<String>,
+    hook: String,
+    /// Observer's programs at the hook.
+    probes: Vec<String>,
 }
 
 impl Floor {
-    fn start(bin: &Path) -> Result<Self> {
+    /// `observer floor` (the empty programs alone with `empty_only`), attached once it has
+    /// printed its programs.
+    pub fn start(bin: &Path, empty_only: bool) -> Result<Self> {
         let mut child = Command::new(bin)
             .arg("floor")
+            .args(empty_only.then_some("--empty-only"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -122,7 +142,12 @@ impl Floor {
                     .flatten()
                     .filter_map(|p| p.as_str().map(String::from))
                     .collect();
-                (s("floor"), s("hook"), probes)
+                Hook {
+                    floor: s("floor"),
+                    load: f["load"].as_str().map(String::from),
+                    hook: s("hook"),
+                    probes,
+                }
             })
             .collect();
         Ok(Self { child, stdin, hooks })
@@ -145,7 +170,12 @@ pub struct Row {
     pub program: String,
     pub runs: u64,
     pub ns_per_run: f64,
+    /// The empty program attached after observer's.
     pub floor_ns_per_run: f64,
+    /// The empty program attached before observer's (the first at the hook).
+    pub first_floor_ns_per_run: Option<f64>,
+    /// The floor plus one prefilter-array load, where there is one.
+    pub load_ns_per_run: Option<f64>,
 }
 
 impl Row {
@@ -153,11 +183,19 @@ impl Row {
         self.ns_per_run / self.floor_ns_per_run
     }
 
+    /// Against the one-load reference.
+    pub fn load_ratio(&self) -> Option<f64> {
+        self.load_ns_per_run.map(|l| self.ns_per_run / l)
+    }
+
     pub fn json(&self) -> Value {
         json!({
             "storm": self.storm, "hook": self.hook, "program": self.program, "runs": self.runs,
             "ns_per_run": round(self.ns_per_run), "floor_ns_per_run": round(self.floor_ns_per_run),
             "ratio": round(self.ratio() * 100.0) / 100.0,
+            "first_floor_ns_per_run": self.first_floor_ns_per_run.map(round),
+            "load_ns_per_run": self.load_ns_per_run.map(round),
+            "load_ratio": self.load_ratio().map(|r| round(r * 100.0) / 100.0),
         })
     }
 }
@@ -171,17 +209,23 @@ pub fn loaded() -> Result<HashSet<u64>> {
     Ok(programs()?.into_keys().collect())
 }
 
-/// Runs every storm with the daemon (started since `before`) and the floor attached; returns
-/// one row per (storm, observer program that ran in it).
-pub fn run(bin: &Path, before: &HashSet<u64>) -> Result<Vec<Row>> {
+/// Runs every storm with the daemon (started since `before`), the floor attached after it
+/// and the first floor (`first`, attached before it: its programs are among `before`);
+/// returns one row per (storm, observer program that ran in it).
+pub fn run(floor_bin: &Path, before: &HashSet<u64>, first: &HashSet<u64>) -> Result<Vec<Row>> {
     let _stats = StatsEnabled::new()?;
-    let floor = Floor::start(bin)?;
+    let floor = Floor::start(floor_bin, false)?;
     let ours: HashMap<u64, String> = programs()?
         .into_iter()
         .filter(|(id, _)| !before.contains(id))
         .map(|(id, (name, _))| (id, name))
         .collect();
     let id_of = |name: &str| ours.iter().find(|(_, n)| n.as_str() == name).map(|(id, _)| *id);
+    let firsts: HashMap<String, u64> = programs()?
+        .into_iter()
+        .filter(|(id, _)| first.contains(id))
+        .map(|(id, (name, _))| (name, id))
+        .collect();
 
     let targets = Targets::start()?;
     let storms: Vec<(&'static str, Storm<'_>)> = vec![
@@ -213,17 +257,21 @@ pub fn run(bin: &Path, before: &HashSet<u64>) -> Result<Vec<Row>> {
             let ns = y.run_time_ns.checked_sub(x.run_time_ns)?;
             (runs > 0).then(|| (runs, ns as f64 / runs as f64))
         };
-        for (floor_name, hook, probes) in &floor.hooks {
-            let Some((_, floor_ns)) = id_of(floor_name).and_then(delta) else { continue };
-            for p in probes {
+        for h in &floor.hooks {
+            let Some((_, floor_ns)) = id_of(&h.floor).and_then(delta) else { continue };
+            let first_ns = firsts.get(&h.floor).and_then(|id| delta(*id)).map(|(_, ns)| ns);
+            let load_ns = h.load.as_deref().and_then(id_of).and_then(delta).map(|(_, ns)| ns);
+            for p in &h.probes {
                 if let Some((runs, ns)) = id_of(p).and_then(delta) {
                     rows.push(Row {
                         storm,
-                        hook: hook.clone(),
+                        hook: h.hook.clone(),
                         program: p.clone(),
                         runs,
                         ns_per_run: ns,
                         floor_ns_per_run: floor_ns,
+                        first_floor_ns_per_run: first_ns,
+                        load_ns_per_run: load_ns,
                     });
                 }
             }
@@ -236,19 +284,26 @@ pub fn run(bin: &Path, before: &HashSet<u64>) -> Result<Vec<Row>> {
 }
 
 pub fn print(rows: &[Row]) {
+    let opt = |v: Option<f64>, prec: usize| match v {
+        Some(v) => format!("{v:.prec$}"),
+        None => "-".to_string(),
+    };
     println!(
-        "{:<32} {:<26} {:>10} {:>10} {:>10} {:>7}",
-        "storm", "program", "runs", "ns/run", "floor ns", "x floor"
+        "{:<32} {:<24} {:>7} {:>7} {:>6} {:>7} {:>6} {:>7} {:>6}",
+        "storm", "program", "runs", "ns/run", "floor", "x floor", "first", "1 load", "x load"
     );
     for r in rows {
         println!(
-            "{:<32} {:<26} {:>10} {:>10.0} {:>10.0} {:>7.2}",
+            "{:<32} {:<24} {:>7} {:>7.0} {:>6.0} {:>7.2} {:>6} {:>7} {:>6}",
             r.storm,
             r.program,
             r.runs,
             r.ns_per_run,
             r.floor_ns_per_run,
-            r.ratio()
+            r.ratio(),
+            opt(r.first_floor_ns_per_run, 0),
+            opt(r.load_ns_per_run, 0),
+            opt(r.load_ratio(), 2),
         );
     }
 }
@@ -305,12 +360,11 @@ impl Drop for Targets {
             let _ = c.kill();
             let _ = c.wait();
         }
-        std::thread::sleep(Duration::from_millis(100));
         for d in [&self.inside, &self.container, &self.outside] {
-            let _ = std::fs::remove_dir(d);
+            crate::bench::remove_cgroup(d);
         }
         if let Some(pod) = self.container.parent() {
-            let _ = std::fs::remove_dir(pod);
+            crate::bench::remove_cgroup(pod);
         }
     }
 }

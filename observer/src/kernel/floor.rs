@@ -7,6 +7,13 @@
 //! include/linux/filter.h `__bpf_prog_run()`, kernel/bpf/trampoline.c for tp_btf), so in the
 //! same storm the two programs at a hook give what observer costs and what any program there
 //! costs.
+//!
+//! Beside some floors, a one-load reference (`load_*`): the empty program plus the one array
+//! load observer's filter makes there (its own instance of the prefilter array, keyed the same
+//! way). In storms that thrash the caches any data line is a miss; the reference shows what
+//! consulting one word of state costs at that hook. `--empty-only` attaches the floors alone
+//! (the bench attaches one set before the daemon, so the floor is measured both in the first
+//! place at the hook and after observer's program).
 
 use aya::{Ebpf, EbpfLoader};
 
@@ -21,6 +28,25 @@ const fn floor(
     category: &'static str,
     event: &'static str,
 ) -> ProbeSpec {
+    reference(program, kind, category, event, "an empty program: the cost floor of the hook")
+}
+
+const fn load(
+    program: &'static str,
+    kind: ProgramKind,
+    category: &'static str,
+    event: &'static str,
+) -> ProbeSpec {
+    reference(program, kind, category, event, "the floor plus one prefilter-array load")
+}
+
+const fn reference(
+    program: &'static str,
+    kind: ProgramKind,
+    category: &'static str,
+    event: &'static str,
+    purpose: &'static str,
+) -> ProbeSpec {
     ProbeSpec {
         program,
         kind,
@@ -32,7 +58,7 @@ const fn floor(
         },
         only: None,
         emits: &[],
-        purpose: "an empty program: the cost floor of the hook",
+        purpose,
     }
 }
 
@@ -47,27 +73,37 @@ pub const FLOORS: &[ProbeSpec] = &[
     floor("floor_oom", ProgramKind::TracePoint, "oom", "mark_victim"),
 ];
 
+/// The one-load references, at the hooks whose filter is one array load.
+pub const LOADS: &[ProbeSpec] = &[
+    load("load_exit", ProgramKind::BtfTracePoint, "sched", "sched_process_exit"),
+    load("load_exec", ProgramKind::BtfTracePoint, "sched", "sched_process_exec"),
+    load("load_cg_mkdir", ProgramKind::TracePoint, "cgroup", "cgroup_mkdir"),
+    load("load_cg_rmdir", ProgramKind::TracePoint, "cgroup", "cgroup_rmdir"),
+];
+
 /// The floor of observer's program `program` (the one at its hook).
 pub fn floor_of(program: &str) -> Option<&'static ProbeSpec> {
     let p = PROBES.iter().find(|p| p.program == program)?;
     FLOORS.iter().find(|f| (f.category, f.event) == (p.category, p.event))
 }
 
-/// Loads the object (its maps are made, unused) and attaches every floor program; they stay
-/// attached as long as the returned object lives.
-pub fn attach() -> Result<Ebpf, LoadError> {
+/// Loads the object (its maps are made, unused: this process's own) and attaches every floor
+/// program, and the one-load references unless `empty_only`; they stay attached as long as
+/// the returned object lives.
+pub fn attach(empty_only: bool) -> Result<Ebpf, LoadError> {
     let btf = aya::Btf::from_sys_fs()?;
     let mut ebpf = EbpfLoader::new().load(OBJECT).map_err(|e| LoadError::Object(Box::new(e)))?;
-    for spec in FLOORS {
+    let loads = if empty_only { &[][..] } else { LOADS };
+    for spec in FLOORS.iter().chain(loads) {
         load_program(&mut ebpf, spec, &btf)?;
         attach_unpinned(&mut ebpf, spec)?;
     }
     Ok(ebpf)
 }
 
-/// What `observer floor` prints first: each floor program, its hook, and observer's programs
-/// there (one JSON object).
-pub fn describe() -> serde_json::Value {
+/// What `observer floor` prints first: each floor program, its hook, its one-load reference
+/// if attached, and observer's programs there (one JSON object).
+pub fn describe(empty_only: bool) -> serde_json::Value {
     let floors: Vec<serde_json::Value> = FLOORS
         .iter()
         .map(|f| {
@@ -76,8 +112,13 @@ pub fn describe() -> serde_json::Value {
                 .filter(|p| (p.category, p.event) == (f.category, f.event))
                 .map(|p| p.program)
                 .collect();
+            let load = LOADS
+                .iter()
+                .find(|l| !empty_only && (l.category, l.event) == (f.category, f.event))
+                .map(|l| l.program);
             serde_json::json!({
                 "floor": f.program,
+                "load": load,
                 "kind": f.kind.as_str(),
                 "hook": format!("{}/{}", f.category, f.event),
                 "probes": probes,
@@ -98,6 +139,11 @@ mod tests {
             assert_eq!(f.kind.as_str(), p.kind.as_str(), "{}", p.program);
         }
         // Kernel program names are cut at 15 characters: the floors' must not be.
-        assert!(FLOORS.iter().all(|f| f.program.len() <= 15));
+        assert!(FLOORS.iter().chain(LOADS).all(|f| f.program.len() <= 15));
+        // Each reference sits at one of the floors' hooks, with the floor's program type.
+        for l in LOADS {
+            let f = FLOORS.iter().find(|f| (f.category, f.event) == (l.category, l.event));
+            assert_eq!(f.map(|f| f.kind.as_str()), Some(l.kind.as_str()), "{}", l.program);
+        }
     }
 }
