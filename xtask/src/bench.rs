@@ -237,9 +237,12 @@ impl Drop for Guard {
     }
 }
 
-/// A pid namespace init in a kubepods cgroup, with a SIGUSR1 handler.
+/// A container's main process in a kubepods cgroup, with a SIGUSR1 handler: it joins the
+/// cgroup, then execs, its parent (this bench) outside, as a runtime's init does, so the
+/// daemon follows it (at its exec, or from the start-up walk) and the storm at it is the
+/// reported path.
 struct Container {
-    unshare: Child,
+    main: Child,
     pid: u32,
     cgroup: PathBuf,
 }
@@ -252,38 +255,25 @@ impl Container {
             "b".repeat(64)
         ));
         std::fs::create_dir_all(&cgroup).with_context(|| format!("mkdir {}", cgroup.display()))?;
-        let unshare = Command::new("sh")
+        let main = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "echo $$ > {}/cgroup.procs && exec unshare --pid --fork busybox sh -c 'trap : USR1; while :; do busybox sleep 1; done'",
+                "echo $$ > {}/cgroup.procs && exec busybox sh -c 'trap : USR1; while :; do busybox sleep 1; done'",
                 cgroup.display()
             ))
-            .stderr(Stdio::null())
-            .spawn()?;
-        let upid = unshare.id();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let pid = loop {
-            let c = std::fs::read_to_string(format!("/proc/{upid}/task/{upid}/children"))
-                .unwrap_or_default();
-            if let Some(p) = c.split_whitespace().next().and_then(|p| p.parse().ok()) {
-                break p;
-            }
-            if Instant::now() > deadline {
-                bail!("container PID 1 did not start");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        std::thread::sleep(Duration::from_millis(200));
-        Ok(Self { unshare, pid, cgroup })
+            .spawn()
+            .context("the container's main process")?;
+        let pid = main.id();
+        // The handler is installed once busybox has read its script.
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(Self { main, pid, cgroup })
     }
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
-        // SAFETY: the PID 1 this bench started.
-        unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
-        let _ = self.unshare.kill();
-        let _ = self.unshare.wait();
+        let _ = self.main.kill();
+        let _ = self.main.wait();
         remove_cgroup(&self.cgroup);
         if let Some(pod) = self.cgroup.parent() {
             remove_cgroup(pod);

@@ -184,6 +184,12 @@ fn quantile(s: &Scrape, name: &str, q: f64) -> Option<f64> {
 }
 
 /// Waits until the journal at `journal` holds `n` more lines than `before`; returns the count.
+/// Exit -> journal delay, p50 and p99, from `observer_record_delay_seconds` (kernel clock).
+fn delays(scrape: &Scrape) -> (Option<f64>, Option<f64>) {
+    let q = |p| quantile(scrape, "observer_record_delay_seconds", p);
+    (q(0.5), q(0.99))
+}
+
 fn wait_lines(journal: &Path, before: usize, n: usize, limit: Duration) -> usize {
     let t = Instant::now();
     loop {
@@ -220,8 +226,7 @@ fn stops(bin: &Path, work: &Path, what: &str, n: usize, rate: Option<f64>) -> Re
     let s1 = d.scrape()?;
     let cpu = d.cpu_seconds()? - cpu0;
     let lost = s1.get("observer_events_lost_total") - s0.get("observer_events_lost_total");
-    let p50 = quantile(&s1, "observer_record_delay_seconds", 0.5);
-    let p99 = quantile(&s1, "observer_record_delay_seconds", 0.99);
+    let (p50, p99) = delays(&s1);
     println!(
         "{what:<34} {n:>6} stops in {:>5.2} s: {written:>6} records in {:>5.2} s, {lost:>4.0} events lost, exit->journal p50 {:>5.3} s p99 {:>5.3} s, daemon cpu {:.2} s",
         took.as_secs_f64(),
@@ -330,8 +335,7 @@ fn storm(bin: &Path, work: &Path) -> Result<Value> {
     // container's SIGTERM.
     let expected = sent as f64 - deduplicated + SUSTAINED as f64;
     let (lost_by_stage, lost) = losses(&s0, &s1);
-    let p50 = quantile(&s1, "observer_record_delay_seconds", 0.5);
-    let p99 = quantile(&s1, "observer_record_delay_seconds", 0.99);
+    let (p50, p99) = delays(&s1);
     let rate = sent as f64 / storm_took.as_secs_f64();
     let cpu = d.cpu_seconds()? - cpu0;
     println!(

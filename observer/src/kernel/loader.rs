@@ -453,53 +453,48 @@ pub(crate) fn attach_unpinned(ebpf: &mut Ebpf, spec: &ProbeSpec) -> Result<(), L
 /// that daemon's program, now that this one runs), and outlives this daemon.
 pub fn attach(ebpf: &mut Ebpf, support: &Support, pins: Option<&Pins>) -> Result<(), LoadError> {
     for spec in PROBES.iter().filter(|s| s.wanted(support)) {
-        if pins.is_none() {
-            attach_unpinned(ebpf, spec)?;
-            continue;
-        }
-        let program = ebpf
-            .program_mut(spec.program)
-            .ok_or(LoadError::MissingProgram { program: spec.program })?;
-        let err = |source| LoadError::Attach {
-            program: spec.program,
-            category: spec.category,
-            event: spec.event,
-            source: Box::new(source),
-        };
-        let link: Option<FdLink> = match spec.kind {
-            ProgramKind::TracePoint => {
-                let p: &mut TracePoint = program.try_into().map_err(err)?;
-                let id = p.attach(spec.category, spec.event).map_err(err)?;
-                match pins {
-                    // A perf-event link (bpf_link_create, 5.15+) is an fd link.
-                    Some(_) => Some(
-                        p.take_link(id)
-                            .map_err(err)?
-                            .try_into()
-                            .map_err(|e| pin_err(spec.program, format!("{e}")))?,
-                    ),
-                    None => None,
-                }
-            }
-            ProgramKind::BtfTracePoint => {
-                let p: &mut BtfTracePoint = program.try_into().map_err(err)?;
-                let id = p.attach().map_err(err)?;
-                match pins {
-                    Some(_) => Some(p.take_link(id).map_err(err)?.into()),
-                    None => None,
-                }
-            }
-        };
-        if let (Some(link), Some(pins)) = (link, pins) {
-            let path = pins.link(spec.program);
-            // The previous daemon's program stops here: this one is already attached.
-            if path.exists() {
-                std::fs::remove_file(&path)
-                    .map_err(|e| pin_err(spec.program, format!("unpinning the old link: {e}")))?;
-            }
-            link.pin(&path).map_err(|e| pin_err(spec.program, format!("{e}")))?;
+        match pins {
+            None => attach_unpinned(ebpf, spec)?,
+            Some(pins) => attach_pinned(ebpf, spec, pins)?,
         }
     }
+    Ok(())
+}
+
+/// Attaches `spec`'s program and pins its link, replacing the previous daemon's.
+fn attach_pinned(ebpf: &mut Ebpf, spec: &ProbeSpec, pins: &Pins) -> Result<(), LoadError> {
+    let program = ebpf
+        .program_mut(spec.program)
+        .ok_or(LoadError::MissingProgram { program: spec.program })?;
+    let err = |source| LoadError::Attach {
+        program: spec.program,
+        category: spec.category,
+        event: spec.event,
+        source: Box::new(source),
+    };
+    let link: FdLink = match spec.kind {
+        ProgramKind::TracePoint => {
+            let p: &mut TracePoint = program.try_into().map_err(err)?;
+            let id = p.attach(spec.category, spec.event).map_err(err)?;
+            // A perf-event link (bpf_link_create, 5.15+) is an fd link.
+            p.take_link(id)
+                .map_err(err)?
+                .try_into()
+                .map_err(|e| pin_err(spec.program, format!("{e}")))?
+        }
+        ProgramKind::BtfTracePoint => {
+            let p: &mut BtfTracePoint = program.try_into().map_err(err)?;
+            let id = p.attach().map_err(err)?;
+            p.take_link(id).map_err(err)?.into()
+        }
+    };
+    let path = pins.link(spec.program);
+    // The previous daemon's program stops here: this one is already attached.
+    if path.exists() {
+        std::fs::remove_file(&path)
+            .map_err(|e| pin_err(spec.program, format!("unpinning the old link: {e}")))?;
+    }
+    link.pin(&path).map_err(|e| pin_err(spec.program, format!("{e}")))?;
     Ok(())
 }
 
