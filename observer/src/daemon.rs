@@ -158,6 +158,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
         }
     }
 
+    release_startup_memory();
+    // The first scrape already sees what the start-up found (the tick keeps it so after).
+    shared.metrics.refresh_kernel(|c| counters.get(c));
+    shared.metrics.refresh_pipeline(
+        pipeline.stats(),
+        pipeline.open_terminations(),
+        pipeline.metadata(),
+    );
+
     let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
     let reader = tokio::spawn(reader::read_ring(ring, tx, shared.clone()));
     let server = tokio::spawn(http::serve(listener, shared.clone()));
@@ -168,8 +177,6 @@ pub async fn run(args: RunArgs) -> Result<()> {
         args.listen,
         journal_path.display()
     );
-
-    release_startup_memory();
 
     let mut tick = tokio::time::interval(TICK);
     let mut heartbeat_at = std::time::Instant::now();
