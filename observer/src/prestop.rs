@@ -31,6 +31,13 @@ pub const PRESTOP_END_SLACK_NS: u64 = 500_000_000;
 /// How long an ended exec session is kept for the termination it may be the preStop of (the
 /// record closes `correlate::CLOSE_LINGER_NS` after PID 1's exit; the session can end after that exit).
 pub const SESSION_LINGER_NS: u64 = 10 * SEC;
+/// How far short of the grace period G the stop signal may come after a confirmed exec hook's
+/// start and still be kubelet giving up on it. kubelet starts the hook with no timeout of its
+/// own (`RunInContainer(..., 0)`, pkg/kubelet/lifecycle/handlers.go) and waits for it at most
+/// G (`executePreStopHook`, pkg/kubelet/kuberuntime/kuberuntime_container.go), then stops the
+/// container with the 2 s floor; the kernel sees the hook's exec after ExecSync's round trip
+/// and the runtime's exec start (tens to hundreds of ms), and kubelet counts whole seconds.
+pub const HOOK_TIMEOUT_TOLERANCE_NS: u64 = SEC;
 /// Bound on exec sessions kept (running ones included); past it the oldest is evicted and
 /// counted.
 pub const MAX_SESSIONS: usize = 16_384;
@@ -200,21 +207,43 @@ pub fn infer_prestop(grace: u64, observed_window_ns: u64) -> Option<InferredPreS
     })
 }
 
-/// An exec preStop session overran when it was still running at the stop signal (kubelet only
-/// signals before the hook returns once the grace ran out) and the stop window, when one was
-/// observed, was the 2 s floor.
-pub fn exec_prestop_overrun(running_at_stop: bool, observed_window_ns: Option<u64>) -> bool {
-    running_at_stop
-        && observed_window_ns
-            .is_none_or(|w| w <= MINIMUM_GRACE_PERIOD_SECONDS * SEC + WINDOW_TOLERANCE_NS)
+/// Whether a confirmed exec preStop hook `s` overran: still running at the stop signal
+/// (kubelet signals before the hook returns only once it stopped waiting for it) and shown to
+/// have used the grace: with G known, the stop came at least G after the hook started (less
+/// [`HOOK_TIMEOUT_TOLERANCE_NS`]); without it, the stop window was kubelet's 2 s floor (whole
+/// seconds within [`WINDOW_TOLERANCE_NS`] of 2 s: a SIGKILL 15 ms after the stop signal is
+/// someone's kill, no floor). False when nothing shows it: never a guess.
+pub fn exec_prestop_overrun(
+    s: &SessionSeen,
+    stop_ns: u64,
+    grace_period_seconds: Option<u64>,
+    observed_window_ns: Option<u64>,
+) -> bool {
+    if !s.running_at(stop_ns) {
+        return false;
+    }
+    match grace_period_seconds {
+        Some(g) => {
+            stop_ns.saturating_sub(s.started_ns).saturating_add(HOOK_TIMEOUT_TOLERANCE_NS)
+                >= g.saturating_mul(SEC)
+        }
+        None => {
+            observed_window_ns.and_then(observed_window_seconds)
+                == Some(MINIMUM_GRACE_PERIOD_SECONDS)
+        }
+    }
 }
 
 /// The preStop hook as observed; `prestop` is null when none was seen or can be inferred.
 ///
-/// - `kind: "exec"`: an exec session the runtime started into the container, running at the
-///   stop signal or ended just before it. Times are its exec and exit (kernel clock);
-///   `overrun` when it was still running at the stop signal and the stop window, when one
-///   was observed, was the 2 s floor.
+/// - `kind: "exec"`: the hook, confirmed: metadata says it is an exec hook and this exec
+///   session the runtime started into the container ran its command, running at the stop
+///   signal or ended just before it. Times are its exec and exit (kernel clock); `overrun`
+///   per [`exec_prestop_overrun`].
+/// - `kind: "session"`: an exec session running at the stop signal (or ended just before it)
+///   in a container whose hook metadata does not know (no annotations reached observer): a
+///   `kubectl exec` shell, an exec probe or a runtime's helper as much as a hook. Reported as
+///   what it is, with its times; `overrun` is always false and no preStop metric counts it.
 /// - `kind: "inferred"` (HTTP and sleep hooks leave no process): from the grace period G and
 ///   the observed stop window G' (stop signal -> SIGKILL). `duration_seconds` is what kubelet
 ///   charged, G - G': whole seconds, a lower bound; times and pid are null; `overrun` when
@@ -246,6 +275,12 @@ pub struct StopSeen<'a> {
 impl PreStop {
     /// From the termination's exec sessions, else inferred from G and the stop window.
     /// `hook_command` is the preStopHandler's exec command when metadata knows it.
+    /// Whether this is the container's preStop hook (confirmed or inferred), not an exec
+    /// session that may be something else.
+    pub fn is_hook(&self) -> bool {
+        self.kind != "session"
+    }
+
     pub fn observe(
         t: &StopSeen<'_>,
         grace_period_seconds: Option<u64>,
@@ -255,12 +290,16 @@ impl PreStop {
         let stop_ns = t.stop_ns?;
         let window = t.window_ns;
         if let Some(s) = choose_exec_prestop(t.candidates, hook_command) {
+            // Only metadata confirms a session as the hook: its command, from kubelet's
+            // preStopHandler annotation.
+            let confirmed = hook_command.is_some_and(|c| !c.is_empty());
             return Some(Self {
-                kind: "exec",
+                kind: if confirmed { "exec" } else { "session" },
                 started_at: Some(clock.rfc3339(s.started_ns)),
                 ended_at: s.ended_ns.map(|e| clock.rfc3339(e)),
                 duration_seconds: s.ended_ns.map(|e| e.saturating_sub(s.started_ns) as f64 / 1e9),
-                overrun: exec_prestop_overrun(s.running_at(stop_ns), window),
+                overrun: confirmed
+                    && exec_prestop_overrun(s, stop_ns, grace_period_seconds, window),
                 pid: Some(s.session.pid),
                 comm: Some(s.session.comm.clone()),
             });
@@ -300,6 +339,7 @@ pub fn for_record(t: &StopSeen<'_>, id: &Identity, clock: &WallClock) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata::{annotations::PreStopHandler, Identity};
 
     const MS: u64 = 1_000_000;
 
@@ -335,11 +375,53 @@ mod tests {
     }
 
     #[test]
-    fn an_exec_hook_overran_when_running_at_the_stop_signal_with_the_floor() {
-        assert!(exec_prestop_overrun(true, Some(2_003 * MS)));
-        assert!(exec_prestop_overrun(true, None), "exited on the stop signal: no window");
-        assert!(!exec_prestop_overrun(true, Some(25 * SEC)), "not the floor");
-        assert!(!exec_prestop_overrun(false, Some(2 * SEC)));
+    fn an_exec_hook_overran_when_it_was_running_when_kubelet_stopped_waiting() {
+        // Started at 70 s, still running at the stop signal at 100 s.
+        let s = session(70, Some(102));
+        // G = 30: kubelet waited the whole grace.
+        assert!(exec_prestop_overrun(&s, 100 * SEC, Some(30), None));
+        assert!(exec_prestop_overrun(&s, 100 * SEC, Some(30), Some(2 * SEC)));
+        // G = 60: the stop came 30 s into a 60 s grace: not kubelet giving up on the hook.
+        assert!(!exec_prestop_overrun(&s, 100 * SEC, Some(60), Some(2 * SEC)));
+        // Ended before the stop signal: it returned, whatever it took.
+        assert!(!exec_prestop_overrun(&session(70, Some(99)), 100 * SEC, Some(30), None));
+        // G unknown: only kubelet's 2 s floor shows it.
+        assert!(exec_prestop_overrun(&s, 100 * SEC, None, Some(2_003 * MS)));
+        assert!(!exec_prestop_overrun(&s, 100 * SEC, None, None), "no window: not shown");
+        assert!(!exec_prestop_overrun(&s, 100 * SEC, None, Some(25 * SEC)), "not the floor");
+        // A SIGKILL 15 ms after the stop signal is someone's kill, not the floor.
+        assert!(!exec_prestop_overrun(&s, 100 * SEC, None, Some(15 * MS)));
+        assert!(!exec_prestop_overrun(&s, 100 * SEC, None, Some(1_200 * MS)));
+    }
+
+    #[test]
+    fn without_hook_metadata_a_session_at_the_stop_is_a_session_never_an_overrun() {
+        let clock = WallClock::measure();
+        let sessions = [session(99, None)];
+        // Stop signal and SIGKILL 15 ms apart by hand, no metadata: the 1,000 stops.
+        let t = StopSeen { window_ns: Some(15 * MS), ..termination(None, &sessions) };
+        let id = Identity::default();
+        let p = for_record(&t, &id, &clock).unwrap();
+        assert_eq!((p.kind, p.overrun, p.pid), ("session", false, Some(20)));
+        assert!(!p.is_hook());
+        // The 2 s floor does not make it one either.
+        let t = termination(Some(2), &sessions);
+        let p = for_record(&t, &id, &clock).unwrap();
+        assert_eq!((p.kind, p.overrun), ("session", false));
+        // A grace period known without a handler: no hook at all.
+        let id = Identity { grace_period_seconds: Some(30), ..Identity::default() };
+        assert_eq!(for_record(&t, &id, &clock), None);
+        // With the exec handler known and its command run: the hook, and it overran.
+        let hook = [SessionSeen { started_ns: 70 * SEC, ..session(70, None) }];
+        let t = termination(Some(2), &hook);
+        let id = Identity {
+            grace_period_seconds: Some(30),
+            prestop_handler: Some(PreStopHandler::Exec { command: vec!["sh".into()] }),
+            ..Identity::default()
+        };
+        let p = for_record(&t, &id, &clock).unwrap();
+        assert_eq!((p.kind, p.overrun), ("exec", true));
+        assert!(p.is_hook());
     }
 
     /// A stop signal at 100 s and, `kill_after_s` later, SIGKILL.
@@ -364,16 +446,21 @@ mod tests {
     #[test]
     fn an_exec_session_is_the_prestop_with_its_kernel_times() {
         let clock = WallClock::measure();
+        let sh = ["sh".to_string()];
         let sessions = [session(90, Some(99))];
         let t = termination(Some(20), &sessions);
-        let p = PreStop::observe(&t, None, None, &clock).unwrap();
+        let p = PreStop::observe(&t, Some(30), Some(&sh), &clock).unwrap();
         assert_eq!((p.kind, p.overrun, p.pid), ("exec", false, Some(20)));
         assert_eq!(p.duration_seconds, Some(9.0));
         assert_eq!(p.started_at, Some(clock.rfc3339(90 * SEC)));
-        // Running at the stop signal, 2 s floor: overrun.
+        // Unconfirmed (no command known): the same times, as a session.
+        let p = PreStop::observe(&t, None, None, &clock).unwrap();
+        assert_eq!((p.kind, p.overrun, p.duration_seconds), ("session", false, Some(9.0)));
+        // Running at the stop signal 30 s after it started, G = 30: overrun.
         let sessions = [session(70, Some(102))];
         let t = termination(Some(2), &sessions);
-        assert!(PreStop::observe(&t, Some(30), None, &clock).unwrap().overrun);
+        assert!(PreStop::observe(&t, Some(30), Some(&sh), &clock).unwrap().overrun);
+        assert!(!PreStop::observe(&t, Some(30), None, &clock).unwrap().overrun);
     }
 
     #[test]

@@ -270,7 +270,8 @@ impl Metrics {
         for gap in record.incomplete.iter().flatten() {
             self.incomplete.with_label_values(&[gap.as_str()]).inc();
         }
-        if let Some(p) = &record.prestop {
+        // An exec session metadata did not confirm as the hook is no preStop.
+        if let Some(p) = record.prestop.as_ref().filter(|p| p.is_hook()) {
             if p.overrun {
                 self.prestop_overruns.with_label_values(&labels).inc();
             }
@@ -349,6 +350,36 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unconfirmed_exec_session_is_no_prestop_in_the_metrics() {
+        let m = Metrics::new();
+        let mut session = crate::record::Record::example().prestop(28.0, true).build();
+        let hook = session.clone();
+        if let Some(p) = session.prestop.as_mut() {
+            p.kind = "session";
+        }
+        m.observe(&session);
+        let durations: u64 = m.prestop_duration.collect()[0]
+            .get_metric()
+            .iter()
+            .map(|x| x.get_histogram().get_sample_count())
+            .sum();
+        assert_eq!(durations, 0);
+        let overruns: u64 = m.prestop_overruns.collect()[0]
+            .get_metric()
+            .iter()
+            .map(|x| x.get_counter().get_value() as u64)
+            .sum();
+        assert_eq!(overruns, 0);
+        m.observe(&hook);
+        let overruns: u64 = m.prestop_overruns.collect()[0]
+            .get_metric()
+            .iter()
+            .map(|x| x.get_counter().get_value() as u64)
+            .sum();
+        assert_eq!(overruns, 1);
+    }
 
     #[test]
     fn every_ring_buffer_counter_is_a_ring_buffer_loss() {
