@@ -110,10 +110,10 @@ fn bench(bin: &Path, work: &Path, kernel_only: bool) -> Result<()> {
         let (mut first, mut last) = (None, None);
         for _ in 0..ROUNDS {
             let daemon = Daemon::start(bin, work)?;
-            let before = daemon.scrape()?;
+            let before = (daemon.scrape()?, daemon.cpu_seconds()?);
             b.push(w()?);
-            let after = daemon.scrape()?;
-            first.get_or_insert(before);
+            let after = (daemon.scrape()?, daemon.cpu_seconds()?);
+            first = Some(before);
             last = Some(after);
             drop(daemon);
             a.push(w()?);
@@ -138,14 +138,15 @@ fn bench(bin: &Path, work: &Path, kernel_only: bool) -> Result<()> {
         "\n{:<32} {:>10} {:>8} {:>12} {:>10} {:>9}",
         "daemon during (last B round)", "events", "lost", "deduplicated", "cpu s", "rss MiB"
     );
-    for (name, before, after) in rows_daemon {
+    for (name, (before, cpu_before), (after, cpu_after)) in rows_daemon {
         let d = |k: &str| after.get(k) - before.get(k);
         println!(
             "{name:<32} {:>10.0} {:>8.0} {:>12.0} {:>10.3} {:>9.1}",
             d("observer_events_total"),
             d("observer_events_lost_total"),
             d("observer_kernel_signals_deduplicated_total"),
-            d("process_cpu_seconds_total"),
+            // From /proc: the process collector counts whole seconds.
+            cpu_after - cpu_before,
             after.get("process_resident_memory_bytes") / (1024.0 * 1024.0),
         );
     }
