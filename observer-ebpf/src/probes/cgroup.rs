@@ -51,19 +51,24 @@ unsafe fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(offset) as *const T) }
 }
 
-unsafe fn try_cgroup_mkdir(ctx: &TracePointContext) -> Result<(), i64> {
-    // Every hierarchy's mkdir passes here: the record's own fields decide, before any helper
-    // call or clock read.
+/// The record's path when the event is on the v2 hierarchy and under the prefix. Every
+/// hierarchy's mkdir and rmdir pass here: the record's own fields decide, before any clock
+/// read, and the root before the path's copy.
+#[inline(always)]
+unsafe fn v2_path_under_prefix(ctx: &TracePointContext) -> Option<*const u8> {
     let root: i32 = unsafe { field(ctx, tp_offsets::CGROUP_ROOT) };
     if root as u32 != V2_HIERARCHY_ID {
-        return Ok(());
+        return None;
     }
     let loc: u32 = unsafe { field(ctx, tp_offsets::CGROUP_PATH_LOC) };
     let path = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
-    if !unsafe { has_prefix(path) } {
-        return Ok(());
+    unsafe { has_prefix(path) }.then_some(path)
+}
+
+unsafe fn try_cgroup_mkdir(ctx: &TracePointContext) -> Result<(), i64> {
+    if let Some(path) = unsafe { v2_path_under_prefix(ctx) } {
+        unsafe { watch(ctx, path) };
     }
-    unsafe { watch(ctx, path) };
     Ok(())
 }
 
@@ -100,20 +105,14 @@ unsafe fn watch(ctx: &TracePointContext, path: *const u8) {
 }
 
 unsafe fn try_cgroup_rmdir(ctx: &TracePointContext) -> Result<(), i64> {
-    let root: i32 = unsafe { field(ctx, tp_offsets::CGROUP_ROOT) };
-    if root as u32 != V2_HIERARCHY_ID {
-        return Ok(());
-    }
     // Only cgroups we watched are reported gone. Every watched cgroup is under the prefix
     // (made there, or found there by the start-up walk; a v2 cgroup cannot be renamed:
     // `cgroup_kf_syscall_ops` has no rename, kernel/cgroup/cgroup.c), so the prefix test
     // first: the record's path and `CONFIG`, which mkdir keeps warm, where the prefilter's
     // slot is a line nothing else touches (half the cost in a churn outside kubepods).
-    let loc: u32 = unsafe { field(ctx, tp_offsets::CGROUP_PATH_LOC) };
-    let path = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
-    if !unsafe { has_prefix(path) } {
+    let Some(path) = (unsafe { v2_path_under_prefix(ctx) }) else {
         return Ok(());
-    }
+    };
     let id: u64 = unsafe { field(ctx, tp_offsets::CGROUP_ID) };
     if !may_watch(id) {
         return Ok(());

@@ -423,18 +423,25 @@ pub(crate) fn load_program(
     }
 }
 
+/// `spec`'s loaded program, and how an attach failure of it reads.
+fn program_of<'a>(
+    ebpf: &'a mut Ebpf,
+    spec: &ProbeSpec,
+) -> Result<
+    (&'a mut aya::programs::Program, impl Fn(aya::programs::ProgramError) -> LoadError + Copy),
+    LoadError,
+> {
+    let (program, category, event) = (spec.program, spec.category, spec.event);
+    let p = ebpf.program_mut(program).ok_or(LoadError::MissingProgram { program })?;
+    let err =
+        move |source| LoadError::Attach { program, category, event, source: Box::new(source) };
+    Ok((p, err))
+}
+
 /// Attaches one loaded program, its link living as long as `ebpf` (unpinned probes, the
 /// floor's programs).
 pub(crate) fn attach_unpinned(ebpf: &mut Ebpf, spec: &ProbeSpec) -> Result<(), LoadError> {
-    let program = ebpf
-        .program_mut(spec.program)
-        .ok_or(LoadError::MissingProgram { program: spec.program })?;
-    let err = |source| LoadError::Attach {
-        program: spec.program,
-        category: spec.category,
-        event: spec.event,
-        source: Box::new(source),
-    };
+    let (program, err) = program_of(ebpf, spec)?;
     match spec.kind {
         ProgramKind::TracePoint => {
             let p: &mut TracePoint = program.try_into().map_err(err)?;
@@ -463,15 +470,7 @@ pub fn attach(ebpf: &mut Ebpf, support: &Support, pins: Option<&Pins>) -> Result
 
 /// Attaches `spec`'s program and pins its link, replacing the previous daemon's.
 fn attach_pinned(ebpf: &mut Ebpf, spec: &ProbeSpec, pins: &Pins) -> Result<(), LoadError> {
-    let program = ebpf
-        .program_mut(spec.program)
-        .ok_or(LoadError::MissingProgram { program: spec.program })?;
-    let err = |source| LoadError::Attach {
-        program: spec.program,
-        category: spec.category,
-        event: spec.event,
-        source: Box::new(source),
-    };
+    let (program, err) = program_of(ebpf, spec)?;
     let link: FdLink = match spec.kind {
         ProgramKind::TracePoint => {
             let p: &mut TracePoint = program.try_into().map_err(err)?;
