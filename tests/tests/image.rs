@@ -140,7 +140,10 @@ impl Bundle {
         // false in the DaemonSet, here the host's (see the module doc).
         spec["linux"]["namespaces"] =
             json!([{"type": "mount"}, {"type": "ipc"}, {"type": "uts"}, {"type": "cgroup"}]);
-        spec["linux"]["cgroupsPath"] = format!("/observer-image-test/{}", me.id).into();
+        // A cgroup of its own at the top, no shared parent: tests run in parallel, and one
+        // bundle's cleanup removing an empty shared parent raced another's `runc run`
+        // (mkdir of its cgroup under the parent: ENOENT).
+        spec["linux"]["cgroupsPath"] = format!("/{}", me.id).into();
         spec["linux"]["maskedPaths"] = json!([
             "/proc/acpi",
             "/proc/asound",
@@ -246,12 +249,14 @@ impl Drop for Bundle {
             let _ = Command::new("runc").args(["delete", "--force", &self.id]).output();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        // `runc delete` removes the container's cgroup; what a failed `runc run` made
+        // before it failed goes here, in every hierarchy.
         for root in [observer_tests::cgroup_v2_root(), PathBuf::from("/sys/fs/cgroup")] {
-            let _ = std::fs::remove_dir(root.join("observer-image-test"));
+            let _ = std::fs::remove_dir(root.join(&self.id));
         }
         if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
             for e in entries.flatten() {
-                let _ = std::fs::remove_dir(e.path().join("observer-image-test"));
+                let _ = std::fs::remove_dir(e.path().join(&self.id));
             }
         }
     }
