@@ -22,23 +22,8 @@ use super::{
     loader::{attach_unpinned, load_program, LoadError, ProbeSpec, ProgramKind, OBJECT, PROBES},
 };
 
-const fn floor(
-    program: &'static str,
-    kind: ProgramKind,
-    category: &'static str,
-    event: &'static str,
-) -> ProbeSpec {
-    reference(program, kind, category, event, "an empty program: the cost floor of the hook")
-}
-
-const fn load(
-    program: &'static str,
-    kind: ProgramKind,
-    category: &'static str,
-    event: &'static str,
-) -> ProbeSpec {
-    reference(program, kind, category, event, "the floor plus one prefilter-array load")
-}
+const FLOOR: &str = "an empty program: the cost floor of the hook";
+const LOAD: &str = "the floor plus one prefilter-array load";
 
 const fn reference(
     program: &'static str,
@@ -64,21 +49,21 @@ const fn reference(
 
 /// The empty programs, one per hook observer attaches to.
 pub const FLOORS: &[ProbeSpec] = &[
-    floor("floor_sig_gen", ProgramKind::BtfTracePoint, "signal", "signal_generate"),
-    floor("floor_sig_dlv", ProgramKind::BtfTracePoint, "signal", "signal_deliver"),
-    floor("floor_exit", ProgramKind::BtfTracePoint, "sched", "sched_process_exit"),
-    floor("floor_exec", ProgramKind::BtfTracePoint, "sched", "sched_process_exec"),
-    floor("floor_cg_mkdir", ProgramKind::TracePoint, "cgroup", "cgroup_mkdir"),
-    floor("floor_cg_rmdir", ProgramKind::TracePoint, "cgroup", "cgroup_rmdir"),
-    floor("floor_oom", ProgramKind::TracePoint, "oom", "mark_victim"),
+    reference("floor_sig_gen", ProgramKind::BtfTracePoint, "signal", "signal_generate", FLOOR),
+    reference("floor_sig_dlv", ProgramKind::BtfTracePoint, "signal", "signal_deliver", FLOOR),
+    reference("floor_exit", ProgramKind::BtfTracePoint, "sched", "sched_process_exit", FLOOR),
+    reference("floor_exec", ProgramKind::BtfTracePoint, "sched", "sched_process_exec", FLOOR),
+    reference("floor_cg_mkdir", ProgramKind::TracePoint, "cgroup", "cgroup_mkdir", FLOOR),
+    reference("floor_cg_rmdir", ProgramKind::TracePoint, "cgroup", "cgroup_rmdir", FLOOR),
+    reference("floor_oom", ProgramKind::TracePoint, "oom", "mark_victim", FLOOR),
 ];
 
 /// The one-load references, at the hooks whose filter is one array load.
 pub const LOADS: &[ProbeSpec] = &[
-    load("load_exit", ProgramKind::BtfTracePoint, "sched", "sched_process_exit"),
-    load("load_exec", ProgramKind::BtfTracePoint, "sched", "sched_process_exec"),
-    load("load_cg_mkdir", ProgramKind::TracePoint, "cgroup", "cgroup_mkdir"),
-    load("load_cg_rmdir", ProgramKind::TracePoint, "cgroup", "cgroup_rmdir"),
+    reference("load_exit", ProgramKind::BtfTracePoint, "sched", "sched_process_exit", LOAD),
+    reference("load_exec", ProgramKind::BtfTracePoint, "sched", "sched_process_exec", LOAD),
+    reference("load_cg_mkdir", ProgramKind::TracePoint, "cgroup", "cgroup_mkdir", LOAD),
+    reference("load_cg_rmdir", ProgramKind::TracePoint, "cgroup", "cgroup_rmdir", LOAD),
 ];
 
 /// The floor of observer's program `program` (the one at its hook).

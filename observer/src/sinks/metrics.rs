@@ -360,25 +360,18 @@ mod tests {
             p.kind = "session";
         }
         m.observe(&session);
-        let durations: u64 = m.prestop_duration.collect()[0]
-            .get_metric()
-            .iter()
-            .map(|x| x.get_histogram().get_sample_count())
-            .sum();
-        assert_eq!(durations, 0);
-        let overruns: u64 = m.prestop_overruns.collect()[0]
-            .get_metric()
-            .iter()
-            .map(|x| x.get_counter().get_value() as u64)
-            .sum();
-        assert_eq!(overruns, 0);
+        // Every series of a family, summed.
+        let durations = || -> u64 {
+            let f = m.prestop_duration.collect();
+            f[0].get_metric().iter().map(|x| x.get_histogram().get_sample_count()).sum()
+        };
+        let overruns = || -> f64 {
+            let f = m.prestop_overruns.collect();
+            f[0].get_metric().iter().map(|x| x.get_counter().get_value()).sum()
+        };
+        assert_eq!((durations(), overruns()), (0, 0.0));
         m.observe(&hook);
-        let overruns: u64 = m.prestop_overruns.collect()[0]
-            .get_metric()
-            .iter()
-            .map(|x| x.get_counter().get_value() as u64)
-            .sum();
-        assert_eq!(overruns, 1);
+        assert_eq!((durations(), overruns()), (1, 1.0));
     }
 
     #[test]
