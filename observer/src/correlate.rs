@@ -25,6 +25,7 @@ use crate::{
     events::{Disposition, Event, ProcKey, ProcessExit, Sender, SignalResult},
     prestop::{ExecSessions, SessionSeen, StopSeen},
     signals::SIGKILL,
+    stuck::Inspection,
 };
 
 const MS: u64 = 1_000_000;
@@ -50,6 +51,12 @@ pub const STOP_SIGNAL_SUPERSEDE_NS: u64 = observer_ebpf::STOP_SIGNAL_SUPERSEDE_N
 pub const MAX_LOSSY_INTERVALS: usize = 4096;
 /// Bound on open records; past it the oldest is evicted and counted.
 pub const MAX_OPEN: usize = 65_536;
+/// Repeated stop signals kept per record (re-issued stops); more are counted
+/// ([`Stats::repeats_dropped`]).
+pub const MAX_REPEATED_STOPS: usize = 8;
+/// A main process whose exit came but which is still there (held by its pid namespace) keeps
+/// its record open at most this long after the exit, like a SIGKILL never answered.
+pub const HELD_EXPIRY_NS: u64 = KILL_EXPIRY_NS;
 /// The first stop signal of a termination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopSignal {
@@ -68,6 +75,38 @@ pub struct StopSignal {
 pub struct Kill {
     pub at_ns: u64,
     pub sender: Sender,
+}
+
+/// A stop signal of the same number sent again after the first: a re-issued StopContainer
+/// (kubelet or the runtime restarted mid-termination), a second `kill`. Recorded, not merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepeatedStop {
+    pub sig: u32,
+    pub at_ns: u64,
+    pub sender: Sender,
+}
+
+/// A termination that became stuck ([`Correlator::stuck_due`]).
+#[derive(Debug, Clone)]
+pub struct StuckDue {
+    pub key: ProcKey,
+    /// Its SIGKILL (or its held exit, without one).
+    pub since_ns: u64,
+    /// Its exit came (its pid namespace holds it).
+    pub exited: bool,
+    /// The record so far, as [`Outcome::Stuck`].
+    pub termination: Termination,
+}
+
+/// A termination reported stuck ([`crate::stuck`]): since when, when it was reported, what
+/// held it, and when its container's cgroup went (a held main process's release).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StuckSeen {
+    /// The SIGKILL (or, without one, the exit the pid namespace held).
+    pub since_ns: u64,
+    pub reported_ns: u64,
+    pub inspection: Inspection,
+    pub released_ns: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +128,8 @@ pub enum Outcome {
     /// The main process's exit was never seen (a full ring buffer lost it): the record is
     /// what was seen before, closed when its container's cgroup went away.
     ExitNotObserved,
+    /// Still there after its SIGKILL ([`crate::stuck`]): the record written while it is stuck.
+    Stuck,
 }
 
 impl Outcome {
@@ -99,6 +140,7 @@ impl Outcome {
             Self::KilledWithoutStopSignal => "killed_without_stop_signal",
             Self::OomKilled => "oom_killed",
             Self::ExitNotObserved => "exit_not_observed",
+            Self::Stuck => "stuck",
         }
     }
 }
@@ -136,10 +178,16 @@ pub struct Termination {
     /// cgroup v2 id of the container (as the first signal saw it).
     pub cgroup_id: u64,
     pub stop_signal: Option<StopSignal>,
+    /// The stop signal sent again, in time order (at most [`MAX_REPEATED_STOPS`]).
+    pub repeated_stops: Vec<RepeatedStop>,
     pub sigkill: Option<Kill>,
     pub oom: bool,
+    /// For [`Outcome::Stuck`], the exit only when it came (a held main process): see
+    /// [`Termination::exit_seen`].
     pub exit: Exit,
     pub outcome: Outcome,
+    /// Reported stuck before this record ([`Outcome::Stuck`] records carry it too).
+    pub stuck: Option<StuckSeen>,
     /// Exec sessions into the container running at the stop signal or ended just before it,
     /// latest start first: the preStop exec hook's candidates.
     pub prestop_candidates: Vec<SessionSeen>,
@@ -157,8 +205,21 @@ impl Termination {
         }
     }
 
+    /// Whether `exit` is the kernel's exit of the main process (not made up at a cgroup's
+    /// removal or expiry, and not the moment a stuck record was written).
+    pub fn exit_seen(&self) -> bool {
+        match self.outcome {
+            Outcome::ExitNotObserved => false,
+            Outcome::Stuck => self.stuck.as_ref().is_some_and(|s| s.inspection.held_by_children),
+            _ => true,
+        }
+    }
+
     /// Stop signal -> exit, in nanoseconds.
     pub fn term_to_exit_ns(&self) -> Option<u64> {
+        if !self.exit_seen() && self.outcome == Outcome::Stuck {
+            return None;
+        }
         self.stop_signal.as_ref().map(|s| self.exit.at_ns.saturating_sub(s.at_ns))
     }
     /// Stop signal -> SIGKILL, in nanoseconds.
@@ -189,6 +250,8 @@ pub struct Stats {
     /// Exits whose stop signal or SIGKILL came from what the kernel kept, not from their
     /// own events (read before this daemon started, or lost).
     pub kept_used: u64,
+    /// Repeated stop signals past [`MAX_REPEATED_STOPS`] for one record, not kept.
+    pub repeats_dropped: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -197,10 +260,15 @@ struct Open {
     cgroup_id: u64,
     opened_ns: u64,
     stop: Option<StopSignal>,
+    repeats: Vec<RepeatedStop>,
     kill: Option<Kill>,
     exit: Option<Exit>,
     /// False when `exit` was made up at the cgroup's removal or at expiry.
     exit_observed: bool,
+    /// The exit came but the process is still there (its pid namespace holds it): the record
+    /// stays open ([`Correlator::hold_exited`]).
+    held: bool,
+    stuck: Option<StuckSeen>,
     oom: bool,
     gaps: Vec<Gap>,
 }
@@ -281,9 +349,12 @@ impl Correlator {
                     cgroup_id: g.target_cgroup_id,
                     opened_ns: g.ktime_ns,
                     stop: None,
+                    repeats: Vec::new(),
                     kill: None,
                     exit: None,
                     exit_observed: true,
+                    held: false,
+                    stuck: None,
                     oom: false,
                     gaps: Vec::new(),
                 });
@@ -303,7 +374,26 @@ impl Correlator {
                     };
                     rec.stop = Some(match rec.stop.take() {
                         None => new,
-                        Some(old) => choose_stop_signal(old, new),
+                        Some(old) => {
+                            // The same signal again, later than the first: a repeated stop.
+                            if old.sig == new.sig && old.at_ns != new.at_ns {
+                                let later = if new.at_ns > old.at_ns { &new } else { &old };
+                                let repeat = RepeatedStop {
+                                    sig: later.sig,
+                                    at_ns: later.at_ns,
+                                    sender: later.sender.clone(),
+                                };
+                                if !rec.repeats.iter().any(|r| r.at_ns == repeat.at_ns) {
+                                    if rec.repeats.len() < MAX_REPEATED_STOPS {
+                                        rec.repeats.push(repeat);
+                                        rec.repeats.sort_by_key(|r| r.at_ns);
+                                    } else {
+                                        self.stats.repeats_dropped += 1;
+                                    }
+                                }
+                            }
+                            choose_stop_signal(old, new)
+                        }
                     });
                 }
                 if let Some(x) = self.orphan_exits.remove(&key) {
@@ -361,12 +451,75 @@ impl Correlator {
     /// exit will not see it (the runtime removes the cgroup after reaping the process, so
     /// the exit, when the kernel reported it, came first).
     fn cgroup_removed(&mut self, cgroup_id: u64, at_ns: u64) {
-        for rec in self.open.values_mut() {
-            if rec.cgroup_id == cgroup_id && rec.exit.is_none() {
+        for rec in self.open.values_mut().filter(|r| r.cgroup_id == cgroup_id) {
+            if rec.exit.is_none() {
                 rec.exit = Some(Exit { at_ns, code: None, signal: None });
                 rec.exit_observed = false;
             }
+            // A held main process is released: the runtime reaped it and removed the cgroup.
+            if rec.held {
+                rec.held = false;
+                if let Some(s) = rec.stuck.as_mut() {
+                    s.released_ns.get_or_insert(at_ns);
+                }
+            }
         }
+    }
+
+    /// Records whose exit came at least [`CLOSE_LINGER_NS`] before `now_ns` stay open while
+    /// `held` says their process is still there and not a zombie (a pid namespace's init
+    /// waiting in `zap_pid_ns_processes()` for processes that cannot die): the container is
+    /// not gone. At most [`HELD_EXPIRY_NS`] after the exit.
+    pub fn hold_exited(&mut self, now_ns: u64, held: impl Fn(ProcKey) -> bool) {
+        for (key, rec) in self.open.iter_mut() {
+            let Some(exit) = rec.exit.as_ref().filter(|_| rec.exit_observed) else { continue };
+            if now_ns < exit.at_ns.saturating_add(CLOSE_LINGER_NS) {
+                continue;
+            }
+            let was = rec.held;
+            rec.held = now_ns < exit.at_ns.saturating_add(HELD_EXPIRY_NS) && held(*key);
+            if was && !rec.held {
+                if let Some(s) = rec.stuck.as_mut() {
+                    s.released_ns.get_or_insert(now_ns);
+                }
+            }
+        }
+    }
+
+    /// The records stuck at `now_ns` and not yet reported: a SIGKILL at least `after_ns` ago
+    /// and no exit, or an exit its pid namespace holds (`after_ns` past the SIGKILL, or past
+    /// the exit without one). Each as a [`Outcome::Stuck`] snapshot, with when it became
+    /// stuck; [`Correlator::note_stuck`] marks it reported.
+    pub fn stuck_due(&self, now_ns: u64, after_ns: u64) -> Vec<StuckDue> {
+        let mut out = Vec::new();
+        for (&key, rec) in self.open.iter().filter(|(_, r)| r.stuck.is_none()) {
+            let since = match (&rec.kill, &rec.exit) {
+                (Some(k), None) => k.at_ns,
+                (k, Some(x)) if rec.held => k.as_ref().map_or(x.at_ns, |k| k.at_ns),
+                _ => continue,
+            };
+            if now_ns < since.saturating_add(after_ns) {
+                continue;
+            }
+            let exit = rec.exit.clone().unwrap_or(Exit { at_ns: now_ns, code: None, signal: None });
+            let mut termination = finish(key, rec, &self.sessions, exit);
+            termination.outcome = Outcome::Stuck;
+            out.push(StuckDue { key, since_ns: since, exited: rec.held, termination });
+        }
+        out.sort_by_key(|d| d.since_ns);
+        out
+    }
+
+    /// Marks `key`'s record reported stuck with what held it.
+    pub fn note_stuck(&mut self, key: ProcKey, stuck: StuckSeen) {
+        if let Some(rec) = self.open.get_mut(&key) {
+            rec.stuck = Some(stuck);
+        }
+    }
+
+    /// Records reported stuck and still open (the `observer_stuck_terminations` gauge).
+    pub fn stuck_len(&self) -> usize {
+        self.open.values().filter(|r| r.stuck.is_some()).count()
     }
 
     /// Exec sessions kept (for tests and gauges).
@@ -444,7 +597,7 @@ impl Correlator {
         let mut done = Vec::new();
         let mut closing: Vec<(ProcKey, u64, u64)> = Vec::new();
         for (&key, rec) in &self.open {
-            if let Some(exit) = &rec.exit {
+            if let Some(exit) = rec.exit.as_ref().filter(|_| !rec.held) {
                 if now_ns >= exit.at_ns.saturating_add(CLOSE_LINGER_NS) {
                     closing.push((key, rec.opened_ns, exit.at_ns));
                 }
@@ -457,8 +610,8 @@ impl Correlator {
         }
         let sessions = &self.sessions;
         self.open.retain(|&key, rec| match &rec.exit {
-            Some(exit) if now_ns >= exit.at_ns.saturating_add(CLOSE_LINGER_NS) => {
-                done.push(finish(key, rec, sessions));
+            Some(exit) if !rec.held && now_ns >= exit.at_ns.saturating_add(CLOSE_LINGER_NS) => {
+                done.push(finish(key, rec, sessions, exit.clone()));
                 false
             }
             _ => true,
@@ -493,8 +646,7 @@ fn choose_stop_signal(a: StopSignal, b: StopSignal) -> StopSignal {
     }
 }
 
-fn finish(key: ProcKey, rec: &Open, sessions: &ExecSessions) -> Termination {
-    let exit = rec.exit.clone().expect("finish is only called with an exit");
+fn finish(key: ProcKey, rec: &Open, sessions: &ExecSessions, exit: Exit) -> Termination {
     // A stop signal after the SIGKILL did not start this termination.
     let stop = rec
         .stop
@@ -516,6 +668,17 @@ fn finish(key: ProcKey, rec: &Open, sessions: &ExecSessions) -> Termination {
         stop.as_ref().map(|s| sessions.candidates(rec.cgroup_id, s.at_ns)).unwrap_or_default();
     let mut incomplete = rec.gaps.clone();
     incomplete.sort();
+    // Repeats of the stop signal kept, before the exit (a signal to a dead process is none).
+    let repeated_stops = stop
+        .as_ref()
+        .map(|s| {
+            rec.repeats
+                .iter()
+                .filter(|r| r.sig == s.sig && r.at_ns > s.at_ns && r.at_ns <= exit.at_ns)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
     Termination {
         pid: key.tgid,
         start_ticks: key.start_ticks,
@@ -523,10 +686,12 @@ fn finish(key: ProcKey, rec: &Open, sessions: &ExecSessions) -> Termination {
         cgroup_id: rec.cgroup_id,
         prestop_candidates,
         stop_signal: stop,
+        repeated_stops,
         sigkill: rec.kill.clone(),
         oom: rec.oom,
         exit,
         outcome,
+        stuck: rec.stuck.clone(),
         incomplete,
     }
 }
@@ -943,5 +1108,108 @@ mod tests {
     fn exit_code_is_kept() {
         let t = one(&[sig(1, 15, SignalResult::Delivered), exit(2, Some(3), None)]);
         assert_eq!((t.exit.code, t.exit.signal, t.outcome), (Some(3), None, Outcome::Graceful));
+    }
+
+    #[test]
+    fn a_repeated_stop_signal_is_kept_beside_the_first() {
+        let t = one(&[
+            sig(1000, 15, SignalResult::Ignored),
+            sig(7000, 15, SignalResult::Ignored),
+            // The same event twice (ring and kernel summary) is one repeat.
+            sig(7000, 15, SignalResult::Ignored),
+            sig(17000, 9, SignalResult::Delivered),
+            exit(17001, None, Some(9)),
+        ]);
+        assert_eq!(t.stop_signal.as_ref().unwrap().at_ns, 1000 * MS);
+        let at: Vec<u64> = t.repeated_stops.iter().map(|r| r.at_ns).collect();
+        assert_eq!(at, [7000 * MS]);
+        assert_eq!(t.repeated_stops[0].sender.comm, "runc");
+        // Read in the other order, the same record.
+        let u = one(&[
+            sig(7000, 15, SignalResult::Ignored),
+            sig(1000, 15, SignalResult::Ignored),
+            sig(17000, 9, SignalResult::Delivered),
+            exit(17001, None, Some(9)),
+        ]);
+        assert_eq!(u, t);
+        // A signal of another number that supersedes the first leaves no repeats of it.
+        let v = one(&[
+            sig(0, 1, SignalResult::Delivered),
+            sig(10, 1, SignalResult::Delivered),
+            sig(60_000, 15, SignalResult::Delivered),
+            exit(60_100, Some(0), None),
+        ]);
+        assert!(v.repeated_stops.is_empty(), "{:?}", v.repeated_stops);
+    }
+
+    #[test]
+    fn repeats_are_bounded_and_the_excess_counted() {
+        let mut events: Vec<Event> =
+            (0..20).map(|i| sig(1000 + i * 1000, 15, SignalResult::Ignored)).collect();
+        events.push(exit(30_000, Some(0), None));
+        let (out, c) = run(&events);
+        assert_eq!(out[0].repeated_stops.len(), MAX_REPEATED_STOPS);
+        assert_eq!(c.stats.repeats_dropped, 19 - MAX_REPEATED_STOPS as u64);
+    }
+
+    #[test]
+    fn a_sigkill_unanswered_is_stuck_once_and_its_exit_still_makes_the_record() {
+        let mut c = Correlator::new();
+        c.ingest(&sig(1000, 15, SignalResult::Ignored));
+        c.ingest(&sig(3000, 9, SignalResult::Delivered));
+        assert!(c.stuck_due(3000 * MS + 10 * SEC - 1, 10 * SEC).is_empty());
+        let due = c.stuck_due(3000 * MS + 10 * SEC, 10 * SEC);
+        assert_eq!(due.len(), 1);
+        let d = &due[0];
+        assert_eq!((d.key, d.since_ns, d.exited), (KEY, 3000 * MS, false));
+        assert_eq!(d.termination.outcome, Outcome::Stuck);
+        assert!(!d.termination.exit_seen());
+        assert_eq!(d.termination.term_to_exit_ns(), None);
+        let seen = StuckSeen {
+            since_ns: d.since_ns,
+            reported_ns: 13_000 * MS,
+            inspection: crate::stuck::inspect(&crate::stuck::Roots::default(), PID, None, false),
+            released_ns: None,
+        };
+        c.note_stuck(KEY, seen.clone());
+        assert!(c.stuck_due(60 * SEC, 10 * SEC).is_empty(), "reported once");
+        assert_eq!(c.stuck_len(), 1);
+        c.ingest(&exit(40_000, None, Some(9)));
+        let out = c.drain_closed(41 * SEC);
+        assert_eq!(out[0].outcome, Outcome::Killed);
+        assert_eq!(out[0].stuck, Some(seen));
+        assert_eq!(c.stuck_len(), 0);
+    }
+
+    #[test]
+    fn an_exit_its_pid_namespace_holds_keeps_the_record_open_until_released() {
+        let mut c = Correlator::new();
+        c.ingest(&sig(1000, 9, SignalResult::Delivered));
+        c.ingest(&exit(1001, None, Some(9)));
+        let linger = 1001 * MS + CLOSE_LINGER_NS;
+        c.hold_exited(linger, |_| true);
+        assert!(c.drain_closed(linger).is_empty(), "held");
+        let due = c.stuck_due(1000 * MS + 10 * SEC, 10 * SEC);
+        assert_eq!(due.len(), 1);
+        assert!(due[0].exited);
+        assert_eq!(due[0].termination.exit.at_ns, 1001 * MS, "the exit the kernel reported");
+        let inspection = crate::stuck::inspect(&crate::stuck::Roots::default(), PID, None, true);
+        c.note_stuck(
+            KEY,
+            StuckSeen { since_ns: 1000 * MS, reported_ns: 11 * SEC, inspection, released_ns: None },
+        );
+        // The runtime reaps it and removes the cgroup: released at that time, closed.
+        c.ingest(&rmdir(15_000, CG));
+        let out = c.drain_closed(16 * SEC);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].outcome, Outcome::KilledWithoutStopSignal);
+        assert_eq!(out[0].exit.at_ns, 1001 * MS);
+        assert_eq!(out[0].stuck.as_ref().unwrap().released_ns, Some(15 * SEC));
+        // Not held (reaped at once, the usual case): closes after the linger.
+        let mut c = Correlator::new();
+        c.ingest(&sig(1000, 9, SignalResult::Delivered));
+        c.ingest(&exit(1001, None, Some(9)));
+        c.hold_exited(linger, |_| false);
+        assert_eq!(c.drain_closed(linger).len(), 1);
     }
 }

@@ -115,7 +115,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let hold_ns = (sources.cri_timeout * 4 + Duration::from_secs(1)).as_nanos() as u64;
     let (lookups, mut resolved) = resolver::spawn(sources, LOOKUP_QUEUE);
     let node = args.node.clone().unwrap_or_else(hostname);
-    let settings = Settings { node: node.clone(), hold_ns };
+    let settings = Settings {
+        node: node.clone(),
+        hold_ns,
+        stuck_after_ns: args.stuck_after.as_nanos() as u64,
+    };
     // A termination the pipeline has is journaled (and synced) within this: the linger after
     // its exit, the hold for its metadata, an exit that came before its signals, a tick.
     let settle_ns =

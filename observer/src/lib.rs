@@ -11,6 +11,8 @@
 //!   [`cgroup`] and [`existing`]: the start-up walk, containers older than the daemon;
 //! - [`kubelet`]: kubelet's killContainer sequence, pure; [`drill`] carries it out on a workload;
 //! - [`prestop`]: preStop as observed: exec sessions, the hook among them, inference, the record field.
+//! - [`verdict`]: each record judged against kubelet's rules (kept, kill_late, kill_early);
+//!   [`status`]: what kubelet will report for it; [`stuck`]: what holds a SIGKILLed container.
 //! - [`report`]: `observer report`, post-incident analysis of the journal.
 pub mod cgroup;
 pub mod check;
@@ -31,3 +33,6 @@ pub mod record;
 pub mod report;
 pub mod signals;
 pub mod sinks;
+pub mod status;
+pub mod stuck;
+pub mod verdict;

@@ -16,13 +16,14 @@ use tokio::sync::mpsc;
 
 use crate::{
     clock::WallClock,
-    correlate::{self, Correlator, Gap, Termination},
+    correlate::{self, Correlator, Gap, StuckSeen, Termination},
     events::{Event, Origin, ProcKey, SignalGenerate},
     metadata::{
         resolver::{Lookup, Resolved},
         Metadata,
     },
     record::Record,
+    stuck,
 };
 
 /// Where records go. The daemon's is [`crate::sinks::Outputs`]: journal, metrics, recent store.
@@ -43,12 +44,16 @@ pub struct Settings {
     pub node: String,
     /// A closed termination waits at most this long (kernel ns) for its container's lookup.
     pub hold_ns: u64,
+    /// A SIGKILLed main process still there this long after is reported stuck.
+    pub stuck_after_ns: u64,
 }
 
 /// The correlator, the metadata it waits on, and the terminations waiting.
 pub struct Pipeline<S: Sink> {
     settings: Settings,
     clock: WallClock,
+    /// Where [`stuck::inspect`] reads.
+    roots: stuck::Roots,
     correlator: Correlator,
     metadata: Metadata,
     lookups: mpsc::Sender<Lookup>,
@@ -70,6 +75,7 @@ impl<S: Sink> Pipeline<S> {
         Self {
             settings,
             clock,
+            roots: stuck::Roots::default(),
             correlator: Correlator::new(),
             metadata: Metadata::new(),
             lookups,
@@ -170,7 +176,48 @@ impl<S: Sink> Pipeline<S> {
         // Alive: the same process (tgid and start time) is still in /proc.
         self.correlator
             .expire(now_ns, |k| crate::existing::proc_of(k.tgid).is_some_and(|p| p.key == k));
+        self.correlator.hold_exited(now_ns, |k| stuck::held(&self.roots, k));
+        self.report_stuck(now_ns);
         self.flush_closed(now_ns);
+    }
+
+    /// Writes a `stuck` record for each termination that just became stuck, with what /proc
+    /// shows holds it; its ordinary record follows when it goes.
+    fn report_stuck(&mut self, now_ns: u64) {
+        for due in self.correlator.stuck_due(now_ns, self.settings.stuck_after_ns) {
+            let identity = self.metadata.identity(due.termination.cgroup_id);
+            let inspection = stuck::inspect(
+                &self.roots,
+                due.termination.pid,
+                identity.map(|i| i.cgroup.as_str()),
+                due.exited,
+            );
+            log::warn!(
+                "{}/{} container {}: main process {} stuck {:.1} s after its SIGKILL: {}",
+                identity.and_then(|i| i.namespace.as_deref()).unwrap_or("?"),
+                identity.and_then(|i| i.pod.as_deref()).unwrap_or("?"),
+                identity.and_then(|i| i.container.as_deref()).unwrap_or("?"),
+                due.termination.pid,
+                now_ns.saturating_sub(due.since_ns) as f64 / 1e9,
+                inspection.look_at
+            );
+            let seen = StuckSeen {
+                since_ns: due.since_ns,
+                reported_ns: now_ns,
+                inspection,
+                released_ns: None,
+            };
+            self.correlator.note_stuck(due.key, seen.clone());
+            let mut t = due.termination;
+            t.stuck = Some(seen);
+            let record = Record::new(&t, identity, &self.settings.node, &self.clock);
+            self.sink.emit(&record, 0);
+        }
+    }
+
+    /// Terminations reported stuck whose process has not gone yet.
+    pub fn stuck_terminations(&self) -> usize {
+        self.correlator.stuck_len()
     }
 
     /// Emits what is closed at `now_ns` (see [`Pipeline::tick`]), without expiring anything.
@@ -293,7 +340,11 @@ mod tests {
 
     fn pipeline(queue: usize) -> (Pipeline<Collect>, mpsc::Receiver<Lookup>) {
         let (tx, rx) = mpsc::channel(queue);
-        let settings = Settings { node: "node-a".into(), hold_ns: 1000 * MS };
+        let settings = Settings {
+            node: "node-a".into(),
+            hold_ns: 1000 * MS,
+            stuck_after_ns: stuck::DEFAULT_STUCK_AFTER_NS,
+        };
         (Pipeline::new(settings, WallClock::measure(), tx, Collect::default()), rx)
     }
 
@@ -572,5 +623,44 @@ mod tests {
         }));
         p.tick(2200 * MS);
         assert_eq!(p.sink().records[0].pod.as_deref(), Some("web-7d4b9c6f8-x2k9p"));
+    }
+
+    #[test]
+    fn a_stuck_sigkill_is_reported_while_stuck_and_recorded_when_it_goes() {
+        let (mut p, _lookups) = pipeline(16);
+        p.ingest(mkdir(CGROUP));
+        p.resolved(named(CGROUP, "container"));
+        p.ingest(term(10 * MS, 15));
+        p.ingest(term(2010 * MS, 9));
+        let due = 2010 * MS + stuck::DEFAULT_STUCK_AFTER_NS;
+        p.tick(due - MS);
+        assert!(p.sink().records.is_empty());
+        p.tick(due);
+        p.tick(due + 500 * MS);
+        assert_eq!(p.sink().records.len(), 1, "reported once");
+        assert_eq!(p.stuck_terminations(), 1);
+        let r = p.sink().records[0].clone();
+        assert_eq!(r.outcome.as_str(), "stuck");
+        assert!(r.record_id.ends_with(":stuck"), "{}", r.record_id);
+        assert_eq!((r.exit_at.as_deref(), r.exit_code, r.term_to_exit_seconds), (None, None, None));
+        assert_eq!(r.term_to_kill_seconds, Some(2.0));
+        let s = r.stuck.as_ref().unwrap();
+        assert_eq!(s.stuck_seconds, 10.0);
+        // pid 100 is not this test's: whatever /proc holds for it is read, and said.
+        assert!(!s.inspection.look_at.is_empty());
+        assert_eq!(r.kubernetes.reason, None);
+        // The SIGKILL came 2 s after the stop signal, within the 2 s the pod's unknown grace
+        // cannot judge: unknown, grace_period missing.
+        assert_eq!(r.verdict.as_str(), "unknown");
+        // The exit, at last: the ordinary record, which says it was stuck.
+        p.ingest(exit(40_000 * MS));
+        p.tick(40_200 * MS);
+        let done = &p.sink().records[1];
+        assert_eq!(done.outcome.as_str(), "killed");
+        assert_eq!(format!("{}:stuck", done.record_id), r.record_id);
+        let s = done.stuck.as_ref().unwrap();
+        assert!((s.stuck_seconds - 37.99).abs() < 1e-6, "{}", s.stuck_seconds);
+        assert_eq!(s.reported_at, r.stuck.as_ref().unwrap().reported_at);
+        assert_eq!(p.stuck_terminations(), 0);
     }
 }

@@ -39,12 +39,27 @@ pub struct RunArgs {
     #[command(flatten)]
     pub probes: ProbeArgs,
 
+    /// A SIGKILLed container main process still there this long after is reported stuck
+    /// (a journal record of outcome `stuck` with what holds it, from /proc): "pod stuck in
+    /// Terminating". At least 1s, at most 1h.
+    #[arg(long, default_value = "10s", value_parser = parse_stuck_after, env = "OBSERVER_STUCK_AFTER")]
+    pub stuck_after: std::time::Duration,
+
     /// bpffs directory where the probes' maps and links are pinned, so the kernel keeps
     /// recording while no daemon runs and the next one reads on (one daemon per pin
     /// directory: it is locked). "none": nothing pinned, the probes end with the daemon.
     /// `observer cleanup` removes the pins.
     #[arg(long, default_value = "/sys/fs/bpf/observer", env = "OBSERVER_PIN_DIR")]
     pub pin_dir: String,
+}
+
+fn parse_stuck_after(s: &str) -> Result<std::time::Duration, String> {
+    let d = crate::duration::parse_at_most(s, std::time::Duration::from_secs(3600))
+        .map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!("{s:?} is under 1s: every SIGKILL would look stuck"));
+    }
+    Ok(d)
 }
 
 impl RunArgs {

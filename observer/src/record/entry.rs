@@ -58,6 +58,56 @@ pub struct Entry<'a> {
     pub grace_period_seconds: Option<u64>,
     #[serde(default)]
     pub prestop: Option<PreStopEntry>,
+    /// Older journals have none.
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    pub verdict: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub contract: Option<ContractEntry>,
+    #[serde(default)]
+    pub kubernetes: Option<KubeEntry>,
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    pub record_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub stuck: Option<StuckEntry>,
+    #[serde(default)]
+    pub exit_code: Option<u32>,
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    pub exit_signal: Option<Cow<'a, str>>,
+}
+
+/// The verdict's reasons as the report reads them ([`crate::verdict::Contract`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ContractEntry {
+    #[serde(default)]
+    pub off_by_seconds: Option<f64>,
+    #[serde(default)]
+    pub cause: Option<String>,
+    #[serde(default)]
+    pub grace_used_seconds: Option<u64>,
+    #[serde(default)]
+    pub missing: Option<Vec<String>>,
+}
+
+/// What kubelet will report ([`crate::status::KubeStatus`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct KubeEntry {
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub exit_code: Option<u32>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A stuck report ([`super::Stuck`]) as the report reads it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct StuckEntry {
+    #[serde(default)]
+    pub stuck_seconds: Option<f64>,
+    #[serde(default)]
+    pub look_at: Option<String>,
+    #[serde(default)]
+    pub released_at: Option<String>,
 }
 
 /// The preStop hook as the report reads it ([`super::PreStop`]).
@@ -128,6 +178,30 @@ impl Record {
                 .prestop
                 .as_ref()
                 .map(|p| PreStopEntry { duration_seconds: p.duration_seconds, overrun: p.overrun }),
+            verdict: Some(Cow::Borrowed(self.verdict.as_str())),
+            contract: Some(ContractEntry {
+                off_by_seconds: self.contract.off_by_seconds,
+                cause: self.contract.cause.map(|c| c.as_str().to_string()),
+                grace_used_seconds: self.contract.grace_used_seconds,
+                missing: self
+                    .contract
+                    .missing
+                    .as_ref()
+                    .map(|m| m.iter().map(|s| s.to_string()).collect()),
+            }),
+            kubernetes: Some(KubeEntry {
+                reason: self.kubernetes.reason.map(str::to_string),
+                exit_code: self.kubernetes.exit_code,
+                note: Some(self.kubernetes.note.clone()),
+            }),
+            record_id: Some(Cow::Borrowed(self.record_id.as_str())),
+            stuck: self.stuck.as_ref().map(|s| StuckEntry {
+                stuck_seconds: Some(s.stuck_seconds),
+                look_at: Some(s.inspection.look_at.clone()),
+                released_at: s.released_at.clone(),
+            }),
+            exit_code: self.exit_code,
+            exit_signal: self.exit_signal.as_deref().map(Cow::Borrowed),
         })
     }
 }

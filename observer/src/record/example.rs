@@ -17,6 +17,12 @@ const SEC: u64 = 1_000_000_000;
 /// Kernel time of the stop signal; the other kernel times are counted from it.
 const STOP_NS: u64 = SEC;
 
+/// An RFC 3339 time `shift` later.
+fn shifted(t: &str, shift: chrono::Duration) -> String {
+    let t = DateTime::parse_from_rfc3339(t).expect("Record::new writes RFC 3339");
+    (t.to_utc() + shift).to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
 fn ns(seconds: f64) -> u64 {
     (seconds * 1e9).round() as u64
 }
@@ -51,11 +57,13 @@ impl Record {
                     handler: Some(Disposition::Default),
                     disposition: None,
                 }),
+                repeated_stops: Vec::new(),
                 // Set by `killed` below.
                 sigkill: None,
                 oom: false,
                 exit: Exit { at_ns: STOP_NS, code: None, signal: None },
                 outcome: Outcome::Killed,
+                stuck: None,
                 prestop_candidates: Vec::new(),
                 incomplete: Vec::new(),
             },
@@ -195,12 +203,9 @@ impl RecordBuilder {
         }
         // Record::new put the kernel times on this boot's wall clock; the story is at `at`.
         let shift = self.at - clock.to_utc(self.termination.exit.at_ns);
-        let moved = |t: &str| {
-            let t = DateTime::parse_from_rfc3339(t).expect("Record::new writes RFC 3339");
-            (t.to_utc() + shift).to_rfc3339_opts(SecondsFormat::Nanos, true)
-        };
-        r.ts = moved(&r.ts);
-        r.exit_at = moved(&r.exit_at);
+        let moved = |t: &str| shifted(t, shift);
+        r.ts = shifted(&r.ts, shift);
+        r.exit_at = r.exit_at.as_deref().map(moved);
         r.stop_signal_at = r.stop_signal_at.as_deref().map(moved);
         r.sigkill_at = r.sigkill_at.as_deref().map(moved);
         r

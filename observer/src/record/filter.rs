@@ -8,7 +8,14 @@ use super::entry::Entry;
 use crate::duration::{self, DurationError};
 
 /// Every outcome a record can have, as the journal spells it.
-pub const OUTCOMES: &[&str] = &["graceful", "killed", "killed_without_stop_signal", "oom_killed"];
+pub const OUTCOMES: &[&str] = &[
+    "graceful",
+    "killed",
+    "killed_without_stop_signal",
+    "oom_killed",
+    "exit_not_observed",
+    "stuck",
+];
 
 /// Why a filter's argument does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,9 +26,14 @@ pub enum FilterError {
         "bad time {0:?}: expected RFC 3339 (2026-08-01T02:00:00Z) or a date (2026-08-01, UTC)"
     )]
     Time(String),
-    #[error("unknown outcome {0:?}: expected one of graceful, killed, killed_without_stop_signal, oom_killed")]
+    #[error("unknown outcome {0:?}: expected one of {all}", all = OUTCOMES.join(", "))]
     Outcome(String),
+    #[error("unknown verdict {0:?}: expected one of {all}", all = VERDICTS.join(", "))]
+    Verdict(String),
 }
+
+/// Every verdict a record can have ([`crate::verdict::Verdict`]), as the journal spells it.
+pub const VERDICTS: &[&str] = &["kept", "kill_late", "kill_early", "unknown", "not_a_stop"];
 
 /// Conditions a record must all meet. The window is on the record's `ts` (the exit), both
 /// ends inclusive; names compare exactly.
@@ -33,6 +45,7 @@ pub struct Filter {
     pub workload: Option<String>,
     pub pod: Option<String>,
     pub outcome: Option<String>,
+    pub verdict: Option<String>,
 }
 
 impl Filter {
@@ -47,6 +60,7 @@ impl Filter {
             && same(&self.workload, &e.workload)
             && same(&self.pod, &e.pod)
             && self.outcome.as_deref().is_none_or(|o| e.outcome == o)
+            && same(&self.verdict, &e.verdict)
     }
 }
 
@@ -79,6 +93,16 @@ pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, FilterE
     }
 }
 
+/// A verdict as the journal spells it ([`VERDICTS`]).
+pub fn parse_verdict(s: &str) -> Result<String, FilterError> {
+    let s = s.trim();
+    VERDICTS
+        .iter()
+        .find(|v| v.eq_ignore_ascii_case(s))
+        .map(|v| v.to_string())
+        .ok_or_else(|| FilterError::Verdict(s.to_string()))
+}
+
 /// An outcome as the journal spells it ([`OUTCOMES`]).
 pub fn parse_outcome(s: &str) -> Result<String, FilterError> {
     OUTCOMES
@@ -104,8 +128,14 @@ mod tests {
             Outcome::Killed,
             Outcome::KilledWithoutStopSignal,
             Outcome::OomKilled,
+            Outcome::ExitNotObserved,
+            Outcome::Stuck,
         ];
         assert_eq!(all.map(Outcome::as_str).as_slice(), OUTCOMES);
+        let verdicts = crate::verdict::Verdict::ALL.map(crate::verdict::Verdict::as_str);
+        assert_eq!(verdicts.as_slice(), VERDICTS);
+        assert_eq!(parse_verdict("Kill_Late").unwrap(), "kill_late");
+        assert!(parse_verdict("late").unwrap_err().to_string().contains("kill_early"));
         for o in all {
             assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
         }

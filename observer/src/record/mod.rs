@@ -23,7 +23,32 @@ use crate::{
     events::{Disposition, Sender},
     metadata::{cgroup_path::Runtime, Identity},
     prestop, signals,
+    status::{self, KubeStatus},
+    stuck::Inspection,
+    verdict::{self, Contract, Verdict},
 };
+
+/// A stop signal sent again after the first (`stop_signal_repeats`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RepeatedStop {
+    pub at: String,
+    pub sender: Sender,
+}
+
+/// The journal's `stuck`: on the record of outcome `stuck` written while it is stuck, and on the
+/// record written when it finally went.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stuck {
+    /// The SIGKILL (or the held exit): when it should have been gone.
+    pub since: String,
+    pub reported_at: String,
+    /// since -> reported (outcome stuck), since -> released or exit (the later record).
+    pub stuck_seconds: f64,
+    /// When the container's cgroup went (a held main process released), on the later record.
+    pub released_at: Option<String>,
+    #[serde(flatten)]
+    pub inspection: Inspection,
+}
 
 /// One container termination as the journal holds it: one JSON object per line, field for
 /// field in this order. A field is null when the kernel or the metadata did not say.
@@ -50,9 +75,13 @@ pub struct Record {
     /// The target's disposition when the stop signal was sent (read in the kernel): tells
     /// "no handler" (default) from SIG_IGN when the kernel dropped the signal.
     pub stop_signal_handler: Option<Disposition>,
+    /// The stop signal sent again (a re-issued stop), in time order; null: sent once.
+    pub stop_signal_repeats: Option<Vec<RepeatedStop>>,
     pub sigkill_at: Option<String>,
     pub sigkill_sender: Option<Sender>,
-    pub exit_at: String,
+    /// The exit (for `exit_not_observed`, when the record closed without it); null on a
+    /// `stuck` record whose main process has not exited.
+    pub exit_at: Option<String>,
     pub exit_code: Option<u32>,
     pub exit_signal: Option<String>,
     pub term_to_exit_seconds: Option<f64>,
@@ -60,12 +89,20 @@ pub struct Record {
     pub outcome: Outcome,
     pub grace_period_seconds: Option<u64>,
     pub prestop: Option<PreStop>,
+    /// Whether kubelet's stop sequence was kept ([`crate::verdict`]), and why.
+    pub verdict: Verdict,
+    pub contract: Contract,
+    /// What kubelet will report for it (`kubectl describe`'s Last State), from the exit.
+    pub kubernetes: KubeStatus,
+    /// Reported stuck after its SIGKILL ([`crate::stuck`]); null: it was not.
+    pub stuck: Option<Stuck>,
     /// What the record may be missing (null: nothing known to be missing): `events_lost`
     /// (events were lost while it was open), `kernel_summary` (its signals come from the
     /// kernel's summary, across a daemon restart or a loss).
     pub incomplete: Option<Vec<Gap>>,
     /// `<boot id>:<pid>:<start ticks>`: the main process's identity on this node, which no
-    /// other record shares. The journal writes a record once ([`record_id`]).
+    /// other record shares (a `stuck` record adds `:stuck`). The journal writes a record once
+    /// ([`record_id`]).
     pub record_id: String,
 }
 
@@ -104,10 +141,42 @@ impl Record {
         clock: &WallClock,
     ) -> Self {
         let id = identity.cloned().unwrap_or_default();
-        let prestop = prestop::for_record(&t.stop_seen(), &id, clock);
+        let seen = t.stop_seen();
+        let prestop = prestop::for_record(&seen, &id, clock);
         let stop = t.stop_signal.as_ref();
+        let exit_seen = t.exit_seen();
+        let judgement = verdict::judge(&verdict::Inputs {
+            outcome: t.outcome,
+            grace_period_seconds: id.grace_period_seconds,
+            hook: prestop::hook_for_verdict(&seen, &id),
+            stop_ns: stop.map(|s| s.at_ns),
+            repeated_stops_ns: t.repeated_stops.iter().map(|r| r.at_ns).collect(),
+            kill_ns: t.sigkill.as_ref().map(|k| k.at_ns),
+            exit_ns: exit_seen.then_some(t.exit.at_ns),
+        });
+        let stuck = t.stuck.as_ref().map(|s| {
+            let end = match t.outcome {
+                Outcome::Stuck => s.reported_ns,
+                _ => s.released_ns.unwrap_or(t.exit.at_ns).max(t.exit.at_ns),
+            };
+            Stuck {
+                since: clock.rfc3339(s.since_ns),
+                reported_at: clock.rfc3339(s.reported_ns),
+                stuck_seconds: secs(end.saturating_sub(s.since_ns)),
+                released_at: s.released_ns.map(|r| clock.rfc3339(r)),
+                inspection: s.inspection.clone(),
+            }
+        });
+        let mut id_of_record = record_id(t.pid, t.start_ticks);
+        let ts = match (t.outcome, &t.stuck) {
+            (Outcome::Stuck, Some(s)) => {
+                id_of_record.push_str(":stuck");
+                s.reported_ns
+            }
+            _ => t.exit.at_ns,
+        };
         Self {
-            ts: clock.rfc3339(t.exit.at_ns),
+            ts: clock.rfc3339(ts),
             node: node.to_string(),
             namespace: id.namespace,
             pod: id.pod,
@@ -126,18 +195,30 @@ impl Record {
             stop_signal_ignored: stop.map(|s| s.ignored),
             stop_signal_disposition: stop.and_then(|s| s.disposition),
             stop_signal_handler: stop.and_then(|s| s.handler),
+            stop_signal_repeats: (!t.repeated_stops.is_empty()).then(|| {
+                t.repeated_stops
+                    .iter()
+                    .map(|r| RepeatedStop { at: clock.rfc3339(r.at_ns), sender: r.sender.clone() })
+                    .collect()
+            }),
             sigkill_at: t.sigkill.as_ref().map(|k| clock.rfc3339(k.at_ns)),
             sigkill_sender: t.sigkill.as_ref().map(|k| k.sender.clone()),
-            exit_at: clock.rfc3339(t.exit.at_ns),
-            exit_code: t.exit.code,
-            exit_signal: t.exit.signal.map(signals::name),
+            // A record closed without the exit keeps the time it closed (as `ts`).
+            exit_at: (exit_seen || t.outcome != Outcome::Stuck)
+                .then(|| clock.rfc3339(t.exit.at_ns)),
+            exit_code: t.exit.code.filter(|_| exit_seen),
+            exit_signal: t.exit.signal.filter(|_| exit_seen).map(signals::name),
             term_to_exit_seconds: t.term_to_exit_ns().map(secs),
             term_to_kill_seconds: t.term_to_kill_ns().map(secs),
             outcome: t.outcome,
             grace_period_seconds: id.grace_period_seconds,
             prestop,
+            verdict: judgement.verdict,
+            contract: judgement.contract,
+            kubernetes: status::for_exit(t.outcome, &t.exit),
+            stuck,
             incomplete: (!t.incomplete.is_empty()).then(|| t.incomplete.clone()),
-            record_id: record_id(t.pid, t.start_ticks),
+            record_id: id_of_record,
         }
     }
 }

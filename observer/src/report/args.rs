@@ -39,9 +39,13 @@ pub struct ReportArgs {
     #[arg(long, value_name = "P")]
     pub pod: Option<String>,
 
-    /// graceful, killed, killed_without_stop_signal or oom_killed.
+    /// graceful, killed, killed_without_stop_signal, oom_killed, exit_not_observed or stuck.
     #[arg(long, value_name = "O", value_parser = filter::parse_outcome)]
     pub outcome: Option<String>,
+
+    /// Was kubelet's stop sequence kept: kept, kill_late, kill_early, unknown or not_a_stop.
+    #[arg(long, value_name = "V", value_parser = filter::parse_verdict)]
+    pub verdict: Option<String>,
 
     /// Print the matching journal records unchanged, one per line (pipe into jq).
     #[arg(long)]

@@ -29,6 +29,7 @@ impl ReportArgs {
             workload: self.workload.clone(),
             pod: self.pod.clone(),
             outcome: self.outcome.clone(),
+            verdict: self.verdict.clone(),
         }
     }
 }

@@ -51,7 +51,7 @@ async fn healthz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
 }
 
 /// The parameters /terminations understands.
-pub const TERMINATIONS_PARAMS: &str = "since, namespace, workload, pod, outcome, limit";
+pub const TERMINATIONS_PARAMS: &str = "since, namespace, workload, pod, outcome, verdict, limit";
 
 #[derive(Debug, PartialEq, thiserror::Error)]
 pub enum QueryError {
@@ -65,6 +65,8 @@ pub enum QueryError {
     Since(filter::FilterError),
     #[error("outcome: {0}")]
     Outcome(filter::FilterError),
+    #[error("verdict: {0}")]
+    Verdict(filter::FilterError),
     #[error("limit {0:?}: expected a whole number of at least 1")]
     Limit(String),
 }
@@ -93,6 +95,9 @@ pub fn parse_query(
             "pod" => filter.pod = Some(v.clone()),
             "outcome" => {
                 filter.outcome = Some(filter::parse_outcome(v).map_err(QueryError::Outcome)?)
+            }
+            "verdict" => {
+                filter.verdict = Some(filter::parse_verdict(v).map_err(QueryError::Verdict)?)
             }
             "limit" => {
                 let n: usize = v
@@ -152,6 +157,7 @@ mod tests {
             ("workload", "web"),
             ("pod", "web-1"),
             ("outcome", "oom_killed"),
+            ("verdict", "kill_early"),
             ("limit", "20"),
         ])
         .unwrap();
@@ -162,6 +168,7 @@ mod tests {
             (Some("shop"), Some("web"), Some("web-1"))
         );
         assert_eq!(f.outcome.as_deref(), Some("oom_killed"));
+        assert_eq!(f.verdict.as_deref(), Some("kill_early"));
         assert_eq!(q(&[("limit", "5000")]).unwrap().1, 1000, "at most what is held");
         assert!(q(&[("since", "2026-08-01T00:00:00Z")]).is_ok());
     }

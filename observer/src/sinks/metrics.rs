@@ -13,10 +13,11 @@ use prometheus::{
 use observer_ebpf::Counter;
 
 use crate::{
-    correlate,
+    correlate::{self, Outcome},
     kernel::loader::{self, Meaning},
     metadata::Metadata,
     record::Record,
+    verdict::Cause,
 };
 
 /// Suited to grace periods: 50 ms .. 120 s, with 2 (the kubelet floor), 5, 10 and 30 (the
@@ -40,6 +41,10 @@ pub struct Metrics {
     pub stop_signal_ignored: IntCounterVec,
     pub prestop_overruns: IntCounterVec,
     pub prestop_duration: HistogramVec,
+    pub verdicts: IntCounterVec,
+    pub stop_repeats: IntCounterVec,
+    pub stuck_reported: IntCounterVec,
+    pub stuck_now: IntGaugeVec,
     pub events: IntCounterVec,
     pub lost: IntCounterVec,
     pub deduplicated: IntCounter,
@@ -93,6 +98,8 @@ impl Metrics {
 
         let mut labels_outcome = CONTAINER_LABELS.to_vec();
         labels_outcome.push("outcome");
+        let mut labels_verdict = CONTAINER_LABELS.to_vec();
+        labels_verdict.extend(["verdict", "cause"]);
         Self {
             terminations: register(&r, counter(
                 "container_terminations_total",
@@ -121,6 +128,28 @@ impl Metrics {
                 "container_termination_prestop_duration_seconds",
                 "Duration of preStop hooks",
             )),
+            verdicts: register(&r, counter(
+                "container_termination_verdicts_total",
+                "Terminations judged against kubelet's stop sequence: verdict kept, kill_late, kill_early, unknown or not_a_stop; cause retried_stop, prestop_outlived_budget, no_stop_signal, kubelet_floor, shortened_grace or empty",
+                &labels_verdict,
+            )),
+            stop_repeats: register(&r, counter(
+                "container_termination_stop_signal_repeats_total",
+                "Stop signals sent again to a container's main process after the first (a re-issued stop: kubelet or the runtime restarted mid-termination)",
+                CONTAINER_LABELS,
+            )),
+            stuck_reported: register(&r, counter(
+                "container_terminations_stuck_total",
+                "Containers whose main process was still there --stuck-after its SIGKILL (reported with its task state, wchan and stack in the journal)",
+                CONTAINER_LABELS,
+            )),
+            stuck_now: register(&r, IntGaugeVec::new(
+                Opts::new(
+                    "container_terminations_stuck",
+                    "Containers stuck now: SIGKILLed, reported stuck, and not gone yet",
+                ),
+                CONTAINER_LABELS,
+            ).expect("valid")),
             events: register(&r, counter(
                 "observer_events_total",
                 "Records read from the kernel ring buffer, by probe",
@@ -255,6 +284,25 @@ impl Metrics {
             record.workload.as_deref().unwrap_or(""),
             record.container.as_deref().unwrap_or(""),
         ];
+        // A stuck record is a report while it lasts; its termination is counted when it goes.
+        if record.outcome == Outcome::Stuck {
+            self.stuck_reported.with_label_values(&labels).inc();
+            self.stuck_now.with_label_values(&labels).inc();
+            return;
+        }
+        if record.stuck.is_some() {
+            let gauge = self.stuck_now.with_label_values(&labels);
+            if gauge.get() > 0 {
+                gauge.dec();
+            }
+        }
+        let cause = record.contract.cause.map_or("", Cause::as_str);
+        self.verdicts
+            .with_label_values(&[labels[0], labels[1], labels[2], record.verdict.as_str(), cause])
+            .inc();
+        if let Some(n) = record.stop_signal_repeats.as_ref().map(Vec::len) {
+            self.stop_repeats.with_label_values(&labels).inc_by(n as u64);
+        }
         self.terminations
             .with_label_values(&[labels[0], labels[1], labels[2], record.outcome.as_str()])
             .inc();

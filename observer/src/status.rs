@@ -1,0 +1,130 @@
+//! What Kubernetes will show for a record: the `lastState.terminated` kubelet reports (`kubectl
+//! describe pod`), from what the kernel saw of the main process's exit, so an SRE can hold the
+//! two side by side.
+//!
+//! kubelet copies the runtime's ContainerStatus: containerd's exit code is the wait status of
+//! the main process, 128 + the signal for a fatal signal (its shim's `exitStatus`), and its
+//! reason is `Completed` for 0, `OOMKilled` when it saw the container's cgroup report an OOM
+//! kill, else `Error` (internal/cri/server/container_status.go, events.go); CRI-O does the same.
+//! kubelet writes 137 with `ContainerStatusUnknown` itself when it lost the container's status
+//! (a runtime restart, kubernetes#104107): that is not the kernel's exit, and the note says so.
+
+use serde::Serialize;
+
+use crate::{
+    correlate::{Exit, Outcome},
+    signals,
+};
+
+/// `lastState.terminated` as kubelet will report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KubeStatus {
+    /// `Completed`, `Error` or `OOMKilled`; null when the exit was not seen.
+    pub reason: Option<&'static str>,
+    /// The exit code kubelet shows: the process's code, or 128 + its fatal signal.
+    pub exit_code: Option<u32>,
+    /// What the code means here, and where `kubectl describe` may say otherwise.
+    pub note: String,
+}
+
+/// The code kubelet shows for an exit (None: the exit was not seen).
+pub fn exit_code(exit: &Exit) -> Option<u32> {
+    match (exit.code, exit.signal) {
+        (_, Some(sig)) => Some(128 + sig),
+        (Some(code), None) => Some(code),
+        (None, None) => None,
+    }
+}
+
+/// See the module docs.
+pub fn for_exit(outcome: Outcome, exit: &Exit) -> KubeStatus {
+    if matches!(outcome, Outcome::ExitNotObserved | Outcome::Stuck) {
+        return KubeStatus {
+            reason: None,
+            exit_code: None,
+            note: "the kernel did not report the exit: kubelet shows what the runtime says, or \
+                   ContainerStatusUnknown with 137 when it lost the container"
+                .into(),
+        };
+    }
+    let code = exit_code(exit);
+    let reason = match (outcome, code) {
+        (Outcome::OomKilled, _) => "OOMKilled",
+        (_, Some(0)) => "Completed",
+        _ => "Error",
+    };
+    let note = match (exit.signal, exit.code, outcome) {
+        (Some(sig), _, Outcome::OomKilled) => format!(
+            "{} = 128 + {} ({}): the kernel's OOM killer chose the main process",
+            128 + sig,
+            sig,
+            signals::name(sig)
+        ),
+        (Some(9), _, _) => "137 = 128 + 9 (SIGKILL), not an OOM kill: the kernel's OOM killer \
+                            did not choose it (containerd says OOMKilled when any process of \
+                            the container was OOM-killed, and that report can race the exit)"
+            .into(),
+        (Some(sig), _, _) => format!(
+            "{} = 128 + {} ({}): the signal's default action ended it (no handler, and it is \
+             not its pid namespace's init, which the kernel shields from it)",
+            128 + sig,
+            sig,
+            signals::name(sig)
+        ),
+        (None, Some(0), _) => "exit 0: the main process exited on its own; if kubectl shows \
+                               137 with ContainerStatusUnknown, kubelet lost the container's \
+                               status (a runtime restart), not this exit"
+            .into(),
+        (None, Some(c), _) if c > 128 && c - 128 < 65 => format!(
+            "exit {c}, a code, not a signal: the main process called exit({c}) (a shell \
+             reports its child's death by {} so)",
+            signals::name(c - 128)
+        ),
+        (None, Some(c), _) => format!("exit {c}: the main process exited with this code"),
+        (None, None, _) => "no exit code".into(),
+    };
+    KubeStatus { reason: Some(reason), exit_code: code, note }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit(code: Option<u32>, signal: Option<u32>) -> Exit {
+        Exit { at_ns: 1, code, signal }
+    }
+
+    #[test]
+    fn sigkill_is_137_error_and_not_an_oom_kill() {
+        let s = for_exit(Outcome::Killed, &exit(None, Some(9)));
+        assert_eq!((s.reason, s.exit_code), (Some("Error"), Some(137)));
+        assert!(s.note.contains("not an OOM kill"), "{}", s.note);
+        let s = for_exit(Outcome::OomKilled, &exit(None, Some(9)));
+        assert_eq!((s.reason, s.exit_code), (Some("OOMKilled"), Some(137)));
+    }
+
+    #[test]
+    fn sigterm_default_action_is_143() {
+        let s = for_exit(Outcome::Graceful, &exit(None, Some(15)));
+        assert_eq!((s.reason, s.exit_code), (Some("Error"), Some(143)));
+        assert!(s.note.starts_with("143 = 128 + 15 (SIGTERM)"), "{}", s.note);
+    }
+
+    #[test]
+    fn codes_are_completed_or_error() {
+        let s = for_exit(Outcome::Graceful, &exit(Some(0), None));
+        assert_eq!((s.reason, s.exit_code), (Some("Completed"), Some(0)));
+        assert!(s.note.contains("ContainerStatusUnknown"));
+        let s = for_exit(Outcome::Graceful, &exit(Some(143), None));
+        assert_eq!((s.reason, s.exit_code), (Some("Error"), Some(143)));
+        assert!(s.note.contains("a code, not a signal"), "{}", s.note);
+        let s = for_exit(Outcome::Graceful, &exit(Some(3), None));
+        assert_eq!((s.reason, s.exit_code), (Some("Error"), Some(3)));
+    }
+
+    #[test]
+    fn no_exit_no_status() {
+        let s = for_exit(Outcome::ExitNotObserved, &exit(None, None));
+        assert_eq!((s.reason, s.exit_code), (None, None));
+    }
+}
