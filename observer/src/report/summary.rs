@@ -1,7 +1,9 @@
-//! The report's text: a summary per workload, then the forced kills, newest first, each with
-//! its reason in words. Pure: records in, text out.
+//! The report's text: stuck terminations first (SIGKILLed and still there), a summary per
+//! workload, the terminations whose grace period was not kept (kill_late, kill_early), then
+//! the forced kills, newest first, each with its reason in words and what kubectl shows, and
+//! what those exit codes mean. Pure: records in, text out.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -14,6 +16,14 @@ const NAME_MIN: usize = 16;
 /// `08-01 02:13:07`: the year is in the report's first line.
 const TIME_W: usize = 14;
 const CONTAINER_MAX: usize = 16;
+/// `OOMKilled 137`.
+const KUBECTL_W: usize = 13;
+
+/// What kubectl shows for a record: reason and exit code (None: not known).
+fn kubectl(e: &Entry<'_>) -> Option<String> {
+    let k = e.kubernetes.as_ref()?;
+    Some(format!("{} {}", k.reason.as_deref()?, k.exit_code?))
+}
 
 #[derive(Debug, Default)]
 struct Workload {
@@ -37,6 +47,84 @@ pub struct Kill {
     pub reason: String,
 }
 
+/// A stuck report, and whether its termination's record came since.
+#[derive(Debug, Clone, PartialEq)]
+struct StuckLine {
+    at: DateTime<Utc>,
+    who: String,
+    seconds: f64,
+    look_at: String,
+    /// The termination's own record id (the stuck one's without `:stuck`).
+    of: String,
+}
+
+/// A termination whose grace period was not kept.
+#[derive(Debug, Clone, PartialEq)]
+struct Broken {
+    at: DateTime<Utc>,
+    who: String,
+    what: String,
+}
+
+/// Wraps `text` to `width` columns at spaces (runs of spaces inside a line are kept), each
+/// line after the first indented by `indent` (and then `width` wide).
+fn wrap(text: &str, width: usize, indent: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            out += line.trim_end();
+            out += "\n";
+            out += &" ".repeat(indent);
+            line.clear();
+        }
+        if line.is_empty() && word.is_empty() {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line += word;
+    }
+    out + line.trim_end()
+}
+
+/// The verdict of a record whose grace period was not kept, in words; None when kept or not
+/// judged.
+pub fn broken(e: &Entry<'_>) -> Option<String> {
+    let c = e.contract.as_ref();
+    let off = c.and_then(|c| c.off_by_seconds).unwrap_or(0.0).abs();
+    let cause = c.and_then(|c| c.cause.as_deref());
+    let grace = e.grace_period_seconds.map(|g| format!(" of {g} s")).unwrap_or_default();
+    Some(match e.verdict.as_deref()? {
+        "kill_late" => match cause {
+            Some("retried_stop") => format!(
+                "kill_late by {}: the stop was issued again (kubelet or runtime restart) and its timer started over",
+                secs(off)
+            ),
+            Some("prestop_outlived_budget") => format!(
+                "kill_late by {}: kubelet waited for the preStop hook past the grace period{grace}",
+                secs(off)
+            ),
+            _ => format!("kill_late by {}: longer than the grace period{grace} allows", secs(off)),
+        },
+        "kill_early" => {
+            let used = c.and_then(|c| c.grace_used_seconds);
+            match (cause, used) {
+                (Some("no_stop_signal"), _) => "kill_early: SIGKILL with no grace at all".into(),
+                (Some("kubelet_floor"), _) => format!(
+                    "kill_early: got kubelet's 2 s floor{grace} (hard eviction, force delete or --grace-period of 0-2)"
+                ),
+                (_, Some(u)) => format!(
+                    "kill_early: got {u} s{grace} (soft eviction, node shutdown or --grace-period={u})"
+                ),
+                _ => format!("kill_early by {}{grace}", secs(off)),
+            }
+        }
+        _ => return None,
+    })
+}
+
 /// How a kill's pod is named in the list.
 type Label = Box<dyn Fn(&Kill) -> String>;
 
@@ -45,6 +133,12 @@ type Label = Box<dyn Fn(&Kill) -> String>;
 pub struct Summary {
     workloads: HashMap<(String, String), Workload>,
     kills: Vec<Kill>,
+    stuck: Vec<StuckLine>,
+    /// Record ids of terminations whose record came after a stuck report.
+    released: HashSet<String>,
+    broken: Vec<Broken>,
+    /// What kubectl shows for the records, how many, and what it means ("Error 137" -> note).
+    kubectl: BTreeMap<String, (u64, String)>,
     records: u64,
     first: Option<DateTime<Utc>>,
     last: Option<DateTime<Utc>>,
@@ -94,6 +188,30 @@ pub fn reason(e: &Entry<'_>) -> Option<String> {
 
 impl Summary {
     pub fn add(&mut self, e: &Entry<'_>) {
+        let who = format!("{}/{} {}", name(&e.namespace), name(&e.pod), name(&e.container));
+        if e.outcome == "stuck" {
+            let of = e.record_id.as_deref().unwrap_or("");
+            self.stuck.push(StuckLine {
+                at: e.at,
+                who,
+                seconds: e.stuck.as_ref().and_then(|s| s.stuck_seconds).unwrap_or(0.0),
+                look_at: e.stuck.as_ref().and_then(|s| s.look_at.clone()).unwrap_or_default(),
+                of: of.strip_suffix(":stuck").unwrap_or(of).to_string(),
+            });
+            return;
+        }
+        if e.stuck.is_some() {
+            self.released.extend(e.record_id.as_deref().map(str::to_string));
+        }
+        if let Some(what) = broken(e) {
+            self.broken.push(Broken { at: e.at, who, what });
+        }
+        let kubectl = kubectl(e);
+        if let (Some(k), Some(note)) =
+            (&kubectl, e.kubernetes.as_ref().and_then(|k| k.note.as_ref()))
+        {
+            self.kubectl.entry(k.clone()).or_insert_with(|| (0, note.clone())).0 += 1;
+        }
         self.records += 1;
         self.first = Some(self.first.map_or(e.at, |f| f.min(e.at)));
         self.last = Some(self.last.map_or(e.at, |l| l.max(e.at)));
@@ -146,6 +264,33 @@ impl Summary {
             fmt(first),
             fmt(last)
         );
+        // Stuck first: what is still holding a node's pod in Terminating.
+        if !self.stuck.is_empty() {
+            self.stuck.sort_by_key(|s| std::cmp::Reverse(s.at));
+            let still = self.stuck.iter().filter(|s| !self.released.contains(&s.of)).count();
+            out += &paint(
+                "1",
+                &format!("STUCK ({}, {still} not gone when last recorded)", self.stuck.len()),
+            );
+            out += "\n";
+            for s in &self.stuck {
+                let state =
+                    if self.released.contains(&s.of) { "gone since" } else { "STILL STUCK" };
+                let head = format!(
+                    "{}  {}  stuck {} after SIGKILL, {state}",
+                    s.at.format("%m-%d %H:%M:%S"),
+                    s.who,
+                    secs(s.seconds)
+                );
+                out += &if state == "STILL STUCK" { paint("31", &head) } else { head };
+                out += "\n";
+                out += &format!("    {}\n", wrap(&s.look_at, WIDTH - 4, 4));
+            }
+            out += "\n";
+        }
+        if self.records == 0 {
+            return out;
+        }
 
         // Workloads with forced kills first, then the busiest, then by name.
         let mut rows: Vec<_> = self.workloads.into_iter().collect();
@@ -208,6 +353,24 @@ impl Summary {
             out += "\n";
         }
 
+        if !self.broken.is_empty() {
+            self.broken.sort_by_key(|b| std::cmp::Reverse(b.at));
+            out += &paint(
+                "1",
+                &format!("\nGRACE PERIOD NOT KEPT ({}, newest first)", self.broken.len()),
+            );
+            out += "\n";
+            let shown = if max_kills == 0 { self.broken.len() } else { max_kills };
+            for b in self.broken.iter().take(shown) {
+                out += &wrap(
+                    &format!("{}  {}  {}", b.at.format("%m-%d %H:%M:%S"), b.who, b.what),
+                    WIDTH - TIME_W - 2,
+                    TIME_W + 2,
+                );
+                out += "\n";
+            }
+        }
+
         self.kills.sort_by_key(|k| std::cmp::Reverse(k.at));
         let total_kills = self.kills.len();
         if total_kills == 0 {
@@ -266,6 +429,15 @@ impl Summary {
                 total_kills - shown,
                 if total_kills - shown == 1 { "" } else { "s" }
             );
+        }
+        // What kubectl describe will say for these, and where it may say otherwise.
+        out += &paint("1", "\nWHAT kubectl describe SHOWS (Last State: Terminated), and why");
+        out += "\n";
+        for (k, (n, note)) in &self.kubectl {
+            out += &pad(&format!("{k} ({n})"), KUBECTL_W + 6);
+            out += "  ";
+            out += &wrap(note, WIDTH - KUBECTL_W - 8, KUBECTL_W + 8);
+            out += "\n";
         }
         out
     }
@@ -399,8 +571,12 @@ mod tests {
         assert_eq!(row("shop/web"), ["2", "1", "1", "0", "0.25", "30.01", "30.01", "1", "0"]);
         assert_eq!(row("shop/api"), ["1", "0", "1", "0", "30.00", "30.00", "30.00", "0", "0"]);
         assert_eq!(row("batch/hog"), ["1", "0", "0", "1", "-", "-", "-", "0", "0"]);
-        let kills: Vec<&&str> =
-            lines.iter().skip_while(|l| !l.starts_with("FORCED KILLS (3")).skip(2).collect();
+        let kills: Vec<&&str> = lines
+            .iter()
+            .skip_while(|l| !l.starts_with("FORCED KILLS (3"))
+            .skip(2)
+            .take_while(|l| !l.is_empty())
+            .collect();
         assert_eq!(kills.len(), 3, "{text}");
         assert!(kills[0].starts_with("08-01 02:00:04  batch/hog-1") && kills[0].ends_with("OOM"));
         assert!(
@@ -408,6 +584,12 @@ mod tests {
                 && kills[1].ends_with("(no handler)")
         );
         assert!(kills[2].ends_with("still running 30 s after SIGTERM"));
+        // What kubectl shows for them, counted, and what it means.
+        let notes: Vec<&&str> =
+            lines.iter().skip_while(|l| !l.starts_with("WHAT kubectl describe")).skip(1).collect();
+        assert!(notes[0].starts_with("Completed 0 (1)"), "{text}");
+        assert!(notes.iter().any(|l| l.starts_with("Error 137 (2)")), "{text}");
+        assert!(notes.iter().any(|l| l.starts_with("OOMKilled 137 (1)")), "{text}");
         assert!(!text.contains('\x1b'), "no colour unless asked");
         for l in &lines {
             assert!(l.chars().count() <= WIDTH, "{} columns: {l}", l.chars().count());
@@ -435,5 +617,86 @@ mod tests {
         assert!(text.contains("... 2 older forced kills not shown"), "{text}");
         assert_eq!(summary(&[]).render(0, false), "no terminations match\n");
         assert!(summary(&[graceful()]).render(0, false).ends_with("\nno forced kills\n"));
+    }
+
+    #[test]
+    fn stuck_reports_come_first_and_say_whether_the_termination_went_since() {
+        let stuck = |r: RecordBuilder| {
+            let mut rec = r.build();
+            rec.outcome = crate::correlate::Outcome::Stuck;
+            rec.record_id.push_str(":stuck");
+            rec.stuck = Some(crate::record::Stuck {
+                since: rec.ts.clone(),
+                reported_at: rec.ts.clone(),
+                stuck_seconds: 12.0,
+                released_at: None,
+                inspection: crate::stuck::Inspection {
+                    main: None,
+                    held_by_children: false,
+                    tasks: vec![],
+                    tasks_total: 0,
+                    freezer: Some("FROZEN".into()),
+                    look_at: "the container's cgroup freezer is FROZEN".into(),
+                },
+            });
+            rec
+        };
+        let mut still = stuck(killed_no_handler().pod("db-0"));
+        still.record_id = "boot:1:2:stuck".into();
+        let gone = stuck(slow());
+        let mut gone_record = slow().build();
+        gone_record.stuck = gone.stuck.clone();
+        let mut s = Summary::default();
+        for r in [&still, &gone, &gone_record] {
+            s.add(&r.entry().unwrap());
+        }
+        let text = s.render(0, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "1 termination from 2026-08-01 02:00:02 to 2026-08-01 02:00:02 UTC");
+        assert_eq!(lines[2], "STUCK (2, 1 not gone when last recorded)", "{text}");
+        assert!(
+            lines[3].contains("shop/db-0 app  stuck 12 s after SIGKILL, STILL STUCK"),
+            "{text}"
+        );
+        assert_eq!(lines[4], "    the container's cgroup freezer is FROZEN");
+        assert!(
+            lines[5].contains("shop/api-0 api  stuck 12 s after SIGKILL, gone since"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn grace_periods_not_kept_are_listed_with_their_cause() {
+        let early = Record::example().at("2026-08-01T02:00:05Z").killed(5.0, 5.01);
+        let e = early.clone().build();
+        assert_eq!(e.verdict.as_str(), "kill_early");
+        assert_eq!(
+            broken(&e.entry().unwrap()).unwrap(),
+            "kill_early: got 5 s of 30 s (soft eviction, node shutdown or --grace-period=5)"
+        );
+        let floor = Record::example().killed(2.0, 2.01).build();
+        assert!(broken(&floor.entry().unwrap()).unwrap().contains("kubelet's 2 s floor"));
+        let late = Record::example().killed(36.0, 36.01).build();
+        assert_eq!(
+            broken(&late.entry().unwrap()).unwrap(),
+            "kill_late by 6.0 s: longer than the grace period of 30 s allows"
+        );
+        assert_eq!(broken(&killed_no_handler().build().entry().unwrap()), None, "kept");
+        let text = summary(&[early, killed_no_handler()]).render(0, false);
+        assert!(text.contains("GRACE PERIOD NOT KEPT (1, newest first)"), "{text}");
+        assert!(
+            text.contains("08-01 02:00:05  shop/web-7d4b9c6f8-x2k9p app  kill_early: got 5 s"),
+            "{text}"
+        );
+        for l in text.lines() {
+            assert!(l.chars().count() <= WIDTH, "{} columns: {l}", l.chars().count());
+        }
+    }
+
+    #[test]
+    fn text_wraps_inside_its_width() {
+        let w = wrap("aaa bbb ccc ddd", 8, 2);
+        assert_eq!(w, "aaa bbb\n  ccc ddd");
+        assert_eq!(wrap("", 8, 2), "");
     }
 }
