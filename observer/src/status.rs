@@ -38,7 +38,16 @@ pub fn exit_code(exit: &Exit) -> Option<u32> {
 
 /// See the module docs.
 pub fn for_exit(outcome: Outcome, exit: &Exit) -> KubeStatus {
-    if matches!(outcome, Outcome::ExitNotObserved | Outcome::Stuck) {
+    if outcome == Outcome::Stuck {
+        return KubeStatus {
+            reason: None,
+            exit_code: None,
+            note: "not gone yet: kubelet shows the container as still running and the pod as \
+                   Terminating until the runtime reaps its main process"
+                .into(),
+        };
+    }
+    if outcome == Outcome::ExitNotObserved {
         return KubeStatus {
             reason: None,
             exit_code: None,

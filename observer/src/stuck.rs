@@ -255,12 +255,12 @@ fn look_at(
             t.wchan.as_deref().map(|w| format!(" in {w}")).unwrap_or_default()
         )
     };
-    if let Some(f) = freezer {
-        return format!(
-            "the container's cgroup freezer is {f}: its tasks cannot run to die until it is \
-             thawed (who froze it: a checkpoint, a backup or a debugging agent?)"
-        );
-    }
+    let frozen = |f: &str| {
+        format!(
+            "the cgroup freezer is {f}: its tasks cannot run to die until it is thawed (who froze \
+             it: a checkpoint, a backup or a debugging agent?)"
+        )
+    };
     let Some(main) = main else {
         return "the main process is gone by now: nothing holds it".into();
     };
@@ -268,9 +268,13 @@ fn look_at(
         let holders: Vec<String> = others.iter().take(3).map(blocked).collect();
         return format!(
             "the main process exited; as its pid namespace's init it waits until the other {total} \
-             process(es) die: {}",
-            if holders.is_empty() { "none listed".to_string() } else { holders.join(", ") }
+             process(es) die: {}{}",
+            if holders.is_empty() { "none listed".to_string() } else { holders.join(", ") },
+            freezer.map(|f| format!("; {}", frozen(f))).unwrap_or_default()
         );
+    }
+    if let Some(f) = freezer {
+        return format!("the container's {}", frozen(f));
     }
     match main.state.as_str() {
         "D" => format!(

@@ -189,9 +189,10 @@ fn dashboard_expressions_evaluate(p: &Prometheus, ns: &str) {
                 if target["instant"] == true { p.query(&expr) } else { p.query_range(&expr, 5) }
                     .unwrap_or_else(|e| panic!("panel {title:?}: {expr}: {e:#}"));
             evaluated += 1;
-            // preStop and metadata-error series exist only once one was seen; everything else
-            // has data from this test's stops or from the daemon itself.
-            if !expr.contains("prestop") && !expr.contains("metadata_errors") {
+            // preStop, metadata-error, stuck and broken-contract series exist only once one was
+            // seen; everything else has data from this test's stops or from the daemon itself.
+            let rare = ["prestop", "metadata_errors", "stuck", "kill_late|kill_early"];
+            if !rare.iter().any(|r| expr.contains(r)) {
                 assert!(
                     !r["result"].as_array().unwrap().is_empty(),
                     "panel {title:?}: {expr} returned no series: {r}\ninstant: {:?}",

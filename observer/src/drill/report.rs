@@ -146,6 +146,42 @@ pub struct Report {
     pub header: String,
     pub steps: Vec<Step>,
     pub verdict: Verdict,
+    /// The daemon's verdict on the same record: was kubelet's stop sequence kept.
+    pub contract: String,
+    /// What kubectl describe will show for it.
+    pub kubectl: String,
+}
+
+/// The daemon's verdict on a record ([`crate::verdict`]) in words, as the journal judges it.
+pub fn contract_line(record: &Record) -> String {
+    let c = &record.contract;
+    let window =
+        c.stop_window_seconds
+            .map(|w| {
+                if w.min == w.max {
+                    format!("{} s", w.min)
+                } else {
+                    format!("{}-{} s", w.min, w.max)
+                }
+            })
+            .unwrap_or_else(|| "?".into());
+    let observed = c.observed_seconds.map(human).unwrap_or_else(|| "?".into());
+    let what = if record.sigkill_at.is_some() { "SIGKILL" } else { "the exit" };
+    match record.verdict {
+        crate::verdict::Verdict::Kept => format!(
+            "kept: {what} {observed} after the stop signal, inside kubelet's window of {window}"
+        ),
+        crate::verdict::Verdict::Unknown => {
+            format!("unknown: {} not known", c.missing.as_deref().unwrap_or_default().join(", "))
+        }
+        crate::verdict::Verdict::NotAStop => "not_a_stop: the OOM killer, not a stop".into(),
+        _ => record
+            .entry()
+            .ok()
+            .and_then(|e| crate::report::summary::broken(&e))
+            .map(|b| format!("{b} (kubelet's window: {window}; {what} came after {observed})"))
+            .unwrap_or_else(|| record.verdict.as_str().into()),
+    }
 }
 
 impl Report {
@@ -252,7 +288,18 @@ impl Report {
                 if p.overrun { ", an overrun" } else { "" }
             ));
         }
-        Self { header, steps, verdict: verdict(record, args.grace_period) }
+        let k = &record.kubernetes;
+        let kubectl = match (k.reason, k.exit_code) {
+            (Some(r), Some(c)) => format!("{r}, exit code {c}: {}", k.note),
+            _ => k.note.clone(),
+        };
+        Self {
+            header,
+            steps,
+            verdict: verdict(record, args.grace_period),
+            contract: contract_line(record),
+            kubectl,
+        }
     }
 }
 
@@ -263,6 +310,8 @@ impl fmt::Display for Report {
         for s in &self.steps {
             writeln!(f, "  +{:>8.3} s  {}", (s.at_ns - t0) as f64 / 1e9, s.what)?;
         }
+        writeln!(f, "grace period: {}", self.contract)?;
+        writeln!(f, "kubectl will show: {}", self.kubectl)?;
         write!(f, "verdict: {}", self.verdict.summary)?;
         if let Some(fix) = &self.verdict.fix {
             write!(f, "\nfix: {fix}")?;
@@ -363,5 +412,28 @@ mod tests {
     fn durations_read_naturally() {
         assert_eq!(human(0.0008), "0.8 ms");
         assert_eq!(human(2.0041), "2.004 s");
+    }
+
+    #[test]
+    fn the_contract_reads_as_the_daemon_judges_it() {
+        let kept = Record::example().killed(30.0, 30.01).build();
+        assert_eq!(
+            contract_line(&kept),
+            "kept: SIGKILL 30.000 s after the stop signal, inside kubelet's window of 30 s"
+        );
+        let early = Record::example().killed(5.0, 5.01).build();
+        assert_eq!(
+            contract_line(&early),
+            "kill_early: got 5 s of 30 s (soft eviction, node shutdown or --grace-period=5) \
+             (kubelet's window: 30 s; SIGKILL came after 5.000 s)"
+        );
+        let graceful = Record::example().graceful(0.25).build();
+        assert!(contract_line(&graceful).starts_with("kept: the exit 250.0 ms after"));
+        let unnamed = Record::example().unnamed().build();
+        assert!(
+            contract_line(&unnamed).starts_with("unknown: grace_period"),
+            "{}",
+            contract_line(&unnamed)
+        );
     }
 }
