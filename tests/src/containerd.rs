@@ -20,7 +20,8 @@ use anyhow::{bail, Context as _, Result};
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::{
     image_service_client::ImageServiceClient, runtime_service_client::RuntimeServiceClient,
-    ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest, ImageSpec,
+    ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest,
+    ExecSyncRequest, ImageSpec,
     ImageStatusRequest, LinuxContainerConfig, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
     LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
     PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
@@ -391,6 +392,38 @@ impl PrivateContainerd {
             }))
             .with_context(|| format!("StopContainer:\n{}", self.log()))?;
         Ok(())
+    }
+
+    /// StopContainer as a kubelet that dies `gives_up_after` into the call does it: the call
+    /// is abandoned (its connection's request cancelled), as a kubelet restart abandons it.
+    /// Returns whether the runtime answered before that.
+    pub fn stop_container_abandoned(
+        &self,
+        container: &str,
+        timeout_seconds: i64,
+        gives_up_after: Duration,
+    ) -> bool {
+        let mut client = self.runtime.clone();
+        let call = client.stop_container(StopContainerRequest {
+            container_id: container.into(),
+            timeout: timeout_seconds,
+        });
+        self.rt.block_on(async { tokio::time::timeout(gives_up_after, call).await.is_ok() })
+    }
+
+    /// ExecSync as kubelet runs an exec preStop hook (`timeout` 0: none, as kubelet passes);
+    /// returns the command's exit code.
+    pub fn exec_sync(&self, container: &str, cmd: &[&str]) -> Result<i32> {
+        let mut client = self.runtime.clone();
+        let r = self
+            .rt
+            .block_on(client.exec_sync(ExecSyncRequest {
+                container_id: container.into(),
+                cmd: cmd.iter().map(|c| c.to_string()).collect(),
+                timeout: 0,
+            }))
+            .with_context(|| format!("ExecSync:\n{}", self.log()))?;
+        Ok(r.into_inner().exit_code)
     }
 
     /// Stops and removes a sandbox (SIGKILL to whatever still runs in it).

@@ -1,0 +1,184 @@
+//! Verdicts through the private containerd's CRI, driven as kubelet drives it: the daemon
+//! judges each record against kubelet's stop sequence (the annotated grace period and preStop
+//! hook) and says what kubectl will show. A StopContainer timeout shorter than the grace is
+//! kill_early; a StopContainer that kubelet abandons and issues again (a kubelet restart) is
+//! kill_late; an exec hook that kubelet waited for past the grace period is kill_late; a stop by
+//! the book is kept.
+
+use std::time::{Duration, Instant};
+
+use observer_tests::{
+    containerd::{ContainerSpec, PodSpec, PrivateContainerd},
+    wait_handler, Daemon,
+};
+use serde_json::Value;
+
+/// busybox `sleep` as PID 1: no handler, so the kernel drops SIGTERM.
+const NO_HANDLER: &[&str] = &["sleep", "2147483647"];
+/// A shell PID 1 that exits 0 on SIGTERM.
+const GRACEFUL: &[&str] = &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"];
+const WAIT: Duration = Duration::from_secs(20);
+
+fn daemon_for(c: &PrivateContainerd) -> Daemon {
+    let socket = c.socket.display().to_string();
+    let state = c.state.display().to_string();
+    Daemon::start_with(
+        Some(&c.log_root),
+        &["--cri-endpoint", &socket, "--containerd-state", &state],
+    )
+}
+
+fn record_of(d: &Daemon, id: &str) -> Value {
+    let r = d.wait_records(1, WAIT, |r| r["container_id"] == id).remove(0);
+    eprintln!("record: {r:#}");
+    r
+}
+
+fn f64_of(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// A container of `pod` in a fresh sandbox, grace `grace` and preStop `prestop` annotated,
+/// running `command`, its PID 1 ready.
+fn start(
+    c: &mut PrivateContainerd,
+    pod: &PodSpec,
+    name: &str,
+    command: &[&str],
+    grace: u64,
+    prestop: Option<&str>,
+) -> String {
+    let sandbox = c.run_pod(pod).unwrap();
+    let mut spec = ContainerSpec::new(name, command);
+    spec.grace_period_seconds = Some(grace);
+    spec.prestop_json = prestop.map(str::to_string);
+    let id = c.start_container(&sandbox, pod, &spec).unwrap();
+    let pid = c.pid(&id).unwrap();
+    if command == GRACEFUL {
+        wait_handler(pid, libc::SIGTERM).unwrap();
+    } else {
+        // busybox sleep is running once its comm is `sleep`.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim()
+            != "sleep"
+        {
+            assert!(Instant::now() < deadline, "{pid} never became sleep");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    id
+}
+
+#[test]
+fn a_stop_timeout_shorter_than_the_grace_period_is_kill_early() {
+    let mut c = PrivateContainerd::start().expect("private containerd");
+    let d = daemon_for(&c);
+    let pod = PodSpec::new("shop", "web-7d4b9c6f8-early");
+    let id = start(&mut c, &pod, "app", NO_HANDLER, 30, None);
+    // What a soft eviction with a 3 s maximum, or `kubectl delete --grace-period=3`, gives.
+    c.stop_container(&id, 3).unwrap();
+    let r = record_of(&d, &id);
+    assert_eq!(r["outcome"], "killed");
+    assert_eq!(r["grace_period_seconds"], 30);
+    assert_eq!(r["verdict"], "kill_early", "{r:#}");
+    let k = &r["contract"];
+    assert_eq!(k["cause"], "shortened_grace");
+    assert_eq!(k["grace_used_seconds"], 3);
+    assert_eq!(k["stop_window_seconds"]["min"], 30);
+    assert_eq!(k["stop_window_seconds"]["max"], 30);
+    assert_eq!(k["missing"], Value::Null);
+    let observed = f64_of(&k["observed_seconds"]);
+    assert_eq!(observed, f64_of(&r["term_to_kill_seconds"]));
+    assert!((3.0..3.5).contains(&observed), "{observed}");
+    assert!((f64_of(&k["off_by_seconds"]) + 30.0 - observed).abs() < 1e-6, "{k:#}");
+    assert_eq!(r["kubernetes"]["reason"], "Error");
+    assert_eq!(r["kubernetes"]["exit_code"], 137);
+    assert!(r["kubernetes"]["note"].as_str().unwrap().contains("not an OOM kill"));
+    let labels = [("namespace", "shop"), ("verdict", "kill_early"), ("cause", "shortened_grace")];
+    assert_eq!(d.metric("container_termination_verdicts_total", &labels), 1.0);
+    let (code, body) = d.http_get("/terminations?verdict=kill_early&namespace=shop").unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&body).unwrap().len(), 1, "{body}");
+}
+
+#[test]
+fn a_stop_by_the_book_is_kept() {
+    let mut c = PrivateContainerd::start().expect("private containerd");
+    let d = daemon_for(&c);
+    let pod = PodSpec::new("shop", "api-0");
+    let killed = start(&mut c, &pod, "api", NO_HANDLER, 3, None);
+    c.stop_container(&killed, 3).unwrap();
+    let r = record_of(&d, &killed);
+    assert_eq!(r["verdict"], "kept", "{r:#}");
+    assert_eq!(r["contract"]["off_by_seconds"], 0.0);
+    assert_eq!(r["contract"]["cause"], Value::Null);
+    let pod2 = PodSpec::new("shop", "api-1");
+    let graceful = start(&mut c, &pod2, "api", GRACEFUL, 3, None);
+    c.stop_container(&graceful, 3).unwrap();
+    let r = record_of(&d, &graceful);
+    assert_eq!(r["outcome"], "graceful");
+    assert_eq!(r["verdict"], "kept", "{r:#}");
+    assert_eq!(r["kubernetes"]["reason"], "Completed");
+    assert_eq!(r["kubernetes"]["exit_code"], 0);
+    assert!(f64_of(&r["contract"]["observed_seconds"]) < 1.0);
+}
+
+#[test]
+fn a_stop_abandoned_and_issued_again_is_kill_late() {
+    let mut c = PrivateContainerd::start().expect("private containerd");
+    let d = daemon_for(&c);
+    let pod = PodSpec::new("shop", "db-0");
+    let id = start(&mut c, &pod, "db", NO_HANDLER, 4, None);
+    // kubelet calls StopContainer(4) and dies 2 s into it; the new kubelet retries the whole
+    // stop with the full grace period.
+    let stop_at = Instant::now();
+    assert!(!c.stop_container_abandoned(&id, 4, Duration::from_secs(2)), "answered before 2 s");
+    std::thread::sleep(Duration::from_millis(500));
+    let retry_at = stop_at.elapsed();
+    c.stop_container(&id, 4).unwrap();
+    let r = record_of(&d, &id);
+    let took = f64_of(&r["term_to_kill_seconds"]);
+    eprintln!("retry {retry_at:?} after the first stop; SIGKILL {took} s after the stop signal");
+    assert_eq!(r["verdict"], "kill_late", "{r:#}\n{}", c.log());
+    let k = &r["contract"];
+    assert_eq!(k["stop_window_seconds"]["max"], 4);
+    assert!(took > 4.0 + retry_at.as_secs_f64() - 0.5, "{took}");
+    assert!((f64_of(&k["off_by_seconds"]) - (took - 4.0)).abs() < 1e-6, "{k:#}");
+    // containerd sends the stop signal again only if it forgot the first: the cause is named
+    // only when the repeat was seen.
+    match r["stop_signal_repeats"].as_array() {
+        Some(repeats) => {
+            assert_eq!(repeats.len(), 1, "{r:#}");
+            assert_eq!(k["cause"], "retried_stop");
+        }
+        None => assert_eq!(k["cause"], Value::Null, "{r:#}"),
+    }
+    let labels = [("namespace", "shop"), ("verdict", "kill_late")];
+    assert_eq!(d.metric("container_termination_verdicts_total", &labels), 1.0);
+}
+
+#[test]
+fn a_prestop_hook_kubelet_waited_for_past_the_grace_period_is_kill_late() {
+    let mut c = PrivateContainerd::start().expect("private containerd");
+    let d = daemon_for(&c);
+    let pod = PodSpec::new("shop", "cache-0");
+    let hook = r#"{"exec":{"command":["sleep","6"]}}"#;
+    let id = start(&mut c, &pod, "cache", NO_HANDLER, 3, Some(hook));
+    // A kubelet before 1.28 (kubernetes#115817): it waits for the hook to return, past G = 3,
+    // then stops the container with the grace left floored at 2 s.
+    assert_eq!(c.exec_sync(&id, &["sleep", "6"]).unwrap(), 0);
+    c.stop_container(&id, 2).unwrap();
+    let r = record_of(&d, &id);
+    assert_eq!(r["prestop"]["kind"], "exec", "{r:#}");
+    assert_eq!(r["prestop"]["comm"], "sleep");
+    let hook_took = f64_of(&r["prestop"]["duration_seconds"]);
+    assert!((5.9..7.0).contains(&hook_took), "{hook_took}");
+    assert_eq!(r["verdict"], "kill_late", "{r:#}");
+    let k = &r["contract"];
+    assert_eq!(k["cause"], "prestop_outlived_budget");
+    // Late by the hook's time past G (the stop signal came ~6 s after the hook began).
+    let late = f64_of(&k["off_by_seconds"]);
+    assert!((2.9..4.5).contains(&late), "{late}");
+    let labels = [("namespace", "shop"), ("verdict", "kill_late"), ("cause", "prestop_outlived_budget")];
+    assert_eq!(d.metric("container_termination_verdicts_total", &labels), 1.0);
+}
