@@ -12,7 +12,8 @@
 //! - [`kubelet`]: kubelet's killContainer sequence, pure; [`drill`] carries it out on a workload;
 //! - [`prestop`]: preStop as observed: exec sessions, the hook among them, inference, the record field.
 //! - [`verdict`]: each record judged against kubelet's rules (kept, kill_late, kill_early);
-//!   [`status`]: what kubelet will report for it; [`stuck`]: what holds a SIGKILLed container.
+//!   [`status`]: what kubelet will report for it; [`stuck`]: what holds a SIGKILLed container;
+//!   [`pod`]: one record for a pod's end, from its containers'.
 //! - [`report`]: `observer report`, post-incident analysis of the journal.
 pub mod cgroup;
 pub mod check;
@@ -28,6 +29,7 @@ pub mod kernel;
 pub mod kubelet;
 pub mod metadata;
 pub mod pipeline;
+pub mod pod;
 pub mod prestop;
 pub mod record;
 pub mod report;

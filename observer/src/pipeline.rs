@@ -33,6 +33,8 @@ pub trait Sink {
     fn emit(&mut self, record: &Record, delay_ns: u64);
     /// A termination seen and deliberately not recorded (`reason` is a metric label).
     fn ignored(&mut self, reason: &'static str);
+    /// A pod's end, once its sandbox is gone ([`crate::pod`]).
+    fn pod(&mut self, record: &crate::pod::PodRecord);
     /// End of a tick: make what was emitted durable.
     fn flush(&mut self);
 }
@@ -55,6 +57,8 @@ pub struct Pipeline<S: Sink> {
     /// Where [`stuck::inspect`] reads.
     roots: stuck::Roots,
     correlator: Correlator,
+    /// Pods whose containers ended, waiting for their sandbox's end.
+    pods: crate::pod::Pods,
     metadata: Metadata,
     lookups: mpsc::Sender<Lookup>,
     /// Closed terminations waiting for their container's metadata, with their deadline.
@@ -77,6 +81,7 @@ impl<S: Sink> Pipeline<S> {
             clock,
             roots: stuck::Roots::default(),
             correlator: Correlator::new(),
+            pods: crate::pod::Pods::new(),
             metadata: Metadata::new(),
             lookups,
             waiting: Vec::new(),
@@ -179,6 +184,16 @@ impl<S: Sink> Pipeline<S> {
         self.correlator.hold_exited(now_ns, |k| stuck::held(&self.roots, k));
         self.report_stuck(now_ns);
         self.flush_closed(now_ns);
+        // A pod's containers' records wait for metadata at most the hold: then it is whole.
+        let linger = self.settings.hold_ns.saturating_add(1_000_000_000);
+        for pod in self.pods.drain(now_ns, linger, &self.settings.node, &self.clock) {
+            self.sink.pod(&pod);
+        }
+    }
+
+    /// Pods followed, waiting for their sandbox or its linger.
+    pub fn pods(&self) -> &crate::pod::Pods {
+        &self.pods
     }
 
     /// Writes a `stuck` record for each termination that just became stuck, with what /proc
@@ -283,12 +298,17 @@ impl<S: Sink> Pipeline<S> {
     fn emit(&mut self, t: &Termination, now_ns: u64) {
         self.done.push(ProcKey { tgid: t.pid, start_ticks: t.start_ticks });
         let identity = self.metadata.identity(t.cgroup_id);
-        if identity.is_some_and(|i| i.is_sandbox()) {
-            // A pod's pause container: kubelet's StopPodSandbox SIGKILLs it by design.
+        if let Some(sandbox) = identity.filter(|i| i.is_sandbox()) {
+            // A pod's pause container: kubelet's StopPodSandbox SIGKILLs it by design, once
+            // every container is stopped: the pod's end.
+            self.pods.sandbox_gone(sandbox, t.exit.at_ns);
             self.sink.ignored("pod_sandbox");
             return;
         }
         let record = Record::new(t, identity, &self.settings.node, &self.clock);
+        if let Some(id) = identity {
+            self.pods.container(t, id, record.verdict, &self.clock);
+        }
         // At shutdown (`finish`) the tick's time is no time: no delay to tell.
         let delay = if now_ns == u64::MAX { 0 } else { now_ns.saturating_sub(t.exit.at_ns) };
         self.sink.emit(&record, delay);
@@ -323,6 +343,7 @@ mod tests {
     struct Collect {
         records: Vec<Record>,
         ignored: Vec<&'static str>,
+        pods: Vec<crate::pod::PodRecord>,
         flushes: usize,
     }
 
@@ -332,6 +353,9 @@ mod tests {
         }
         fn ignored(&mut self, reason: &'static str) {
             self.ignored.push(reason);
+        }
+        fn pod(&mut self, record: &crate::pod::PodRecord) {
+            self.pods.push(record.clone());
         }
         fn flush(&mut self) {
             self.flushes += 1;
@@ -662,5 +686,38 @@ mod tests {
         assert!((s.stuck_seconds - 37.99).abs() < 1e-6, "{}", s.stuck_seconds);
         assert_eq!(s.reported_at, r.stuck.as_ref().unwrap().reported_at);
         assert_eq!(p.stuck_terminations(), 0);
+    }
+
+    #[test]
+    fn a_pod_ends_with_its_sandbox_in_one_record() {
+        let (mut p, _lookups) = pipeline(16);
+        p.ingest(mkdir(CGROUP));
+        let mut app = named(CGROUP, "container");
+        app.facts.pod_uid = Some(POD_UID.into());
+        app.facts.spec_list = Some("container".into());
+        p.resolved(app);
+        p.ingest(mkdir(CGROUP + 1));
+        let mut pause = named(CGROUP + 1, "sandbox");
+        pause.facts.pod_uid = Some(POD_UID.into());
+        p.resolved(pause);
+        killed(&mut p);
+        p.tick(2200 * MS);
+        assert_eq!(p.sink().records.len(), 1);
+        assert!(p.sink().pods.is_empty(), "the sandbox still runs");
+        // StopPodSandbox: the pause container's SIGKILL and exit.
+        p.ingest(signal(3000 * MS, 9, 300, CGROUP + 1));
+        p.ingest(exit_of(3001 * MS, 300, CGROUP + 1));
+        p.tick(3200 * MS);
+        assert!(p.sink().pods.is_empty(), "lingers for late container records");
+        p.tick(3001 * MS + 1000 * MS + 1000 * MS);
+        let pod = &p.sink().pods[0];
+        assert_eq!(pod.pod_uid, POD_UID);
+        assert_eq!((pod.outcome, pod.kills), ("killed", 1));
+        assert_eq!(pod.held_up_by.as_deref(), Some("app"));
+        assert!((pod.termination_seconds.unwrap() - 2.001).abs() < 1e-9);
+        assert_eq!(pod.containers.len(), 1);
+        assert_eq!(pod.containers[0].role, Some("container"));
+        assert_eq!(pod.order_kept, None, "no sidecar");
+        assert_eq!(p.pods().len(), 0);
     }
 }

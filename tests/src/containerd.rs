@@ -21,11 +21,11 @@ use hyper_util::rt::TokioIo;
 use k8s_cri::v1::{
     image_service_client::ImageServiceClient, runtime_service_client::RuntimeServiceClient,
     ContainerConfig, ContainerMetadata, ContainerStatusRequest, CreateContainerRequest,
-    ExecSyncRequest, ImageSpec,
-    ImageStatusRequest, LinuxContainerConfig, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
-    LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
-    PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopContainerRequest, StopPodSandboxRequest, VersionRequest,
+    ExecSyncRequest, ImageSpec, ImageStatusRequest, LinuxContainerConfig,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest,
+    RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    VersionRequest,
 };
 use sha2::{Digest as _, Sha256};
 use tokio::net::UnixStream;
@@ -48,6 +48,7 @@ pub mod kubelet {
     pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
     pub const TERMINATION_GRACE_PERIOD: &str = "io.kubernetes.pod.terminationGracePeriod";
     pub const PRESTOP_HANDLER: &str = "io.kubernetes.container.preStopHandler";
+    pub const CONTAINER_TYPE: &str = "io.kubernetes.container.type";
 }
 
 pub struct PrivateContainerd {
@@ -106,6 +107,9 @@ pub struct ContainerSpec {
     pub prestop_json: Option<String>,
     /// Whether to set kubelet's container labels.
     pub labels: bool,
+    /// kubelet's `io.kubernetes.container.type`: `container` (the default), or `init` for an
+    /// init container (a native sidecar when it keeps running).
+    pub spec_list: &'static str,
 }
 
 impl ContainerSpec {
@@ -117,6 +121,7 @@ impl ContainerSpec {
             grace_period_seconds: Some(30),
             prestop_json: None,
             labels: true,
+            spec_list: "container",
         }
     }
 }
@@ -310,6 +315,7 @@ impl PrivateContainerd {
         if let Some(p) = &spec.prestop_json {
             annotations.insert(kubelet::PRESTOP_HANDLER.into(), p.clone());
         }
+        annotations.insert(kubelet::CONTAINER_TYPE.into(), spec.spec_list.into());
         let sandbox_config = PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
                 name: pod.name.clone(),

@@ -179,6 +179,7 @@ fn a_prestop_hook_kubelet_waited_for_past_the_grace_period_is_kill_late() {
     // Late by the hook's time past G (the stop signal came ~6 s after the hook began).
     let late = f64_of(&k["off_by_seconds"]);
     assert!((2.9..4.5).contains(&late), "{late}");
-    let labels = [("namespace", "shop"), ("verdict", "kill_late"), ("cause", "prestop_outlived_budget")];
+    let labels =
+        [("namespace", "shop"), ("verdict", "kill_late"), ("cause", "prestop_outlived_budget")];
     assert_eq!(d.metric("container_termination_verdicts_total", &labels), 1.0);
 }

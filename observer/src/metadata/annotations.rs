@@ -19,6 +19,9 @@ pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
 pub const TERMINATION_GRACE_PERIOD: &str = "io.kubernetes.pod.terminationGracePeriod";
 pub const DELETION_GRACE_PERIOD: &str = "io.kubernetes.pod.deletionGracePeriod";
 pub const PRESTOP_HANDLER: &str = "io.kubernetes.container.preStopHandler";
+/// Which list of the pod spec the container is in: `init` (initContainers, native sidecars
+/// included), `container` or `ephemeral` (labels.go `newContainerAnnotations`).
+pub const KUBELET_CONTAINER_TYPE: &str = "io.kubernetes.container.type";
 /// containerd's CRI plugin, in the OCI bundle's config.json
 /// (`internal/cri/annotations`; sandbox-uid since 1.6.11 / 1.7.0).
 pub const CRI_SANDBOX_NAME: &str = "io.kubernetes.cri.sandbox-name";
@@ -70,6 +73,8 @@ pub struct Facts {
     pub deletion_grace_period_seconds: Option<i64>,
     pub prestop: Option<PreStopHandler>,
     pub stop_signal: Option<String>,
+    /// kubelet's `io.kubernetes.container.type`: init, container or ephemeral.
+    pub spec_list: Option<String>,
 }
 
 impl Facts {
@@ -90,6 +95,7 @@ impl Facts {
         fill(&mut self.deletion_grace_period_seconds, other.deletion_grace_period_seconds);
         fill(&mut self.prestop, other.prestop);
         fill(&mut self.stop_signal, other.stop_signal);
+        fill(&mut self.spec_list, other.spec_list);
     }
 
     /// Whether the names an SRE needs are all known.
@@ -157,6 +163,7 @@ pub fn read(
         deletion_grace_period_seconds,
         prestop,
         stop_signal: get(OCI_STOP_SIGNAL),
+        spec_list: get(KUBELET_CONTAINER_TYPE),
     };
     (facts, errors)
 }
@@ -257,9 +264,11 @@ mod tests {
         let annotations = map(&[
             (TERMINATION_GRACE_PERIOD, "45"),
             (PRESTOP_HANDLER, r#"{"exec":{"command":["sh","-c","sleep 5"]}}"#),
+            (KUBELET_CONTAINER_TYPE, "init"),
         ]);
         let (f, errors) = read(&labels, &annotations);
         assert!(errors.is_empty());
+        assert_eq!(f.spec_list.as_deref(), Some("init"));
         assert_eq!(f.pod.as_deref(), Some("web-7d4b9c6f8-x2k9p"));
         assert_eq!(f.namespace.as_deref(), Some("shop"));
         assert_eq!(f.container.as_deref(), Some("nginx"));

@@ -47,6 +47,10 @@ pub struct Identity {
     pub prestop_handler: Option<PreStopHandler>,
     /// The image's STOPSIGNAL, where the runtime records it (CRI-O).
     pub image_stop_signal: Option<String>,
+    /// The pod spec list the container is in (kubelet's `io.kubernetes.container.type`):
+    /// `init` (a native sidecar when it runs alongside the main containers), `container`,
+    /// `ephemeral`.
+    pub spec_list: Option<String>,
 }
 
 impl Identity {
@@ -157,6 +161,7 @@ impl Metadata {
         fill(&mut id.container_type, f.container_type.clone());
         fill(&mut id.prestop_handler, f.prestop.clone());
         fill(&mut id.image_stop_signal, f.stop_signal.clone());
+        fill(&mut id.spec_list, f.spec_list.clone());
         fill(&mut id.grace_period_seconds, f.grace_period_seconds().map(|g| g.max(0) as u64));
         // The runtime that answered for this container beats a guess from the path.
         if r.runtime.is_some() {

@@ -73,6 +73,27 @@ pub struct Entry<'a> {
     pub exit_code: Option<u32>,
     #[serde(borrow, default, deserialize_with = "opt_cow")]
     pub exit_signal: Option<Cow<'a, str>>,
+    /// `pod` for a pod-level record ([`crate::pod::PodRecord`]); absent on container records.
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    pub kind: Option<Cow<'a, str>>,
+    /// A pod record's fields.
+    #[serde(default)]
+    pub termination_seconds: Option<f64>,
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    pub held_up_by: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub kills: Option<u32>,
+    #[serde(default)]
+    pub order_kept: Option<bool>,
+    #[serde(default)]
+    pub order_broken: Option<Vec<String>>,
+}
+
+impl Entry<'_> {
+    /// A pod-level record, not a container's.
+    pub fn is_pod(&self) -> bool {
+        self.kind.as_deref() == Some("pod")
+    }
 }
 
 /// The verdict's reasons as the report reads them ([`crate::verdict::Contract`]).
@@ -202,6 +223,12 @@ impl Record {
             }),
             exit_code: self.exit_code,
             exit_signal: self.exit_signal.as_deref().map(Cow::Borrowed),
+            kind: None,
+            termination_seconds: None,
+            held_up_by: None,
+            kills: None,
+            order_kept: None,
+            order_broken: None,
         })
     }
 }

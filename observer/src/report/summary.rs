@@ -58,6 +58,17 @@ struct StuckLine {
     of: String,
 }
 
+/// A pod's end.
+#[derive(Debug, Clone, PartialEq)]
+struct PodLine {
+    at: DateTime<Utc>,
+    who: String,
+    seconds: Option<f64>,
+    held_up_by: String,
+    kills: u32,
+    broken: Option<Vec<String>>,
+}
+
 /// A termination whose grace period was not kept.
 #[derive(Debug, Clone, PartialEq)]
 struct Broken {
@@ -139,6 +150,7 @@ pub struct Summary {
     broken: Vec<Broken>,
     /// What kubectl shows for the records, how many, and what it means ("Error 137" -> note).
     kubectl: BTreeMap<String, (u64, String)>,
+    pods: Vec<PodLine>,
     records: u64,
     first: Option<DateTime<Utc>>,
     last: Option<DateTime<Utc>>,
@@ -188,6 +200,17 @@ pub fn reason(e: &Entry<'_>) -> Option<String> {
 
 impl Summary {
     pub fn add(&mut self, e: &Entry<'_>) {
+        if e.is_pod() {
+            self.pods.push(PodLine {
+                at: e.at,
+                who: format!("{}/{}", name(&e.namespace), name(&e.pod)),
+                seconds: e.termination_seconds,
+                held_up_by: name(&e.held_up_by),
+                kills: e.kills.unwrap_or(0),
+                broken: e.order_broken.clone().filter(|_| e.order_kept == Some(false)),
+            });
+            return;
+        }
         let who = format!("{}/{} {}", name(&e.namespace), name(&e.pod), name(&e.container));
         if e.outcome == "stuck" {
             let of = e.record_id.as_deref().unwrap_or("");
@@ -289,6 +312,7 @@ impl Summary {
             out += "\n";
         }
         if self.records == 0 {
+            out += &render_pods(&mut self.pods, max_kills);
             return out;
         }
 
@@ -371,6 +395,8 @@ impl Summary {
             }
         }
 
+        out += &render_pods(&mut self.pods, max_kills);
+
         self.kills.sort_by_key(|k| std::cmp::Reverse(k.at));
         let total_kills = self.kills.len();
         if total_kills == 0 {
@@ -441,6 +467,41 @@ impl Summary {
         }
         out
     }
+}
+
+/// Pods that ended: the slowest first, with what held each up and a broken sidecar order.
+fn render_pods(pods: &mut [PodLine], max: usize) -> String {
+    if pods.is_empty() {
+        return String::new();
+    }
+    pods.sort_by(|a, b| {
+        b.seconds.unwrap_or(0.0).total_cmp(&a.seconds.unwrap_or(0.0)).then(b.at.cmp(&a.at))
+    });
+    let broken = pods.iter().filter(|p| p.broken.is_some()).count();
+    let mut out = format!(
+        "\nPODS ENDED ({}, slowest first; {broken} with the sidecar order broken)\n",
+        pods.len()
+    );
+    let shown = if max == 0 { pods.len() } else { max.min(pods.len()) };
+    for p in &pods[..shown] {
+        let line = format!(
+            "{}  {}  {} from the first stop signal, held up by {}, {} kill{}",
+            p.at.format("%m-%d %H:%M:%S"),
+            p.who,
+            p.seconds.map(secs).unwrap_or_else(|| "?".into()),
+            p.held_up_by,
+            p.kills,
+            if p.kills == 1 { "" } else { "s" }
+        );
+        out += &wrap(&line, WIDTH - TIME_W - 2, TIME_W + 2);
+        out += "\n";
+        for why in p.broken.iter().flatten() {
+            out += &" ".repeat(TIME_W + 2);
+            out += &wrap(&format!("order broken: {why}"), WIDTH - TIME_W - 4, TIME_W + 4);
+            out += "\n";
+        }
+    }
+    out
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -698,5 +759,32 @@ mod tests {
         let w = wrap("aaa bbb ccc ddd", 8, 2);
         assert_eq!(w, "aaa bbb\n  ccc ddd");
         assert_eq!(wrap("", 8, 2), "");
+    }
+
+    #[test]
+    fn pods_that_ended_are_listed_slowest_first_with_a_broken_order() {
+        let lines = [
+            r#"{"ts":"2026-08-01T02:00:05Z","kind":"pod","namespace":"shop","pod":"web-1","workload":"web","outcome":"killed","termination_seconds":31.2,"held_up_by":"app","kills":1,"order_kept":false,"order_broken":["sidecar proxy got its stop signal 5.000 s before main container app exited"]}"#,
+            r#"{"ts":"2026-08-01T02:00:06Z","kind":"pod","namespace":"shop","pod":"web-2","workload":"web","outcome":"graceful","termination_seconds":0.4,"held_up_by":"proxy","kills":0,"order_kept":true}"#,
+        ];
+        let mut s = Summary::default();
+        for l in lines {
+            s.add(&Entry::parse(l.as_bytes()).unwrap());
+        }
+        s.add(&graceful().build().entry().unwrap());
+        let text = s.render(0, false);
+        assert!(text.starts_with("1 termination "), "pods are not container terminations: {text}");
+        let pods: Vec<&str> =
+            text.lines().skip_while(|l| !l.starts_with("PODS ENDED (2")).collect();
+        assert_eq!(pods[0], "PODS ENDED (2, slowest first; 1 with the sidecar order broken)");
+        assert_eq!(
+            pods[1],
+            "08-01 02:00:05  shop/web-1  31 s from the first stop signal, held up by app, 1 kill"
+        );
+        assert!(
+            pods[2].trim_start().starts_with("order broken: sidecar proxy got its stop signal"),
+            "{text}"
+        );
+        assert!(pods.iter().any(|l| l.contains("shop/web-2  0.40 s")), "{text}");
     }
 }

@@ -58,6 +58,24 @@ pub enum JournalError {
     },
 }
 
+/// What the journal holds, one per line: container records ([`Record`]) and pod records
+/// ([`crate::pod::PodRecord`]), each with its `record_id`.
+pub trait Line: serde::Serialize {
+    fn record_id(&self) -> &str;
+}
+
+impl Line for Record {
+    fn record_id(&self) -> &str {
+        &self.record_id
+    }
+}
+
+impl Line for crate::pod::PodRecord {
+    fn record_id(&self) -> &str {
+        &self.record_id
+    }
+}
+
 /// Bounds on disk: at most `(files + 1) * max_bytes` (plus one record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JournalOptions {
@@ -311,8 +329,8 @@ impl Journal {
     /// Appends one record as one line. When the record would take the file past
     /// `max_bytes`, rotates first; a failed rotation is returned after the record was still
     /// written (to the current file), so the caller counts an error but no record is lost.
-    pub fn append(&mut self, record: &Record) -> Result<(), JournalError> {
-        let mut line = serde_json::to_vec(record).expect("a Record always serializes");
+    pub fn append(&mut self, record: &impl Line) -> Result<(), JournalError> {
+        let mut line = serde_json::to_vec(record).expect("a journal line always serializes");
         line.push(b'\n');
         let rotation = if self.size > 0 && self.size + line.len() as u64 > self.options.max_bytes {
             self.rotate()
@@ -320,7 +338,7 @@ impl Journal {
             Ok(())
         };
         self.write_line(&line)?;
-        self.recorded.insert(&record.record_id);
+        self.recorded.insert(record.record_id());
         rotation
     }
 

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub stop_repeats: IntCounterVec,
     pub stuck_reported: IntCounterVec,
     pub stuck_now: IntGaugeVec,
+    pub pod_termination: HistogramVec,
+    pub pod_terminations: IntCounterVec,
     pub events: IntCounterVec,
     pub lost: IntCounterVec,
     pub deduplicated: IntCounter,
@@ -142,6 +144,19 @@ impl Metrics {
                 "container_terminations_stuck_total",
                 "Containers whose main process was still there --stuck-after its SIGKILL (reported with its task state, wchan and stack in the journal)",
                 CONTAINER_LABELS,
+            )),
+            pod_termination: register(&r, HistogramVec::new(
+                HistogramOpts::new(
+                    "pod_termination_seconds",
+                    "A pod's end: its first container's stop signal to its last container's exit (kernel clock), once its sandbox is gone",
+                )
+                .buckets(TERMINATION_BUCKETS.to_vec()),
+                &["namespace", "workload"],
+            ).expect("valid histogram")),
+            pod_terminations: register(&r, counter(
+                "pod_terminations_total",
+                "Pods ended (their sandbox gone), by outcome (graceful: no container needed SIGKILL; killed) and sidecar order (kept, broken, or empty: no sidecar or roles unknown)",
+                &["namespace", "workload", "outcome", "order"],
             )),
             stuck_now: register(&r, IntGaugeVec::new(
                 Opts::new(
@@ -327,6 +342,21 @@ impl Metrics {
                 self.prestop_duration.with_label_values(&labels).observe(d);
             }
         }
+    }
+
+    /// Folds one pod's end into the pod metrics.
+    pub fn observe_pod(&self, record: &crate::pod::PodRecord) {
+        let ns = record.namespace.as_deref().unwrap_or("");
+        let workload = record.workload.as_deref().unwrap_or("");
+        if let Some(s) = record.termination_seconds {
+            self.pod_termination.with_label_values(&[ns, workload]).observe(s);
+        }
+        let order = match record.order_kept {
+            Some(true) => "kept",
+            Some(false) => "broken",
+            None => "",
+        };
+        self.pod_terminations.with_label_values(&[ns, workload, record.outcome, order]).inc();
     }
 
     /// Brings the kernel-side series up to the kernel's own counters (`read` is

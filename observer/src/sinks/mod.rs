@@ -11,7 +11,7 @@ use self::{
     http::Shared,
     journal::{Journal, JournalError},
 };
-use crate::{pipeline::Sink, record::Record};
+use crate::{pipeline::Sink, pod::PodRecord, record::Record};
 
 /// The daemon's sink: every record goes to the journal, the metrics and the recent store,
 /// and is logged. A journal that cannot be written (a full disk) is counted, logged at the
@@ -28,7 +28,7 @@ impl Outputs {
         Self { journal, shared, failing: 0 }
     }
 
-    fn append(&mut self, record: &Record) {
+    fn append(&mut self, record: &impl journal::Line) {
         let m = &self.shared.metrics;
         match self.journal.append(record) {
             Ok(()) => {
@@ -88,6 +88,25 @@ impl Sink for Outputs {
 
     fn ignored(&mut self, reason: &'static str) {
         self.shared.metrics.ignored.with_label_values(&[reason]).inc();
+    }
+
+    fn pod(&mut self, record: &PodRecord) {
+        if self.journal.holds(&record.record_id) {
+            self.shared.metrics.duplicates.inc();
+            return;
+        }
+        self.append(record);
+        self.shared.metrics.observe_pod(record);
+        log::info!(
+            "pod {}/{} ended: {} ({:?} s from the first stop signal, held up by {}, {} kill(s){})",
+            record.namespace.as_deref().unwrap_or("?"),
+            record.pod.as_deref().unwrap_or("?"),
+            record.outcome,
+            record.termination_seconds,
+            record.held_up_by.as_deref().unwrap_or("?"),
+            record.kills,
+            if record.order_kept == Some(false) { ", sidecar order broken" } else { "" },
+        );
     }
 
     /// Durable against a node crash: one fdatasync per tick, not per record.
