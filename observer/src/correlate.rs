@@ -477,8 +477,10 @@ impl Correlator {
                 continue;
             }
             let was = rec.held;
-            rec.held = now_ns < exit.at_ns.saturating_add(HELD_EXPIRY_NS) && held(*key);
-            if was && !rec.held {
+            let still = held(*key);
+            rec.held = still && now_ns < exit.at_ns.saturating_add(HELD_EXPIRY_NS);
+            // Released: gone from /proc (not given up on at the expiry, still held).
+            if was && !still {
                 if let Some(s) = rec.stuck.as_mut() {
                     s.released_ns.get_or_insert(now_ns);
                 }
@@ -508,6 +510,15 @@ impl Correlator {
         }
         out.sort_by_key(|d| d.since_ns);
         out
+    }
+
+    /// `key`'s process is gone from /proc although no exit was seen (it was lost): its record
+    /// closes as [`Outcome::ExitNotObserved`] at `now_ns`, as at the expiry; it was never stuck.
+    pub fn gone(&mut self, key: ProcKey, now_ns: u64) {
+        if let Some(rec) = self.open.get_mut(&key).filter(|r| r.exit.is_none()) {
+            rec.exit = Some(Exit { at_ns: now_ns, code: None, signal: None });
+            rec.exit_observed = false;
+        }
     }
 
     /// Marks `key`'s record reported stuck with what held it.

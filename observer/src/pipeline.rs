@@ -200,6 +200,13 @@ impl<S: Sink> Pipeline<S> {
     /// shows holds it; its ordinary record follows when it goes.
     fn report_stuck(&mut self, now_ns: u64) {
         for due in self.correlator.stuck_due(now_ns, self.settings.stuck_after_ns) {
+            // The same process (pid and start time) still there, or its exit was lost: a
+            // stuck report about a reused pid, or a process long gone, would be invented.
+            let there = crate::existing::proc_of(due.key.tgid).is_some_and(|p| p.key == due.key);
+            if !there {
+                self.correlator.gone(due.key, now_ns);
+                continue;
+            }
             let identity = self.metadata.identity(due.termination.cgroup_id);
             let inspection = stuck::inspect(
                 &self.roots,
@@ -649,13 +656,41 @@ mod tests {
         assert_eq!(p.sink().records[0].pod.as_deref(), Some("web-7d4b9c6f8-x2k9p"));
     }
 
+    /// `ev` (a signal or an exit of pid 100) made about process `key`.
+    fn about(key: ProcKey, mut ev: Event) -> Event {
+        match &mut ev {
+            Event::SignalGenerate(g) => {
+                g.target_key = key;
+                g.target.pid = key.tgid;
+            }
+            Event::ProcessExit(x) => x.key = key,
+            _ => {}
+        }
+        ev
+    }
+
     #[test]
     fn a_stuck_sigkill_is_reported_while_stuck_and_recorded_when_it_goes() {
+        // A real process stands for the stuck one: it is there, with its start time. Ended by
+        // pid when the test ends, whatever fails.
+        struct Sleeper(std::process::Child);
+        impl Drop for Sleeper {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut child = Sleeper(std::process::Command::new("sleep").arg("1000").spawn().unwrap());
+        let pid = child.0.id();
+        while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim() != "sleep" {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let key = crate::existing::proc_of(pid).expect("in /proc").key;
         let (mut p, _lookups) = pipeline(16);
         p.ingest(mkdir(CGROUP));
         p.resolved(named(CGROUP, "container"));
-        p.ingest(term(10 * MS, 15));
-        p.ingest(term(2010 * MS, 9));
+        p.ingest(about(key, term(10 * MS, 15)));
+        p.ingest(about(key, term(2010 * MS, 9)));
         let due = 2010 * MS + stuck::DEFAULT_STUCK_AFTER_NS;
         p.tick(due - MS);
         assert!(p.sink().records.is_empty());
@@ -670,14 +705,17 @@ mod tests {
         assert_eq!(r.term_to_kill_seconds, Some(2.0));
         let s = r.stuck.as_ref().unwrap();
         assert_eq!(s.stuck_seconds, 10.0);
-        // pid 100 is not this test's: whatever /proc holds for it is read, and said.
-        assert!(!s.inspection.look_at.is_empty());
+        let main = s.inspection.main.as_ref().expect("read from /proc");
+        assert_eq!((main.pid, main.comm.as_str()), (pid, "sleep"));
+        assert!(matches!(main.state.as_str(), "S" | "R"), "{main:?}");
+        assert!(s.inspection.look_at.contains("with SIGKILL pending"), "{}", s.inspection.look_at);
         assert_eq!(r.kubernetes.reason, None);
-        // The SIGKILL came 2 s after the stop signal, within the 2 s the pod's unknown grace
-        // cannot judge: unknown, grace_period missing.
+        // No grace period known: the verdict cannot be judged.
         assert_eq!(r.verdict.as_str(), "unknown");
         // The exit, at last: the ordinary record, which says it was stuck.
-        p.ingest(exit(40_000 * MS));
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        p.ingest(about(key, exit(40_000 * MS)));
         p.tick(40_200 * MS);
         let done = &p.sink().records[1];
         assert_eq!(done.outcome.as_str(), "killed");
@@ -685,6 +723,21 @@ mod tests {
         let s = done.stuck.as_ref().unwrap();
         assert!((s.stuck_seconds - 37.99).abs() < 1e-6, "{}", s.stuck_seconds);
         assert_eq!(s.reported_at, r.stuck.as_ref().unwrap().reported_at);
+        assert_eq!(p.stuck_terminations(), 0);
+    }
+
+    #[test]
+    fn a_sigkilled_process_gone_without_its_exit_is_not_stuck() {
+        // pid 100 with start time 1 is no process on this machine (its exit was lost).
+        let (mut p, _lookups) = pipeline(16);
+        p.ingest(mkdir(CGROUP));
+        p.resolved(named(CGROUP, "container"));
+        p.ingest(term(2010 * MS, 9));
+        let due = 2010 * MS + stuck::DEFAULT_STUCK_AFTER_NS;
+        p.tick(due);
+        p.tick(due + 200 * MS);
+        assert_eq!(p.sink().records.len(), 1, "{:?}", p.sink().records);
+        assert_eq!(p.sink().records[0].outcome.as_str(), "exit_not_observed");
         assert_eq!(p.stuck_terminations(), 0);
     }
 

@@ -97,6 +97,20 @@ fn assert_same_record(drill: &Value, daemon: &Value) {
                 assert!(dv.is_u64(), "the drill knows G: {dv}");
                 assert_eq!(*av, Value::Null, "process mode: no CRI metadata for the daemon");
             }
+            // The drill judges its own run by its G and hook; the daemon, without them,
+            // cannot: unknown, and it says what it lacks.
+            "verdict" => {
+                assert_eq!(*dv, "kept", "the drill keeps kubelet's sequence");
+                assert_eq!(*av, "unknown");
+            }
+            "contract" => {
+                assert!(dv["stop_window_seconds"]["max"].is_u64(), "{dv}");
+                assert_eq!(dv["missing"], Value::Null, "{dv}");
+                assert_eq!(av["missing"], serde_json::json!(["grace_period", "prestop"]), "{av}");
+                let (a, b) =
+                    (secs(&dv["observed_seconds"], "o"), secs(&av["observed_seconds"], "o"));
+                assert!((a - b).abs() <= SAME, "contract.observed_seconds {a} vs {b}");
+            }
             "prestop" if dv["kind"] == "inferred" => {
                 assert_eq!(*av, Value::Null, "the daemon cannot infer without G: {av}");
             }
