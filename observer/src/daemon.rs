@@ -100,6 +100,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         metrics: Metrics::new(),
         healthy: std::sync::atomic::AtomicBool::new(true),
         recent: Recent::new(args.recent_terminations as usize),
+        pods: crate::sinks::recent::RecentPods::new(args.recent_terminations as usize),
     });
     if handover.records > 0 {
         shared.metrics.lost.with_label_values(&["handover"]).inc_by(handover.records);

@@ -42,8 +42,7 @@ pub fn for_exit(outcome: Outcome, exit: &Exit) -> KubeStatus {
         return KubeStatus {
             reason: None,
             exit_code: None,
-            note: "not gone yet: kubelet shows the container as still running and the pod as \
-                   Terminating until the runtime reaps its main process"
+            note: "not gone: kubelet shows it running, the pod Terminating, until it is reaped"
                 .into(),
         };
     }
@@ -51,9 +50,9 @@ pub fn for_exit(outcome: Outcome, exit: &Exit) -> KubeStatus {
         return KubeStatus {
             reason: None,
             exit_code: None,
-            note: "the kernel did not report the exit: kubelet shows what the runtime says, or \
-                   ContainerStatusUnknown with 137 when it lost the container"
-                .into(),
+            note:
+                "exit not seen: kubelet shows the runtime's status, or 137 ContainerStatusUnknown"
+                    .into(),
         };
     }
     let code = exit_code(exit);
@@ -62,34 +61,30 @@ pub fn for_exit(outcome: Outcome, exit: &Exit) -> KubeStatus {
         (_, Some(0)) => "Completed",
         _ => "Error",
     };
+    // Short: every record carries one (the report explains them at length).
     let note = match (exit.signal, exit.code, outcome) {
         (Some(sig), _, Outcome::OomKilled) => format!(
-            "{} = 128 + {} ({}): the kernel's OOM killer chose the main process",
+            "{} = 128 + {sig} ({}): the OOM killer chose the main process",
             128 + sig,
-            sig,
             signals::name(sig)
         ),
-        (Some(9), _, _) => "137 = 128 + 9 (SIGKILL), not an OOM kill: the kernel's OOM killer \
-                            did not choose it (containerd says OOMKilled when any process of \
-                            the container was OOM-killed, and that report can race the exit)"
+        (Some(9), _, _) => "137 = 128 + 9 (SIGKILL), not an OOM kill: containerd's OOMKilled \
+                            counts any process's, and can race the exit"
             .into(),
         (Some(sig), _, _) => format!(
-            "{} = 128 + {} ({}): the signal's default action ended it (no handler, and it is \
-             not its pid namespace's init, which the kernel shields from it)",
+            "{} = 128 + {sig} ({}): its default action (no handler, not a pid namespace init)",
             128 + sig,
-            sig,
             signals::name(sig)
         ),
-        (None, Some(0), _) => "exit 0: the main process exited on its own; if kubectl shows \
-                               137 with ContainerStatusUnknown, kubelet lost the container's \
-                               status (a runtime restart), not this exit"
-            .into(),
+        (None, Some(0), _) => {
+            "exit 0: a 137 with ContainerStatusUnknown in kubectl is kubelet losing the status"
+                .into()
+        }
         (None, Some(c), _) if c > 128 && c - 128 < 65 => format!(
-            "exit {c}, a code, not a signal: the main process called exit({c}) (a shell \
-             reports its child's death by {} so)",
+            "exit {c}, a code, not a signal (a shell exits so when its child died of {})",
             signals::name(c - 128)
         ),
-        (None, Some(c), _) => format!("exit {c}: the main process exited with this code"),
+        (None, Some(c), _) => format!("exit {c}: the main process's own code"),
         (None, None, _) => "no exit code".into(),
     };
     KubeStatus { reason: Some(reason), exit_code: code, note }

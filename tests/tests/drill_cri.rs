@@ -195,6 +195,19 @@ fn assert_same_record(case: &str, drill: &Value, daemon: &Value) {
                     assert!((a - b).abs() <= 0.005, "{case}: {k}: {a} vs {b}");
                 }
             }
+            // Both judge with the same metadata: the same verdict and window; the observed
+            // interval within the clocks' 5 ms.
+            "contract" => {
+                for f in ["stop_window_seconds", "cause", "grace_used_seconds", "missing"] {
+                    assert_eq!(dv[f], av[f], "{case}: contract.{f}");
+                }
+                for f in ["observed_seconds", "off_by_seconds"] {
+                    assert_eq!(dv[f].is_null(), av[f].is_null(), "{case}: contract.{f}");
+                    if let (Some(a), Some(b)) = (dv[f].as_f64(), av[f].as_f64()) {
+                        assert!((a - b).abs() <= 0.005, "{case}: contract.{f}: {a} vs {b}");
+                    }
+                }
+            }
             "prestop" if !dv.is_null() => {
                 for f in ["kind", "overrun", "pid", "comm"] {
                     assert_eq!(dv[f], av[f], "{case}: prestop.{f}");
@@ -255,6 +268,13 @@ fn scenario_matrix_through_containerds_cri() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(ignored(), CASES.len() as f64, "{}", d.metrics());
-    // And none of them became a record.
-    assert_eq!(d.records().len(), CASES.len(), "{:#?}", d.records());
+    // And none of them became a container record; each drill's pod ended in a pod record.
+    let containers = d.records().into_iter().filter(|r| r["kind"] != "pod").count();
+    assert_eq!(containers, CASES.len(), "{:#?}", d.records());
+    let pods = d.wait_records(CASES.len(), Duration::from_secs(20), |r| r["kind"] == "pod");
+    for p in &pods {
+        assert_eq!(p["namespace"], "observer-drill", "{p:#}");
+        assert_eq!(p["containers"].as_array().unwrap().len(), 1, "{p:#}");
+        assert_eq!(p["held_up_by"], "workload", "{p:#}");
+    }
 }

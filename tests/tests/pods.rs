@@ -93,6 +93,15 @@ fn a_pod_stopped_in_kubelets_sidecar_order_is_one_record_that_says_so() {
     assert_eq!(d.metric("pod_termination_seconds_count", &labels), 1.0);
     let kept = [labels[0], labels[1], ("outcome", "graceful"), ("order", "kept")];
     assert_eq!(d.metric("pod_terminations_total", &kept), 1.0);
+    // GET /pods serves it as the journal holds it, filtered as /terminations filters.
+    let (code, body) = d.http_get("/pods?namespace=shop&workload=web").unwrap();
+    assert_eq!(code, 200);
+    let served: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(served, vec![r.clone()], "{body}");
+    let (_, body) = d.http_get("/pods?namespace=shop&outcome=killed").unwrap();
+    assert_eq!(body.trim(), "[]");
+    let (code, body) = d.http_get("/pods?bogus=1").unwrap();
+    assert_eq!(code, 400, "{body}");
 }
 
 #[test]

@@ -67,7 +67,11 @@ fn row(text: &str, label: &str) -> Vec<String> {
 
 /// The forced-kill lines of a report.
 fn kills(text: &str) -> Vec<&str> {
-    text.lines().skip_while(|l| !l.starts_with("FORCED KILLS")).skip(2).collect()
+    text.lines()
+        .skip_while(|l| !l.starts_with("FORCED KILLS"))
+        .skip(2)
+        .take_while(|l| !l.is_empty())
+        .collect()
 }
 
 fn by_ns(ns: &str) -> impl Fn(&Value) -> bool + '_ {

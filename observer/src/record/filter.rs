@@ -64,6 +64,26 @@ impl Filter {
     }
 }
 
+impl Filter {
+    /// The same conditions on a pod record ([`crate::pod::PodRecord`]): its `ts`, names and
+    /// outcome; a verdict condition matches no pod.
+    pub fn matches_pod(&self, p: &crate::pod::PodRecord) -> bool {
+        let Ok(at) = DateTime::parse_from_rfc3339(&p.ts).map(|t| t.with_timezone(&Utc)) else {
+            return false;
+        };
+        let same = |want: &Option<String>, have: &Option<String>| {
+            want.as_deref().is_none_or(|w| have.as_deref() == Some(w))
+        };
+        self.from.is_none_or(|f| at >= f)
+            && self.to.is_none_or(|t| at <= t)
+            && same(&self.namespace, &p.namespace)
+            && same(&self.workload, &p.workload)
+            && same(&self.pod, &p.pod)
+            && self.outcome.as_deref().is_none_or(|o| p.outcome == o)
+            && self.verdict.is_none()
+    }
+}
+
 /// RFC 3339 with any offset, `YYYY-MM-DDTHH:MM:SS` (UTC) or a date alone (midnight UTC).
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, FilterError> {
     let s = s.trim();

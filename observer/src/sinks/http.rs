@@ -1,5 +1,6 @@
-//! HTTP: `GET /metrics` (Prometheus text), `GET /healthz`, and `GET /terminations` (the most
-//! recent records as a JSON array, newest first, filtered by query parameters).
+//! HTTP: `GET /metrics` (Prometheus text), `GET /healthz`, `GET /terminations` (the most
+//! recent records as a JSON array, newest first, filtered by query parameters) and `GET /pods`
+//! (the most recent pod records, the same way).
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -15,7 +16,10 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 
-use super::{metrics::Metrics, recent::Recent};
+use super::{
+    metrics::Metrics,
+    recent::{Recent, RecentPods},
+};
 use crate::record::{
     filter::{self, Filter},
     Record,
@@ -28,6 +32,8 @@ pub struct Shared {
     pub healthy: AtomicBool,
     /// The most recent records, for /terminations.
     pub recent: Recent,
+    /// The most recent pod records, for /pods.
+    pub pods: RecentPods,
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -35,6 +41,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/terminations", get(terminations))
+        .route("/pods", get(pods))
         .with_state(shared)
 }
 
@@ -120,6 +127,22 @@ async fn terminations(
     match parse_query(&params, Utc::now(), s.recent.capacity()) {
         Ok((filter, limit)) => {
             let body = json_array(&s.recent.query(&filter, limit));
+            ([(CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn pods(
+    State(s): State<Arc<Shared>>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    match parse_query(&params, Utc::now(), s.pods.capacity()) {
+        Ok((filter, limit)) => {
+            let held = s.pods.query(&filter, limit);
+            let records: Vec<&crate::pod::PodRecord> = held.iter().map(|r| &**r).collect();
+            let mut body = serde_json::to_string(&records).expect("a pod record serializes");
+            body.push('\n');
             ([(CONTENT_TYPE, "application/json")], body).into_response()
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),

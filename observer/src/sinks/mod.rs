@@ -96,6 +96,7 @@ impl Sink for Outputs {
             return;
         }
         self.append(record);
+        self.shared.pods.push(record);
         self.shared.metrics.observe_pod(record);
         log::info!(
             "pod {}/{} ended: {} ({:?} s from the first stop signal, held up by {}, {} kill(s){})",

@@ -7,7 +7,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use crate::record::{filter::Filter, Record};
+use crate::{
+    pod::PodRecord,
+    record::{filter::Filter, Record},
+};
 
 /// At most `capacity` records, oldest dropped first.
 pub struct Recent {
@@ -67,6 +70,43 @@ impl Recent {
             .take(limit)
             .cloned()
             .collect()
+    }
+}
+
+/// The most recent pod records ([`PodRecord`]), for `GET /pods`, the same way.
+pub struct RecentPods {
+    held: Mutex<VecDeque<Arc<PodRecord>>>,
+    capacity: usize,
+}
+
+impl RecentPods {
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        Self { held: Mutex::new(VecDeque::new()), capacity }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<PodRecord>>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn push(&self, record: &PodRecord) {
+        let record = Arc::new(record.clone());
+        let mut held = self.lock();
+        if held.len() == self.capacity {
+            held.pop_front();
+        }
+        held.push_back(record);
+    }
+
+    /// At most `limit` pod records `filter` matches (its time, names and outcome; a verdict
+    /// matches none: pods have none), newest first.
+    pub fn query(&self, filter: &Filter, limit: usize) -> Vec<Arc<PodRecord>> {
+        let held = self.lock();
+        held.iter().rev().filter(|p| filter.matches_pod(p)).take(limit).cloned().collect()
     }
 }
 
