@@ -269,6 +269,8 @@ struct Open {
     /// stays open ([`Correlator::hold_exited`]).
     held: bool,
     stuck: Option<StuckSeen>,
+    /// Found not stuck ([`Correlator::not_stuck`]): not asked about again.
+    stuck_checked: bool,
     oom: bool,
     gaps: Vec<Gap>,
 }
@@ -355,6 +357,7 @@ impl Correlator {
                     exit_observed: true,
                     held: false,
                     stuck: None,
+                    stuck_checked: false,
                     oom: false,
                     gaps: Vec::new(),
                 });
@@ -494,7 +497,7 @@ impl Correlator {
     /// stuck; [`Correlator::note_stuck`] marks it reported.
     pub fn stuck_due(&self, now_ns: u64, after_ns: u64) -> Vec<StuckDue> {
         let mut out = Vec::new();
-        for (&key, rec) in self.open.iter().filter(|(_, r)| r.stuck.is_none()) {
+        for (&key, rec) in self.open.iter().filter(|(_, r)| r.stuck.is_none() && !r.stuck_checked) {
             let since = match (&rec.kill, &rec.exit) {
                 (Some(k), None) => k.at_ns,
                 (k, Some(x)) if rec.held => k.as_ref().map_or(x.at_ns, |k| k.at_ns),
@@ -512,12 +515,12 @@ impl Correlator {
         out
     }
 
-    /// `key`'s process is gone from /proc although no exit was seen (it was lost): its record
-    /// closes as [`Outcome::ExitNotObserved`] at `now_ns`, as at the expiry; it was never stuck.
-    pub fn gone(&mut self, key: ProcKey, now_ns: u64) {
-        if let Some(rec) = self.open.get_mut(&key).filter(|r| r.exit.is_none()) {
-            rec.exit = Some(Exit { at_ns: now_ns, code: None, signal: None });
-            rec.exit_observed = false;
+    /// `key`'s process is not stuck although its exit has not been read: it is gone from /proc
+    /// (its exit is still in the ring behind a backlog, or was lost). Never reported stuck; its
+    /// exit, its cgroup's removal or the expiry closes it as any other.
+    pub fn not_stuck(&mut self, key: ProcKey) {
+        if let Some(rec) = self.open.get_mut(&key) {
+            rec.stuck_checked = true;
         }
     }
 

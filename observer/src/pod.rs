@@ -40,7 +40,7 @@ pub const POD_IDLE_NS: u64 = 3600 * SEC;
 /// stops every container within the grace period (preStop included) plus its 2 s floor; older
 /// records are restarts of a pod that lived on.
 pub const POD_TERMINATION_SLACK_NS: u64 = 10 * SEC;
-/// Containers listed per pod record.
+/// Containers kept per pod (its latest, by exit) and listed in its record.
 pub const MAX_CONTAINERS: usize = 64;
 
 /// One container's part in the pod's end.
@@ -173,6 +173,14 @@ impl Pods {
             _ => None,
         };
         let key = id.container_id.clone().or_else(|| id.container.clone()).unwrap_or_default();
+        // A pod that lives on through many restarts keeps its latest containers only.
+        if pod.containers.len() >= MAX_CONTAINERS && !pod.containers.contains_key(&key) {
+            if let Some(oldest) =
+                pod.containers.iter().min_by_key(|(_, c)| c.exit_ns).map(|(k, _)| k.clone())
+            {
+                pod.containers.remove(&oldest);
+            }
+        }
         pod.containers.insert(
             key,
             PodContainer {

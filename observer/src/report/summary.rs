@@ -145,7 +145,9 @@ pub struct Summary {
     workloads: HashMap<(String, String), Workload>,
     kills: Vec<Kill>,
     stuck: Vec<StuckLine>,
-    /// Record ids of terminations whose record came after a stuck report.
+    /// Record ids of the stuck reports' terminations, and of those whose record came since
+    /// (the journal is append-only: a stuck report comes before its termination's record).
+    stuck_ids: HashSet<String>,
     released: HashSet<String>,
     broken: Vec<Broken>,
     /// What kubectl shows for the records, how many, and what it means ("Error 137" -> note).
@@ -214,17 +216,21 @@ impl Summary {
         let who = format!("{}/{} {}", name(&e.namespace), name(&e.pod), name(&e.container));
         if e.outcome == "stuck" {
             let of = e.record_id.as_deref().unwrap_or("");
+            let of = of.strip_suffix(":stuck").unwrap_or(of).to_string();
+            self.stuck_ids.insert(of.clone());
             self.stuck.push(StuckLine {
                 at: e.at,
                 who,
                 seconds: e.stuck.as_ref().and_then(|s| s.stuck_seconds).unwrap_or(0.0),
                 look_at: e.stuck.as_ref().and_then(|s| s.look_at.clone()).unwrap_or_default(),
-                of: of.strip_suffix(":stuck").unwrap_or(of).to_string(),
+                of,
             });
             return;
         }
-        if e.stuck.is_some() {
-            self.released.extend(e.record_id.as_deref().map(str::to_string));
+        // Its record, with or without the stuck report's copy (a daemon restarted since
+        // writes it without).
+        if let Some(id) = e.record_id.as_deref().filter(|id| self.stuck_ids.contains(*id)) {
+            self.released.insert(id.to_string());
         }
         if let Some(what) = broken(e) {
             self.broken.push(Broken { at: e.at, who, what });
