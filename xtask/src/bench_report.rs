@@ -172,10 +172,26 @@ fn generate(journal: &Path, n: usize) -> Result<u64> {
         }
         let t2e = if stop { format!("{t2e}") } else { "null".into() };
         let t2k = if kill { "30.0" } else { "null" };
+        // The verdict, its contract and what kubectl shows, as the daemon writes them now.
+        let (kube_reason, kube_code, kube_note) = if kill {
+            ("Error", 137, "137 = 128 + 9 (SIGKILL), not an OOM kill: containerd's OOMKilled counts any process's, and can race the exit")
+        } else {
+            (
+                "Completed",
+                0,
+                "exit 0: a 137 with ContainerStatusUnknown in kubectl is kubelet losing the status",
+            )
+        };
         writeln!(
             line,
             "\"exit_at\":\"{exit}\",\"exit_code\":{code},\"exit_signal\":{signal},\"term_to_exit_seconds\":{t2e},\
-             \"term_to_kill_seconds\":{t2k},\"outcome\":\"{outcome}\",\"grace_period_seconds\":30,\"prestop\":{prestop}}}"
+             \"term_to_kill_seconds\":{t2k},\"outcome\":\"{outcome}\",\"grace_period_seconds\":30,\"prestop\":{prestop},\
+             \"verdict\":\"kept\",\"contract\":{{\"stop_window_seconds\":{{\"min\":30,\"max\":30}},\"observed_seconds\":{t2e},\
+             \"off_by_seconds\":0.0,\"cause\":null,\"grace_used_seconds\":null,\"missing\":null}},\
+             \"kubernetes\":{{\"reason\":\"{kube_reason}\",\"exit_code\":{kube_code},\"note\":\"{kube_note}\"}},\
+             \"stuck\":null,\"incomplete\":null,\"record_id\":\"bench:{}:{}\"}}",
+            10_000 + i,
+            90_000 + i
         )?;
         std::io::Write::write_all(&mut files[i * 3 / n], line.as_bytes())?;
         bytes += line.len() as u64;

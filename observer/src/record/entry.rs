@@ -61,10 +61,10 @@ pub struct Entry<'a> {
     /// Older journals have none.
     #[serde(borrow, default, deserialize_with = "opt_cow")]
     pub verdict: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub contract: Option<ContractEntry>,
-    #[serde(default)]
-    pub kubernetes: Option<KubeEntry>,
+    #[serde(borrow, default)]
+    pub contract: Option<ContractEntry<'a>>,
+    #[serde(borrow, default)]
+    pub kubernetes: Option<KubeEntry<'a>>,
     #[serde(borrow, default, deserialize_with = "opt_cow")]
     pub record_id: Option<Cow<'a, str>>,
     #[serde(default)]
@@ -98,11 +98,11 @@ impl Entry<'_> {
 
 /// The verdict's reasons as the report reads them ([`crate::verdict::Contract`]).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ContractEntry {
+pub struct ContractEntry<'a> {
     #[serde(default)]
     pub off_by_seconds: Option<f64>,
-    #[serde(default)]
-    pub cause: Option<String>,
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    pub cause: Option<Cow<'a, str>>,
     #[serde(default)]
     pub grace_used_seconds: Option<u64>,
     #[serde(default)]
@@ -111,13 +111,13 @@ pub struct ContractEntry {
 
 /// What kubelet will report ([`crate::status::KubeStatus`]).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct KubeEntry {
-    #[serde(default)]
-    pub reason: Option<String>,
+pub struct KubeEntry<'a> {
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    pub reason: Option<Cow<'a, str>>,
     #[serde(default)]
     pub exit_code: Option<u32>,
-    #[serde(default)]
-    pub note: Option<String>,
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
+    pub note: Option<Cow<'a, str>>,
 }
 
 /// A stuck report ([`super::Stuck`]) as the report reads it.
@@ -202,7 +202,7 @@ impl Record {
             verdict: Some(Cow::Borrowed(self.verdict.as_str())),
             contract: Some(ContractEntry {
                 off_by_seconds: self.contract.off_by_seconds,
-                cause: self.contract.cause.map(|c| c.as_str().to_string()),
+                cause: self.contract.cause.map(|c| Cow::Borrowed(c.as_str())),
                 grace_used_seconds: self.contract.grace_used_seconds,
                 missing: self
                     .contract
@@ -211,9 +211,9 @@ impl Record {
                     .map(|m| m.iter().map(|s| s.to_string()).collect()),
             }),
             kubernetes: Some(KubeEntry {
-                reason: self.kubernetes.reason.map(str::to_string),
+                reason: self.kubernetes.reason.map(Cow::Borrowed),
                 exit_code: self.kubernetes.exit_code,
-                note: Some(self.kubernetes.note.clone()),
+                note: Some(Cow::Borrowed(self.kubernetes.note.as_str())),
             }),
             record_id: Some(Cow::Borrowed(self.record_id.as_str())),
             stuck: self.stuck.as_ref().map(|s| StuckEntry {

@@ -3,7 +3,7 @@
 //! the forced kills, newest first, each with its reason in words and what kubectl shows, and
 //! what those exit codes mean. Pure: records in, text out.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -19,10 +19,13 @@ const CONTAINER_MAX: usize = 16;
 /// `OOMKilled 137`.
 const KUBECTL_W: usize = 13;
 
-/// What kubectl shows for a record: reason and exit code (None: not known).
-fn kubectl(e: &Entry<'_>) -> Option<String> {
-    let k = e.kubernetes.as_ref()?;
-    Some(format!("{} {}", k.reason.as_deref()?, k.exit_code?))
+/// What kubectl shows for some records: reason, exit code, how many, and what it means.
+#[derive(Debug)]
+struct Kubectl {
+    reason: String,
+    exit_code: u32,
+    records: u64,
+    note: String,
 }
 
 #[derive(Debug, Default)]
@@ -150,8 +153,9 @@ pub struct Summary {
     stuck_ids: HashSet<String>,
     released: HashSet<String>,
     broken: Vec<Broken>,
-    /// What kubectl shows for the records, how many, and what it means ("Error 137" -> note).
-    kubectl: BTreeMap<String, (u64, String)>,
+    /// What kubectl shows for the records (a handful of distinct rows: no allocation per
+    /// record).
+    kubectl: Vec<Kubectl>,
     pods: Vec<PodLine>,
     records: u64,
     first: Option<DateTime<Utc>>,
@@ -213,14 +217,15 @@ impl Summary {
             });
             return;
         }
-        let who = format!("{}/{} {}", name(&e.namespace), name(&e.pod), name(&e.container));
+        // Only the few records listed by name need it.
+        let who = || format!("{}/{} {}", name(&e.namespace), name(&e.pod), name(&e.container));
         if e.outcome == "stuck" {
             let of = e.record_id.as_deref().unwrap_or("");
             let of = of.strip_suffix(":stuck").unwrap_or(of).to_string();
             self.stuck_ids.insert(of.clone());
             self.stuck.push(StuckLine {
                 at: e.at,
-                who,
+                who: who(),
                 seconds: e.stuck.as_ref().and_then(|s| s.stuck_seconds).unwrap_or(0.0),
                 look_at: e.stuck.as_ref().and_then(|s| s.look_at.clone()).unwrap_or_default(),
                 of,
@@ -233,13 +238,20 @@ impl Summary {
             self.released.insert(id.to_string());
         }
         if let Some(what) = broken(e) {
-            self.broken.push(Broken { at: e.at, who, what });
+            self.broken.push(Broken { at: e.at, who: who(), what });
         }
-        let kubectl = kubectl(e);
-        if let (Some(k), Some(note)) =
-            (&kubectl, e.kubernetes.as_ref().and_then(|k| k.note.as_ref()))
-        {
-            self.kubectl.entry(k.clone()).or_insert_with(|| (0, note.clone())).0 += 1;
+        if let Some(k) = &e.kubernetes {
+            if let (Some(reason), Some(code)) = (k.reason.as_deref(), k.exit_code) {
+                match self.kubectl.iter_mut().find(|r| r.exit_code == code && r.reason == reason) {
+                    Some(row) => row.records += 1,
+                    None => self.kubectl.push(Kubectl {
+                        reason: reason.to_string(),
+                        exit_code: code,
+                        records: 1,
+                        note: k.note.as_deref().unwrap_or("").to_string(),
+                    }),
+                }
+            }
         }
         self.records += 1;
         self.first = Some(self.first.map_or(e.at, |f| f.min(e.at)));
@@ -465,10 +477,11 @@ impl Summary {
         // What kubectl describe will say for these, and where it may say otherwise.
         out += &paint("1", "\nWHAT kubectl describe SHOWS (Last State: Terminated), and why");
         out += "\n";
-        for (k, (n, note)) in &self.kubectl {
-            out += &pad(&format!("{k} ({n})"), KUBECTL_W + 6);
+        self.kubectl.sort_by(|a, b| a.reason.cmp(&b.reason).then(a.exit_code.cmp(&b.exit_code)));
+        for k in &self.kubectl {
+            out += &pad(&format!("{} {} ({})", k.reason, k.exit_code, k.records), KUBECTL_W + 6);
             out += "  ";
-            out += &wrap(note, WIDTH - KUBECTL_W - 8, KUBECTL_W + 8);
+            out += &wrap(&k.note, WIDTH - KUBECTL_W - 8, KUBECTL_W + 8);
             out += "\n";
         }
         out
