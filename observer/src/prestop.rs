@@ -18,7 +18,6 @@ use crate::{
     events::{ExecSession, Proc},
     kubelet::MINIMUM_GRACE_PERIOD_SECONDS,
     metadata::{annotations::PreStopHandler, Identity},
-    verdict::Hook,
 };
 
 const SEC: u64 = 1_000_000_000;
@@ -334,23 +333,6 @@ pub fn for_record(t: &StopSeen<'_>, id: &Identity, clock: &WallClock) -> Option<
             let no_exec = StopSeen { candidates: &[], ..*t };
             PreStop::observe(&no_exec, id.grace_period_seconds, None, clock)
         }
-    }
-}
-
-/// The hook as [`crate::verdict`] judges it: none (kubelet's annotations name no hook beside a
-/// known grace period), a confirmed exec hook with its start, a hook the kernel did not see run
-/// (HTTP, sleep, or an exec hook with no session), or unknown (no metadata).
-pub fn hook_for_verdict(t: &StopSeen<'_>, id: &Identity) -> Hook {
-    match &id.prestop_handler {
-        None if id.grace_period_seconds.is_some() => Hook::None,
-        None => Hook::Unknown,
-        Some(PreStopHandler::Exec { command }) => {
-            match t.stop_ns.and(choose_exec_prestop(t.candidates, Some(command))) {
-                Some(s) => Hook::Exec { started_ns: s.started_ns },
-                None => Hook::Unobserved,
-            }
-        }
-        Some(_) => Hook::Unobserved,
     }
 }
 

@@ -25,7 +25,8 @@ use serde::Serialize;
 use crate::{
     correlate::Outcome,
     kubelet::{self, MINIMUM_GRACE_PERIOD_SECONDS},
-    prestop::{HOOK_TIMEOUT_TOLERANCE_NS, WINDOW_TOLERANCE_NS},
+    metadata::{annotations::PreStopHandler, Identity},
+    prestop::{choose_exec_prestop, StopSeen, HOOK_TIMEOUT_TOLERANCE_NS, WINDOW_TOLERANCE_NS},
 };
 
 const SEC: u64 = 1_000_000_000;
@@ -187,6 +188,23 @@ pub fn allowed_window(g: u64, hook: Hook, stop_ns: u64) -> Option<Window> {
         }
         Hook::Unobserved => Some(Window { min: MINIMUM_GRACE_PERIOD_SECONDS, max: floor(g) }),
         Hook::Unknown => None,
+    }
+}
+
+/// The hook as the verdict judges it: none (kubelet's annotations name no hook beside a
+/// known grace period), a confirmed exec hook with its start, a hook the kernel did not see run
+/// (HTTP, sleep, or an exec hook with no session), or unknown (no metadata).
+pub fn hook_of(t: &StopSeen<'_>, id: &Identity) -> Hook {
+    match &id.prestop_handler {
+        None if id.grace_period_seconds.is_some() => Hook::None,
+        None => Hook::Unknown,
+        Some(PreStopHandler::Exec { command }) => {
+            match t.stop_ns.and(choose_exec_prestop(t.candidates, Some(command))) {
+                Some(s) => Hook::Exec { started_ns: s.started_ns },
+                None => Hook::Unobserved,
+            }
+        }
+        Some(_) => Hook::Unobserved,
     }
 }
 

@@ -148,7 +148,7 @@ impl Record {
         let judgement = verdict::judge(&verdict::Inputs {
             outcome: t.outcome,
             grace_period_seconds: id.grace_period_seconds,
-            hook: prestop::hook_for_verdict(&seen, &id),
+            hook: verdict::hook_of(&seen, &id),
             stop_ns: stop.map(|s| s.at_ns),
             repeated_stops_ns: t.repeated_stops.iter().map(|r| r.at_ns).collect(),
             kill_ns: t.sigkill.as_ref().map(|k| k.at_ns),
