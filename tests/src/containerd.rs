@@ -400,6 +400,16 @@ impl PrivateContainerd {
         Ok(())
     }
 
+    /// An observer daemon on this containerd: its CRI socket, its state directory and its
+    /// kubelet log root, with `extra` arguments.
+    pub fn daemon(&self, extra: &[&str]) -> crate::Daemon {
+        let socket = self.socket.display().to_string();
+        let state = self.state.display().to_string();
+        let mut args = vec!["--cri-endpoint", &socket, "--containerd-state", &state];
+        args.extend_from_slice(extra);
+        crate::Daemon::start_with(Some(&self.log_root), &args)
+    }
+
     /// StopContainer as a kubelet that dies `gives_up_after` into the call does it: the call
     /// is abandoned (its connection's request cancelled), as a kubelet restart abandons it.
     /// Returns whether the runtime answered before that.

@@ -18,15 +18,6 @@ fn graceful_after(delay: &str) -> Vec<String> {
     ["sh", "-c", &script].iter().map(|s| s.to_string()).collect()
 }
 
-fn daemon_for(c: &PrivateContainerd) -> Daemon {
-    let socket = c.socket.display().to_string();
-    let state = c.state.display().to_string();
-    Daemon::start_with(
-        Some(&c.log_root),
-        &["--cri-endpoint", &socket, "--containerd-state", &state],
-    )
-}
-
 /// A pod with main container `app` and native sidecar `proxy`, both ready; returns the
 /// sandbox and the two container ids.
 fn pod_with_sidecar(c: &mut PrivateContainerd, pod: &PodSpec) -> (String, String, String) {
@@ -58,7 +49,7 @@ fn pod_record(d: &Daemon, uid: &str) -> Value {
 #[test]
 fn a_pod_stopped_in_kubelets_sidecar_order_is_one_record_that_says_so() {
     let mut c = PrivateContainerd::start().expect("private containerd");
-    let d = daemon_for(&c);
+    let d = c.daemon(&[]);
     let pod = PodSpec::new("shop", "web-7d4b9c6f8-q8w2z");
     let (sandbox, app, proxy) = pod_with_sidecar(&mut c, &pod);
     // kubelet: the main container, then (once it exited) the sidecar, then the sandbox.
@@ -107,7 +98,7 @@ fn a_pod_stopped_in_kubelets_sidecar_order_is_one_record_that_says_so() {
 #[test]
 fn a_sidecar_stopped_before_the_main_container_exited_breaks_the_order() {
     let mut c = PrivateContainerd::start().expect("private containerd");
-    let d = daemon_for(&c);
+    let d = c.daemon(&[]);
     let pod = PodSpec::new("shop", "web-7d4b9c6f8-m4n7b");
     let (sandbox, app, proxy) = pod_with_sidecar(&mut c, &pod);
     // Out of order: the sidecar first (a kubelet before 1.29, or one that ignores the order).

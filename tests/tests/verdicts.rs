@@ -19,15 +19,6 @@ const NO_HANDLER: &[&str] = &["sleep", "2147483647"];
 const GRACEFUL: &[&str] = &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"];
 const WAIT: Duration = Duration::from_secs(20);
 
-fn daemon_for(c: &PrivateContainerd) -> Daemon {
-    let socket = c.socket.display().to_string();
-    let state = c.state.display().to_string();
-    Daemon::start_with(
-        Some(&c.log_root),
-        &["--cri-endpoint", &socket, "--containerd-state", &state],
-    )
-}
-
 fn record_of(d: &Daemon, id: &str) -> Value {
     let r = d.wait_records(1, WAIT, |r| r["container_id"] == id).remove(0);
     eprintln!("record: {r:#}");
@@ -72,7 +63,7 @@ fn start(
 #[test]
 fn a_stop_timeout_shorter_than_the_grace_period_is_kill_early() {
     let mut c = PrivateContainerd::start().expect("private containerd");
-    let d = daemon_for(&c);
+    let d = c.daemon(&[]);
     let pod = PodSpec::new("shop", "web-7d4b9c6f8-early");
     let id = start(&mut c, &pod, "app", NO_HANDLER, 30, None);
     // What a soft eviction with a 3 s maximum, or `kubectl delete --grace-period=3`, gives.
@@ -104,7 +95,7 @@ fn a_stop_timeout_shorter_than_the_grace_period_is_kill_early() {
 #[test]
 fn a_stop_by_the_book_is_kept() {
     let mut c = PrivateContainerd::start().expect("private containerd");
-    let d = daemon_for(&c);
+    let d = c.daemon(&[]);
     let pod = PodSpec::new("shop", "api-0");
     let killed = start(&mut c, &pod, "api", NO_HANDLER, 3, None);
     c.stop_container(&killed, 3).unwrap();
@@ -126,7 +117,7 @@ fn a_stop_by_the_book_is_kept() {
 #[test]
 fn a_stop_abandoned_and_issued_again_is_kill_late() {
     let mut c = PrivateContainerd::start().expect("private containerd");
-    let d = daemon_for(&c);
+    let d = c.daemon(&[]);
     let pod = PodSpec::new("shop", "db-0");
     let id = start(&mut c, &pod, "db", NO_HANDLER, 4, None);
     // kubelet calls StopContainer(4) and dies 2 s into it; the new kubelet retries the whole
@@ -160,7 +151,7 @@ fn a_stop_abandoned_and_issued_again_is_kill_late() {
 #[test]
 fn a_prestop_hook_kubelet_waited_for_past_the_grace_period_is_kill_late() {
     let mut c = PrivateContainerd::start().expect("private containerd");
-    let d = daemon_for(&c);
+    let d = c.daemon(&[]);
     let pod = PodSpec::new("shop", "cache-0");
     let hook = r#"{"exec":{"command":["sleep","6"]}}"#;
     let id = start(&mut c, &pod, "cache", NO_HANDLER, 3, Some(hook));
