@@ -170,6 +170,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         pipeline.stats(),
         pipeline.open_terminations(),
         pipeline.metadata(),
+        pipeline.pods(),
     );
 
     let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
@@ -197,7 +198,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
             _ = tick.tick() => {
                 // Counters first: a record is never visible before the errors behind it.
                 m.refresh_kernel(|c| counters.get(c));
-                m.refresh_pipeline(pipeline.stats(), pipeline.open_terminations(), pipeline.metadata());
+                m.refresh_pipeline(
+                    pipeline.stats(),
+                    pipeline.open_terminations(),
+                    pipeline.metadata(),
+                    pipeline.pods(),
+                );
                 let now = monotonic_ns();
                 pipeline.losses(losses(), now);
                 pipeline.tick(now);

@@ -389,10 +389,13 @@ impl Metrics {
         stats: &correlate::Stats,
         open_terminations: usize,
         metadata: &Metadata,
+        pods: &crate::pod::Pods,
     ) {
         let lost = |stage: &str| self.lost.with_label_values(&[stage]);
         Self::set_counter(&lost("correlation_evicted"), stats.evicted);
         Self::set_counter(&lost("exec_session_evicted"), stats.sessions_evicted);
+        Self::set_counter(&lost("stop_repeat_dropped"), stats.repeats_dropped);
+        Self::set_counter(&lost("pod_evicted"), pods.evicted);
         let unmatched = |reason: &str| self.unmatched.with_label_values(&[reason]);
         Self::set_counter(&unmatched("orphan_exit"), stats.orphan_exits);
         Self::set_counter(&unmatched("late"), stats.late);
@@ -479,5 +482,49 @@ mod tests {
             }
         }
         v
+    }
+
+    #[test]
+    fn dropped_repeats_and_evicted_pods_are_counted_losses() {
+        let m = Metrics::new();
+        let stats = correlate::Stats { repeats_dropped: 3, ..Default::default() };
+        let mut pods = crate::pod::Pods::new();
+        pods.evicted = 2;
+        m.refresh_pipeline(&stats, 0, &Metadata::new(), &pods);
+        let lost = |stage: &str| m.lost.with_label_values(&[stage]).get();
+        assert_eq!((lost("stop_repeat_dropped"), lost("pod_evicted")), (3, 2));
+    }
+
+    #[test]
+    fn a_stuck_record_is_counted_while_it_lasts_and_its_termination_once() {
+        let m = Metrics::new();
+        let mut stuck = crate::record::Record::example().build();
+        stuck.outcome = Outcome::Stuck;
+        let labels = ["shop", "web", "app"];
+        m.observe(&stuck);
+        assert_eq!(m.stuck_now.with_label_values(&labels).get(), 1);
+        assert_eq!(m.stuck_reported.with_label_values(&labels).get(), 1);
+        let verdicts = |v: &str| m.verdicts.with_label_values(&["shop", "web", "app", v, ""]).get();
+        assert_eq!(verdicts("kept"), 0, "a stuck report is no termination");
+        let mut done = crate::record::Record::example().build();
+        done.stuck = Some(crate::record::Stuck {
+            since: done.ts.clone(),
+            reported_at: done.ts.clone(),
+            stuck_seconds: 12.0,
+            released_at: None,
+            inspection: crate::stuck::Inspection {
+                main: None,
+                held_by_children: false,
+                tasks: vec![],
+                tasks_total: 0,
+                freezer: None,
+                look_at: String::new(),
+            },
+        });
+        m.observe(&done);
+        assert_eq!(m.stuck_now.with_label_values(&labels).get(), 0);
+        assert_eq!(verdicts("kept"), 1);
+        let killed = m.terminations.with_label_values(&["shop", "web", "app", "killed"]).get();
+        assert_eq!(killed, 1);
     }
 }
