@@ -83,6 +83,28 @@ impl Record {
     }
 }
 
+impl Record {
+    /// This record with a `stuck` field: stuck `seconds` from its `ts`, held by the cgroup
+    /// freezer in state `freezer` when given, with `look_at` as the sentence.
+    pub(crate) fn with_stuck(mut self, seconds: f64, freezer: Option<&str>, look_at: &str) -> Self {
+        self.stuck = Some(super::Stuck {
+            since: self.ts.clone(),
+            reported_at: self.ts.clone(),
+            stuck_seconds: seconds,
+            released_at: None,
+            inspection: crate::stuck::Inspection {
+                main: None,
+                held_by_children: false,
+                tasks: vec![],
+                tasks_total: 0,
+                freezer: freezer.map(str::to_string),
+                look_at: look_at.into(),
+            },
+        });
+        self
+    }
+}
+
 impl RecordBuilder {
     /// The exit (`ts`) at this RFC 3339 time; the record's other times keep their distance.
     pub(crate) fn at(mut self, rfc3339: &str) -> Self {

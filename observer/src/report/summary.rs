@@ -702,23 +702,10 @@ mod tests {
     #[test]
     fn stuck_reports_come_first_and_say_whether_the_termination_went_since() {
         let stuck = |r: RecordBuilder| {
-            let mut rec = r.build();
+            let look_at = "the container's cgroup freezer is FROZEN";
+            let mut rec = r.build().with_stuck(12.0, Some("FROZEN"), look_at);
             rec.outcome = crate::correlate::Outcome::Stuck;
             rec.record_id.push_str(":stuck");
-            rec.stuck = Some(crate::record::Stuck {
-                since: rec.ts.clone(),
-                reported_at: rec.ts.clone(),
-                stuck_seconds: 12.0,
-                released_at: None,
-                inspection: crate::stuck::Inspection {
-                    main: None,
-                    held_by_children: false,
-                    tasks: vec![],
-                    tasks_total: 0,
-                    freezer: Some("FROZEN".into()),
-                    look_at: "the container's cgroup freezer is FROZEN".into(),
-                },
-            });
             rec
         };
         let mut still = stuck(killed_no_handler().pod("db-0"));

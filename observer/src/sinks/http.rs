@@ -20,10 +20,7 @@ use super::{
     metrics::Metrics,
     recent::{Recent, RecentPods},
 };
-use crate::record::{
-    filter::{self, Filter},
-    Record,
-};
+use crate::record::filter::{self, Filter};
 
 /// What the handlers read.
 pub struct Shared {
@@ -124,25 +121,25 @@ async fn terminations(
     State(s): State<Arc<Shared>>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    match parse_query(&params, Utc::now(), s.recent.capacity()) {
-        Ok((filter, limit)) => {
-            let body = json_array(&s.recent.query(&filter, limit));
-            ([(CONTENT_TYPE, "application/json")], body).into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
-    }
+    answer(&params, s.recent.capacity(), |f, n| s.recent.query(f, n))
 }
 
 async fn pods(
     State(s): State<Arc<Shared>>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    match parse_query(&params, Utc::now(), s.pods.capacity()) {
+    answer(&params, s.pods.capacity(), |f, n| s.pods.query(f, n))
+}
+
+/// The records `query` picks for the parameters, as a JSON array; or HTTP 400 saying why not.
+fn answer<T: serde::Serialize>(
+    params: &[(String, String)],
+    capacity: usize,
+    query: impl Fn(&Filter, usize) -> Vec<Arc<T>>,
+) -> Response {
+    match parse_query(params, Utc::now(), capacity) {
         Ok((filter, limit)) => {
-            let held = s.pods.query(&filter, limit);
-            let records: Vec<&crate::pod::PodRecord> = held.iter().map(|r| &**r).collect();
-            let mut body = serde_json::to_string(&records).expect("a pod record serializes");
-            body.push('\n');
+            let body = json_array(&query(&filter, limit));
             ([(CONTENT_TYPE, "application/json")], body).into_response()
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
@@ -150,9 +147,9 @@ async fn pods(
 }
 
 /// `[record,record]` and a newline, each record exactly its journal line.
-fn json_array(records: &[Arc<Record>]) -> String {
-    let records: Vec<&Record> = records.iter().map(|r| &**r).collect();
-    let mut body = serde_json::to_string(&records).expect("a Record always serializes");
+fn json_array<T: serde::Serialize>(records: &[Arc<T>]) -> String {
+    let records: Vec<&T> = records.iter().map(|r| &**r).collect();
+    let mut body = serde_json::to_string(&records).expect("a journal line always serializes");
     body.push('\n');
     body
 }
@@ -164,6 +161,7 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> st
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Record;
 
     fn q(s: &[(&str, &str)]) -> Result<(Filter, usize), QueryError> {
         let params: Vec<(String, String)> =
@@ -222,6 +220,6 @@ mod tests {
         let (filter, limit) = q(&[("outcome", "killed")]).unwrap();
         let served = json_array(&recent.query(&filter, limit));
         assert_eq!(served, format!("[{}]\n", line(&killed)));
-        assert_eq!(json_array(&[]), "[]\n");
+        assert_eq!(json_array::<Record>(&[]), "[]\n");
     }
 }

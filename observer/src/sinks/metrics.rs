@@ -506,21 +506,7 @@ mod tests {
         assert_eq!(m.stuck_reported.with_label_values(&labels).get(), 1);
         let verdicts = |v: &str| m.verdicts.with_label_values(&["shop", "web", "app", v, ""]).get();
         assert_eq!(verdicts("kept"), 0, "a stuck report is no termination");
-        let mut done = crate::record::Record::example().build();
-        done.stuck = Some(crate::record::Stuck {
-            since: done.ts.clone(),
-            reported_at: done.ts.clone(),
-            stuck_seconds: 12.0,
-            released_at: None,
-            inspection: crate::stuck::Inspection {
-                main: None,
-                held_by_children: false,
-                tasks: vec![],
-                tasks_total: 0,
-                freezer: None,
-                look_at: String::new(),
-            },
-        });
+        let done = crate::record::Record::example().build().with_stuck(12.0, None, "");
         m.observe(&done);
         assert_eq!(m.stuck_now.with_label_values(&labels).get(), 0);
         assert_eq!(verdicts("kept"), 1);
