@@ -682,7 +682,18 @@ mod tests {
         }
         let mut child = Sleeper(std::process::Command::new("sleep").arg("1000").spawn().unwrap());
         let pid = child.0.id();
-        while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim() != "sleep" {
+        // Wait for it to be asleep in nanosleep: /proc/<pid>/comm reads "sleep" as soon as exec
+        // has begun, while the kernel may still fault the binary in (state D in elf_load, seen
+        // in CI on a loaded machine).
+        let asleep = || {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+            comm.trim() == "sleep" && state == Some(Some('S'))
+        };
+        let since = std::time::Instant::now();
+        while !asleep() {
+            assert!(since.elapsed().as_secs() < 30, "sleep 1000 never went to sleep");
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         let key = crate::existing::proc_of(pid).expect("in /proc").key;
