@@ -74,6 +74,9 @@ pub struct PodSpec {
     /// Whether to set kubelet's pod labels on the sandbox (false: a sandbox made by something
     /// other than kubelet, or by a buggy one).
     pub labels: bool,
+    /// The pod's own labels (`metadata.labels`), which kubelet puts on the sandbox beside its
+    /// three (labels.go `newPodLabels`): a controller's `pod-template-hash`, `job-name`, ...
+    pub pod_labels: HashMap<String, String>,
 }
 
 impl PodSpec {
@@ -84,6 +87,7 @@ impl PodSpec {
             uid: uuid(&unique(name)),
             qos: "besteffort",
             labels: true,
+            pod_labels: HashMap::new(),
         }
     }
 
@@ -246,18 +250,19 @@ impl PrivateContainerd {
     pub fn run_pod(&mut self, pod: &PodSpec) -> Result<String> {
         let log_dir = pod.log_dir(&self.log_root);
         std::fs::create_dir_all(&log_dir)?;
-        let labels: HashMap<String, String> = if pod.labels {
-            [
-                (kubelet::POD_NAME, pod.name.as_str()),
-                (kubelet::POD_NAMESPACE, &pod.namespace),
-                (kubelet::POD_UID, &pod.uid),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-        } else {
-            HashMap::new()
-        };
+        // The pod's labels, then kubelet's over them (newPodLabels).
+        let mut labels = pod.pod_labels.clone();
+        if pod.labels {
+            labels.extend(
+                [
+                    (kubelet::POD_NAME, pod.name.as_str()),
+                    (kubelet::POD_NAMESPACE, &pod.namespace),
+                    (kubelet::POD_UID, &pod.uid),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+            );
+        }
         let config = PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
                 name: pod.name.clone(),

@@ -3,6 +3,7 @@
 //! daemon as root, and the full test suite as CI runs it.
 mod bench;
 mod bench_load;
+mod bench_metrics;
 mod bench_report;
 mod bench_stats;
 mod image;
@@ -38,9 +39,10 @@ enum Cmd {
     },
     /// Setup, build, then measure observer: each program's ns per run against an empty one at
     /// its hook (the kernel's bpf_stats), throughput A/B, load (stops, watched containers),
-    /// and `observer report` on a 100,000-record journal. Writes target/bench/bench.json.
+    /// `observer report` on a 100,000-record journal, and the metrics of 100,000 uniquely named
+    /// pods. Writes target/bench/bench.json.
     Bench {
-        /// Only the report benchmark (no root needed).
+        /// Only the report and metrics benchmarks (no root needed).
         #[arg(long)]
         report_only: bool,
         /// Only the kernel's per-program figures (a minute).
@@ -88,6 +90,7 @@ fn main() -> Result<()> {
             }
             if !kernel_only {
                 bench_report::run()?;
+                bench_metrics::run()?;
             }
             if report_only {
                 return Ok(());

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::workload::Workload;
+
 /// kubelet's CRI labels (labels.go).
 pub const POD_NAME: &str = "io.kubernetes.pod.name";
 pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
@@ -33,6 +35,11 @@ pub const CRI_IMAGE_NAME: &str = "io.kubernetes.cri.image-name";
 /// CRI-O's own annotations in config.json.
 pub const CRIO_CONTAINER_TYPE: &str = "io.kubernetes.cri-o.ContainerType";
 pub const CRIO_IMAGE_NAME: &str = "io.kubernetes.cri-o.ImageName";
+/// CRI-O's (`pkg/annotations`): a container's sandbox, and on the sandbox's own config.json the
+/// pod's labels and annotations as JSON objects (the sandbox config kubelet gave it).
+pub const CRIO_SANDBOX_ID: &str = "io.kubernetes.cri-o.SandboxID";
+pub const CRIO_LABELS: &str = "io.kubernetes.cri-o.Labels";
+pub const CRIO_ANNOTATIONS: &str = "io.kubernetes.cri-o.Annotations";
 /// The image's STOPSIGNAL, copied by CRI-O.
 pub const OCI_STOP_SIGNAL: &str = "org.opencontainers.image.stopSignal";
 
@@ -75,6 +82,9 @@ pub struct Facts {
     pub stop_signal: Option<String>,
     /// kubelet's `io.kubernetes.container.type`: init, container or ephemeral.
     pub spec_list: Option<String>,
+    /// The owner the pod's sandbox labels name ([`super::workload::from_sandbox`]); a container's
+    /// own labels never carry the pod's (labels.go `newContainerLabels`).
+    pub workload: Option<Workload>,
 }
 
 impl Facts {
@@ -96,6 +106,7 @@ impl Facts {
         fill(&mut self.prestop, other.prestop);
         fill(&mut self.stop_signal, other.stop_signal);
         fill(&mut self.spec_list, other.spec_list);
+        fill(&mut self.workload, other.workload);
     }
 
     /// Whether the names an SRE needs are all known.
@@ -164,6 +175,7 @@ pub fn read(
         prestop,
         stop_signal: get(OCI_STOP_SIGNAL),
         spec_list: get(KUBELET_CONTAINER_TYPE),
+        workload: None,
     };
     (facts, errors)
 }

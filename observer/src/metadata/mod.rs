@@ -34,6 +34,8 @@ pub struct Identity {
     pub pod_uid: Option<String>,
     pub container: Option<String>,
     pub container_id: Option<String>,
+    /// The owning workload ([`workload::resolve`]): none for a pod that nothing names an owner
+    /// of (a bare pod), so that metrics never carry a series per pod.
     pub workload: Option<String>,
     pub runtime: Option<Runtime>,
     pub qos: Option<QosClass>,
@@ -167,8 +169,9 @@ impl Metadata {
         if r.runtime.is_some() {
             id.runtime = r.runtime;
         }
+        // The sandbox's labels first, the pod name's shape next; a bare pod name is none.
         if let (None, Some(pod)) = (&id.workload, &id.pod) {
-            id.workload = Some(workload::derive(pod).name);
+            id.workload = workload::resolve(pod, f.workload.clone()).map(|w| w.name);
         }
         if id.pod_uid.is_none() {
             id.pod_uid = f.pod_uid;
@@ -262,6 +265,33 @@ mod tests {
         assert_eq!(id.runtime, Some(Runtime::Containerd));
         assert_eq!(md.errors.get("annotations"), Some(&1));
         assert!(md.retry(7).is_none(), "named: no second lookup");
+    }
+
+    #[test]
+    fn the_sandboxs_labels_name_the_workload_and_a_bare_pod_has_none() {
+        let mut md = Metadata::new();
+        let named = |pod: &str, workload| Facts {
+            namespace: Some("ci".into()),
+            pod: Some(pod.into()),
+            container: Some("step".into()),
+            workload,
+            ..Default::default()
+        };
+        let tekton =
+            workload::Workload { name: "build".into(), kind: workload::WorkloadKind::Tekton };
+        for (id, facts) in [
+            (1, named("build-run-x7k2p-compile-pod", Some(tekton))),
+            (2, named("build-run-q8w2z-compile-pod", None)),
+        ] {
+            md.learn(id, &format!("/kubepods/besteffort/pod{UID}/{CID}")).unwrap();
+            md.apply(Resolved { cgroup_id: id, facts, ..Default::default() });
+        }
+        assert_eq!(md.identity(1).unwrap().workload.as_deref(), Some("build"));
+        let bare = md.identity(2).unwrap();
+        assert_eq!(
+            (bare.pod.as_deref(), bare.workload.as_deref()),
+            (Some("build-run-q8w2z-compile-pod"), None)
+        );
     }
 
     #[test]

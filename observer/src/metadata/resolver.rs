@@ -1,7 +1,8 @@
 //! The metadata task: resolves a container when its cgroup appears, off the event path.
 //!
 //! Sources, best first, merged per container (earlier sources win a field):
-//! 1. the CRI runtime (`cri`): kubelet's labels and annotations, the image;
+//! 1. the CRI runtime (`cri`): kubelet's labels and annotations, the image, and the pod's own
+//!    labels from its sandbox (the workload; asked once per pod, beside the container's call);
 //! 2. the runtime's state files (`state_files`): containerd's bundle annotations, CRI-O's copy
 //!    of kubelet's;
 //! 3. kubelet's log layout (`kubelet_logs`): namespace, pod and container names;
@@ -12,7 +13,7 @@
 //! are reported back and counted in `observer_metadata_errors_total{source}`.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
@@ -23,7 +24,7 @@ use tokio::sync::{mpsc, Mutex, Semaphore};
 use super::{
     annotations::Facts,
     cgroup_path::Runtime,
-    cri::{Cri, CriError, Found, DEFAULT_ENDPOINTS},
+    cri::{Cri, CriError, Found, PodOwner, DEFAULT_ENDPOINTS},
     kubelet_logs::KubeletLogs,
     state_files::StateFiles,
 };
@@ -32,6 +33,9 @@ use super::{
 pub const CONCURRENT_LOOKUPS: usize = 32;
 /// How long after a failed connection the CRI is tried again.
 pub const RECONNECT_AFTER: Duration = Duration::from_secs(10);
+/// Pods whose owner is remembered: the node's pods (kubelet's default `maxPods` is 110) and
+/// many more gone; a pod forgotten is asked for again, never misnamed.
+pub const MAX_OWNERS: usize = 4_096;
 
 /// Ask for a container's metadata.
 #[derive(Debug, Clone)]
@@ -130,6 +134,33 @@ struct CriState {
     last_attempt: Option<Instant>,
     /// `ListContainers` at connection: answers for containers that predate us.
     listed: HashMap<String, Found>,
+    /// Each pod's owner by pod uid (`ListPodSandbox` at connection, then per new pod), oldest
+    /// first in `owner_order`, at most [`MAX_OWNERS`].
+    owners: HashMap<String, PodOwner>,
+    owner_order: VecDeque<String>,
+}
+
+impl CriState {
+    fn remember(&mut self, uid: String, owner: PodOwner) {
+        if self.owners.insert(uid.clone(), owner).is_none() {
+            self.owner_order.push_back(uid);
+        }
+        while self.owner_order.len() > MAX_OWNERS {
+            if let Some(old) = self.owner_order.pop_front() {
+                self.owners.remove(&old);
+            }
+        }
+    }
+
+    /// A call timed out or the connection went: stop asking until the reconnect delay has
+    /// passed, so later lookups do not each pay the deadline.
+    fn failed(&mut self, e: &CriError) {
+        if matches!(e, CriError::Timeout { .. } | CriError::Connect { .. }) {
+            self.cri = None;
+            self.last_attempt = Some(Instant::now());
+            log::warn!("{e}; CRI lookups paused for {RECONNECT_AFTER:?}");
+        }
+    }
 }
 
 /// Spawns the metadata task; returns its request and answer channels.
@@ -140,8 +171,13 @@ pub fn spawn(
     let (req_tx, mut req_rx) = mpsc::channel::<Lookup>(queue);
     let (res_tx, res_rx) = mpsc::unbounded_channel();
     let sources = Arc::new(sources);
-    let cri =
-        Arc::new(Mutex::new(CriState { cri: None, last_attempt: None, listed: HashMap::new() }));
+    let cri = Arc::new(Mutex::new(CriState {
+        cri: None,
+        last_attempt: None,
+        listed: HashMap::new(),
+        owners: HashMap::new(),
+        owner_order: VecDeque::new(),
+    }));
     let limit = Arc::new(Semaphore::new(CONCURRENT_LOOKUPS));
     tokio::spawn(async move {
         while let Some(lookup) = req_rx.recv().await {
@@ -182,8 +218,17 @@ async fn cri_client(
                 cri.runtime_version,
                 cri.endpoint().display()
             );
-            match cri.list().await {
+            // Side by side: the two lists cost one deadline, as the lookups' two calls do.
+            let (containers, owners) = tokio::join!(cri.list(), cri.owners());
+            match containers {
                 Ok(listed) => s.listed = listed,
+                Err(e) => {
+                    log::warn!("{e}");
+                    errors.push("cri");
+                }
+            }
+            match owners {
+                Ok(owners) => owners.into_iter().for_each(|(uid, o)| s.remember(uid, o)),
                 Err(e) => {
                     log::warn!("{e}");
                     errors.push("cri");
@@ -206,11 +251,41 @@ async fn resolve(sources: &Sources, cri_state: &Mutex<CriState>, lookup: Lookup)
 
     // 1. CRI.
     if let Some(cri) = cri_client(sources, cri_state, &mut r.errors).await {
-        let listed = cri_state.lock().await.listed.remove(id);
-        let found = match listed {
-            Some(found) => Ok(Some(found)),
-            None => cri.lookup(id).await,
+        let (listed, known) = {
+            let mut s = cri_state.lock().await;
+            let known = lookup.pod_uid.as_ref().and_then(|u| s.owners.get(u).cloned());
+            (s.listed.remove(id), known)
         };
+        let container = async {
+            match listed {
+                Some(found) => Ok(Some(found)),
+                None => cri.lookup(id).await,
+            }
+        };
+        // The pod's labels are on its sandbox only: asked beside the container's call, so a
+        // lookup still costs one deadline.
+        let owner = async {
+            match (known, &lookup.pod_uid) {
+                (Some(o), _) => Ok(Some((o, true))),
+                (None, Some(uid)) => cri.owner(uid).await.map(|o| o.map(|o| (o, false))),
+                (None, None) => Ok(None),
+            }
+        };
+        let (found, owner) = tokio::join!(container, owner);
+        match owner {
+            Ok(Some((o, known))) => {
+                if let (false, Some(uid)) = (known, &lookup.pod_uid) {
+                    cri_state.lock().await.remember(uid.clone(), o.clone());
+                }
+                r.facts.workload = o.workload;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log::debug!("{e}");
+                r.errors.push("cri");
+                cri_state.lock().await.failed(&e);
+            }
+        }
         match found {
             Ok(Some(found)) => {
                 r.errors.extend(found.errors.iter().map(|_| "annotations"));
@@ -222,14 +297,7 @@ async fn resolve(sources: &Sources, cri_state: &Mutex<CriState>, lookup: Lookup)
             Err(e) => {
                 log::debug!("{e}");
                 r.errors.push("cri");
-                if matches!(e, CriError::Timeout { .. } | CriError::Connect { .. }) {
-                    // A hung or gone runtime: stop asking until the reconnect delay has passed,
-                    // so later lookups do not each pay the deadline.
-                    let mut s = cri_state.lock().await;
-                    s.cri = None;
-                    s.last_attempt = Some(Instant::now());
-                    log::warn!("{e}; CRI lookups paused for {RECONNECT_AFTER:?}");
-                }
+                cri_state.lock().await.failed(&e);
             }
         }
     }

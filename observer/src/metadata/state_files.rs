@@ -7,7 +7,10 @@
 //!   grace period and preStop annotations reach it only through the CRI.
 //! - CRI-O keeps `<storage>/overlay-containers/<id>/userdata/config.json`, into which it copies
 //!   every kubelet label and annotation (grace period and preStop included) and the image's
-//!   `org.opencontainers.image.stopSignal`.
+//!   `org.opencontainers.image.stopSignal`. A container's names its sandbox
+//!   (`io.kubernetes.cri-o.SandboxID`), whose own config.json holds the pod's labels and
+//!   annotations as JSON (`io.kubernetes.cri-o.Labels`, `.Annotations`): the workload.
+//!   containerd keeps a sandbox's labels in its metadata database only: through the CRI.
 //!
 //! The bundle exists before the task starts (`runc create` reads it), so it is there when the
 //! container's cgroup appears.
@@ -22,8 +25,9 @@ use std::{
 use serde::Deserialize;
 
 use super::{
-    annotations::{self, AnnotationError, Facts},
+    annotations::{self, AnnotationError, Facts, CRIO_ANNOTATIONS, CRIO_LABELS, CRIO_SANDBOX_ID},
     cgroup_path::{container_id_is_valid, Runtime},
+    workload,
 };
 
 /// config.json files are a few KiB; refuse to read anything absurd.
@@ -57,6 +61,8 @@ pub enum StateFileError {
     Json { path: PathBuf, source: serde_json::Error },
     #[error("{path}: {source}")]
     Annotation { path: PathBuf, source: AnnotationError },
+    #[error("{path}: {key} is not a JSON object of strings: {source}")]
+    Labels { path: PathBuf, key: &'static str, source: serde_json::Error },
 }
 
 impl StateFiles {
@@ -87,14 +93,60 @@ impl StateFiles {
             (Runtime::Crio, self.crio_config(id)),
         ] {
             let Some(map) = read_annotations(&path)? else { continue };
-            let (facts, errors) = annotations::read(&HashMap::new(), &map);
-            let errors = errors
+            let (mut facts, errors) = annotations::read(&HashMap::new(), &map);
+            let mut errors: Vec<_> = errors
                 .into_iter()
                 .map(|source| StateFileError::Annotation { path: path.clone(), source })
                 .collect();
+            if runtime == Runtime::Crio {
+                match self.crio_owner(id, &map, facts.pod.as_deref().unwrap_or("")) {
+                    Ok(owner) => facts.workload = owner,
+                    Err(e) => errors.push(e),
+                }
+            }
             return Ok(Some((runtime, facts, errors)));
         }
         Ok(None)
+    }
+}
+
+impl StateFiles {
+    /// The owner CRI-O's copy of the pod's sandbox config names: container `id`'s sandbox (or
+    /// `id` itself, a sandbox, when it names none), whose config.json holds the pod's labels.
+    fn crio_owner(
+        &self,
+        id: &str,
+        own: &HashMap<String, String>,
+        pod: &str,
+    ) -> Result<Option<workload::Workload>, StateFileError> {
+        let sandbox = own.get(CRIO_SANDBOX_ID).map_or(id, String::as_str);
+        if !container_id_is_valid(sandbox) {
+            return Ok(None);
+        }
+        let path = self.crio_config(sandbox);
+        let read;
+        let map = if sandbox == id {
+            own
+        } else {
+            match read_annotations(&path)? {
+                Some(m) => {
+                    read = m;
+                    &read
+                }
+                None => return Ok(None),
+            }
+        };
+        let json =
+            |key: &'static str| -> Result<HashMap<String, String>, StateFileError> {
+                match map.get(key) {
+                    Some(text) => serde_json::from_str(text).map_err(|source| {
+                        StateFileError::Labels { path: path.clone(), key, source }
+                    }),
+                    None => Ok(HashMap::new()),
+                }
+            };
+        let (labels, pod_annotations) = (json(CRIO_LABELS)?, json(CRIO_ANNOTATIONS)?);
+        Ok(workload::from_sandbox(pod, &labels, &pod_annotations))
     }
 }
 
@@ -176,6 +228,41 @@ mod tests {
         assert_eq!(facts.grace_period_seconds(), Some(60));
         assert_eq!(facts.prestop.map(|p| p.kind()), Some("sleep"));
         assert_eq!(facts.stop_signal.as_deref(), Some("SIGQUIT"));
+        fs::remove_dir_all(&r).unwrap();
+    }
+
+    #[test]
+    fn crio_names_the_workload_from_its_copy_of_the_sandbox_config() {
+        const SANDBOX: &str = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d";
+        let r = root("crio-owner");
+        let files = StateFiles { crio_storage: r.clone(), ..Default::default() };
+        write(
+            &files.crio_config(CID),
+            &format!(
+                r#"{{"annotations":{{"io.kubernetes.pod.name":"build-run-x7k2p-compile-pod",
+                "io.kubernetes.pod.namespace":"ci","io.kubernetes.container.name":"step-compile",
+                "io.kubernetes.cri-o.SandboxID":"{SANDBOX}"}}}}"#
+            ),
+        );
+        let labels = r#"{\"tekton.dev/pipeline\":\"build\",\"io.kubernetes.pod.uid\":\"u\"}"#;
+        write(
+            &files.crio_config(SANDBOX),
+            &format!(r#"{{"annotations":{{"io.kubernetes.cri-o.Labels":"{labels}"}}}}"#),
+        );
+        let (_, facts, errors) = files.lookup(CID).unwrap().unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            facts.workload.map(|w| (w.name, w.kind)),
+            Some(("build".into(), workload::WorkloadKind::Tekton))
+        );
+        // Labels that are no JSON object: an error beside the facts, no workload.
+        write(
+            &files.crio_config(SANDBOX),
+            r#"{"annotations":{"io.kubernetes.cri-o.Labels":"[1"}}"#,
+        );
+        let (_, facts, errors) = files.lookup(CID).unwrap().unwrap();
+        assert_eq!((facts.workload, facts.container.as_deref()), (None, Some("step-compile")));
+        assert!(matches!(errors[..], [StateFileError::Labels { .. }]), "{errors:?}");
         fs::remove_dir_all(&r).unwrap();
     }
 
