@@ -34,6 +34,7 @@ mod time;
 pub mod containerd;
 pub mod prometheus;
 pub mod vm;
+pub mod web;
 
 pub use cgroups::{cgroup_v2_root, remove_cgroup_everywhere, MemoryLimit, MEMORY_HOG};
 pub use daemon::{

@@ -1,15 +1,20 @@
 //! HTTP: `GET /metrics` (Prometheus text), `GET /healthz`, `GET /terminations` (the most
 //! recent records as a JSON array, newest first, filtered by query parameters) and `GET /pods`
-//! (the most recent pod records, the same way).
+//! (the most recent pod records, the same way). With a web config file ([`super::web`]) it
+//! serves TLS and asks every path but /healthz for credentials.
 
 use std::sync::{
-    atomic::{AtomicBool, Ordering},
+    atomic::{AtomicBool, AtomicU64, Ordering},
     Arc,
 };
 
 use axum::{
-    extract::{Query, State},
-    http::{header::CONTENT_TYPE, StatusCode},
+    extract::{Query, Request, State},
+    http::{
+        header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE},
+        StatusCode,
+    },
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
     Router,
@@ -19,6 +24,7 @@ use chrono::{DateTime, Utc};
 use super::{
     metrics::Metrics,
     recent::{Recent, RecentPods},
+    web::{Auth, Denied, Rejected, TlsListener, WebConfig},
 };
 use crate::record::filter::{self, Filter};
 
@@ -31,15 +37,98 @@ pub struct Shared {
     pub recent: Recent,
     /// The most recent pod records, for /pods.
     pub pods: RecentPods,
+    /// CLOCK_MONOTONIC ns of the pipeline's last tick ([`crate::clock::monotonic_ns`]):
+    /// /healthz fails once it is [`PIPELINE_STALL_NS`] old.
+    pub last_tick_ns: AtomicU64,
+    /// CLOCK_MONOTONIC ns since which a journal write has been pending; 0: none is.
+    pub journal_stalled_since_ns: AtomicU64,
+    /// Requests and connections the server refused before a handler ran.
+    pub rejected: Arc<Rejected>,
 }
 
-pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+/// The pipeline ticks every 50 ms (`daemon::TICK`) and a tick's work is milliseconds; a loop
+/// that has not come back to tick for 10 s (200 ticks) is stuck, not busy: /healthz then
+/// fails and kubelet's liveness probe (3 failures 10 s apart) restarts the daemon, which the
+/// pinned probes survive. Shorter would fail a node that is merely starved for a moment.
+pub const PIPELINE_STALL_NS: u64 = 10_000_000_000;
+
+/// /healthz's answer: 503 once the pipeline has stopped or has not ticked for
+/// [`PIPELINE_STALL_NS`]; else 200, saying so when the journal's writes are stalled (the
+/// pipeline runs on and the records reach the metrics and /terminations; a restart would not
+/// mend a hung disk, so it is not asked for). Times are CLOCK_MONOTONIC ns.
+pub fn health(
+    running: bool,
+    now_ns: u64,
+    last_tick_ns: u64,
+    journal_stalled_since_ns: u64,
+) -> (StatusCode, String) {
+    let secs = |since: u64| now_ns.saturating_sub(since) / 1_000_000_000;
+    if !running {
+        return (StatusCode::SERVICE_UNAVAILABLE, "event pipeline stopped\n".into());
+    }
+    if now_ns.saturating_sub(last_tick_ns) >= PIPELINE_STALL_NS {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("event pipeline stalled: last tick {} s ago\n", secs(last_tick_ns)),
+        );
+    }
+    if journal_stalled_since_ns != 0 {
+        let stalled = secs(journal_stalled_since_ns);
+        return (StatusCode::OK, format!("ok; journal writes stalled for {stalled} s\n"));
+    }
+    (StatusCode::OK, "ok\n".into())
+}
+
+/// /healthz is open (kubelet probes it without credentials; it tells only whether the daemon
+/// works); the other paths ask for credentials when the web config names any.
+pub fn router(shared: Arc<Shared>, web: &WebConfig) -> Router {
+    let mut protected = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
         .route("/terminations", get(terminations))
-        .route("/pods", get(pods))
-        .with_state(shared)
+        .route("/pods", get(pods));
+    if web.auth.required() {
+        let state = (web.auth.clone(), shared.clone());
+        protected = protected.route_layer(middleware::from_fn_with_state(state, authorize));
+    }
+    let mut router =
+        Router::new().route("/healthz", get(healthz)).merge(protected).with_state(shared);
+    if !web.headers.is_empty() {
+        let headers = Arc::new(web.headers.clone());
+        router = router.layer(middleware::from_fn(move |req: Request, next: Next| {
+            let headers = headers.clone();
+            async move {
+                let mut resp = next.run(req).await;
+                for (name, value) in headers.iter() {
+                    resp.headers_mut().insert(name.clone(), value.clone());
+                }
+                resp
+            }
+        }));
+    }
+    router
+}
+
+/// 401 with the schemes to use (RFC 9110 15.5.2), or 429 when password checks are backed up.
+async fn authorize(
+    State((auth, shared)): State<(Arc<Auth>, Arc<Shared>)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match auth.check(req.headers().get(AUTHORIZATION)).await {
+        Ok(()) => next.run(req).await,
+        Err(Denied::Unauthorized) => {
+            shared.rejected.unauthorized.fetch_add(1, Ordering::Relaxed);
+            let mut resp = (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
+            for c in auth.challenges() {
+                resp.headers_mut().append(WWW_AUTHENTICATE, c);
+            }
+            resp
+        }
+        Err(Denied::Busy) => {
+            shared.rejected.busy.fetch_add(1, Ordering::Relaxed);
+            (StatusCode::TOO_MANY_REQUESTS, "too many password checks waiting\n").into_response()
+        }
+    }
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
@@ -47,11 +136,12 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
 }
 
 async fn healthz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
-    if s.healthy.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "event pipeline stopped\n")
-    }
+    health(
+        s.healthy.load(Ordering::Relaxed),
+        crate::clock::monotonic_ns(),
+        s.last_tick_ns.load(Ordering::Relaxed),
+        s.journal_stalled_since_ns.load(Ordering::Relaxed),
+    )
 }
 
 /// The parameters /terminations understands.
@@ -154,8 +244,24 @@ fn json_array<T: serde::Serialize>(records: &[Arc<T>]) -> String {
     body
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
-    axum::serve(listener, router(shared)).await
+/// Serves until the listener fails: HTTPS when the web config has TLS.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    web: WebConfig,
+) -> std::io::Result<()> {
+    log::info!("HTTP endpoint: {} (/healthz open)", web.describe());
+    if web.tls.is_none() && web.auth.required() {
+        log::warn!("passwords and tokens cross the network in clear text: add tls_server_config");
+    }
+    let app = router(shared.clone(), &web);
+    match &web.tls {
+        None => axum::serve(listener, app).await,
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls.clone(), shared.rejected.clone());
+            axum::serve(listener, app).await
+        }
+    }
 }
 
 #[cfg(test)]
@@ -221,5 +327,35 @@ mod tests {
         let served = json_array(&recent.query(&filter, limit));
         assert_eq!(served, format!("[{}]\n", line(&killed)));
         assert_eq!(json_array::<Record>(&[]), "[]\n");
+    }
+
+    #[test]
+    fn healthz_fails_a_stopped_or_stalled_pipeline_not_a_stalled_journal() {
+        const S: u64 = 1_000_000_000;
+        let now = 1_000 * S;
+        let ok = (StatusCode::OK, "ok\n".to_string());
+        let unavailable = |body: &str| (StatusCode::SERVICE_UNAVAILABLE, body.to_string());
+        assert_eq!(health(true, now, now - S / 20, 0), ok);
+        assert_eq!(health(true, now, now - PIPELINE_STALL_NS + 1, 0), ok);
+        // A tick stored after the handler read the clock.
+        assert_eq!(health(true, now, now + 5, 0), ok);
+        assert_eq!(
+            health(true, now, now - PIPELINE_STALL_NS, 0),
+            unavailable("event pipeline stalled: last tick 10 s ago\n")
+        );
+        assert_eq!(
+            health(true, now, now - 75 * S - S / 2, 0),
+            unavailable("event pipeline stalled: last tick 75 s ago\n")
+        );
+        assert_eq!(health(false, now, now, 0), unavailable("event pipeline stopped\n"));
+        assert_eq!(health(false, now, 0, 0), unavailable("event pipeline stopped\n"));
+        assert_eq!(
+            health(true, now, now, now - 42 * S),
+            (StatusCode::OK, "ok; journal writes stalled for 42 s\n".to_string())
+        );
+        assert_eq!(
+            health(true, now, now - 60 * S, now - 42 * S),
+            unavailable("event pipeline stalled: last tick 60 s ago\n")
+        );
     }
 }

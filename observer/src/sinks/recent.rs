@@ -4,56 +4,140 @@
 
 use std::{
     collections::VecDeque,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, MutexGuard},
 };
+
+use chrono::{DateTime, Utc};
 
 use crate::{
     pod::PodRecord,
     record::{filter::Filter, Record},
 };
 
-/// At most `capacity` records, oldest dropped first.
-pub struct Recent {
-    /// Shared with the queries that return them: a query holds the lock only to pick.
-    held: Mutex<VecDeque<Arc<Record>>>,
+/// What a [`Filter`] reads of a record besides its time, borrowed from it.
+struct Names<'a> {
+    namespace: Option<&'a str>,
+    workload: Option<&'a str>,
+    pod: Option<&'a str>,
+    outcome: &'a str,
+    /// Pods have none.
+    verdict: Option<&'a str>,
+}
+
+/// A record the stores hold, read by the filters without a parse.
+trait Held {
+    fn names(&self) -> Names<'_>;
+}
+
+impl Held for Record {
+    /// As [`Record::entry`] has them.
+    fn names(&self) -> Names<'_> {
+        Names {
+            namespace: self.namespace.as_deref(),
+            workload: self.workload.as_deref(),
+            pod: self.pod.as_deref(),
+            outcome: self.outcome.as_str(),
+            verdict: Some(self.verdict.as_str()),
+        }
+    }
+}
+
+impl Held for PodRecord {
+    /// As [`Filter::matches_pod`] reads them.
+    fn names(&self) -> Names<'_> {
+        Names {
+            namespace: self.namespace.as_deref(),
+            workload: self.workload.as_deref(),
+            pod: self.pod.as_deref(),
+            outcome: self.outcome,
+            verdict: None,
+        }
+    }
+}
+
+/// [`Filter::matches`] on a time parsed once, at push, and names compared in place: under the
+/// lock a query only compares (parsing `ts` is what [`Record::entry`] costs). The tests hold
+/// it to `Filter::matches` and `Filter::matches_pod`.
+fn matches(f: &Filter, at: DateTime<Utc>, n: &Names<'_>) -> bool {
+    let same =
+        |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
+    f.from.is_none_or(|from| at >= from)
+        && f.to.is_none_or(|to| at <= to)
+        && same(&f.namespace, n.namespace)
+        && same(&f.workload, n.workload)
+        && same(&f.pod, n.pod)
+        && f.outcome.as_deref().is_none_or(|o| n.outcome == o)
+        && same(&f.verdict, n.verdict)
+}
+
+/// At most `capacity` records with their times, oldest dropped first. The pipeline pushes
+/// under the lock; a query holds it only to compare and to clone the `Arc`s it picks, and
+/// serializes after (the HTTP handler), so a large answer never holds up a push.
+struct Store<T> {
+    held: Mutex<VecDeque<(DateTime<Utc>, Arc<T>)>>,
     capacity: usize,
 }
 
-impl Recent {
-    /// Holds at most `capacity` records (at least 1).
-    pub fn new(capacity: usize) -> Self {
+impl<T: Held> Store<T> {
+    fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         Self { held: Mutex::new(VecDeque::with_capacity(capacity.min(4096))), capacity }
     }
 
-    /// The most records held.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Record>>> {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<(DateTime<Utc>, Arc<T>)>> {
         // A panic elsewhere while holding the lock leaves a valid deque: keep serving.
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps a copy of `record`, dropping the oldest when full.
-    pub fn push(&self, record: &Record) {
-        if let Err(e) = record.entry() {
-            // Unreadable by the filters: a bug in the producer, not node input.
-            log::error!("recent terminations: cannot filter a record: {e}");
-            return;
-        }
-        let record = Arc::new(record.clone());
+    fn push(&self, at: DateTime<Utc>, record: Arc<T>) {
         let mut held = self.lock();
         if held.len() == self.capacity {
             held.pop_front();
         }
-        held.push_back(record);
+        held.push_back((at, record));
+    }
+
+    fn query(&self, filter: &Filter, limit: usize) -> Vec<Arc<T>> {
+        let held = self.lock();
+        held.iter()
+            .rev()
+            .filter(|(at, r)| matches(filter, *at, &r.names()))
+            .take(limit)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+}
+
+/// At most `capacity` records, oldest dropped first.
+pub struct Recent(Store<Record>);
+
+impl Recent {
+    /// Holds at most `capacity` records (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        Self(Store::new(capacity))
+    }
+
+    /// The most records held.
+    pub fn capacity(&self) -> usize {
+        self.0.capacity
+    }
+
+    /// Keeps a copy of `record`, dropping the oldest when full.
+    pub fn push(&self, record: &Record) {
+        let at = match record.entry() {
+            Ok(e) => e.at,
+            Err(e) => {
+                // Unreadable by the filters: a bug in the producer, not node input.
+                log::error!("recent terminations: cannot filter a record: {e}");
+                return;
+            }
+        };
+        self.0.push(at, Arc::new(record.clone()));
     }
 
     /// How many records are held.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.0.lock().len()
     }
 
     /// True when no record is held.
@@ -63,50 +147,36 @@ impl Recent {
 
     /// At most `limit` records that `filter` matches, newest first.
     pub fn query(&self, filter: &Filter, limit: usize) -> Vec<Arc<Record>> {
-        let held = self.lock();
-        held.iter()
-            .rev()
-            .filter(|r| r.entry().is_ok_and(|e| filter.matches(&e)))
-            .take(limit)
-            .cloned()
-            .collect()
+        self.0.query(filter, limit)
     }
 }
 
 /// The most recent pod records ([`PodRecord`]), for `GET /pods`, the same way.
-pub struct RecentPods {
-    held: Mutex<VecDeque<Arc<PodRecord>>>,
-    capacity: usize,
-}
+pub struct RecentPods(Store<PodRecord>);
 
 impl RecentPods {
     pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(1);
-        Self { held: Mutex::new(VecDeque::new()), capacity }
+        Self(Store::new(capacity))
     }
 
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.0.capacity
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<PodRecord>>> {
-        self.held.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
+    /// Keeps a copy of `record`, dropping the oldest when full; one whose `ts` is not RFC 3339
+    /// (which no filter would match) is not held.
     pub fn push(&self, record: &PodRecord) {
-        let record = Arc::new(record.clone());
-        let mut held = self.lock();
-        if held.len() == self.capacity {
-            held.pop_front();
-        }
-        held.push_back(record);
+        let Ok(at) = DateTime::parse_from_rfc3339(&record.ts) else {
+            log::error!("recent pods: cannot filter a pod record with ts {:?}", record.ts);
+            return;
+        };
+        self.0.push(at.to_utc(), Arc::new(record.clone()));
     }
 
     /// At most `limit` pod records `filter` matches (its time, names and outcome; a verdict
     /// matches none: pods have none), newest first.
     pub fn query(&self, filter: &Filter, limit: usize) -> Vec<Arc<PodRecord>> {
-        let held = self.lock();
-        held.iter().rev().filter(|p| filter.matches_pod(p)).take(limit).cloned().collect()
+        self.0.query(filter, limit)
     }
 }
 
@@ -152,5 +222,106 @@ mod tests {
         r.ts = "yesterday".into();
         recent.push(&r);
         assert!(recent.is_empty());
+    }
+
+    /// Every combination of these records and filters.
+    fn filters() -> Vec<Filter> {
+        let t = |s: &str| crate::record::filter::parse_time(s).unwrap();
+        let mut all = vec![Filter::default()];
+        for from in [None, Some(t("2026-08-01T11:00:00Z")), Some(t("2026-08-01T12:00:00Z"))] {
+            for to in [None, Some(t("2026-08-01T12:00:00Z")), Some(t("2026-08-01T11:59:59Z"))] {
+                all.push(Filter { from, to, ..Filter::default() });
+            }
+        }
+        for name in ["shop", "web", "web-1", "other"] {
+            all.push(Filter { namespace: Some(name.into()), ..Filter::default() });
+            all.push(Filter { workload: Some(name.into()), ..Filter::default() });
+            all.push(Filter { pod: Some(name.into()), ..Filter::default() });
+        }
+        for outcome in ["killed", "graceful", "oom_killed"] {
+            all.push(Filter { outcome: Some(outcome.into()), ..Filter::default() });
+        }
+        for verdict in ["kept", "kill_early", "unknown"] {
+            all.push(Filter { verdict: Some(verdict.into()), ..Filter::default() });
+        }
+        all.push(Filter {
+            namespace: Some("shop".into()),
+            outcome: Some("killed".into()),
+            from: Some(t("2026-08-01T11:00:00Z")),
+            ..Filter::default()
+        });
+        all
+    }
+
+    fn pod_record(ts: &str, outcome: &'static str, names: bool) -> PodRecord {
+        let name = |s: &str| names.then(|| s.to_string());
+        PodRecord {
+            ts: ts.into(),
+            kind: "pod",
+            node: "n".into(),
+            namespace: name("shop"),
+            pod: name("web-1"),
+            pod_uid: "uid".into(),
+            workload: name("web"),
+            outcome,
+            first_stop_signal_at: None,
+            last_exit_at: ts.into(),
+            termination_seconds: Some(1.0),
+            held_up_by: name("app"),
+            containers: Vec::new(),
+            kills: 0,
+            order_kept: None,
+            order_broken: None,
+            sandbox_exit_at: ts.into(),
+            record_id: format!("boot:pod:{ts}"),
+        }
+    }
+
+    #[test]
+    fn the_stores_match_as_the_filters_do() {
+        let records = [
+            Record::example().at("2026-08-01T12:00:00Z").namespace("shop").build(),
+            Record::example()
+                .at("2026-08-01T11:30:00+02:00")
+                .namespace("shop")
+                .workload("web")
+                .pod("web-1")
+                .graceful(0.5)
+                .build(),
+            Record::example().at("2026-08-01T11:00:00Z").unnamed().oom().build(),
+        ];
+        let pods = [
+            pod_record("2026-08-01T12:00:00Z", "killed", true),
+            pod_record("2026-08-01T11:00:00.5+00:00", "graceful", false),
+        ];
+        for f in filters() {
+            for r in &records {
+                let e = r.entry().unwrap();
+                assert_eq!(matches(&f, e.at, &r.names()), f.matches(&e), "{f:?} on {r:?}");
+            }
+            for p in &pods {
+                let at = DateTime::parse_from_rfc3339(&p.ts).unwrap().to_utc();
+                assert_eq!(matches(&f, at, &p.names()), f.matches_pod(p), "{f:?} on {p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn pods_bounded_newest_first_filtered() {
+        let pods = RecentPods::new(2);
+        pods.push(&pod_record("2026-08-01T10:00:00Z", "killed", true));
+        pods.push(&pod_record("2026-08-01T11:00:00Z", "graceful", true));
+        pods.push(&pod_record("2026-08-01T12:00:00Z", "killed", false));
+        pods.push(&pod_record("yesterday", "killed", true));
+        let ts = |f: &Filter| -> Vec<String> {
+            pods.query(f, 10).iter().map(|p| p.ts.clone()).collect()
+        };
+        assert_eq!(ts(&Filter::default()), ["2026-08-01T12:00:00Z", "2026-08-01T11:00:00Z"]);
+        let killed = Filter { outcome: Some("killed".into()), ..Filter::default() };
+        assert_eq!(ts(&killed), ["2026-08-01T12:00:00Z"]);
+        let shop = Filter { namespace: Some("shop".into()), ..Filter::default() };
+        assert_eq!(ts(&shop), ["2026-08-01T11:00:00Z"]);
+        let kept = Filter { verdict: Some("kept".into()), ..Filter::default() };
+        assert!(pods.query(&kept, 10).is_empty(), "pods have no verdict");
     }
 }
