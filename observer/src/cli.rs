@@ -1,7 +1,8 @@
-//! Command line: `observer run | check | drill | report | cleanup`. Only the composition lives here: each
-//! subcommand owns its arguments and their parsers ([`RunArgs`], [`CheckArgs`], [`DrillArgs`],
-//! [`ReportArgs`]), shared groups live with their concern (`kernel::loader::ProbeArgs`,
-//! `metadata::resolver::MetadataArgs`), and every duration is read by [`crate::duration`].
+//! Command line: `observer run | check | drill | report | cleanup | install-seccomp`. Only the
+//! composition lives here: each subcommand owns its arguments and their parsers ([`RunArgs`],
+//! [`CheckArgs`], [`DrillArgs`], [`ReportArgs`]), shared groups live with their concern
+//! (`kernel::loader::ProbeArgs`, `metadata::resolver::MetadataArgs`), and every duration is
+//! read by [`crate::duration`].
 
 use clap::{Parser, Subcommand};
 
@@ -59,6 +60,12 @@ pub enum Command {
     /// links (their programs stop) and maps, then the directory. Refused while a daemon holds
     /// the directory's lock.
     Cleanup(CleanupArgs),
+    /// Install the daemon's seccomp profile for kubelet: the DaemonSet's init container.
+    ///
+    /// Checks that --profile is a seccomp profile, then writes it to --to atomically (a
+    /// temporary file beside it, synced, renamed over it), so the runtime that creates the
+    /// daemon's container with it never reads half a file.
+    InstallSeccomp(crate::privileges::InstallArgs),
     /// Attach an empty program at each of observer's hooks until stdin closes (the cost floor
     /// `cargo xtask bench` compares observer's programs with), and a one-load reference where
     /// observer's filter is one array load; prints them as JSON first.

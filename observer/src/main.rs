@@ -33,6 +33,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::InstallSeccomp(args) => match observer::privileges::install_profile(&args) {
+            Ok(done) => {
+                println!("{done}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("observer: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Floor { empty_only } => match observer::kernel::floor::attach(empty_only) {
             Ok(_ebpf) => {
                 println!("{}", observer::kernel::floor::describe(empty_only));

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::{run, workspace_root};
 
-/// Image name for `ctr images import` and the DaemonSet (deploy/kubernetes/daemonset.yaml).
+/// Image name for `ctr images import` and the DaemonSet (deploy/kubernetes/base/daemonset.yaml).
 pub const NAME: &str = "localhost/observer";
 /// Where the daemon sits in the image (the DaemonSet's `command`).
 pub const BINARY: &str = "/usr/bin/observer";

@@ -1,7 +1,8 @@
 //! Idempotent setup of everything a fresh machine lacks, each step saying what it does:
 //! nightly rust-src (for -Z build-std=core), bpf-linker built against the nightly toolchain's
-//! own LLVM, the Debian packages the integration tests drive, and the kernels the kernel
-//! matrix boots (`vm.rs`).
+//! own LLVM, the Debian packages the integration tests drive, Debian's kubectl 1.20 unpacked
+//! (the oldest kustomize the deploy overlays support), and the kernels the kernel matrix
+//! boots (`vm.rs`).
 
 use std::{path::PathBuf, process::Command};
 
@@ -40,6 +41,13 @@ const PACKAGES: &[&str] = &[
     "tini",
     "dumb-init",
     "bpftool",
+    // The secured endpoint's tests (`tests/tests/http_security.rs`): certificates made by
+    // the openssl CLI, curl as the TLS client.
+    "openssl",
+    "curl",
+    // tests/tests/privileges.rs: every system call the daemon makes (`strace -f -c`) against
+    // its seccomp profile.
+    "strace",
 ];
 
 /// The Kubernetes and Prometheus Operator schema checkers and everything they import, pinned,
@@ -72,6 +80,7 @@ const VALIDATE_REQUIREMENTS: &[&str] = &[
 pub fn all() -> Result<()> {
     toolchain()?;
     validate_tools()?;
+    debian_kubectl()?;
     crate::vm::kernels()?;
     Ok(())
 }
@@ -108,6 +117,54 @@ fn validate_tools() -> Result<()> {
         .args(["install", "--quiet", "--disable-pip-version-check", "--no-deps", "-r"])
         .arg(&requirements))?;
     std::fs::write(&stamp, &wanted)?;
+    Ok(())
+}
+
+/// Debian bookworm's kubectl 1.20 (package kubernetes-client), unpacked into
+/// `target/tools/kubernetes-client/` and never installed, so the system's kubectl stays: its
+/// `kubectl kustomize` is kustomize v2.0.3, the oldest the deploy overlays support (that of
+/// every kubectl from 1.14 to 1.20). `tests/tests/deploy.rs` renders every overlay with it
+/// and with the system's kubectl, if any. Fetched as `vm.rs` fetches kernels: `apt-get
+/// download`, `dpkg-deb -x`; the `package` stamp is written last, so a broken fetch is redone.
+fn debian_kubectl() -> Result<()> {
+    let dir = crate::workspace_root().join("target/tools/kubernetes-client");
+    let stamp = dir.join("package");
+    if dir.join("usr/bin/kubectl").is_file() && stamp.is_file() {
+        let package = std::fs::read_to_string(&stamp)?;
+        eprintln!("xtask: Debian's kubectl present ({}: {})", dir.display(), package.trim());
+        return Ok(());
+    }
+    let scratch = crate::workspace_root().join("target/tools/.fetch-kubernetes-client");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)?;
+    // In the scratch directory (crate::run would run it in the workspace root), as root if
+    // root: apt's `_apt` sandbox user cannot write there.
+    let download = || -> Result<()> {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(["-q", "-o", "APT::Sandbox::User=root", "download", "kubernetes-client"]);
+        eprintln!("xtask: $ {} (in {})", crate::display(&cmd), scratch.display());
+        let status = cmd.current_dir(&scratch).status().context("spawning apt-get download")?;
+        if !status.success() {
+            bail!("apt-get download kubernetes-client failed: {status}");
+        }
+        Ok(())
+    };
+    if download().is_err() {
+        // Stale lists name a version the archive no longer has.
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        download()?;
+    }
+    let deb = std::fs::read_dir(&scratch)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("apt-get download kubernetes-client left no .deb")?;
+    let version = output(Command::new("dpkg-deb").arg("--field").arg(&deb).arg("Version"))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))?;
+    std::fs::write(&stamp, format!("kubernetes-client {}\n", version.trim()))?;
+    std::fs::remove_dir_all(&scratch)?;
+    eprintln!("xtask: Debian's kubectl {} is in {}", version.trim(), dir.display());
     Ok(())
 }
 
