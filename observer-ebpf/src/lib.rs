@@ -400,6 +400,32 @@ pub struct Process {
     pub stop: SignalFact,
     /// The first SIGKILL.
     pub kill: SignalFact,
+    /// An exec session's execs reported so far (its first included): at
+    /// [`MAX_SESSION_EXECS`] the rest are counted, not emitted.
+    pub session_execs: u32,
+    pub _pad0: u32,
+    /// [`comm_key`] of the program an exec session runs (reported or not): an exec of the same
+    /// program again (a probe's script re-exec'ing itself) is not reported.
+    pub session_comm: u64,
+}
+
+/// Exec events reported per exec session: a session's program list (`sh` -> the hook's
+/// command -> a runtime's re-exec) is a handful of programs; one that re-execs itself without
+/// end (an exec probe's loop) would otherwise fill the ring and grow userspace's list.
+pub const MAX_SESSION_EXECS: u32 = 8;
+
+/// A comm (NUL-padded, [`TASK_COMM_LEN`] bytes) folded to 64 bits, to compare programs in a
+/// map value without keeping the name: the two halves, one rotated (names are ASCII, a
+/// collision of two names of one session is not a practical concern).
+#[inline(always)]
+pub const fn comm_key(comm: &[u8; TASK_COMM_LEN]) -> u64 {
+    let lo = u64::from_le_bytes([
+        comm[0], comm[1], comm[2], comm[3], comm[4], comm[5], comm[6], comm[7],
+    ]);
+    let hi = u64::from_le_bytes([
+        comm[8], comm[9], comm[10], comm[11], comm[12], comm[13], comm[14], comm[15],
+    ]);
+    lo ^ hi.rotate_left(29)
 }
 
 /// [`Process::flags`] and [`ProcessExitEvent::flags`].
@@ -560,12 +586,18 @@ pub enum Counter {
     /// `ENDED` insert failed (map full: no daemon deleted what it recorded for a long time):
     /// that termination is only in the ring buffer, and lost if the ring is not read in time.
     EndedFull = 15,
+    /// An exec session exec'd the program it was already reported running: not emitted (by
+    /// design: its program list already has it).
+    SessionExecRepeated = 16,
+    /// An exec session exec'd a new program past [`MAX_SESSION_EXECS`]: not emitted (its
+    /// program list in the record stops there).
+    SessionExecCapped = 17,
 }
 
 impl Counter {
     /// Every counter, in slot order (userspace gives each a meaning; see observer's
     /// `kernel::loader::meaning`).
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 18] = [
         Self::RingbufFullSignalGenerate,
         Self::RingbufFullSignalDeliver,
         Self::RingbufFullProcessExit,
@@ -582,6 +614,8 @@ impl Counter {
         Self::NestedCgroup,
         Self::TargetExiting,
         Self::EndedFull,
+        Self::SessionExecRepeated,
+        Self::SessionExecCapped,
     ];
 }
 
@@ -807,7 +841,7 @@ const _: () = assert!(size_of::<MainProcessEvent>() == 16 + 8 + 8 + 8 + 32);
 const _: () = assert!(size_of::<CgroupEvent>() == 16 + 16 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<OomVictimEvent>() == 16 + 16);
 const _: () = assert!(size_of::<ExecSessionEvent>() == 16 + 16 + 32);
-const _: () = assert!(size_of::<Process>() == 56 + 2 * 56);
+const _: () = assert!(size_of::<Process>() == 56 + 2 * 56 + 16);
 const _: () = assert!(size_of::<WatchedCgroup>() == 24 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<EndedKey>() == 16);
 const _: () = assert!(size_of::<Ended>() == size_of::<ProcessExitEvent>() + 16 + CGROUP_PATH_LEN);

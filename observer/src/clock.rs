@@ -27,6 +27,10 @@ pub fn monotonic_ns() -> u64 {
 
 /// Samples kept at least this far apart (the newest is always kept as well).
 const SAMPLE_SPACING_NS: i128 = 1_000_000_000;
+/// A change of offset this large between two samples is a step of the realtime clock (an NTP
+/// step, `date -s`), not drift: drift between ticks is microseconds (5 ms a second at worst
+/// seen, on this project's VM).
+const STEP_NS: i128 = 10_000_000;
 /// Samples kept: an hour of them, older events take the oldest offset (records are made
 /// within seconds of their events; an open termination expires long before that matters).
 const MAX_SAMPLES: usize = 3_600;
@@ -93,7 +97,17 @@ impl WallClock {
             return;
         }
         let last = self.samples.back().map_or(i128::MIN, |l| l.mono_ns);
-        if s.mono_ns - last >= SAMPLE_SPACING_NS {
+        if (s.offset_ns - self.latest.offset_ns).abs() >= STEP_NS {
+            // A step: both sides of it are kept, so only the tick that straddles it is
+            // interpolated (thinned, the step would be smeared over a second).
+            if last != self.latest.mono_ns {
+                self.samples.push_back(self.latest);
+            }
+            self.samples.push_back(s);
+            while self.samples.len() > MAX_SAMPLES {
+                self.samples.pop_front();
+            }
+        } else if s.mono_ns - last >= SAMPLE_SPACING_NS {
             self.samples.push_back(s);
             if self.samples.len() > MAX_SAMPLES {
                 self.samples.pop_front();
@@ -171,6 +185,28 @@ mod tests {
         assert_eq!(off(101.2), 6_000);
         assert_eq!(off(99.0), 0, "before the first sample: the first offset");
         assert_eq!(off(103.0), 10_000, "after the last: the newest");
+    }
+
+    #[test]
+    fn an_ntp_step_is_taken_up_at_the_next_tick() {
+        // Realtime stepped 3 s forward (chronyd's makestep, an NTP step after early boot)
+        // between two ticks, 50 ms apart, long after the daemon started.
+        let mut c = WallClock::from_sample(at(0, 0));
+        for i in 1..=100 {
+            c.push(Sample { mono_ns: i * 50_000_000, offset_ns: 0, error_ns: 0 });
+        }
+        c.push(Sample { mono_ns: 101 * 50_000_000, offset_ns: 3_000_000_000, error_ns: 0 });
+        for i in 102..=200 {
+            c.push(Sample { mono_ns: i * 50_000_000, offset_ns: 3_000_000_000, error_ns: 0 });
+        }
+        let off = |ms: i128| c.offset_at(ms * 1_000_000) / 1_000_000;
+        assert_eq!(off(4_000), 0, "before the step: the old offset");
+        assert_eq!(off(5_000), 0, "up to the last tick before it");
+        assert_eq!(off(5_050), 3_000, "from the tick after it: the new one");
+        assert_eq!(off(5_500), 3_000, "not smeared over the next second");
+        assert_eq!(off(9_000), 3_000);
+        // Within the tick that straddles it, between the two (interpolated).
+        assert_eq!(off(5_025), 1_500);
     }
 
     #[test]

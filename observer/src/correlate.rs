@@ -245,6 +245,8 @@ pub struct Stats {
     pub late: u64,
     /// Exec sessions evicted because [`crate::prestop::MAX_SESSIONS`] were kept.
     pub sessions_evicted: u64,
+    /// Programs of exec sessions not kept past [`crate::prestop::MAX_SESSION_PROGRAMS`].
+    pub session_programs_dropped: u64,
     /// Records of a stop signal the process outlived by [`STOP_EXPIRY_NS`]: no termination.
     pub survived: u64,
     /// Exits whose stop signal or SIGKILL came from what the kernel kept, not from their
@@ -419,6 +421,7 @@ impl Correlator {
             Event::ExecSession(e) => {
                 self.sessions.ingest(e);
                 self.stats.sessions_evicted = self.sessions.evicted;
+                self.stats.session_programs_dropped = self.sessions.programs_dropped;
             }
             Event::ProcessExit(x) if !x.main => {
                 self.sessions.exited(x.key.tgid, x.ktime_ns);

@@ -51,6 +51,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 pub const TICK: Duration = Duration::from_millis(50);
 
 pub async fn run(args: RunArgs) -> Result<()> {
+    // A bad web config file is a mistake in the deployment: said before anything is attached.
+    let web = args.web.load()?;
     let options = args.probes.options();
     let report = check::run(&options, false);
     if !report.passed() {
@@ -96,11 +98,17 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    // Every privileged step is behind us (probes, pins, journal, listener): what the rest
+    // needs is kept, the rest dropped on every thread.
+    crate::privileges::drop_after_start(&args.privileges).context("dropping capabilities")?;
     let shared = Arc::new(Shared {
         metrics: Metrics::new(),
         healthy: std::sync::atomic::AtomicBool::new(true),
         recent: Recent::new(args.recent_terminations as usize),
         pods: crate::sinks::recent::RecentPods::new(args.recent_terminations as usize),
+        last_tick_ns: std::sync::atomic::AtomicU64::new(monotonic_ns()),
+        journal_stalled_since_ns: std::sync::atomic::AtomicU64::new(0),
+        rejected: Default::default(),
     });
     if handover.records > 0 {
         shared.metrics.lost.with_label_values(&["handover"]).inc_by(handover.records);
@@ -126,7 +134,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let settle_ns =
         hold_ns + correlate::CLOSE_LINGER_NS + correlate::ORPHAN_EXIT_TTL_NS + 1_000_000_000;
     let mut ended = Ended::new(ended, settle_ns, &v2.mount, monotonic_ns());
-    let outputs = Outputs::new(journal, shared.clone());
+    let outputs = Outputs::new(journal, args.records_to_stdout, shared.clone())
+        .context("starting the journal's writer thread")?;
     let mut pipeline = Pipeline::new(settings, WallClock::measure(), lookups, outputs);
 
     for (id, path) in &existing {
@@ -175,15 +184,18 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
     let (tx, mut rx) = mpsc::channel(EVENT_QUEUE);
     let reader = tokio::spawn(reader::read_ring(ring, tx, shared.clone()));
-    let server = tokio::spawn(http::serve(listener, shared.clone()));
+    let scheme = web.scheme();
+    let server = tokio::spawn(http::serve(listener, shared.clone(), web));
     log::info!(
-        "observer {} on {node}: probes attached, {} container cgroups known; metrics on http://{}/metrics, journal {}",
+        "observer {} on {node}: probes attached, {} container cgroups known; metrics on {scheme}://{}/metrics, journal {}",
         env!("CARGO_PKG_VERSION"),
         pipeline.metadata().len(),
         args.listen,
         journal_path.display()
     );
 
+    // Which records the journal's writer thread has made durable.
+    let journal = pipeline.sink().journal().clone();
     let mut tick = tokio::time::interval(TICK);
     let mut heartbeat_at = std::time::Instant::now();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -204,10 +216,18 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     pipeline.metadata(),
                     pipeline.pods(),
                 );
+                // Idle container and pod series go (a sweep a minute; a comparison otherwise).
+                m.expire(std::time::Instant::now());
+                m.refresh_http(&shared.rejected);
                 let now = monotonic_ns();
+                shared.last_tick_ns.store(now, Ordering::Relaxed);
                 pipeline.losses(losses(), now);
                 pipeline.tick(now);
-                ended.recorded(pipeline.take_done());
+                ended.handed(pipeline.take_done(), journal.queued());
+                ended.durable(journal.durable());
+                m.journal_queue.set(journal.pending() as i64);
+                let stalled = journal.stalled_since_ns(now).unwrap_or(0);
+                shared.journal_stalled_since_ns.store(stalled, Ordering::Relaxed);
                 let recovered = ended.sweep(now);
                 if !recovered.is_empty() {
                     log::info!(
@@ -240,7 +260,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
         read(&mut pipeline, &mut ended, ev);
     }
     pipeline.finish();
-    // Journaled and synced: the kernel need not keep them for the next daemon.
+    // What the journal made durable the kernel need not keep for the next daemon; what a
+    // hung disk kept from it stays in the kernel.
+    ended.handed(pipeline.take_done(), journal.queued());
+    pipeline.sink_mut().close();
+    ended.durable(journal.durable());
     ended.settle_all();
     reader.abort();
     server.abort();

@@ -15,6 +15,7 @@
 //!   [`status`]: what kubelet will report for it; [`stuck`]: what holds a SIGKILLed container;
 //!   [`pod`]: one record for a pod's end, from its containers'.
 //! - [`report`]: `observer report`, post-incident analysis of the journal.
+//! - [`privileges`]: what `observer run` drops once started; the seccomp profile's installer.
 pub mod cgroup;
 pub mod check;
 pub mod cli;
@@ -31,6 +32,7 @@ pub mod metadata;
 pub mod pipeline;
 pub mod pod;
 pub mod prestop;
+pub mod privileges;
 pub mod record;
 pub mod report;
 pub mod signals;

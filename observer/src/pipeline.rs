@@ -296,6 +296,10 @@ impl<S: Sink> Pipeline<S> {
         &self.sink
     }
 
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
     /// The main processes whose terminations went to the sink since the last call, each
     /// flushed with it ([`Sink::flush`] ends every tick): the kernel need not keep them.
     pub fn take_done(&mut self) -> Vec<ProcKey> {

@@ -9,7 +9,7 @@
 //! that were running at the stop signal, or ended at most [`PRESTOP_END_SLACK_NS`] before it,
 //! are its candidates ([`ExecSessions::candidates`]); [`choose_exec_prestop`] picks the hook.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
@@ -41,6 +41,10 @@ pub const HOOK_TIMEOUT_TOLERANCE_NS: u64 = SEC;
 /// Bound on exec sessions kept (running ones included); past it the oldest is evicted and
 /// counted.
 pub const MAX_SESSIONS: usize = 16_384;
+/// Programs kept per session (its first and the distinct ones it exec'd after), as the kernel
+/// caps what it reports (`observer_ebpf::MAX_SESSION_EXECS`): the list stays short and its
+/// search per exec cheap; more are counted, not kept.
+pub const MAX_SESSION_PROGRAMS: usize = observer_ebpf::MAX_SESSION_EXECS as usize;
 
 /// An exec session into a container, as the kernel saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,8 +98,14 @@ pub fn choose_exec_prestop<'a>(
 #[derive(Debug, Default)]
 pub struct ExecSessions {
     by_pid: HashMap<u32, (u64, SessionSeen)>,
+    /// `(started_ns, pid)` of every session kept, oldest first: who goes at [`MAX_SESSIONS`],
+    /// found without a scan (an exec probe's sessions on every pod of a busy node arrive at a
+    /// steady rate, each one an eviction once the map is full).
+    by_start: BTreeSet<(u64, u32)>,
     /// Sessions evicted because [`MAX_SESSIONS`] were kept.
     pub evicted: u64,
+    /// Programs of sessions not kept because a session had [`MAX_SESSION_PROGRAMS`].
+    pub programs_dropped: u64,
 }
 
 impl ExecSessions {
@@ -109,14 +119,26 @@ impl ExecSessions {
                     s.session.comm = e.session.comm.clone();
                 }
                 if !s.comms.contains(&e.session.comm) {
-                    s.comms.push(e.session.comm.clone());
+                    if s.comms.len() < MAX_SESSION_PROGRAMS {
+                        s.comms.push(e.session.comm.clone());
+                    } else {
+                        self.programs_dropped += 1;
+                    }
                 }
-                s.started_ns = s.started_ns.min(e.ktime_ns);
+                if e.ktime_ns < s.started_ns {
+                    self.by_start.remove(&(s.started_ns, e.session.pid));
+                    s.started_ns = e.ktime_ns;
+                    self.by_start.insert((s.started_ns, e.session.pid));
+                }
                 return;
             }
         }
+        // A new session: one that ended with this pid is replaced.
+        if let Some((_, old)) = self.by_pid.remove(&e.session.pid) {
+            self.by_start.remove(&(old.started_ns, e.session.pid));
+        }
         if self.by_pid.len() >= MAX_SESSIONS {
-            if let Some((&pid, _)) = self.by_pid.iter().min_by_key(|(_, (_, s))| s.started_ns) {
+            if let Some((_, pid)) = self.by_start.pop_first() {
                 self.by_pid.remove(&pid);
                 self.evicted += 1;
             }
@@ -128,6 +150,7 @@ impl ExecSessions {
             ended_ns: None,
             comms: vec![e.session.comm.clone()],
         };
+        self.by_start.insert((seen.started_ns, e.session.pid));
         self.by_pid.insert(e.session.pid, (e.cgroup_id, seen));
     }
 
@@ -142,8 +165,13 @@ impl ExecSessions {
 
     /// Forgets sessions that ended more than [`SESSION_LINGER_NS`] before `now_ns`.
     pub fn expire(&mut self, now_ns: u64) {
-        self.by_pid.retain(|_, (_, s)| {
-            s.ended_ns.is_none_or(|e| now_ns < e.saturating_add(SESSION_LINGER_NS))
+        let by_start = &mut self.by_start;
+        self.by_pid.retain(|&pid, (_, s)| {
+            let keep = s.ended_ns.is_none_or(|e| now_ns < e.saturating_add(SESSION_LINGER_NS));
+            if !keep {
+                by_start.remove(&(s.started_ns, pid));
+            }
+            keep
         });
     }
 
@@ -342,6 +370,62 @@ mod tests {
     use crate::metadata::{annotations::PreStopHandler, Identity};
 
     const MS: u64 = 1_000_000;
+
+    #[test]
+    fn a_session_re_execing_without_end_keeps_a_short_program_list() {
+        let mut sessions = ExecSessions::default();
+        let exec = |at_ms: u64, comm: &str| ExecSession {
+            ktime_ns: at_ms * MS,
+            session: Proc { pid: 20, comm: comm.into() },
+            parent: Proc { pid: 10, comm: "runc".into() },
+            cgroup_id: 7,
+        };
+        sessions.ingest(&exec(1, "sh"));
+        for i in 0..1000 {
+            // An exec probe's script exec'ing itself, and now and then something new.
+            sessions.ingest(&exec(2 + i, "probe.sh"));
+            if i % 50 == 0 {
+                sessions.ingest(&exec(2 + i, &format!("step-{i}")));
+            }
+        }
+        let s = &sessions.candidates(7, 5_000 * MS)[0];
+        assert_eq!(s.comms.len(), MAX_SESSION_PROGRAMS);
+        assert_eq!(s.comms[..2], ["sh".to_string(), "probe.sh".to_string()]);
+        assert_eq!(sessions.programs_dropped, 20 + 2 - MAX_SESSION_PROGRAMS as u64);
+        assert_eq!(s.session.comm, "probe.sh", "named by its last program still");
+        assert_eq!(sessions.len(), 1);
+    }
+
+    #[test]
+    fn a_full_map_evicts_the_oldest_session_and_its_order_stays_whole() {
+        let mut sessions = ExecSessions::default();
+        let exec = |pid: u32, at_ns: u64| ExecSession {
+            ktime_ns: at_ns,
+            session: Proc { pid, comm: "probe".into() },
+            parent: Proc { pid: 1, comm: "runc".into() },
+            cgroup_id: 7,
+        };
+        // Pids in no order of their starts; one re-exec reported out of order (earlier).
+        for i in 0..MAX_SESSIONS as u32 {
+            sessions.ingest(&exec(100_000 + (i * 7919) % MAX_SESSIONS as u32, 1_000 + i as u64));
+        }
+        sessions.ingest(&exec(100_000 + (5 * 7919) % MAX_SESSIONS as u32, 10));
+        assert_eq!(sessions.len(), MAX_SESSIONS);
+        sessions.ingest(&exec(1, 50_000));
+        assert_eq!(sessions.evicted, 1);
+        assert!(!sessions.by_pid.contains_key(&(100_000 + (5 * 7919) % MAX_SESSIONS as u32)));
+        sessions.ingest(&exec(2, 50_001));
+        assert!(!sessions.by_pid.contains_key(&100_000), "then the next oldest");
+        // Ended and expired, a pid reused: both indexes agree throughout.
+        sessions.exited(1, 60_000);
+        sessions.expire(60_000 + SESSION_LINGER_NS);
+        sessions.ingest(&exec(2, 70_000));
+        assert_eq!(sessions.by_start.len(), sessions.by_pid.len());
+        assert!(sessions
+            .by_pid
+            .iter()
+            .all(|(p, (_, s))| sessions.by_start.contains(&(s.started_ns, *p))));
+    }
 
     #[test]
     fn observed_windows_are_read_as_whole_seconds_or_not_at_all() {

@@ -5,7 +5,7 @@ use std::{
     io::{Read as _, Write as _},
     net::TcpStream,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
@@ -155,6 +155,11 @@ impl Daemon {
         std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
     }
 
+    /// What the daemon wrote on stdout so far (`--records-to-stdout`).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.stdout")).unwrap_or_default()
+    }
+
     /// Minimal HTTP/1.1 GET on loopback: (status, body).
     pub fn http_get(&self, path: &str) -> Result<(u16, String)> {
         let mut s = TcpStream::connect(&self.addr)?;
@@ -225,10 +230,15 @@ fn spawn(dir: &Path, args: &[String]) -> Child {
         .append(true)
         .open(dir.join("daemon.log"))
         .expect("log file");
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("daemon.stdout"))
+        .expect("stdout file");
     Command::new(&bin)
         .args(args)
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
+        .stdout(out)
         .stderr(log)
         .spawn()
         .expect("spawn observer")

@@ -9,7 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use observer_tests::{by_id, observer_bin, runc_container, unique, wait_handler, Daemon};
+use observer_tests::{
+    by_id, observer_bin, runc_container, unique, wait_handler, Daemon, Pod, Spec,
+};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -118,4 +120,57 @@ fn a_session_running_at_a_hand_stop_is_never_an_overrun() {
     let text = report_text(&d, &ns);
     assert!(!text.contains("preStop"), "no preStop in the report:\n{text}");
     assert!(text.contains("slow shutdown") || text.contains("ignored"), "{text}");
+}
+
+/// An exec session that re-execs itself without end (an exec probe's script calling itself, a
+/// wrapper loop): the kernel reports a program again only when it changes, and at most
+/// `MAX_SESSION_EXECS` of a session's programs; the rest are counted. The record still names
+/// the session. The host's own programs (dash, env): busybox re-execs its applets through
+/// /proc/self/exe, which makes every program the same to the kernel.
+#[test]
+fn a_session_re_execing_itself_is_reported_a_bounded_number_of_times() {
+    let d = Daemon::start();
+    let ns = unique("reexec");
+    let mut pod = Pod::new(&d.log_root, &ns, "probe-7d4b9c6f8-x2k9p");
+    let (cid, _) = pod.container("main");
+    let runc = Spec::host(&["sleep", "1000"]).run(&cid, &pod.container_cgroup(&cid)).unwrap();
+    runc.wait_running(WAIT).unwrap();
+    let repeats = || d.metric("observer_exec_session_repeats_total", &[]);
+    let capped = || d.metric("observer_events_lost_total", &[("stage", "exec_session_programs")]);
+    let (repeats0, capped0) = (repeats(), capped());
+    // 200 execs of `sh` by `sh`: the same program each time.
+    let same = r#"n=${1:-0}; [ "$n" -ge 200 ] && exit 0; exec sh -c "$0" "$0" $((n+1))"#;
+    runc_exec(&runc.id, &["sh", "-c", same, same, "0"]);
+    // 100 rounds of `env` -> `sh`: a new program at every exec, 200 of them.
+    let alternating = r#"n=${1:-0}; [ "$n" -ge 100 ] && exit 0; exec env sh -c "$0" "$0" $((n+1))"#;
+    runc_exec(&runc.id, &["sh", "-c", alternating, alternating, "0"]);
+    let deadline = Instant::now() + WAIT;
+    while repeats() - repeats0 < 200.0 || capped() - capped0 < 193.0 {
+        assert!(Instant::now() < deadline, "{}", d.metrics());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (r, c) = (repeats() - repeats0, capped() - capped0);
+    eprintln!("re-execs not emitted: {r}; programs past the cap: {c}");
+    // Exactly: the first session's 200 re-execs of `sh`; the second's 200 execs of a new
+    // program (`env`, `sh`, `env`, ...) after its first, of which 7 are reported.
+    assert_eq!((r, c), (200.0, 193.0));
+    // A session running at the stop is named by what the kernel reported.
+    let mut sleeper = Command::new("runc")
+        .args(["exec", &runc.id, "sleep", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    runc.kill("TERM").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    runc.kill("KILL").unwrap();
+    let _ = sleeper.wait();
+    let rec = &d.wait_records(1, WAIT, by_id(&cid))[0];
+    assert_eq!(rec["prestop"]["kind"], "session", "{rec:#}");
+    assert_eq!(rec["prestop"]["comm"], "sleep", "{rec:#}");
+    drop(runc);
+    drop(pod);
 }

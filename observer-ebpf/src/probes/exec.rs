@@ -43,7 +43,8 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use observer_ebpf::{
-    role, watched, Counter, EventKind, ExecSessionEvent, MainProcessEvent, Process, TASK_COMM_LEN,
+    comm_key, role, watched, Counter, EventKind, ExecSessionEvent, MainProcessEvent, Process,
+    MAX_SESSION_EXECS, TASK_COMM_LEN,
 };
 
 use super::{
@@ -119,25 +120,44 @@ unsafe fn exec_in_watched(task: *const u8, cgroup_id: u64) -> Result<(), i64> {
         });
         return Ok(());
     }
-    // 4b. An exec session. One that execs again keeps its entry.
-    if unsafe { PROCESSES.get(&tgid) }.is_none() {
-        follow(
+    // 4b. An exec session. One that execs again keeps its entry, and is reported again only
+    //     for a program it was not running, at most MAX_SESSION_EXECS times.
+    let comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
+    let key = comm_key(&comm);
+    match PROCESSES.get_ptr_mut(&tgid) {
+        Some(p) if unsafe { (*p).start_ticks } == start_ticks => {
+            let p = unsafe { &mut *p };
+            if p.session_comm == key {
+                count(Counter::SessionExecRepeated);
+                return Ok(());
+            }
+            // The program it runs now, reported or not (so a repeat is of what it runs).
+            p.session_comm = key;
+            if p.session_execs >= MAX_SESSION_EXECS {
+                count(Counter::SessionExecCapped);
+                return Ok(());
+            }
+            p.session_execs += 1;
+        }
+        _ => follow(
             tgid,
             Process {
                 start_ticks,
                 cgroup_id,
                 role: role::SESSION,
                 exec_ns: ts,
+                session_execs: 1,
+                session_comm: key,
                 ..Default::default()
             },
-        );
+        ),
     }
     emit(EventKind::ExecSession, ts, |header| ExecSessionEvent {
         header,
         tgid,
         parent_tgid: parent_tgid as u32,
         cgroup_id,
-        comm: bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]),
+        comm,
         parent_comm,
     });
     Ok(())

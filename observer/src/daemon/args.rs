@@ -13,12 +13,21 @@ pub struct RunArgs {
     #[arg(long, default_value = "127.0.0.1:9464", env = "OBSERVER_LISTEN")]
     pub listen: SocketAddr,
 
+    #[command(flatten)]
+    pub web: crate::sinks::web::WebArgs,
+
     /// Journal file: one JSON line per container termination.
     #[arg(long, default_value = "/var/lib/observer/terminations.jsonl", env = "OBSERVER_JOURNAL")]
     pub journal: PathBuf,
 
     #[command(flatten)]
     pub metadata: MetadataArgs,
+
+    /// Write each record to stdout as well, as its journal line (JSON), for a cluster whose log
+    /// pipeline collects the pod's log. Its own writer thread and queue: a log reader that
+    /// stops reading drops (counted) copies, never a journal record.
+    #[arg(long, env = "OBSERVER_RECORDS_TO_STDOUT")]
+    pub records_to_stdout: bool,
 
     /// Node name written in every record (default: the host name).
     #[arg(long, env = "NODE_NAME")]
@@ -38,6 +47,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub probes: ProbeArgs,
+
+    #[command(flatten)]
+    pub privileges: crate::privileges::PrivilegeArgs,
 
     /// A SIGKILLed container main process still there this long after is reported stuck
     /// (a journal record of outcome `stuck` with what holds it, from /proc): "pod stuck in

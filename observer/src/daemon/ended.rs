@@ -8,9 +8,10 @@
 //! (waiting for their container's metadata, or still in the event queue), and a ring buffer
 //! that overflowed while no daemon read it, lose nothing:
 //!
-//! - **Settled.** A termination the pipeline handed to its sink (journaled, or deliberately not
-//!   recorded) at a tick, which ends with the journal's sync, has its entry deleted right after
-//!   ([`Ended::recorded`]). One whose exit this daemon has but that made no record (a signal
+//! - **Settled.** A termination the pipeline handed to its sink (queued for the journal, or
+//!   deliberately not recorded) waits for the journal's writer thread to have written and
+//!   synced everything queued by then (`sinks::writer`, [`Ended::handed`]); its entry is
+//!   deleted once that is durable ([`Ended::durable`]), however long a hung disk makes that. One whose exit this daemon has but that made no record (a signal
 //!   the pipeline drops) is deleted [`Ended::new`]'s `settle_ns` after (the correlator's linger
 //!   and the metadata hold: past that no record can come). A daemon killed between the write
 //!   and the delete has it offered again to the next, whose journal already holds its
@@ -25,7 +26,7 @@
 //! runs, and what ended while none did.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     path::{Path, PathBuf},
 };
 
@@ -35,6 +36,8 @@ use observer_ebpf::EndedKey;
 use crate::events::{self, CgroupChange, Event, ProcKey};
 
 const SEC: u64 = 1_000_000_000;
+/// `Ended::had`'s time for a termination handed to the sink: never settled by time.
+const HANDED: u64 = u64::MAX;
 /// How often the map is swept.
 pub const SWEEP_EVERY_NS: u64 = SEC;
 /// An exit the ring has not delivered this long after the kernel saw it is taken from the map.
@@ -55,8 +58,12 @@ pub struct Recovered {
 
 pub struct Ended {
     map: BpfHashMap<MapData, EndedKey, observer_ebpf::Ended>,
-    /// Terminations whose exit this daemon has, with when it got it (kernel ns).
+    /// Terminations whose exit this daemon has, with when it got it (kernel ns; [`HANDED`]:
+    /// handed to the sink, waiting in `handed` for the journal).
     had: HashMap<ProcKey, u64>,
+    /// Terminations handed to the sink, with the journal sequence number their records are
+    /// durable at, in order.
+    handed: VecDeque<(u64, ProcKey)>,
     settle_ns: u64,
     next_sweep_ns: u64,
     /// Where the cgroup v2 hierarchy is mounted (a kept path is relative to it).
@@ -75,6 +82,7 @@ impl Ended {
         Self {
             map,
             had: HashMap::new(),
+            handed: VecDeque::new(),
             settle_ns,
             next_sweep_ns: now_ns + SWEEP_EVERY_NS,
             v2_root: v2_root.to_path_buf(),
@@ -99,13 +107,33 @@ impl Ended {
         Some((c, gone))
     }
 
-    /// Terminations whose records were handed to the sink and flushed: their entries go.
-    pub fn recorded(&mut self, keys: impl IntoIterator<Item = ProcKey>) {
+    /// Terminations whose records were handed to the sink, durable once the journal's writer
+    /// has made line `seq` durable: kept (neither settled by time nor recovered) until then.
+    pub fn handed(&mut self, keys: impl IntoIterator<Item = ProcKey>, seq: u64) {
         for key in keys {
+            if let Some(at) = self.had.get_mut(&key) {
+                *at = HANDED;
+                self.handed.push_back((seq, key));
+            }
+        }
+    }
+
+    /// The journal is durable up to line `seq`: the entries of terminations handed by then go.
+    pub fn durable(&mut self, seq: u64) {
+        while let Some(&(s, key)) = self.handed.front() {
+            if s > seq {
+                break;
+            }
+            self.handed.pop_front();
             if self.had.remove(&key).is_some() {
                 self.delete(key);
             }
         }
+    }
+
+    /// Terminations handed to the sink whose records are not durable yet.
+    pub fn awaiting(&self) -> usize {
+        self.handed.len()
     }
 
     /// Terminations this daemon has and has not settled yet.
@@ -123,7 +151,7 @@ impl Ended {
         let settled: Vec<ProcKey> = self
             .had
             .iter()
-            .filter(|(_, &at)| at.saturating_add(self.settle_ns) <= now_ns)
+            .filter(|(_, &at)| at != HANDED && at.saturating_add(self.settle_ns) <= now_ns)
             .map(|(k, _)| *k)
             .collect();
         for key in settled {
@@ -156,11 +184,22 @@ impl Ended {
         out
     }
 
-    /// Shutdown, after the last records were journaled and synced: every termination this
-    /// daemon had is recorded, its entry goes.
+    /// Shutdown, after the journal's writer was closed and [`Ended::durable`] told how far it
+    /// got: every termination this daemon had is settled, except those whose records the
+    /// journal did not make durable (a hung disk): they stay for the next daemon.
     pub fn settle_all(&mut self) {
+        let left: std::collections::HashSet<ProcKey> =
+            self.handed.iter().map(|(_, k)| *k).collect();
         for key in std::mem::take(&mut self.had).into_keys() {
-            self.delete(key);
+            if !left.contains(&key) {
+                self.delete(key);
+            }
+        }
+        if !left.is_empty() {
+            log::warn!(
+                "{} terminations left in the kernel's ENDED map: their records were not                  journaled; the next daemon records them",
+                left.len()
+            );
         }
     }
 

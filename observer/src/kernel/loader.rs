@@ -181,6 +181,9 @@ pub enum Meaning {
     /// A termination the kernel could not keep in `ENDED` (full): recorded only from the ring
     /// (`observer_terminations_unkept_total`).
     Unkept,
+    /// An exec session exec'ing the program it was reported running: not emitted by design
+    /// (`observer_exec_session_repeats_total`).
+    SessionExecRepeated,
 }
 
 /// The one table of kernel counters: every `Counter` has a meaning (the match is exhaustive,
@@ -203,6 +206,9 @@ pub const fn meaning(counter: Counter) -> Meaning {
         Counter::NestedCgroup => Meaning::Nested,
         Counter::TargetExiting => Meaning::TargetExiting,
         Counter::EndedFull => Meaning::Unkept,
+        Counter::SessionExecRepeated => Meaning::SessionExecRepeated,
+        // A program of the session's not reported: its record's program list is short.
+        Counter::SessionExecCapped => Meaning::Lost { stage: "exec_session_programs" },
     }
 }
 

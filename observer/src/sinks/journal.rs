@@ -1,10 +1,21 @@
 //! The journal: one JSON line per termination, bounded on disk.
 //!
-//! - One `write(2)` per record (O_APPEND, no userspace buffer), so a daemon killed at any
-//!   moment leaves whole lines; [`Journal::sync`] (once per pipeline tick) makes them durable
-//!   against a machine crash.
-//! - A torn last line (a crash mid-write, or a write cut short by a full disk) is repaired
-//!   when the journal is opened: a complete record gets its newline, a fragment is cut off.
+//! - One `write(2)` per record (O_APPEND, no userspace buffer); [`Journal::sync`] (after each
+//!   batch the writer thread takes, `sinks::writer`) makes them durable against a machine
+//!   crash. A daemon killed between records leaves whole lines. A daemon killed *during* a
+//!   `write(2)` can leave part of one: a regular-file write copies page by page
+//!   (`generic_perform_write()`, mm/filemap.c) and a fatal signal is checked between pages
+//!   (`fatal_signal_pending()` there), so a line crossing a page boundary can be cut at it; a
+//!   machine crash can leave any prefix that reached the disk.
+//! - Such a torn last line is repaired when the journal is opened: a complete record gets its
+//!   newline, a fragment is cut off (and counted in `observer_journal_errors_total`); the
+//!   termination behind it is offered again by the kernel (`daemon::ended`) when the kernel
+//!   still keeps it.
+//! - Created `0600` (records name pods, images and hook commands) with `O_NOFOLLOW` (a symlink
+//!   planted at the journal's path is refused, not followed); an existing journal with wider
+//!   permissions is narrowed to `0600`.
+//! - One writer: `FILE.lock` is flock'ed exclusively for the journal's life; a second
+//!   `observer run` on the same journal stops at start with [`JournalError::Locked`].
 //! - A failed write is cut back to the last whole line, so a full disk leaves no fragment.
 //! - Size-based rotation, named as logrotate does: `FILE` is current, `FILE.1` the one
 //!   before, up to `FILE.N`. The record that triggers a rotation is written to the new file,
@@ -20,6 +31,7 @@ use std::{
     fs::{File, OpenOptions},
     hash::{Hash as _, Hasher as _},
     io::{Read as _, Seek as _, SeekFrom, Write as _},
+    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
 };
 
@@ -109,7 +121,7 @@ const TAIL_BYTES: u64 = 16 << 20;
 /// The ids of the latest records, hashed (SipHash with fixed keys: only this process compares
 /// them, the journal holds the ids themselves), oldest first.
 #[derive(Default)]
-struct Recorded {
+pub struct Recorded {
     set: HashSet<u64>,
     order: VecDeque<u64>,
 }
@@ -121,7 +133,8 @@ impl Recorded {
         h.finish()
     }
 
-    fn insert(&mut self, id: &str) {
+    /// Notes `id` as written; the oldest past [`RECORDED_IDS`] is forgotten.
+    pub fn insert(&mut self, id: &str) {
         let h = Self::hash(id);
         if self.set.insert(h) {
             self.order.push_back(h);
@@ -133,7 +146,8 @@ impl Recorded {
         }
     }
 
-    fn contains(&self, id: &str) -> bool {
+    /// Whether `id` is among the latest written.
+    pub fn contains(&self, id: &str) -> bool {
         self.set.contains(&Self::hash(id))
     }
 
@@ -168,6 +182,13 @@ fn tail(path: &Path, max: u64) -> std::io::Result<(Vec<u8>, bool)> {
     Ok((buf, start > 0))
 }
 
+/// A record as its journal line: its JSON and a newline.
+pub fn line_of(record: &impl Line) -> Vec<u8> {
+    let mut line = serde_json::to_vec(record).expect("a journal line always serializes");
+    line.push(b'\n');
+    line
+}
+
 pub struct Journal {
     path: PathBuf,
     file: File,
@@ -178,7 +199,9 @@ pub struct Journal {
     dirty: bool,
     /// Found and repaired at open.
     pub repair: Option<Repair>,
-    recorded: Recorded,
+    /// The latest records' ids, until [`Journal::take_recorded`] hands them to whoever decides
+    /// what to write (the daemon's sink, on the pipeline's thread).
+    recorded: Option<Recorded>,
     /// `FILE.lock`, flock'ed for the journal's life (the journal itself is renamed at
     /// rotation, a lock on it would move with it).
     _lock: File,
@@ -194,6 +217,8 @@ fn lock(path: &Path) -> Result<File, JournalError> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&lock_path)
         .map_err(err)?;
     // SAFETY: a valid descriptor; LOCK_NB never blocks.
@@ -209,8 +234,26 @@ fn lock(path: &Path) -> Result<File, JournalError> {
     Ok(f)
 }
 
+/// The journal's file for appending: made `0600`, never through a symlink (`O_NOFOLLOW`: ELOOP),
+/// and narrowed to `0600` when an older one is wider.
 fn open_append(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).read(true).open(path)
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        // A FIFO or a device at the journal's path: not a journal.
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        log::warn!("journal {}: permissions narrowed to 0600", path.display());
+    }
+    Ok(file)
 }
 
 /// Offset just past the last b'\n' in the first `len` bytes of `file` (0 when none).
@@ -278,7 +321,7 @@ impl Journal {
             options,
             dirty: false,
             repair,
-            recorded: Recorded::default(),
+            recorded: Some(Recorded::default()),
             _lock: lock,
         };
         journal.read_recorded();
@@ -298,7 +341,7 @@ impl Journal {
         for (i, file) in files.iter().enumerate() {
             let max = if i + 1 == files.len() { TAIL_BYTES } else { budget };
             match tail(file, max) {
-                Ok((bytes, cut)) => self.recorded.read(&bytes, cut),
+                Ok((bytes, cut)) => self.recorded.get_or_insert_default().read(&bytes, cut),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => log::warn!(
                     "journal {}: cannot read its record ids ({e}): a record offered again \
@@ -312,7 +355,13 @@ impl Journal {
     /// Whether a record with this `record_id` is among the journal's latest
     /// ([`RECORDED_IDS`]): written by this daemon or found at open.
     pub fn holds(&self, record_id: &str) -> bool {
-        self.recorded.contains(record_id)
+        self.recorded.as_ref().is_some_and(|r| r.contains(record_id))
+    }
+
+    /// The latest records' ids, for the caller to keep from here on: the journal stops keeping
+    /// them ([`Journal::holds`] is false after).
+    pub fn take_recorded(&mut self) -> Recorded {
+        self.recorded.take().unwrap_or_default()
     }
 
     pub fn path(&self) -> &Path {
@@ -330,15 +379,20 @@ impl Journal {
     /// `max_bytes`, rotates first; a failed rotation is returned after the record was still
     /// written (to the current file), so the caller counts an error but no record is lost.
     pub fn append(&mut self, record: &impl Line) -> Result<(), JournalError> {
-        let mut line = serde_json::to_vec(record).expect("a journal line always serializes");
-        line.push(b'\n');
+        self.append_line(&line_of(record), record.record_id())
+    }
+
+    /// [`Journal::append`] of a line already made ([`line_of`]).
+    pub fn append_line(&mut self, line: &[u8], record_id: &str) -> Result<(), JournalError> {
         let rotation = if self.size > 0 && self.size + line.len() as u64 > self.options.max_bytes {
             self.rotate()
         } else {
             Ok(())
         };
-        self.write_line(&line)?;
-        self.recorded.insert(record.record_id());
+        self.write_line(line)?;
+        if let Some(r) = &mut self.recorded {
+            r.insert(record_id);
+        }
         rotation
     }
 
@@ -554,6 +608,53 @@ mod tests {
         assert!(e.to_string().contains("another observer"), "{e}");
         drop(j);
         Journal::open(&path, JournalOptions::default()).expect("free again");
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn the_journal_is_private_and_never_followed_through_a_symlink() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = tmp("mode");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let mut j = Journal::open(&path, JournalOptions { max_bytes: 4096, files: 2 }).unwrap();
+        let big = Record::example().build();
+        for _ in 0..8 {
+            j.append(&big).unwrap();
+        }
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&j.rotated(1)), 0o600, "rotated files keep it");
+        let mut lock = path.as_os_str().to_owned();
+        lock.push(".lock");
+        assert_eq!(mode(Path::new(&lock)), 0o600);
+        drop(j);
+        // An older journal readable by all is narrowed.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Journal::open(&path, JournalOptions::default()).unwrap());
+        assert_eq!(mode(&path), 0o600);
+        // A symlink planted at the journal's path (to a file the daemon must not append to).
+        let victim = path.with_file_name("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let planted = path.with_file_name("planted.jsonl");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let e = Journal::open(&planted, JournalOptions::default()).err().expect("refused");
+        let JournalError::Open { source, .. } = &e else { panic!("{e}") };
+        assert_eq!(source.raw_os_error(), Some(libc::ELOOP), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn the_ids_can_be_taken_for_the_caller_to_keep() {
+        let path = tmp("take");
+        let mut j = Journal::open(&path, JournalOptions::default()).unwrap();
+        j.append(&numbered(1)).unwrap();
+        drop(j);
+        let mut j = Journal::open(&path, JournalOptions::default()).unwrap();
+        let ids = j.take_recorded();
+        assert!(ids.contains(&numbered(1).record_id));
+        assert!(!j.holds(&numbered(1).record_id), "the journal keeps them no more");
+        j.append(&numbered(2)).unwrap();
+        assert!(!j.holds(&numbered(2).record_id));
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 

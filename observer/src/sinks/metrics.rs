@@ -1,9 +1,19 @@
 //! Prometheus metrics. One struct owns its Registry (no global macros).
 //!
 //! Cardinality: container series are labelled `namespace, workload, container` (plus `outcome`
-//! on the counter). `workload` is the pod's owner derived from the pod name, never the pod
-//! name itself, so series do not grow with pod churn: a Deployment rolled a thousand times is
-//! still one workload. Unknown names are the empty string.
+//! on the counter), pod series `namespace, workload`. `workload` is the pod's owner, from its
+//! sandbox's labels or its name's shape (`metadata::workload::resolve`), never the pod name
+//! itself, so series do not grow with pod churn: a Deployment rolled a thousand times is still
+//! one workload, a bare pod has none (the empty string, as every unknown name). What churn is
+//! left (a namespace per CI run) is bounded by [`series`]: at most [`series::MAX_SERIES`] label
+//! sets per family, the rest folded into `_overflow` and counted in
+//! `observer_metric_series_overflow_total{family}`, and a label set idle for
+//! [`series::IDLE_AFTER`] removed ([`Metrics::expire`]).
+
+use std::{
+    sync::{Mutex, MutexGuard},
+    time::Instant,
+};
 
 use prometheus::{
     core::Collector, Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
@@ -12,6 +22,7 @@ use prometheus::{
 
 use observer_ebpf::Counter;
 
+use super::series::{self, Limits, Series};
 use crate::{
     correlate::{self, Outcome},
     kernel::loader::{self, Meaning},
@@ -27,6 +38,67 @@ pub const TERMINATION_BUCKETS: &[f64] = &[
 ];
 
 const CONTAINER_LABELS: &[&str] = &["namespace", "workload", "container"];
+
+/// The families whose label sets name containers and pods: bounded by [`series`]. The other
+/// families' labels are enumerations (a probe, a stage, a reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Terminations,
+    TermToExit,
+    TermToKill,
+    StopSignalIgnored,
+    PrestopOverruns,
+    PrestopDuration,
+    Verdicts,
+    StopRepeats,
+    StuckReported,
+    StuckNow,
+    PodTermination,
+    PodTerminations,
+}
+
+impl Family {
+    const ALL: [Family; 12] = [
+        Family::Terminations,
+        Family::TermToExit,
+        Family::TermToKill,
+        Family::StopSignalIgnored,
+        Family::PrestopOverruns,
+        Family::PrestopDuration,
+        Family::Verdicts,
+        Family::StopRepeats,
+        Family::StuckReported,
+        Family::StuckNow,
+        Family::PodTermination,
+        Family::PodTerminations,
+    ];
+
+    /// The metric's name: the `family` label of the series metrics.
+    fn name(self) -> &'static str {
+        match self {
+            Family::Terminations => "container_terminations_total",
+            Family::TermToExit => "container_termination_term_to_exit_seconds",
+            Family::TermToKill => "container_termination_term_to_kill_seconds",
+            Family::StopSignalIgnored => "container_termination_stop_signal_ignored_total",
+            Family::PrestopOverruns => "container_termination_prestop_overruns_total",
+            Family::PrestopDuration => "container_termination_prestop_duration_seconds",
+            Family::Verdicts => "container_termination_verdicts_total",
+            Family::StopRepeats => "container_termination_stop_signal_repeats_total",
+            Family::StuckReported => "container_terminations_stuck_total",
+            Family::StuckNow => "container_terminations_stuck",
+            Family::PodTermination => "pod_termination_seconds",
+            Family::PodTerminations => "pod_terminations_total",
+        }
+    }
+
+    /// How many leading labels name a container (namespace, workload, container) or a pod.
+    fn identity(self) -> usize {
+        match self {
+            Family::PodTermination | Family::PodTerminations => 2,
+            _ => CONTAINER_LABELS.len(),
+        }
+    }
+}
 
 /// Exit -> journal: the 0.1 s linger and a tick at best, a CRI lookup's few hundred ms, the
 /// hold's 9 s at worst.
@@ -55,6 +127,7 @@ pub struct Metrics {
     pub nested_cgroups: IntCounter,
     pub signals_to_exiting: IntCounter,
     pub unkept: IntCounter,
+    pub session_repeats: IntCounter,
     pub recovered: IntCounter,
     pub duplicates: IntCounter,
     pub incomplete: IntCounterVec,
@@ -66,6 +139,14 @@ pub struct Metrics {
     pub journal_errors: IntCounter,
     pub open_terminations: IntGauge,
     pub watched_cgroups: IntGauge,
+    /// Records waiting for the journal writer.
+    pub journal_queue: IntGauge,
+    /// Requests and connections the HTTP endpoint refused (`sinks::web::Rejected`).
+    pub http_rejected: IntCounterVec,
+    /// Label sets per bounded family ([`Family`]), and what overflowed.
+    series: Mutex<Series>,
+    series_held: Vec<IntGauge>,
+    series_overflow: Vec<IntCounter>,
 }
 
 fn register<C: Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -75,6 +156,12 @@ fn register<C: Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::with_limits(Limits::default())
+    }
+
+    /// Metrics whose container and pod families hold at most `limits` (the benchmark's
+    /// unbounded run is how the daemon was before the bound).
+    pub fn with_limits(limits: Limits) -> Self {
         let r = Registry::new();
         let hist = |name: &str, help: &str| {
             HistogramVec::new(
@@ -98,6 +185,19 @@ impl Metrics {
         r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
             .expect("process metrics register once");
 
+        let held = register(&r, IntGaugeVec::new(
+            Opts::new(
+                "observer_metric_series",
+                "Label sets a container or pod metric family holds now, by family (at most the bound, the overflow series aside)",
+            ),
+            &["family"],
+        ).expect("valid"));
+        let overflow = register(&r, counter(
+            "observer_metric_series_overflow_total",
+            "Observations folded into a family's _overflow series because it held its bound of label sets, by family",
+            &["family"],
+        ));
+        let identity: Vec<usize> = Family::ALL.iter().map(|f| f.identity()).collect();
         let mut labels_outcome = CONTAINER_LABELS.to_vec();
         labels_outcome.push("outcome");
         let mut labels_verdict = CONTAINER_LABELS.to_vec();
@@ -172,7 +272,7 @@ impl Metrics {
             )),
             lost: register(&r, counter(
                 "observer_events_lost_total",
-                "Events lost, by stage: ring_buffer (kernel reserve failed), kernel_read (a probe could not read a kernel struct, so it could not decide), channel (userspace queue full), decode, processes_map_full (the kernel's map of followed processes was full), exit_unseen (a followed process ended while no probe saw it), watched_map_full, correlation_evicted, exec_session_evicted",
+                "Events lost, by stage: ring_buffer (kernel reserve failed), kernel_read (a probe could not read a kernel struct, so it could not decide), channel (userspace queue full), decode, processes_map_full (the kernel's map of followed processes was full), exit_unseen (a followed process ended while no probe saw it), watched_map_full, correlation_evicted, exec_session_evicted, journal_queue (the journal writer's queue was full), stdout_queue and stdout_write (--records-to-stdout copies dropped at a full queue, or not written), exec_session_programs (an exec session's programs past the kernel's 8 not reported), exec_session_programs_dropped (the same, in userspace)",
                 &["stage"],
             )),
             deduplicated: register(&r, IntCounter::new(
@@ -216,6 +316,14 @@ impl Metrics {
                 IntCounter::new(
                     "observer_terminations_unkept_total",
                     "Terminations the kernel could not keep for the next daemon (its ENDED map was full): recorded only if the ring buffer still held them when a daemon read it",
+                )
+                .expect("valid"),
+            ),
+            session_repeats: register(
+                &r,
+                IntCounter::new(
+                    "observer_exec_session_repeats_total",
+                    "Execs of an exec session into the program it was already running (a probe's script re-exec'ing itself), counted in the kernel and not emitted",
                 )
                 .expect("valid"),
             ),
@@ -288,47 +396,132 @@ impl Metrics {
                 "observer_watched_cgroups",
                 "Container cgroups known to the daemon",
             ).expect("valid")),
+            journal_queue: register(&r, IntGauge::new(
+                "observer_journal_queue",
+                "Records waiting for the journal writer",
+            ).expect("valid")),
+            http_rejected: register(&r, counter(
+                "observer_http_rejected_total",
+                "Requests and connections the HTTP endpoint refused, by reason: unauthorized (401), busy (429: too many password checks waiting), tls_handshake (failed or timed out), tls_overflow (too many handshakes in progress)",
+                &["reason"],
+            )),
+            series: Mutex::new(Series::new(&identity, limits)),
+            series_held: Family::ALL.iter().map(|f| held.with_label_values(&[f.name()])).collect(),
+            series_overflow: Family::ALL
+                .iter()
+                .map(|f| overflow.with_label_values(&[f.name()]))
+                .collect(),
             registry: r,
+        }
+    }
+
+    /// The bounded families' book (a panic elsewhere while it was held leaves it usable).
+    fn book(&self) -> MutexGuard<'_, Series> {
+        self.series.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Where an observation of family `f` with `labels` goes (its own series, or the family's
+    /// overflow series, counted).
+    fn admit<'a>(
+        &self,
+        book: &mut Series,
+        f: Family,
+        labels: &[&'a str],
+        now: Instant,
+    ) -> Vec<&'a str> {
+        let admitted = book.admit(f as usize, labels, now);
+        if admitted.overflow {
+            self.series_overflow[f as usize].inc();
+        } else {
+            self.series_held[f as usize].set(book.len(f as usize) as i64);
+        }
+        admitted.labels
+    }
+
+    /// Removes the container and pod label sets not written for [`series::IDLE_AFTER`] (a
+    /// stuck gauge still up is kept). For the daemon's tick: it sweeps once every
+    /// [`series::SWEEP_EVERY`] and returns at once in between.
+    pub fn expire(&self, now: Instant) {
+        let mut book = self.book();
+        let up = |f: usize, labels: &[&str]| {
+            Family::ALL[f] == Family::StuckNow
+                && self.stuck_now.get_metric_with_label_values(labels).is_ok_and(|g| g.get() > 0)
+        };
+        let gone = book.expire(now, up);
+        for (f, key) in &gone {
+            let labels = series::decode(key);
+            // Every label set here was written with its family's labels: removal finds it.
+            let _ = match Family::ALL[*f] {
+                Family::Terminations => self.terminations.remove_label_values(&labels),
+                Family::TermToExit => self.term_to_exit.remove_label_values(&labels),
+                Family::TermToKill => self.term_to_kill.remove_label_values(&labels),
+                Family::StopSignalIgnored => self.stop_signal_ignored.remove_label_values(&labels),
+                Family::PrestopOverruns => self.prestop_overruns.remove_label_values(&labels),
+                Family::PrestopDuration => self.prestop_duration.remove_label_values(&labels),
+                Family::Verdicts => self.verdicts.remove_label_values(&labels),
+                Family::StopRepeats => self.stop_repeats.remove_label_values(&labels),
+                Family::StuckReported => self.stuck_reported.remove_label_values(&labels),
+                Family::StuckNow => self.stuck_now.remove_label_values(&labels),
+                Family::PodTermination => self.pod_termination.remove_label_values(&labels),
+                Family::PodTerminations => self.pod_terminations.remove_label_values(&labels),
+            };
+        }
+        if !gone.is_empty() {
+            for f in Family::ALL {
+                self.series_held[f as usize].set(book.len(f as usize) as i64);
+            }
         }
     }
 
     /// Folds one closed termination into the container metrics.
     pub fn observe(&self, record: &Record) {
-        let labels = [
+        let ids = [
             record.namespace.as_deref().unwrap_or(""),
             record.workload.as_deref().unwrap_or(""),
             record.container.as_deref().unwrap_or(""),
         ];
+        let now = Instant::now();
+        let mut book = self.book();
         // A stuck record is a report while it lasts; its termination is counted when it goes.
         if record.outcome == Outcome::Stuck {
+            let labels = self.admit(&mut book, Family::StuckReported, &ids, now);
             self.stuck_reported.with_label_values(&labels).inc();
+            let labels = self.admit(&mut book, Family::StuckNow, &ids, now);
             self.stuck_now.with_label_values(&labels).inc();
             return;
         }
-        if record.stuck.is_some() {
+        // Taken back where the report added it, held or folded (nowhere: reported before
+        // this daemon started).
+        if let Some(labels) =
+            record.stuck.as_ref().and_then(|_| book.placed(Family::StuckNow as usize, &ids))
+        {
             let gauge = self.stuck_now.with_label_values(&labels);
             if gauge.get() > 0 {
                 gauge.dec();
             }
         }
+        let mut at = |f: Family, extra: &[&'static str]| -> Vec<&str> {
+            let labels: Vec<&str> = ids.iter().copied().chain(extra.iter().copied()).collect();
+            self.admit(&mut book, f, &labels, now)
+        };
         let cause = record.contract.cause.map_or("", Cause::as_str);
         self.verdicts
-            .with_label_values(&[labels[0], labels[1], labels[2], record.verdict.as_str(), cause])
+            .with_label_values(&at(Family::Verdicts, &[record.verdict.as_str(), cause]))
             .inc();
         if let Some(n) = record.stop_signal_repeats.as_ref().map(Vec::len) {
-            self.stop_repeats.with_label_values(&labels).inc_by(n as u64);
+            self.stop_repeats.with_label_values(&at(Family::StopRepeats, &[])).inc_by(n as u64);
         }
         self.terminations
-            .with_label_values(&[labels[0], labels[1], labels[2], record.outcome.as_str()])
+            .with_label_values(&at(Family::Terminations, &[record.outcome.as_str()]))
             .inc();
         if let Some(s) = record.term_to_exit_seconds {
-            self.term_to_exit.with_label_values(&labels).observe(s);
+            self.term_to_exit.with_label_values(&at(Family::TermToExit, &[])).observe(s);
         }
         if let Some(s) = record.term_to_kill_seconds {
-            self.term_to_kill.with_label_values(&labels).observe(s);
+            self.term_to_kill.with_label_values(&at(Family::TermToKill, &[])).observe(s);
         }
         if record.stop_signal_ignored == Some(true) {
-            self.stop_signal_ignored.with_label_values(&labels).inc();
+            self.stop_signal_ignored.with_label_values(&at(Family::StopSignalIgnored, &[])).inc();
         }
         for gap in record.incomplete.iter().flatten() {
             self.incomplete.with_label_values(&[gap.as_str()]).inc();
@@ -336,27 +529,34 @@ impl Metrics {
         // An exec session metadata did not confirm as the hook is no preStop.
         if let Some(p) = record.prestop.as_ref().filter(|p| p.is_hook()) {
             if p.overrun {
-                self.prestop_overruns.with_label_values(&labels).inc();
+                self.prestop_overruns.with_label_values(&at(Family::PrestopOverruns, &[])).inc();
             }
             if let Some(d) = p.duration_seconds {
-                self.prestop_duration.with_label_values(&labels).observe(d);
+                self.prestop_duration
+                    .with_label_values(&at(Family::PrestopDuration, &[]))
+                    .observe(d);
             }
         }
     }
 
     /// Folds one pod's end into the pod metrics.
     pub fn observe_pod(&self, record: &crate::pod::PodRecord) {
-        let ns = record.namespace.as_deref().unwrap_or("");
-        let workload = record.workload.as_deref().unwrap_or("");
+        let ids =
+            [record.namespace.as_deref().unwrap_or(""), record.workload.as_deref().unwrap_or("")];
+        let now = Instant::now();
+        let mut book = self.book();
         if let Some(s) = record.termination_seconds {
-            self.pod_termination.with_label_values(&[ns, workload]).observe(s);
+            let labels = self.admit(&mut book, Family::PodTermination, &ids, now);
+            self.pod_termination.with_label_values(&labels).observe(s);
         }
         let order = match record.order_kept {
             Some(true) => "kept",
             Some(false) => "broken",
             None => "",
         };
-        self.pod_terminations.with_label_values(&[ns, workload, record.outcome, order]).inc();
+        let labels = [ids[0], ids[1], record.outcome, order];
+        let labels = self.admit(&mut book, Family::PodTerminations, &labels, now);
+        self.pod_terminations.with_label_values(&labels).inc();
     }
 
     /// Brings the kernel-side series up to the kernel's own counters (`read` is
@@ -376,6 +576,7 @@ impl Metrics {
                 Meaning::Nested => Self::set_counter(&self.nested_cgroups, n),
                 Meaning::TargetExiting => Self::set_counter(&self.signals_to_exiting, n),
                 Meaning::Unkept => Self::set_counter(&self.unkept, n),
+                Meaning::SessionExecRepeated => Self::set_counter(&self.session_repeats, n),
             }
         }
         for (stage, n) in lost {
@@ -394,6 +595,7 @@ impl Metrics {
         let lost = |stage: &str| self.lost.with_label_values(&[stage]);
         Self::set_counter(&lost("correlation_evicted"), stats.evicted);
         Self::set_counter(&lost("exec_session_evicted"), stats.sessions_evicted);
+        Self::set_counter(&lost("exec_session_programs_dropped"), stats.session_programs_dropped);
         Self::set_counter(&lost("stop_repeat_dropped"), stats.repeats_dropped);
         Self::set_counter(&lost("pod_evicted"), pods.evicted);
         let unmatched = |reason: &str| self.unmatched.with_label_values(&[reason]);
@@ -408,6 +610,19 @@ impl Metrics {
     }
 
     /// Raises a counter to an absolute value read elsewhere (kernel counters, stats).
+    /// Brings `observer_http_rejected_total` up to the endpoint's counts.
+    pub fn refresh_http(&self, r: &crate::sinks::web::Rejected) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for (reason, n) in [
+            ("unauthorized", &r.unauthorized),
+            ("busy", &r.busy),
+            ("tls_handshake", &r.tls_handshake),
+            ("tls_overflow", &r.tls_overflow),
+        ] {
+            Self::set_counter(&self.http_rejected.with_label_values(&[reason]), n.load(Relaxed));
+        }
+    }
+
     pub fn set_counter(counter: &IntCounter, value: u64) {
         let now = counter.get();
         if value > now {
@@ -493,6 +708,104 @@ mod tests {
         m.refresh_pipeline(&stats, 0, &Metadata::new(), &pods);
         let lost = |stage: &str| m.lost.with_label_values(&[stage]).get();
         assert_eq!((lost("stop_repeat_dropped"), lost("pod_evicted")), (3, 2));
+    }
+
+    /// Label sets of family `f` served now: (its own, its overflow sets).
+    fn served(m: &Metrics, f: Family) -> (usize, usize) {
+        let families = m.registry.gather();
+        let Some(family) = families.iter().find(|x| x.name() == f.name()) else { return (0, 0) };
+        let overflow = |x: &&prometheus::proto::Metric| {
+            x.get_label().iter().any(|l| l.value() == series::OVERFLOW)
+        };
+        let folded = family.get_metric().iter().filter(overflow).count();
+        (family.get_metric().len() - folded, folded)
+    }
+
+    #[test]
+    fn a_hundred_thousand_bare_pods_stay_within_the_bound() {
+        const PODS: usize = 100_000;
+        let m = Metrics::new();
+        let base = crate::record::Record::example().build();
+        for i in 0..PODS {
+            // Each pod its own workload: how a bare pod's name was taken for one.
+            let mut r = base.clone();
+            r.pod = Some(format!("ci-run-{i}"));
+            r.workload = r.pod.clone();
+            m.observe(&r);
+        }
+        // The example is a SIGKILL after an ignored SIGTERM: these families get one label set
+        // per record, the others none.
+        let written = [
+            Family::Terminations,
+            Family::TermToExit,
+            Family::TermToKill,
+            Family::StopSignalIgnored,
+            Family::Verdicts,
+        ];
+        for f in Family::ALL {
+            let (held, folded) = served(&m, f);
+            let overflowed = m.series_overflow[f as usize].get();
+            if written.contains(&f) {
+                assert_eq!((held, folded), (series::MAX_SERIES, 1), "{}", f.name());
+                assert_eq!(overflowed, (PODS - series::MAX_SERIES) as u64, "{}", f.name());
+                assert_eq!(m.series_held[f as usize].get(), series::MAX_SERIES as i64);
+            } else {
+                assert_eq!((held, folded, overflowed), (0, 0, 0), "{}", f.name());
+            }
+        }
+        // Every observation is in a series: the held ones and the overflow add up.
+        let killed: u64 = m.terminations.collect()[0]
+            .get_metric()
+            .iter()
+            .map(|x| x.get_counter().get_value() as u64)
+            .sum();
+        assert_eq!(killed, PODS as u64);
+        // The scrape, bounded by its shape: per family, the bound's label sets and a few
+        // overflow sets, a histogram's 20 lines each, lines of at most 200 bytes here; 512
+        // lines for everything else.
+        let lines: usize = Family::ALL
+            .iter()
+            .map(|f| {
+                let per_set = match f {
+                    Family::TermToExit
+                    | Family::TermToKill
+                    | Family::PrestopDuration
+                    | Family::PodTermination => TERMINATION_BUCKETS.len() + 3,
+                    _ => 1,
+                };
+                (series::MAX_SERIES + 16) * per_set + 2
+            })
+            .sum::<usize>()
+            + 512;
+        let scrape = m.render();
+        assert!(scrape.lines().count() <= lines);
+        assert!(scrape.len() <= lines * 200, "{} bytes", scrape.len());
+    }
+
+    #[test]
+    fn idle_series_are_removed_and_a_stuck_gauge_still_up_is_kept() {
+        let m = Metrics::with_limits(Limits { series: 2, idle: series::IDLE_AFTER });
+        let t = Instant::now();
+        let mut stuck = crate::record::Record::example().workload("hung").build();
+        stuck.outcome = Outcome::Stuck;
+        m.observe(&stuck);
+        for w in ["a", "b", "c"] {
+            m.observe(&crate::record::Record::example().workload(w).build());
+        }
+        assert_eq!(served(&m, Family::Terminations), (2, 1), "a and b held, c folded");
+        m.expire(t);
+        assert_eq!(served(&m, Family::Terminations), (2, 1), "nothing idle yet");
+        m.expire(t + series::IDLE_AFTER + std::time::Duration::from_secs(1));
+        assert_eq!(served(&m, Family::Terminations), (0, 0));
+        assert_eq!(served(&m, Family::Verdicts), (0, 0));
+        assert_eq!(m.series_held[Family::Terminations as usize].get(), 0);
+        assert_eq!(served(&m, Family::StuckNow), (1, 0), "still stuck: kept");
+        assert_eq!(served(&m, Family::StuckReported), (0, 0), "its counter went");
+        assert!(!m.render().contains("workload=\"a\""));
+        // The room is back: a new workload gets its own series.
+        m.observe(&crate::record::Record::example().workload("d").build());
+        assert_eq!(served(&m, Family::Terminations), (1, 0));
+        assert_eq!(m.series_overflow[Family::Terminations as usize].get(), 1, "c's, once");
     }
 
     #[test]

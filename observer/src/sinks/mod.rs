@@ -1,60 +1,100 @@
-//! Where records and counts go: Prometheus metrics, the journal, the recent-terminations
-//! store, the HTTP server; [`Outputs`] is the pipeline's sink for `observer run`.
+//! Where records and counts go: Prometheus metrics, the journal (and optionally stdout), the
+//! recent-terminations store, the HTTP server; [`Outputs`] is the pipeline's sink for
+//! `observer run`.
 pub mod http;
 pub mod journal;
 pub mod metrics;
 pub mod recent;
+pub mod series;
+pub mod web;
+pub mod writer;
 
 use std::sync::Arc;
 
 use self::{
     http::Shared,
-    journal::{Journal, JournalError},
+    journal::{Journal, Recorded},
+    writer::{Counters, Stdout, Writer},
 };
 use crate::{pipeline::Sink, pod::PodRecord, record::Record};
 
-/// The daemon's sink: every record goes to the journal, the metrics and the recent store,
-/// and is logged. A journal that cannot be written (a full disk) is counted, logged at the
-/// first failure and every 100th, and never stops the record from reaching the others.
+/// The daemon's sink: every record goes to the journal (and stdout, when asked), the metrics
+/// and the recent store, and is logged. The journal is written by its own thread
+/// ([`writer`]): a journal that cannot be written (a full disk) or that hangs is counted and
+/// never stops the record from reaching the others.
 pub struct Outputs {
-    journal: Journal,
+    journal: Writer,
+    stdout: Option<Writer>,
+    /// The ids of the journal's latest records: what was found at open and what went to the
+    /// journal's queue since.
+    recorded: Recorded,
     shared: Arc<Shared>,
-    /// Consecutive failed journal writes.
-    failing: u64,
 }
 
 impl Outputs {
-    pub fn new(journal: Journal, shared: Arc<Shared>) -> Self {
-        Self { journal, shared, failing: 0 }
+    /// Starts the journal's writer thread (and stdout's, when `stdout`).
+    pub fn new(mut journal: Journal, stdout: bool, shared: Arc<Shared>) -> std::io::Result<Self> {
+        let recorded = journal.take_recorded();
+        let m = &shared.metrics;
+        let journal = Writer::spawn(
+            "journal",
+            journal,
+            Counters {
+                written: m.journal_records.clone(),
+                errors: m.journal_errors.clone(),
+                dropped: m.lost.with_label_values(&["journal_queue"]),
+            },
+        )?;
+        let stdout = if stdout {
+            Some(Writer::spawn(
+                "stdout",
+                Stdout,
+                Counters {
+                    written: prometheus::IntCounter::new("stdout", "unregistered").expect("valid"),
+                    errors: m.lost.with_label_values(&["stdout_write"]),
+                    dropped: m.lost.with_label_values(&["stdout_queue"]),
+                },
+            )?)
+        } else {
+            None
+        };
+        Ok(Self { journal, stdout, recorded, shared })
+    }
+
+    /// The journal writer's progress: which records are durable.
+    pub fn journal(&self) -> &Arc<writer::Progress> {
+        self.journal.progress()
+    }
+
+    /// Shutdown: waits up to [`writer::DRAIN_TIMEOUT`] for the queued records to be written;
+    /// true when the journal's all were.
+    pub fn close(&mut self) -> bool {
+        let done = self.journal.close(writer::DRAIN_TIMEOUT);
+        if let Some(s) = &mut self.stdout {
+            s.close(writer::DRAIN_TIMEOUT);
+        }
+        done
     }
 
     fn append(&mut self, record: &impl journal::Line) {
-        let m = &self.shared.metrics;
-        match self.journal.append(record) {
-            Ok(()) => {
-                m.journal_records.inc();
-                if self.failing > 0 {
-                    log::info!("journal writable again after {} failed writes", self.failing);
-                    self.failing = 0;
-                }
-            }
-            Err(e) => {
-                m.journal_errors.inc();
-                if let JournalError::Rotate { .. } = e {
-                    // Rotation failed; the record went to the current file.
-                    m.journal_records.inc();
-                    log::error!("{e}");
-                } else {
-                    self.failing += 1;
-                    if self.failing == 1 || self.failing.is_multiple_of(100) {
-                        log::error!(
-                            "{e} ({} in a row; the record is in /terminations and the metrics only)",
-                            self.failing
-                        );
-                    }
-                }
-            }
+        let line = journal::line_of(record);
+        let id = record.record_id();
+        self.recorded.insert(id);
+        if let Some(s) = &mut self.stdout {
+            s.push(line.clone(), id);
         }
+        self.journal.push(line, id);
+    }
+
+    /// A record the journal already holds (the same termination offered again after a
+    /// restart: `daemon::ended`) is counted and goes nowhere.
+    fn known(&self, record_id: &str) -> bool {
+        let known = self.recorded.contains(record_id);
+        if known {
+            self.shared.metrics.duplicates.inc();
+            log::debug!("record {record_id} is in the journal already");
+        }
+        known
     }
 }
 
@@ -63,9 +103,7 @@ impl Sink for Outputs {
     /// restart: `daemon::ended`) is counted and goes nowhere: the journal, the metrics and the
     /// recent store each have it once.
     fn emit(&mut self, record: &Record, delay_ns: u64) {
-        if self.journal.holds(&record.record_id) {
-            self.shared.metrics.duplicates.inc();
-            log::debug!("record {} is in the journal already", record.record_id);
+        if self.known(&record.record_id) {
             return;
         }
         self.append(record);
@@ -91,8 +129,7 @@ impl Sink for Outputs {
     }
 
     fn pod(&mut self, record: &PodRecord) {
-        if self.journal.holds(&record.record_id) {
-            self.shared.metrics.duplicates.inc();
+        if self.known(&record.record_id) {
             return;
         }
         self.append(record);
@@ -110,11 +147,6 @@ impl Sink for Outputs {
         );
     }
 
-    /// Durable against a node crash: one fdatasync per tick, not per record.
-    fn flush(&mut self) {
-        if let Err(e) = self.journal.sync() {
-            self.shared.metrics.journal_errors.inc();
-            log::error!("{e}");
-        }
-    }
+    /// The journal's thread syncs after each batch it writes ([`writer`]).
+    fn flush(&mut self) {}
 }
