@@ -51,36 +51,75 @@ pub struct Filter {
 impl Filter {
     /// True when the record meets every condition.
     pub fn matches(&self, e: &Entry<'_>) -> bool {
-        fn same(want: &Option<String>, have: &Option<std::borrow::Cow<'_, str>>) -> bool {
-            want.as_deref().is_none_or(|w| have.as_deref() == Some(w))
-        }
-        self.from.is_none_or(|f| e.at >= f)
-            && self.to.is_none_or(|t| e.at <= t)
-            && same(&self.namespace, &e.namespace)
-            && same(&self.workload, &e.workload)
-            && same(&self.pod, &e.pod)
-            && self.outcome.as_deref().is_none_or(|o| e.outcome == o)
-            && same(&self.verdict, &e.verdict)
+        self.matches_names(
+            e.at,
+            &Names {
+                namespace: e.namespace.as_deref(),
+                workload: e.workload.as_deref(),
+                pod: e.pod.as_deref(),
+                outcome: &e.outcome,
+                verdict: e.verdict.as_deref(),
+            },
+        )
     }
-}
 
-impl Filter {
+    /// The conditions on a record's time and names, however they were read (a journal line's
+    /// [`Entry`], a pod record, the recent store's time parsed once at push).
+    pub fn matches_names(&self, at: DateTime<Utc>, n: &Names<'_>) -> bool {
+        let same = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| have == Some(w))
+        };
+        self.from.is_none_or(|f| at >= f)
+            && self.to.is_none_or(|t| at <= t)
+            && same(&self.namespace, n.namespace)
+            && same(&self.workload, n.workload)
+            && same(&self.pod, n.pod)
+            && self.outcome.as_deref().is_none_or(|o| n.outcome == o)
+            && same(&self.verdict, n.verdict)
+    }
+
     /// The same conditions on a pod record ([`crate::pod::PodRecord`]): its `ts`, names and
     /// outcome; a verdict condition matches no pod.
     pub fn matches_pod(&self, p: &crate::pod::PodRecord) -> bool {
         let Ok(at) = DateTime::parse_from_rfc3339(&p.ts).map(|t| t.with_timezone(&Utc)) else {
             return false;
         };
-        let same = |want: &Option<String>, have: &Option<String>| {
-            want.as_deref().is_none_or(|w| have.as_deref() == Some(w))
-        };
-        self.from.is_none_or(|f| at >= f)
-            && self.to.is_none_or(|t| at <= t)
-            && same(&self.namespace, &p.namespace)
-            && same(&self.workload, &p.workload)
-            && same(&self.pod, &p.pod)
-            && self.outcome.as_deref().is_none_or(|o| p.outcome == o)
-            && self.verdict.is_none()
+        self.matches_names(at, &Names::of_pod(p))
+    }
+}
+
+/// What a [`Filter`] reads of a record besides its time, borrowed from it.
+#[derive(Debug, Clone, Copy)]
+pub struct Names<'a> {
+    pub namespace: Option<&'a str>,
+    pub workload: Option<&'a str>,
+    pub pod: Option<&'a str>,
+    pub outcome: &'a str,
+    /// Pods have none.
+    pub verdict: Option<&'a str>,
+}
+
+impl<'a> Names<'a> {
+    /// A container record's, as [`crate::record::Record::entry`] has them.
+    pub fn of_record(r: &'a crate::record::Record) -> Self {
+        Self {
+            namespace: r.namespace.as_deref(),
+            workload: r.workload.as_deref(),
+            pod: r.pod.as_deref(),
+            outcome: r.outcome.as_str(),
+            verdict: Some(r.verdict.as_str()),
+        }
+    }
+
+    /// A pod record's.
+    pub fn of_pod(p: &'a crate::pod::PodRecord) -> Self {
+        Self {
+            namespace: p.namespace.as_deref(),
+            workload: p.workload.as_deref(),
+            pod: p.pod.as_deref(),
+            outcome: p.outcome,
+            verdict: None,
+        }
     }
 }
 

@@ -11,18 +11,11 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     pod::PodRecord,
-    record::{filter::Filter, Record},
+    record::{
+        filter::{Filter, Names},
+        Record,
+    },
 };
-
-/// What a [`Filter`] reads of a record besides its time, borrowed from it.
-struct Names<'a> {
-    namespace: Option<&'a str>,
-    workload: Option<&'a str>,
-    pod: Option<&'a str>,
-    outcome: &'a str,
-    /// Pods have none.
-    verdict: Option<&'a str>,
-}
 
 /// A record the stores hold, read by the filters without a parse.
 trait Held {
@@ -30,44 +23,15 @@ trait Held {
 }
 
 impl Held for Record {
-    /// As [`Record::entry`] has them.
     fn names(&self) -> Names<'_> {
-        Names {
-            namespace: self.namespace.as_deref(),
-            workload: self.workload.as_deref(),
-            pod: self.pod.as_deref(),
-            outcome: self.outcome.as_str(),
-            verdict: Some(self.verdict.as_str()),
-        }
+        Names::of_record(self)
     }
 }
 
 impl Held for PodRecord {
-    /// As [`Filter::matches_pod`] reads them.
     fn names(&self) -> Names<'_> {
-        Names {
-            namespace: self.namespace.as_deref(),
-            workload: self.workload.as_deref(),
-            pod: self.pod.as_deref(),
-            outcome: self.outcome,
-            verdict: None,
-        }
+        Names::of_pod(self)
     }
-}
-
-/// [`Filter::matches`] on a time parsed once, at push, and names compared in place: under the
-/// lock a query only compares (parsing `ts` is what [`Record::entry`] costs). The tests hold
-/// it to `Filter::matches` and `Filter::matches_pod`.
-fn matches(f: &Filter, at: DateTime<Utc>, n: &Names<'_>) -> bool {
-    let same =
-        |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
-    f.from.is_none_or(|from| at >= from)
-        && f.to.is_none_or(|to| at <= to)
-        && same(&f.namespace, n.namespace)
-        && same(&f.workload, n.workload)
-        && same(&f.pod, n.pod)
-        && f.outcome.as_deref().is_none_or(|o| n.outcome == o)
-        && same(&f.verdict, n.verdict)
 }
 
 /// At most `capacity` records with their times, oldest dropped first. The pipeline pushes
@@ -101,7 +65,7 @@ impl<T: Held> Store<T> {
         let held = self.lock();
         held.iter()
             .rev()
-            .filter(|(at, r)| matches(filter, *at, &r.names()))
+            .filter(|(at, r)| filter.matches_names(*at, &r.names()))
             .take(limit)
             .map(|(_, r)| r.clone())
             .collect()
@@ -277,6 +241,7 @@ mod tests {
         }
     }
 
+    /// What the stores read of a record in memory is what the filters read of its journal line.
     #[test]
     fn the_stores_match_as_the_filters_do() {
         let records = [
@@ -297,11 +262,11 @@ mod tests {
         for f in filters() {
             for r in &records {
                 let e = r.entry().unwrap();
-                assert_eq!(matches(&f, e.at, &r.names()), f.matches(&e), "{f:?} on {r:?}");
+                assert_eq!(f.matches_names(e.at, &r.names()), f.matches(&e), "{f:?} on {r:?}");
             }
             for p in &pods {
                 let at = DateTime::parse_from_rfc3339(&p.ts).unwrap().to_utc();
-                assert_eq!(matches(&f, at, &p.names()), f.matches_pod(p), "{f:?} on {p:?}");
+                assert_eq!(f.matches_names(at, &p.names()), f.matches_pod(p), "{f:?} on {p:?}");
             }
         }
     }
