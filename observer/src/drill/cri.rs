@@ -91,6 +91,11 @@ impl CriExecutor {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
+        // As the daemon names it: from the sandbox's labels, else the name's shape (a bare
+        // pod's, as the drill's is: none).
+        let workload =
+            workload::resolve(&pod, workload::from_sandbox(&pod, &labels, &HashMap::new()))
+                .map(|w| w.name);
         // kubelet for hostNetwork pods: network NODE, a pid namespace per container.
         let namespaces = Some(NamespaceOption {
             network: NamespaceMode::Node as i32,
@@ -161,7 +166,7 @@ impl CriExecutor {
             stop: None,
             identity: Identity {
                 namespace: Some(DRILL_NAMESPACE.into()),
-                workload: Some(workload::derive(&pod).name),
+                workload,
                 pod: Some(pod.clone()),
                 pod_uid: Some(uid.clone()),
                 container: Some("workload".into()),
