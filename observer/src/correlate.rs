@@ -107,6 +107,10 @@ pub struct StuckSeen {
     pub reported_ns: u64,
     pub inspection: Inspection,
     pub released_ns: Option<u64>,
+    /// `since_ns` and `reported_ns` as the stuck record wrote them (RFC 3339): the completion
+    /// repeats them exactly (a later conversion, from later clock samples, can differ in its
+    /// last digits). None: converted when the record is made.
+    pub written: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1187,6 +1191,7 @@ mod tests {
             reported_ns: 13_000 * MS,
             inspection: crate::stuck::inspect(&crate::stuck::Roots::default(), PID, None, false),
             released_ns: None,
+            written: None,
         };
         c.note_stuck(KEY, seen.clone());
         assert!(c.stuck_due(60 * SEC, 10 * SEC).is_empty(), "reported once");
@@ -1213,7 +1218,13 @@ mod tests {
         let inspection = crate::stuck::inspect(&crate::stuck::Roots::default(), PID, None, true);
         c.note_stuck(
             KEY,
-            StuckSeen { since_ns: 1000 * MS, reported_ns: 11 * SEC, inspection, released_ns: None },
+            StuckSeen {
+                since_ns: 1000 * MS,
+                reported_ns: 11 * SEC,
+                inspection,
+                released_ns: None,
+                written: None,
+            },
         );
         // The runtime reaps it and removes the cgroup: released at that time, closed.
         c.ingest(&rmdir(15_000, CG));

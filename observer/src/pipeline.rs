@@ -228,6 +228,7 @@ impl<S: Sink> Pipeline<S> {
                 reported_ns: now_ns,
                 inspection,
                 released_ns: None,
+                written: Some((self.clock.rfc3339(due.since_ns), self.clock.rfc3339(now_ns))),
             };
             self.correlator.note_stuck(due.key, seen.clone());
             let mut t = due.termination;

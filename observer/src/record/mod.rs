@@ -159,9 +159,13 @@ impl Record {
                 Outcome::Stuck => s.reported_ns,
                 _ => s.released_ns.unwrap_or(t.exit.at_ns).max(t.exit.at_ns),
             };
+            let (since, reported_at) = s
+                .written
+                .clone()
+                .unwrap_or_else(|| (clock.rfc3339(s.since_ns), clock.rfc3339(s.reported_ns)));
             Stuck {
-                since: clock.rfc3339(s.since_ns),
-                reported_at: clock.rfc3339(s.reported_ns),
+                since,
+                reported_at,
                 stuck_seconds: secs(end.saturating_sub(s.since_ns)),
                 released_at: s.released_ns.map(|r| clock.rfc3339(r)),
                 inspection: s.inspection.clone(),
