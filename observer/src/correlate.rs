@@ -36,6 +36,12 @@ const SEC: u64 = 1_000 * MS;
 pub const CLOSE_LINGER_NS: u64 = 100 * MS;
 /// How long an exit with no record yet waits for the signal that explains it.
 pub const ORPHAN_EXIT_TTL_NS: u64 = SEC;
+/// A record that lost its exit (closed by its cgroup's removal, or expired) waits this long
+/// for it: an exit the ring lost is in the kernel's `ENDED`, which the daemon sweeps once a
+/// second and takes an exit from 2 s after the kernel saw it (`daemon::ended`'s RING_GRACE_NS
+/// and SWEEP_EVERY_NS), plus half a second for the tick. Found by `fuzz.rs`: closed at once,
+/// the record said exit_not_observed though the kernel had the exit.
+pub const EXIT_RECOVERY_WAIT_NS: u64 = 3_500 * MS;
 /// How long an OOM mark waits for the SIGKILL record of its victim.
 pub const OOM_MARK_TTL_NS: u64 = 5 * SEC;
 /// A SIGKILLed process that has not exited after this long is given up on (it is stuck in
@@ -550,9 +556,11 @@ impl Correlator {
 
     fn attach_exit(&mut self, key: ProcKey, x: &ProcessExit) {
         if let Some(rec) = self.open.get_mut(&key) {
-            if rec.exit.is_none() {
+            // The real exit, also over one made up at the cgroup's removal or the expiry.
+            if rec.exit.is_none() || !rec.exit_observed {
                 rec.exit =
                     Some(Exit { at_ns: x.ktime_ns, code: x.exit_code, signal: x.exit_signal });
+                rec.exit_observed = true;
             }
         }
     }
@@ -619,7 +627,7 @@ impl Correlator {
         let mut closing: Vec<(ProcKey, u64, u64)> = Vec::new();
         for (&key, rec) in &self.open {
             if let Some(exit) = rec.exit.as_ref().filter(|_| !rec.held) {
-                if now_ns >= exit.at_ns.saturating_add(CLOSE_LINGER_NS) {
+                if now_ns >= exit.at_ns.saturating_add(linger(rec)) {
                     closing.push((key, rec.opened_ns, exit.at_ns));
                 }
             }
@@ -631,7 +639,7 @@ impl Correlator {
         }
         let sessions = &self.sessions;
         self.open.retain(|&key, rec| match &rec.exit {
-            Some(exit) if !rec.held && now_ns >= exit.at_ns.saturating_add(CLOSE_LINGER_NS) => {
+            Some(exit) if !rec.held && now_ns >= exit.at_ns.saturating_add(linger(rec)) => {
                 done.push(finish(key, rec, sessions, exit.clone()));
                 false
             }
@@ -643,7 +651,10 @@ impl Correlator {
         self.orphan_exits.retain(|_, x| now_ns < x.ktime_ns.saturating_add(ORPHAN_EXIT_TTL_NS));
         self.stats.orphan_exits += (before - self.orphan_exits.len()) as u64;
         self.oom_marks.retain(|_, &mut t| now_ns < t.saturating_add(OOM_MARK_TTL_NS));
-        self.recently_closed.retain(|_, &mut t| now_ns < t.saturating_add(ORPHAN_EXIT_TTL_NS));
+        // Past a recovered exit's delay too: one recovered late is a straggler, not a record.
+        self.recently_closed.retain(|_, &mut t| {
+            now_ns < t.saturating_add(ORPHAN_EXIT_TTL_NS.max(EXIT_RECOVERY_WAIT_NS))
+        });
         self.sessions.expire(now_ns);
         for t in &done {
             self.recently_closed
@@ -651,6 +662,16 @@ impl Correlator {
         }
         done.sort_by_key(|t| t.exit.at_ns);
         done
+    }
+}
+
+/// How long a record stays open after its exit: [`CLOSE_LINGER_NS`], or
+/// [`EXIT_RECOVERY_WAIT_NS`] after an exit made up (the real one may be recovered).
+fn linger(rec: &Open) -> u64 {
+    if rec.exit_observed {
+        CLOSE_LINGER_NS
+    } else {
+        EXIT_RECOVERY_WAIT_NS
     }
 }
 
@@ -934,7 +955,9 @@ mod tests {
         c.expire(KILL_EXPIRY_NS - 1, |_| false);
         assert!(c.drain_closed(u64::MAX / 2).is_empty(), "shutdown is not the exit");
         c.expire(KILL_EXPIRY_NS, |_| false);
-        let out = c.drain_closed(KILL_EXPIRY_NS + CLOSE_LINGER_NS);
+        // It waits for an exit recovered from the kernel's ENDED first.
+        assert!(c.drain_closed(KILL_EXPIRY_NS + EXIT_RECOVERY_WAIT_NS - 1).is_empty());
+        let out = c.drain_closed(KILL_EXPIRY_NS + EXIT_RECOVERY_WAIT_NS);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].outcome, Outcome::ExitNotObserved);
         assert_eq!(
@@ -946,7 +969,7 @@ mod tests {
         // A stop signal alone lives at most a day.
         c.ingest(&sig_to(ProcKey { tgid: 7, start_ticks: 7 }, 0, 15, SignalResult::Delivered));
         c.expire(STOP_EXPIRY_NS, |_| false);
-        let out = c.drain_closed(STOP_EXPIRY_NS + CLOSE_LINGER_NS);
+        let out = c.drain_closed(STOP_EXPIRY_NS + EXIT_RECOVERY_WAIT_NS);
         assert_eq!(out[0].outcome, Outcome::ExitNotObserved);
     }
 
@@ -978,6 +1001,20 @@ mod tests {
     }
 
     #[test]
+    fn an_exit_recovered_after_the_cgroup_removal_is_the_records_exit() {
+        let mut c = Correlator::new();
+        c.ingest(&sig(1000, 15, SignalResult::Delivered));
+        c.ingest(&rmdir(1500, CG));
+        // The ring lost the exit at 1200; the daemon takes it from ENDED ~2 s later.
+        c.ingest(&exit(1200, None, Some(15)));
+        let out = c.drain_closed(5000 * MS);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].outcome, Outcome::Graceful);
+        assert_eq!((out[0].exit.at_ns, out[0].exit.signal), (1200 * MS, Some(15)));
+        assert_eq!(c.stats.exit_not_observed, 0);
+    }
+
+    #[test]
     fn a_lost_exit_closes_at_the_cgroup_removal_and_a_later_exit_is_late() {
         let mut c = Correlator::new();
         c.ingest(&sig(1000, 15, SignalResult::Ignored));
@@ -985,7 +1022,8 @@ mod tests {
         c.ingest(&rmdir(3005, CG + 1));
         assert!(c.drain_closed(4000 * MS).is_empty(), "another container's cgroup");
         c.ingest(&rmdir(3010, CG));
-        let out = c.drain_closed(4000 * MS);
+        assert!(c.drain_closed(4000 * MS).is_empty(), "waiting for an exit from ENDED");
+        let out = c.drain_closed(3010 * MS + EXIT_RECOVERY_WAIT_NS);
         assert_eq!(out.len(), 1);
         let t = &out[0];
         assert_eq!(t.outcome, Outcome::ExitNotObserved);

@@ -133,7 +133,14 @@ impl ExecSessions {
                 return;
             }
         }
-        // A new session: one that ended with this pid is replaced.
+        // A new session: one that ended with this pid is replaced, unless this exec is from
+        // before that end (an exec read again: a straggler, or the programs' handover copy),
+        // which starts nothing.
+        if let Some((_, old)) = self.by_pid.get(&e.session.pid) {
+            if old.ended_ns.is_some_and(|end| e.ktime_ns <= end) {
+                return;
+            }
+        }
         if let Some((_, old)) = self.by_pid.remove(&e.session.pid) {
             self.by_start.remove(&(old.started_ns, e.session.pid));
         }
