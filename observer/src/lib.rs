@@ -26,6 +26,8 @@ pub mod drill;
 pub mod duration;
 pub mod events;
 pub mod existing;
+#[cfg(test)]
+mod fuzz;
 pub mod kernel;
 pub mod kubelet;
 pub mod metadata;

