@@ -687,10 +687,7 @@ mod stream {
     #[derive(Debug, Clone, Copy)]
     enum SessionLife {
         Unborn,
-        Running {
-            cg: usize,
-            read: u64,
-        },
+        Running { cg: usize, read: u64 },
         Ended,
     }
 
