@@ -60,6 +60,10 @@ pub const MAX_OPEN: usize = 65_536;
 /// Repeated stop signals kept per record (re-issued stops); more are counted
 /// ([`Stats::repeats_dropped`]).
 pub const MAX_REPEATED_STOPS: usize = 8;
+/// Stop signals kept per record to choose from: the stop and its repeats, and as many of
+/// another number (a reload's SIGHUP before the stop); past it one is dropped and counted
+/// ([`Stats::repeats_dropped`]).
+const STOPS_KEPT: usize = 2 * MAX_REPEATED_STOPS + 1;
 /// A main process whose exit came but which is still there (held by its pid namespace) keeps
 /// its record open at most this long after the exit, like a SIGKILL never answered.
 pub const HELD_EXPIRY_NS: u64 = KILL_EXPIRY_NS;
@@ -271,8 +275,12 @@ struct Open {
     comm: String,
     cgroup_id: u64,
     opened_ns: u64,
+    /// The stop signal: [`choose_stop_signal`] folded over `stops` in time order.
     stop: Option<StopSignal>,
-    repeats: Vec<RepeatedStop>,
+    /// Every stop signal seen (at most [`STOPS_KEPT`]), in time order, with the dispositions
+    /// their deliveries reported: the choice is made again from them whenever one comes, so
+    /// it is the kernel order's whatever the order they were read in.
+    stops: Vec<StopSignal>,
     kill: Option<Kill>,
     exit: Option<Exit>,
     /// False when `exit` was made up at the cgroup's removal or at expiry.
@@ -363,7 +371,7 @@ impl Correlator {
                     cgroup_id: g.target_cgroup_id,
                     opened_ns: g.ktime_ns,
                     stop: None,
-                    repeats: Vec::new(),
+                    stops: Vec::new(),
                     kill: None,
                     exit: None,
                     exit_observed: true,
@@ -387,29 +395,15 @@ impl Correlator {
                         handler: g.target_handler,
                         disposition: None,
                     };
-                    rec.stop = Some(match rec.stop.take() {
-                        None => new,
-                        Some(old) => {
-                            // The same signal again, later than the first: a repeated stop.
-                            if old.sig == new.sig && old.at_ns != new.at_ns {
-                                let later = if new.at_ns > old.at_ns { &new } else { &old };
-                                let repeat = RepeatedStop {
-                                    sig: later.sig,
-                                    at_ns: later.at_ns,
-                                    sender: later.sender.clone(),
-                                };
-                                if !rec.repeats.iter().any(|r| r.at_ns == repeat.at_ns) {
-                                    if rec.repeats.len() < MAX_REPEATED_STOPS {
-                                        rec.repeats.push(repeat);
-                                        rec.repeats.sort_by_key(|r| r.at_ns);
-                                    } else {
-                                        self.stats.repeats_dropped += 1;
-                                    }
-                                }
-                            }
-                            choose_stop_signal(old, new)
+                    if !rec.stops.iter().any(|o| o.sig == new.sig && o.at_ns == new.at_ns) {
+                        if rec.stops.len() < STOPS_KEPT {
+                            let at = rec.stops.partition_point(|o| o.at_ns <= new.at_ns);
+                            rec.stops.insert(at, new);
+                        } else {
+                            self.stats.repeats_dropped += 1;
                         }
-                    });
+                    }
+                    rec.stop = chosen_stop(&rec.stops);
                 }
                 if let Some(x) = self.orphan_exits.remove(&key) {
                     self.attach_exit(key, &x);
@@ -422,10 +416,16 @@ impl Correlator {
             }
             Event::SignalDeliver(d) => {
                 let Some(rec) = self.open.get_mut(&d.key) else { return };
-                if let Some(stop) = rec.stop.as_mut() {
-                    if stop.sig == d.sig && d.ktime_ns >= stop.at_ns && stop.disposition.is_none() {
-                        stop.disposition = Some(d.disposition);
-                    }
+                // The latest generation of this signal before the delivery.
+                if let Some(stop) = rec
+                    .stops
+                    .iter_mut()
+                    .rev()
+                    .find(|s| s.sig == d.sig && s.at_ns <= d.ktime_ns)
+                    .filter(|s| s.disposition.is_none())
+                {
+                    stop.disposition = Some(d.disposition);
+                    rec.stop = chosen_stop(&rec.stops);
                 }
             }
             Event::ExecSession(e) => {
@@ -638,15 +638,20 @@ impl Correlator {
             }
         }
         let sessions = &self.sessions;
+        let mut repeats_dropped = 0;
         self.open.retain(|&key, rec| match &rec.exit {
             Some(exit) if !rec.held && now_ns >= exit.at_ns.saturating_add(linger(rec)) => {
-                done.push(finish(key, rec, sessions, exit.clone()));
+                let t = finish(key, rec, sessions, exit.clone());
+                let all = repeats(rec, t.stop_signal.as_ref(), exit).count();
+                repeats_dropped += all.saturating_sub(MAX_REPEATED_STOPS) as u64;
+                done.push(t);
                 false
             }
             _ => true,
         });
         self.stats.exit_not_observed +=
             done.iter().filter(|t| t.outcome == Outcome::ExitNotObserved).count() as u64;
+        self.stats.repeats_dropped += repeats_dropped;
         let before = self.orphan_exits.len();
         self.orphan_exits.retain(|_, x| now_ns < x.ktime_ns.saturating_add(ORPHAN_EXIT_TTL_NS));
         self.stats.orphan_exits += (before - self.orphan_exits.len()) as u64;
@@ -675,6 +680,12 @@ fn linger(rec: &Open) -> u64 {
     }
 }
 
+/// The stop signal of `stops` (in time order): each chosen against the one before, as they
+/// came in the kernel.
+fn chosen_stop(stops: &[StopSignal]) -> Option<StopSignal> {
+    stops.iter().cloned().reduce(choose_stop_signal)
+}
+
 /// Two stop signals for one process: the earlier wins, unless it is of another number and
 /// [`STOP_SIGNAL_SUPERSEDE_NS`] older (then it was not the stop: a reload, say).
 fn choose_stop_signal(a: StopSignal, b: StopSignal) -> StopSignal {
@@ -686,6 +697,17 @@ fn choose_stop_signal(a: StopSignal, b: StopSignal) -> StopSignal {
     } else {
         first
     }
+}
+
+/// Repeats of the stop signal `stop`, before the exit (a signal to a dead process is none).
+fn repeats<'a>(
+    rec: &'a Open,
+    stop: Option<&'a StopSignal>,
+    exit: &'a Exit,
+) -> impl Iterator<Item = &'a StopSignal> + 'a {
+    rec.stops.iter().filter(move |r| {
+        stop.is_some_and(|s| r.sig == s.sig && r.at_ns > s.at_ns && r.at_ns <= exit.at_ns)
+    })
 }
 
 fn finish(key: ProcKey, rec: &Open, sessions: &ExecSessions, exit: Exit) -> Termination {
@@ -710,17 +732,10 @@ fn finish(key: ProcKey, rec: &Open, sessions: &ExecSessions, exit: Exit) -> Term
         stop.as_ref().map(|s| sessions.candidates(rec.cgroup_id, s.at_ns)).unwrap_or_default();
     let mut incomplete = rec.gaps.clone();
     incomplete.sort();
-    // Repeats of the stop signal kept, before the exit (a signal to a dead process is none).
-    let repeated_stops = stop
-        .as_ref()
-        .map(|s| {
-            rec.repeats
-                .iter()
-                .filter(|r| r.sig == s.sig && r.at_ns > s.at_ns && r.at_ns <= exit.at_ns)
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let repeated_stops: Vec<RepeatedStop> = repeats(rec, stop.as_ref(), &exit)
+        .take(MAX_REPEATED_STOPS)
+        .map(|r| RepeatedStop { sig: r.sig, at_ns: r.at_ns, sender: r.sender.clone() })
+        .collect();
     Termination {
         pid: key.tgid,
         start_ticks: key.start_ticks,

@@ -938,8 +938,8 @@ mod stream {
                         s.delivered = None;
                     }
                     self.truth[p].stops.push((self.t, sig));
-                    // KNOWN: stop signals of one process read out of order can make another
-                    // stop signal the record's than read in order (the choice is no fold).
+                    // Fixed, found here: stop signals of one process read out of order chose
+                    // another stop signal than read in order (now chosen in time order).
                     let after = if skip_known() { self.stop_read[p] } else { 0 };
                     let at = self.generate(p, g, delay, after);
                     self.stop_read[p] = self.stop_read[p].max(at.unwrap_or(0));
@@ -1066,8 +1066,8 @@ mod stream {
                         return;
                     };
                     let (ktime, read, ev) = self.history[i].clone();
-                    // KNOWN: as for stop signals read out of order, a stop signal read again
-                    // after a later one can change the choice.
+                    // Fixed, as for stop signals read out of order: a stop signal read again
+                    // after a later one changed the choice.
                     let stop = matches!(&ev, Event::SignalGenerate(g) if g.sig != SIGKILL);
                     if ktime + 800 * MS >= self.t && !(stop && skip_known()) {
                         // Read after the original: both copies follow what orders the first.
@@ -1542,10 +1542,7 @@ mod stream {
     /// `choose_stop_signal(SIGHUP, SIGTERM 2)` keeps the earlier, SIGTERM 2: the choice is a
     /// pairwise fold, which does not commute with the 5 s supersede rule.
     #[test]
-    #[ignore = "KNOWN, not fixed yet: the stop signal's choice is a pairwise fold that does not \
-                commute with the 5 s supersede rule; the bounded fuzz step steps around it \
-                (FUZZ_SKIP_KNOWN, set by cargo xtask test)"]
-    fn known_stop_signals_read_out_of_order_choose_as_in_kernel_order() {
+    fn stop_signals_read_out_of_order_choose_as_in_kernel_order() {
         known(&[
             (stop(2, TERM), 0),
             (Op::Wait(5000), 0),
