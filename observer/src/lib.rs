@@ -31,6 +31,7 @@ mod fuzz;
 pub mod kernel;
 pub mod kubelet;
 pub mod metadata;
+pub mod node;
 pub mod pipeline;
 pub mod pod;
 pub mod prestop;

@@ -56,6 +56,9 @@ pub struct Pipeline<S: Sink> {
     clock: WallClock,
     /// Where [`stuck::inspect`] reads.
     roots: stuck::Roots,
+    /// When kubelet and the runtime started: a restart during a stop is a retried stop's
+    /// evidence ([`crate::verdict`]).
+    starts: crate::node::Starts,
     correlator: Correlator,
     /// Pods whose containers ended, waiting for their sandbox's end.
     pods: crate::pod::Pods,
@@ -80,6 +83,7 @@ impl<S: Sink> Pipeline<S> {
             settings,
             clock,
             roots: stuck::Roots::default(),
+            starts: crate::node::Starts::none(),
             correlator: Correlator::new(),
             pods: crate::pod::Pods::new(),
             metadata: Metadata::new(),
@@ -88,6 +92,11 @@ impl<S: Sink> Pipeline<S> {
             done: Vec::new(),
             sink,
         }
+    }
+
+    /// Watches kubelet's and the runtime's starts (none are watched until this is called).
+    pub fn watch_node(&mut self, starts: crate::node::Starts) {
+        self.starts = starts;
     }
 
     /// A container cgroup that existed before the probes attached (the start-up walk).
@@ -178,6 +187,7 @@ impl<S: Sink> Pipeline<S> {
     /// deadline passed), and flushes the sink. `now_ns` is the kernel clock.
     pub fn tick(&mut self, now_ns: u64) {
         self.clock.remeasure();
+        self.starts.poll(now_ns);
         // Alive: the same process (tgid and start time) is still in /proc.
         self.correlator
             .expire(now_ns, |k| crate::existing::proc_of(k.tgid).is_some_and(|p| p.key == k));
@@ -233,7 +243,8 @@ impl<S: Sink> Pipeline<S> {
             self.correlator.note_stuck(due.key, seen.clone());
             let mut t = due.termination;
             t.stuck = Some(seen);
-            let record = Record::new(&t, identity, &self.settings.node, &self.clock);
+            let record =
+                Record::new(&t, identity, &self.settings.node, &self.clock, self.starts.seen());
             self.sink.emit(&record, 0);
         }
     }
@@ -317,7 +328,14 @@ impl<S: Sink> Pipeline<S> {
             self.sink.ignored("pod_sandbox");
             return;
         }
-        let record = Record::new(t, identity, &self.settings.node, &self.clock);
+        // A stop window past kubelet's 2 s floor may be a retried stop's: look for a kubelet or
+        // runtime that came back since the last poll.
+        if t.term_to_kill_ns()
+            .is_some_and(|w| w > crate::kubelet::MINIMUM_GRACE_PERIOD_SECONDS * 1_000_000_000)
+        {
+            self.starts.refresh(now_ns);
+        }
+        let record = Record::new(t, identity, &self.settings.node, &self.clock, self.starts.seen());
         if let Some(id) = identity {
             self.pods.container(t, id, record.verdict, &self.clock);
         }

@@ -6,7 +6,9 @@
 //! - `kept`: the SIGKILL came inside the allowed window (or the exit came before it closed);
 //! - `kill_late`: the container got longer than its grace: a stop retried after a kubelet or
 //!   runtime restart (every re-issued StopContainer starts a fresh timer in containerd,
-//!   internal/cri/server/container_stop.go; the total passes G), a preStop hook that outlived
+//!   internal/cri/server/container_stop.go; the total passes G: named `retried_stop` when the
+//!   stop signal came again or kubelet or the runtime started between the stop signal and the
+//!   SIGKILL ([`crate::node`]), else no cause), a preStop hook that outlived
 //!   its budget (kubelet before 1.28 gave a second G after it, kubernetes#115817), or no SIGKILL
 //!   at all while the container ran past the window;
 //! - `kill_early`: the grace used was shorter than the pod's: `no_stop_signal` (SIGKILL alone:
@@ -26,6 +28,7 @@ use crate::{
     correlate::Outcome,
     kubelet::{self, MINIMUM_GRACE_PERIOD_SECONDS},
     metadata::{annotations::PreStopHandler, Identity},
+    node::{Component, Start},
     prestop::{choose_exec_prestop, StopSeen, HOOK_TIMEOUT_TOLERANCE_NS, WINDOW_TOLERANCE_NS},
 };
 
@@ -122,7 +125,7 @@ pub enum Hook {
 
 /// What is known of one termination, kernel nanoseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Inputs {
+pub struct Inputs<'a> {
     pub outcome: Outcome,
     /// G as kubelet's annotations give it.
     pub grace_period_seconds: Option<u64>,
@@ -133,6 +136,18 @@ pub struct Inputs {
     pub kill_ns: Option<u64>,
     /// None when the exit was not seen (yet).
     pub exit_ns: Option<u64>,
+    /// Starts of kubelet and the runtime the daemon saw ([`crate::node::Starts`]): any between
+    /// the stop signal and the SIGKILL.
+    pub restarts: &'a [Start],
+}
+
+/// A restart of kubelet or the runtime during the stop: the evidence of a re-issued stop.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Restarted {
+    pub component: Component,
+    pub comm: String,
+    pub pid: u32,
+    pub after_stop_signal_seconds: f64,
 }
 
 /// The stop window (stop signal -> SIGKILL) kubelet's rules allow, in seconds.
@@ -156,6 +171,9 @@ pub struct Contract {
     pub grace_used_seconds: Option<u64>,
     /// The inputs an `unknown` verdict lacked.
     pub missing: Option<Vec<&'static str>>,
+    /// For `retried_stop`: kubelet or the runtime started between the stop signal and the
+    /// SIGKILL (the stop signal need not come again: containerd sends it once per container).
+    pub restarted: Option<Vec<Restarted>>,
 }
 
 /// The verdict and its reasons.
@@ -218,12 +236,13 @@ fn unknown(missing: Vec<&'static str>, observed: Option<f64>) -> Judgement {
             cause: None,
             grace_used_seconds: None,
             missing: Some(missing),
+            restarted: None,
         },
     }
 }
 
 /// Judges one termination. See the module docs for the verdicts.
-pub fn judge(i: &Inputs) -> Judgement {
+pub fn judge(i: &Inputs<'_>) -> Judgement {
     let observed = match (i.stop_ns, i.kill_ns, i.exit_ns) {
         (Some(s), Some(k), _) => Some(k.saturating_sub(s)),
         (Some(s), None, Some(x)) => Some(x.saturating_sub(s)),
@@ -240,6 +259,7 @@ pub fn judge(i: &Inputs) -> Judgement {
                 cause: None,
                 grace_used_seconds: None,
                 missing: None,
+                restarted: None,
             },
         };
     }
@@ -271,6 +291,7 @@ pub fn judge(i: &Inputs) -> Judgement {
         cause: None,
         grace_used_seconds: None,
         missing: None,
+        restarted: None,
     };
     // A confirmed hook that kubelet waited for past G: the stop signal itself was late.
     if let (Hook::Exec { started_ns }, Some(stop)) = (i.hook, i.stop_ns) {
@@ -292,6 +313,25 @@ pub fn judge(i: &Inputs) -> Judgement {
         if let (Some(last), Some(end)) = (last, end) {
             if end.saturating_sub(last) <= max_ns + KILL_LATE_TOLERANCE_NS {
                 contract.cause = Some(Cause::RetriedStop);
+            }
+        }
+        // kubelet or the runtime started while the container was stopping: the stop was
+        // re-issued by the new process whether or not the stop signal came again.
+        if let (Some(stop), Some(end)) = (i.stop_ns, end) {
+            let during: Vec<Restarted> = i
+                .restarts
+                .iter()
+                .filter(|s| s.started_ns > stop && s.started_ns < end)
+                .map(|s| Restarted {
+                    component: s.component,
+                    comm: s.comm.clone(),
+                    pid: s.pid,
+                    after_stop_signal_seconds: secs(s.started_ns - stop),
+                })
+                .collect();
+            if !during.is_empty() {
+                contract.cause = Some(Cause::RetriedStop);
+                contract.restarted = Some(during);
             }
         }
         return Judgement { verdict: Verdict::KillLate, contract };
@@ -321,7 +361,7 @@ mod tests {
     const MS: u64 = 1_000_000;
     const T0: u64 = 1000 * SEC;
 
-    fn inputs(g: Option<u64>, hook: Hook) -> Inputs {
+    fn inputs(g: Option<u64>, hook: Hook) -> Inputs<'static> {
         Inputs {
             outcome: Outcome::Killed,
             grace_period_seconds: g,
@@ -330,14 +370,15 @@ mod tests {
             repeated_stops_ns: Vec::new(),
             kill_ns: None,
             exit_ns: None,
+            restarts: &[],
         }
     }
-    fn killed_after(mut i: Inputs, ms: u64) -> Inputs {
+    fn killed_after(mut i: Inputs<'static>, ms: u64) -> Inputs<'static> {
         i.kill_ns = Some(T0 + ms * MS);
         i.exit_ns = Some(T0 + ms * MS + MS);
         i
     }
-    fn exited_after(mut i: Inputs, ms: u64) -> Inputs {
+    fn exited_after(mut i: Inputs<'static>, ms: u64) -> Inputs<'static> {
         i.outcome = Outcome::Graceful;
         i.exit_ns = Some(T0 + ms * MS);
         i
@@ -476,5 +517,35 @@ mod tests {
         for c in Cause::ALL {
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
         }
+    }
+    #[test]
+    fn a_late_kill_after_a_kubelet_or_runtime_restart_is_a_retried_stop() {
+        // kubelet restarted 2.5 s into a 4 s stop and stopped again: SIGKILL at 2.5 + 1 + 4 s.
+        let i = killed_after(inputs(Some(4), Hook::None), 7_600);
+        let late = judge(&i);
+        assert_eq!((late.verdict, late.contract.cause), (Verdict::KillLate, None));
+        let restarts = [
+            Start::at(Component::Kubelet, "kubelet", 40, T0 - 600 * SEC),
+            Start::at(Component::Kubelet, "kubelet", 77, T0 + 2_500 * MS),
+            Start::at(Component::Runtime, "containerd", 9, T0 + 9_000 * MS),
+        ];
+        let j = judge(&Inputs { restarts: &restarts, ..i });
+        assert_eq!((j.verdict, j.contract.cause), (Verdict::KillLate, Some(Cause::RetriedStop)));
+        let r = j.contract.restarted.expect("the restart during the stop");
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(
+            (r[0].component, r[0].pid, r[0].comm.as_str()),
+            (Component::Kubelet, 77, "kubelet")
+        );
+        assert!((r[0].after_stop_signal_seconds - 2.5).abs() < 1e-9);
+        assert!((j.contract.off_by_seconds.unwrap() - 3.6).abs() < 1e-9);
+        // A restart during a stop that was kept changes nothing.
+        let kept = killed_after(inputs(Some(4), Hook::None), 4_030);
+        let restarts = [Start::at(Component::Runtime, "containerd", 9, T0 + SEC)];
+        let j = judge(&Inputs { restarts: &restarts, ..kept });
+        assert_eq!(
+            (j.verdict, j.contract.cause, j.contract.restarted),
+            (Verdict::Kept, None, None)
+        );
     }
 }

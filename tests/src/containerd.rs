@@ -415,23 +415,6 @@ impl PrivateContainerd {
         crate::Daemon::start_with(Some(&self.log_root), &args)
     }
 
-    /// StopContainer as a kubelet that dies `gives_up_after` into the call does it: the call
-    /// is abandoned (its connection's request cancelled), as a kubelet restart abandons it.
-    /// Returns whether the runtime answered before that.
-    pub fn stop_container_abandoned(
-        &self,
-        container: &str,
-        timeout_seconds: i64,
-        gives_up_after: Duration,
-    ) -> bool {
-        let mut client = self.runtime.clone();
-        let call = client.stop_container(StopContainerRequest {
-            container_id: container.into(),
-            timeout: timeout_seconds,
-        });
-        self.rt.block_on(async { tokio::time::timeout(gives_up_after, call).await.is_ok() })
-    }
-
     /// ExecSync as kubelet runs an exec preStop hook (`timeout` 0: none, as kubelet passes);
     /// returns the command's exit code.
     pub fn exec_sync(&self, container: &str, cmd: &[&str]) -> Result<i32> {
@@ -501,6 +484,21 @@ impl Drop for PrivateContainerd {
             remove_cgroup_everywhere(cg);
         }
     }
+}
+
+/// One StopContainer on the CRI at `socket`, from this process (see `src/bin/cri-stop.rs`).
+pub fn stop_once(socket: &Path, container: &str, timeout_seconds: i64) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let mut client = RuntimeServiceClient::new(connect(socket).await?);
+        client
+            .stop_container(StopContainerRequest {
+                container_id: container.into(),
+                timeout: timeout_seconds,
+            })
+            .await?;
+        Ok(())
+    })
 }
 
 async fn connect(socket: &Path) -> Result<Channel> {

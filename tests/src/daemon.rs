@@ -177,6 +177,19 @@ impl Daemon {
         self.http_get("/metrics").expect("GET /metrics").1
     }
 
+    /// `observer report` of this daemon's journal, with `args` (filters).
+    pub fn report(&self, args: &[&str]) -> String {
+        let out = Command::new(observer_bin())
+            .arg("report")
+            .arg("--journal")
+            .arg(&self.journal)
+            .args(args)
+            .output()
+            .expect("observer report");
+        assert!(out.status.success(), "report: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("the report is UTF-8")
+    }
+
     /// Value of one series (exact label set as rendered, e.g. `{namespace="x",outcome="killed"}`
     /// matched by every `key="value"` pair given); sums matching series.
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {

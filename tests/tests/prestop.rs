@@ -9,9 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use observer_tests::{
-    by_id, observer_bin, runc_container, unique, wait_handler, Daemon, Pod, Spec,
-};
+use observer_tests::{by_id, runc_container, unique, wait_handler, Daemon, Pod, Spec};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -30,15 +28,7 @@ fn runc_exec(id: &str, args: &[&str]) {
 
 /// `observer report` of `d`'s journal, for namespace `ns`.
 fn report_text(d: &Daemon, ns: &str) -> String {
-    let out = Command::new(observer_bin())
-        .arg("report")
-        .arg("--journal")
-        .arg(&d.journal)
-        .args(["--namespace", ns])
-        .output()
-        .expect("observer report");
-    assert!(out.status.success(), "report: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    d.report(&["--namespace", ns])
 }
 
 /// Without metadata (runc alone: no grace period, no preStopHandler) an exec session that

@@ -1,8 +1,8 @@
 //! Verdicts through the private containerd's CRI, driven as kubelet drives it: the daemon
 //! judges each record against kubelet's stop sequence (the annotated grace period and preStop
 //! hook) and says what kubectl will show. A StopContainer timeout shorter than the grace is
-//! kill_early; a StopContainer that kubelet abandons and issues again (a kubelet restart) is
-//! kill_late; an exec hook that kubelet waited for past the grace period is kill_late; a stop by
+//! kill_early; a StopContainer that kubelet abandons and issues again after restarting is
+//! kill_late, the restart named; an exec hook that kubelet waited for past the grace period is kill_late; a stop by
 //! the book is kept.
 
 use std::time::{Duration, Instant};
@@ -114,20 +114,67 @@ fn a_stop_by_the_book_is_kept() {
     assert!(f64_of(&r["contract"]["observed_seconds"]) < 1.0);
 }
 
+/// The test plays kubelet from processes named `kubelet` (src/bin/cri-stop.rs copied under that
+/// name): each makes one StopContainer call, as kubelet's pod worker does.
+struct Kubelet {
+    path: std::path::PathBuf,
+    socket: String,
+}
+
+impl Kubelet {
+    fn new(c: &PrivateContainerd) -> Self {
+        let dir = c.dir.join("kubelet-bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("kubelet");
+        std::fs::copy(env!("CARGO_BIN_EXE_cri-stop"), &path).unwrap();
+        Self { path, socket: c.socket.display().to_string() }
+    }
+
+    /// A kubelet whose pod worker calls StopContainer(id, timeout) and goes on running.
+    fn stop(&self, id: &str, timeout: u64) -> std::process::Child {
+        std::process::Command::new(&self.path)
+            .args([&self.socket, id, &timeout.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// What its StopContainer call answered (`stopped` or the error).
+    fn answer(child: &mut std::process::Child) -> String {
+        use std::io::BufRead as _;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        line.trim().to_string()
+    }
+}
+
+/// Ends a stand-in kubelet (ours, by its pid).
+fn end(mut child: std::process::Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 #[test]
-fn a_stop_abandoned_and_issued_again_is_kill_late() {
+fn a_stop_issued_again_by_a_restarted_kubelet_is_kill_late_with_the_restart_named() {
     let mut c = PrivateContainerd::start().expect("private containerd");
     let d = c.daemon(&[]);
     let pod = PodSpec::new("shop", "db-0");
     let id = start(&mut c, &pod, "db", NO_HANDLER, 4, None);
-    // kubelet calls StopContainer(4) and dies 2 s into it; the new kubelet retries the whole
-    // stop with the full grace period.
+    // kubelet calls StopContainer(4) and dies 2 s into it (containerd gives up the stop with
+    // the call: no SIGKILL); the new kubelet retries the whole stop with the full grace period.
+    let kubelet = Kubelet::new(&c);
     let stop_at = Instant::now();
-    assert!(!c.stop_container_abandoned(&id, 4, Duration::from_secs(2)), "answered before 2 s");
+    let mut first = kubelet.stop(&id, 4);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(first.try_wait().unwrap().is_none(), "StopContainer answered before 2 s");
+    end(first);
     std::thread::sleep(Duration::from_millis(500));
     let retry_at = stop_at.elapsed();
-    c.stop_container(&id, 4).unwrap();
+    let mut second = kubelet.stop(&id, 4);
+    assert_eq!(Kubelet::answer(&mut second), "stopped", "{}", c.log());
+    let second_pid = second.id();
     let r = record_of(&d, &id);
+    end(second);
     let took = f64_of(&r["term_to_kill_seconds"]);
     eprintln!("retry {retry_at:?} after the first stop; SIGKILL {took} s after the stop signal");
     assert_eq!(r["verdict"], "kill_late", "{r:#}\n{}", c.log());
@@ -135,17 +182,31 @@ fn a_stop_abandoned_and_issued_again_is_kill_late() {
     assert_eq!(k["stop_window_seconds"]["max"], 4);
     assert!(took > 4.0 + retry_at.as_secs_f64() - 0.5, "{took}");
     assert!((f64_of(&k["off_by_seconds"]) - (took - 4.0)).abs() < 1e-6, "{k:#}");
-    // containerd sends the stop signal again only if it forgot the first: the cause is named
-    // only when the repeat was seen.
-    match r["stop_signal_repeats"].as_array() {
-        Some(repeats) => {
-            assert_eq!(repeats.len(), 1, "{r:#}");
-            assert_eq!(k["cause"], "retried_stop");
-        }
-        None => assert_eq!(k["cause"], Value::Null, "{r:#}"),
+    // containerd sends the stop signal once per container (a repeat only if it forgot the
+    // first): the new kubelet's start is the evidence, seen from /proc.
+    assert_eq!(k["cause"], "retried_stop", "{k:#}");
+    let restarted = k["restarted"].as_array().unwrap_or_else(|| panic!("{k:#}"));
+    assert_eq!(restarted.len(), 1, "{k:#}");
+    assert_eq!(restarted[0]["component"], "kubelet");
+    assert_eq!(restarted[0]["comm"], "kubelet");
+    assert_eq!(restarted[0]["pid"], second_pid);
+    // It started 2.5 s after the first kubelet (whose call brought the stop signal within
+    // a few hundred ms), on the kernel clock to a tick.
+    let after = f64_of(&restarted[0]["after_stop_signal_seconds"]);
+    assert!(after > retry_at.as_secs_f64() - 0.5 && after <= retry_at.as_secs_f64(), "{after}");
+    if let Some(repeats) = r["stop_signal_repeats"].as_array() {
+        assert_eq!(repeats.len(), 1, "{r:#}");
     }
-    let labels = [("namespace", "shop"), ("verdict", "kill_late")];
+    let labels = [("namespace", "shop"), ("verdict", "kill_late"), ("cause", "retried_stop")];
     assert_eq!(d.metric("container_termination_verdicts_total", &labels), 1.0);
+    // The report names it.
+    let report = d.report(&[]);
+    let words = report.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        words.contains(": kubelet restarted ")
+            && words.contains(" s after the stop signal and stopped the container again"),
+        "{report}"
+    );
 }
 
 #[test]

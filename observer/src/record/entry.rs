@@ -107,6 +107,17 @@ pub struct ContractEntry<'a> {
     pub grace_used_seconds: Option<u64>,
     #[serde(default)]
     pub missing: Option<Vec<String>>,
+    /// kubelet or the runtime started during the stop ([`crate::verdict::Restarted`]).
+    #[serde(borrow, default)]
+    pub restarted: Option<Vec<RestartedEntry<'a>>>,
+}
+
+/// A restart during a stop as the report reads it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RestartedEntry<'a> {
+    #[serde(borrow)]
+    pub comm: Cow<'a, str>,
+    pub after_stop_signal_seconds: f64,
 }
 
 /// What kubelet will report ([`crate::status::KubeStatus`]).
@@ -209,6 +220,14 @@ impl Record {
                     .missing
                     .as_ref()
                     .map(|m| m.iter().map(|s| s.to_string()).collect()),
+                restarted: self.contract.restarted.as_ref().map(|r| {
+                    r.iter()
+                        .map(|r| RestartedEntry {
+                            comm: Cow::Borrowed(&r.comm),
+                            after_stop_signal_seconds: r.after_stop_signal_seconds,
+                        })
+                        .collect()
+                }),
             }),
             kubernetes: Some(KubeEntry {
                 reason: self.kubernetes.reason.map(Cow::Borrowed),

@@ -134,11 +134,13 @@ fn secs(ns: u64) -> f64 {
 impl Record {
     /// The record of a closed termination: `identity` is what the metadata knew of its cgroup
     /// (None: nothing), kernel times are placed on the wall clock with `clock`.
+    /// `restarts`: starts of kubelet and the runtime the daemon saw ([`crate::node::Starts`]).
     pub fn new(
         t: &Termination,
         identity: Option<&Identity>,
         node: &str,
         clock: &WallClock,
+        restarts: &[crate::node::Start],
     ) -> Self {
         let id = identity.cloned().unwrap_or_default();
         let seen = t.stop_seen();
@@ -153,6 +155,7 @@ impl Record {
             repeated_stops_ns: t.repeated_stops.iter().map(|r| r.at_ns).collect(),
             kill_ns: t.sigkill.as_ref().map(|k| k.at_ns),
             exit_ns: exit_seen.then_some(t.exit.at_ns),
+            restarts,
         });
         let stuck = t.stuck.as_ref().map(|s| {
             let end = match t.outcome {

@@ -112,10 +112,18 @@ pub fn broken(e: &Entry<'_>) -> Option<String> {
     let grace = e.grace_period_seconds.map(|g| format!(" of {g} s")).unwrap_or_default();
     Some(match e.verdict.as_deref()? {
         "kill_late" => match cause {
-            Some("retried_stop") => format!(
-                "kill_late by {}: the stop was issued again (kubelet or runtime restart) and its timer started over",
-                secs(off)
-            ),
+            Some("retried_stop") => match c.and_then(|c| c.restarted.as_deref()) {
+                Some([r, ..]) => format!(
+                    "kill_late by {}: {} restarted {} after the stop signal and stopped the container again, its timer started over",
+                    secs(off),
+                    r.comm,
+                    secs(r.after_stop_signal_seconds)
+                ),
+                _ => format!(
+                    "kill_late by {}: the stop was issued again (kubelet or runtime restart) and its timer started over",
+                    secs(off)
+                ),
+            },
             Some("prestop_outlived_budget") => format!(
                 "kill_late by {}: kubelet waited for the preStop hook past the grace period{grace}",
                 secs(off)
