@@ -96,7 +96,7 @@ fn record() -> Record {
         cgroup: "/kubepods/besteffort/pod1/abc".into(),
         ..Default::default()
     };
-    Record::new(&t, Some(&id), "node-1", &WallClock::measure(), &[])
+    Record::new(&t, Some(&id), "node-1", &WallClock::measure(), &observer::node::Evidence::none())
 }
 
 fn main() {

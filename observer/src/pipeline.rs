@@ -244,7 +244,7 @@ impl<S: Sink> Pipeline<S> {
             let mut t = due.termination;
             t.stuck = Some(seen);
             let record =
-                Record::new(&t, identity, &self.settings.node, &self.clock, self.starts.seen());
+                Record::new(&t, identity, &self.settings.node, &self.clock, self.starts.evidence());
             self.sink.emit(&record, 0);
         }
     }
@@ -335,7 +335,8 @@ impl<S: Sink> Pipeline<S> {
         {
             self.starts.refresh(now_ns);
         }
-        let record = Record::new(t, identity, &self.settings.node, &self.clock, self.starts.seen());
+        let record =
+            Record::new(t, identity, &self.settings.node, &self.clock, self.starts.evidence());
         if let Some(id) = identity {
             self.pods.container(t, id, record.verdict, &self.clock);
         }

@@ -28,7 +28,10 @@ use crate::{
     correlate::Outcome,
     kubelet::{self, MINIMUM_GRACE_PERIOD_SECONDS},
     metadata::{annotations::PreStopHandler, Identity},
-    node::{Component, Start},
+    node::{
+        graces::{NodeGraces, Rule},
+        Component, Start,
+    },
     prestop::{choose_exec_prestop, StopSeen, HOOK_TIMEOUT_TOLERANCE_NS, WINDOW_TOLERANCE_NS},
 };
 
@@ -139,6 +142,70 @@ pub struct Inputs<'a> {
     /// Starts of kubelet and the runtime the daemon saw ([`crate::node::Starts`]): any between
     /// the stop signal and the SIGKILL.
     pub restarts: &'a [Start],
+    /// The graces kubelet's configuration on this node gives ([`crate::node::graces`]): what a
+    /// `shortened_grace` is held against.
+    pub graces: &'a NodeGraces,
+}
+
+/// For `shortened_grace`: which of kubelet's rules on this node gives the grace used, or
+/// `unknown` with the reason (no rule gives it, more than one does, or kubelet's configuration
+/// could not be read).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShortenedBy {
+    /// `soft_eviction`, `node_shutdown` or `unknown`.
+    pub rule: &'static str,
+    /// The setting that gives it, or why none is named: for the SRE to check.
+    pub evidence: String,
+}
+
+/// The grace kubelet gave the runtime, whole seconds, as kubelet's rules make a window of
+/// `window` seconds from it with `hook` run before the stop at `stop_ns`: G' = window + the
+/// hook's whole seconds (`kubelet::stop_window_seconds`); an exec hook's seconds are one of two
+/// (its start is seen a little after kubelet's); a hook the kernel did not see leaves G'
+/// unknown (not reached today: such a hook allows any window down to the floor, so a window
+/// above the floor is never early).
+fn graces_used(window: u64, hook: Hook, stop_ns: u64) -> Option<Vec<u64>> {
+    match hook {
+        Hook::None => Some(vec![window]),
+        Hook::Exec { started_ns } => {
+            let h = stop_ns.saturating_sub(started_ns) / SEC;
+            Some(vec![window + h, window + h + 1])
+        }
+        Hook::Unobserved | Hook::Unknown => None,
+    }
+}
+
+/// Which of kubelet's rules gives `window` (see [`ShortenedBy`]).
+fn shortened_by(window: u64, hook: Hook, stop_ns: u64, graces: &NodeGraces) -> ShortenedBy {
+    let unknown = |evidence: String| ShortenedBy { rule: "unknown", evidence };
+    let from = match graces {
+        NodeGraces::Unknown(why) | NodeGraces::Starting(why) => return unknown(why.clone()),
+        NodeGraces::Read { from, .. } => from,
+    };
+    let Some(used) = graces_used(window, hook, stop_ns) else {
+        return unknown(
+            "a preStop hook ran whose time the kernel did not see: the grace \
+            kubelet gave is not known"
+                .into(),
+        );
+    };
+    let mut giving: Vec<_> = used.iter().flat_map(|g| graces.giving(*g)).collect();
+    giving.dedup();
+    let rules: std::collections::BTreeSet<Rule> = giving.iter().map(|g| g.rule).collect();
+    let settings = giving.iter().map(|g| g.setting.as_str()).collect::<Vec<_>>().join("; ");
+    let seconds = used.iter().map(|g| format!("{g} s")).collect::<Vec<_>>().join(" or ");
+    match rules.len() {
+        0 => unknown(format!(
+            "no rule of kubelet's on this node gives {seconds} (read from {from}): the API's \
+             grace (kubectl delete or drain --grace-period, an API eviction) or a probe's \
+             terminationGracePeriodSeconds"
+        )),
+        1 => ShortenedBy {
+            rule: giving[0].rule.as_str(),
+            evidence: format!("kubelet's {settings} (read from {from})"),
+        },
+        _ => unknown(format!("more than one of kubelet's rules gives {seconds}: {settings}")),
+    }
 }
 
 /// A restart of kubelet or the runtime during the stop: the evidence of a re-issued stop.
@@ -174,6 +241,8 @@ pub struct Contract {
     /// For `retried_stop`: kubelet or the runtime started between the stop signal and the
     /// SIGKILL (the stop signal need not come again: containerd sends it once per container).
     pub restarted: Option<Vec<Restarted>>,
+    /// For `shortened_grace`: which of kubelet's rules gave the grace used.
+    pub shortened_by: Option<ShortenedBy>,
 }
 
 /// The verdict and its reasons.
@@ -237,6 +306,7 @@ fn unknown(missing: Vec<&'static str>, observed: Option<f64>) -> Judgement {
             grace_used_seconds: None,
             missing: Some(missing),
             restarted: None,
+            shortened_by: None,
         },
     }
 }
@@ -260,6 +330,7 @@ pub fn judge(i: &Inputs<'_>) -> Judgement {
                 grace_used_seconds: None,
                 missing: None,
                 restarted: None,
+                shortened_by: None,
             },
         };
     }
@@ -292,6 +363,7 @@ pub fn judge(i: &Inputs<'_>) -> Judgement {
         grace_used_seconds: None,
         missing: None,
         restarted: None,
+        shortened_by: None,
     };
     // A confirmed hook that kubelet waited for past G: the stop signal itself was late.
     if let (Hook::Exec { started_ns }, Some(stop)) = (i.hook, i.stop_ns) {
@@ -343,11 +415,13 @@ pub fn judge(i: &Inputs<'_>) -> Judgement {
             contract.grace_used_seconds = Some(0);
         } else if let Some(w) = crate::prestop::observed_window_seconds(observed_ns) {
             contract.grace_used_seconds = Some(w);
-            contract.cause = Some(if w <= MINIMUM_GRACE_PERIOD_SECONDS {
-                Cause::KubeletFloor
+            if w <= MINIMUM_GRACE_PERIOD_SECONDS {
+                contract.cause = Some(Cause::KubeletFloor);
             } else {
-                Cause::ShortenedGrace
-            });
+                contract.cause = Some(Cause::ShortenedGrace);
+                let stop = i.stop_ns.unwrap_or_default();
+                contract.shortened_by = Some(shortened_by(w, i.hook, stop, i.graces));
+            }
         }
         return Judgement { verdict: Verdict::KillEarly, contract };
     }
@@ -371,8 +445,10 @@ mod tests {
             kill_ns: None,
             exit_ns: None,
             restarts: &[],
+            graces: &UNKNOWN,
         }
     }
+    static UNKNOWN: NodeGraces = NodeGraces::Unknown(String::new());
     fn killed_after(mut i: Inputs<'static>, ms: u64) -> Inputs<'static> {
         i.kill_ns = Some(T0 + ms * MS);
         i.exit_ns = Some(T0 + ms * MS + MS);
@@ -393,6 +469,67 @@ mod tests {
         assert_eq!(j.contract.observed_seconds, Some(30.04));
         // A graceful exit inside the window too.
         assert_eq!(judge(&exited_after(inputs(Some(30), Hook::None), 250)).verdict, Verdict::Kept);
+    }
+
+    #[test]
+    fn a_shortened_grace_names_the_kubelet_rule_that_gives_it_or_says_why_not() {
+        use crate::node::graces::Grace;
+        let grace = |rule, seconds, setting: &str| Grace { rule, seconds, setting: setting.into() };
+        let graces = NodeGraces::Read {
+            graces: vec![
+                grace(Rule::SoftEviction, 5, "evictionMaxPodGracePeriod: 5"),
+                grace(Rule::NodeShutdown, 20, "shutdownGracePeriod: 30s (regular pods get 20 s)"),
+                grace(Rule::NodeShutdown, 10, "shutdownGracePeriod: 30s (critical pods get 10 s)"),
+            ],
+            from: "/var/lib/kubelet/config.yaml".into(),
+        };
+        let by = |i: Inputs<'_>| {
+            let j = judge(&i);
+            assert_eq!(
+                (j.verdict, j.contract.cause),
+                (Verdict::KillEarly, Some(Cause::ShortenedGrace))
+            );
+            j.contract.shortened_by.unwrap()
+        };
+        let soft =
+            by(Inputs { graces: &graces, ..killed_after(inputs(Some(30), Hook::None), 5_020) });
+        assert_eq!(soft.rule, "soft_eviction");
+        assert!(soft.evidence.contains("evictionMaxPodGracePeriod: 5"), "{}", soft.evidence);
+        assert!(soft.evidence.contains("/var/lib/kubelet/config.yaml"), "{}", soft.evidence);
+        // A 4.2 s exec hook, then a 16 s window: kubelet gave 20 s (or 21): a node shutdown's.
+        let hook = Hook::Exec { started_ns: T0 - 4_200 * MS };
+        let shutdown =
+            by(Inputs { graces: &graces, ..killed_after(inputs(Some(30), hook), 16_030) });
+        assert_eq!(shutdown.rule, "node_shutdown");
+        assert!(shutdown.evidence.contains("regular pods get 20 s"), "{}", shutdown.evidence);
+        // 7 s: no rule of the node's gives it.
+        let none =
+            by(Inputs { graces: &graces, ..killed_after(inputs(Some(30), Hook::None), 7_010) });
+        assert_eq!(none.rule, "unknown");
+        assert!(
+            none.evidence.starts_with("no rule of kubelet's on this node gives 7 s"),
+            "{}",
+            none.evidence
+        );
+        // Two rules give 10 s; and a configuration not read says why.
+        let two = NodeGraces::Read {
+            graces: vec![grace(Rule::SoftEviction, 10, "a"), grace(Rule::NodeShutdown, 10, "b")],
+            from: "x".into(),
+        };
+        let both =
+            by(Inputs { graces: &two, ..killed_after(inputs(Some(30), Hook::None), 10_010) });
+        assert_eq!(both.rule, "unknown");
+        assert!(both.evidence.contains("more than one"), "{}", both.evidence);
+        let unread = NodeGraces::Unknown("kubelet's configuration: reading /c: denied".into());
+        let u = by(Inputs { graces: &unread, ..killed_after(inputs(Some(30), Hook::None), 5_020) });
+        assert_eq!(
+            (u.rule, u.evidence.as_str()),
+            ("unknown", "kubelet's configuration: reading /c: denied")
+        );
+        // The floor is its own cause, with no rule to name.
+        let j =
+            judge(&Inputs { graces: &graces, ..killed_after(inputs(Some(30), Hook::None), 2_010) });
+        assert_eq!((j.contract.cause, j.contract.shortened_by), (Some(Cause::KubeletFloor), None));
     }
 
     #[test]

@@ -191,8 +191,14 @@ fn dashboard_expressions_evaluate(p: &Prometheus, ns: &str) {
             evaluated += 1;
             // preStop, metadata-error, stuck and broken-contract series exist only once one was
             // seen; everything else has data from this test's stops or from the daemon itself.
-            let rare =
-                ["prestop", "metadata_errors", "stuck", "kill_late|kill_early", "pod_termination"];
+            let rare = [
+                "prestop",
+                "metadata_errors",
+                "stuck",
+                "kill_late|kill_early",
+                "pod_termination",
+                "shortened",
+            ];
             if !rare.iter().any(|r| expr.contains(r)) {
                 assert!(
                     !r["result"].as_array().unwrap().is_empty(),

@@ -1,9 +1,10 @@
 //! Verdicts through the private containerd's CRI, driven as kubelet drives it: the daemon
 //! judges each record against kubelet's stop sequence (the annotated grace period and preStop
 //! hook) and says what kubectl will show. A StopContainer timeout shorter than the grace is
-//! kill_early; a StopContainer that kubelet abandons and issues again after restarting is
-//! kill_late, the restart named; an exec hook that kubelet waited for past the grace period is kill_late; a stop by
-//! the book is kept.
+//! kill_early, with the rule of kubelet's configuration that gives it named (a stand-in kubelet
+//! started with `--config`); a StopContainer that kubelet abandons and issues again after
+//! restarting is kill_late, the restart named; an exec hook that kubelet waited for past the
+//! grace period is kill_late; a stop by the book is kept.
 
 use std::time::{Duration, Instant};
 
@@ -40,10 +41,23 @@ fn start(
     prestop: Option<&str>,
 ) -> String {
     let sandbox = c.run_pod(pod).unwrap();
+    start_in(c, &sandbox, pod, name, command, grace, prestop)
+}
+
+/// The same in the running sandbox `sandbox`.
+fn start_in(
+    c: &mut PrivateContainerd,
+    sandbox: &str,
+    pod: &PodSpec,
+    name: &str,
+    command: &[&str],
+    grace: u64,
+    prestop: Option<&str>,
+) -> String {
     let mut spec = ContainerSpec::new(name, command);
     spec.grace_period_seconds = Some(grace);
     spec.prestop_json = prestop.map(str::to_string);
-    let id = c.start_container(&sandbox, pod, &spec).unwrap();
+    let id = c.start_container(sandbox, pod, &spec).unwrap();
     let pid = c.pid(&id).unwrap();
     if command == GRACEFUL {
         wait_handler(pid, libc::SIGTERM).unwrap();
@@ -60,36 +74,93 @@ fn start(
     id
 }
 
+/// kubelet's configuration on the test's node: soft evictions give 3 s, a graceful node
+/// shutdown gives regular pods 6 - 2 = 4 s.
+const KUBELET_CONFIG: &str = "apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+evictionSoft:
+  memory.available: 1Gi
+evictionSoftGracePeriod:
+  memory.available: 1m
+evictionMaxPodGracePeriod: 3
+shutdownGracePeriod: 6s
+shutdownGracePeriodCriticalPods: 2s
+";
+
 #[test]
-fn a_stop_timeout_shorter_than_the_grace_period_is_kill_early() {
+fn a_stop_timeout_shorter_than_the_grace_period_is_kill_early_with_the_kubelet_rule_named() {
+    let _one = KUBELETS.lock().unwrap_or_else(|e| e.into_inner());
     let mut c = PrivateContainerd::start().expect("private containerd");
     let d = c.daemon(&[]);
+    let config = c.dir.join("kubelet-config.yaml");
+    std::fs::write(&config, KUBELET_CONFIG).unwrap();
+    let flags = [format!("--config={}", config.display())];
     let pod = PodSpec::new("shop", "web-7d4b9c6f8-early");
-    let id = start(&mut c, &pod, "app", NO_HANDLER, 30, None);
-    // What a soft eviction with a 3 s maximum, or `kubectl delete --grace-period=3`, gives.
-    c.stop_container(&id, 3).unwrap();
-    let r = record_of(&d, &id);
-    assert_eq!(r["outcome"], "killed");
-    assert_eq!(r["grace_period_seconds"], 30);
-    assert_eq!(r["verdict"], "kill_early", "{r:#}");
-    let k = &r["contract"];
-    assert_eq!(k["cause"], "shortened_grace");
-    assert_eq!(k["grace_used_seconds"], 3);
-    assert_eq!(k["stop_window_seconds"]["min"], 30);
-    assert_eq!(k["stop_window_seconds"]["max"], 30);
-    assert_eq!(k["missing"], Value::Null);
-    let observed = f64_of(&k["observed_seconds"]);
-    assert_eq!(observed, f64_of(&r["term_to_kill_seconds"]));
-    assert!((3.0..3.5).contains(&observed), "{observed}");
-    assert!((f64_of(&k["off_by_seconds"]) + 30.0 - observed).abs() < 1e-6, "{k:#}");
-    assert_eq!(r["kubernetes"]["reason"], "Error");
-    assert_eq!(r["kubernetes"]["exit_code"], 137);
-    assert!(r["kubernetes"]["note"].as_str().unwrap().contains("not an OOM kill"));
+    let sandbox = c.run_pod(&pod).unwrap();
+    let ids: Vec<String> = ["soft", "shutdown", "api"]
+        .iter()
+        .map(|name| start_in(&mut c, &sandbox, &pod, name, NO_HANDLER, 30, None))
+        .collect();
+    // kubelet's pod workers stop the three at once, with what a soft eviction gives (3 s), a
+    // node shutdown's regular share (4 s), and `kubectl delete --grace-period=5` (no rule of
+    // the node's gives 5).
+    let kubelet = Kubelet::new(&c);
+    let mut workers: Vec<_> =
+        ids.iter().zip([3, 4, 5]).map(|(id, t)| kubelet.stop_with(id, t, &flags)).collect();
+    for w in &mut workers {
+        assert_eq!(Kubelet::answer(w), "stopped", "{}", c.log());
+    }
+    let records: Vec<Value> = ids.iter().map(|id| record_of(&d, id)).collect();
+    workers.into_iter().for_each(end);
+    for (r, used) in records.iter().zip([3, 4, 5]) {
+        assert_eq!(r["outcome"], "killed");
+        assert_eq!(r["grace_period_seconds"], 30);
+        assert_eq!(r["verdict"], "kill_early", "{r:#}");
+        let k = &r["contract"];
+        assert_eq!(k["cause"], "shortened_grace");
+        assert_eq!(k["grace_used_seconds"], used);
+        assert_eq!(k["stop_window_seconds"]["min"], 30);
+        assert_eq!(k["stop_window_seconds"]["max"], 30);
+        assert_eq!(k["missing"], Value::Null);
+        let observed = f64_of(&k["observed_seconds"]);
+        assert_eq!(observed, f64_of(&r["term_to_kill_seconds"]));
+        assert!((used as f64..used as f64 + 0.5).contains(&observed), "{observed}");
+        assert!((f64_of(&k["off_by_seconds"]) + 30.0 - observed).abs() < 1e-6, "{k:#}");
+        assert_eq!(r["kubernetes"]["reason"], "Error");
+        assert_eq!(r["kubernetes"]["exit_code"], 137);
+        assert!(r["kubernetes"]["note"].as_str().unwrap().contains("not an OOM kill"));
+    }
+    // Which of kubelet's rules gives each, read from the stand-in kubelet's own --config.
+    let by: Vec<&Value> = records.iter().map(|r| &r["contract"]["shortened_by"]).collect();
+    assert_eq!(by[0]["rule"], "soft_eviction", "{:#}", by[0]);
+    let evidence = by[0]["evidence"].as_str().unwrap();
+    assert!(evidence.contains("evictionMaxPodGracePeriod: 3"), "{evidence}");
+    assert!(evidence.contains(&config.display().to_string()), "{evidence}");
+    assert_eq!(by[1]["rule"], "node_shutdown", "{:#}", by[1]);
+    assert!(by[1]["evidence"].as_str().unwrap().contains("regular pods get 4 s"), "{:#}", by[1]);
+    assert_eq!(by[2]["rule"], "unknown", "{:#}", by[2]);
+    assert!(
+        by[2]["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("no rule of kubelet's on this node gives 5 s"),
+        "{:#}",
+        by[2]
+    );
     let labels = [("namespace", "shop"), ("verdict", "kill_early"), ("cause", "shortened_grace")];
-    assert_eq!(d.metric("container_termination_verdicts_total", &labels), 1.0);
+    assert_eq!(d.metric("container_termination_verdicts_total", &labels), 3.0);
     let (code, body) = d.http_get("/terminations?verdict=kill_early&namespace=shop").unwrap();
     assert_eq!(code, 200);
-    assert_eq!(serde_json::from_str::<Vec<Value>>(&body).unwrap().len(), 1, "{body}");
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&body).unwrap().len(), 3, "{body}");
+    let report = d.report(&[]);
+    let words = report.split_whitespace().collect::<Vec<_>>().join(" ");
+    for said in [
+        "kill_early: got 3 s of 30 s: a soft eviction: kubelet's evictionMaxPodGracePeriod: 3",
+        "kill_early: got 4 s of 30 s: a graceful node shutdown: kubelet's shutdownGracePeriod: 6s",
+        "kill_early: got 5 s of 30 s, cause unknown: no rule of kubelet's on this node gives 5 s",
+    ] {
+        assert!(words.contains(said), "{said:?} not in\n{report}");
+    }
 }
 
 #[test]
@@ -121,6 +192,10 @@ struct Kubelet {
     socket: String,
 }
 
+/// The tests that run stand-in kubelets take turns: the daemon takes any process named kubelet
+/// for the node's kubelet.
+static KUBELETS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl Kubelet {
     fn new(c: &PrivateContainerd) -> Self {
         let dir = c.dir.join("kubelet-bin");
@@ -132,8 +207,14 @@ impl Kubelet {
 
     /// A kubelet whose pod worker calls StopContainer(id, timeout) and goes on running.
     fn stop(&self, id: &str, timeout: u64) -> std::process::Child {
+        self.stop_with(id, timeout, &[])
+    }
+
+    /// The same, kubelet started with `flags`.
+    fn stop_with(&self, id: &str, timeout: u64, flags: &[String]) -> std::process::Child {
         std::process::Command::new(&self.path)
             .args([&self.socket, id, &timeout.to_string()])
+            .args(flags)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap()
@@ -156,6 +237,7 @@ fn end(mut child: std::process::Child) {
 
 #[test]
 fn a_stop_issued_again_by_a_restarted_kubelet_is_kill_late_with_the_restart_named() {
+    let _one = KUBELETS.lock().unwrap_or_else(|e| e.into_inner());
     let mut c = PrivateContainerd::start().expect("private containerd");
     let d = c.daemon(&[]);
     let pod = PodSpec::new("shop", "db-0");

@@ -57,6 +57,14 @@ pub struct RunArgs {
     #[arg(long, default_value = "10s", value_parser = parse_stuck_after, env = "OBSERVER_STUCK_AFTER")]
     pub stuck_after: std::time::Duration,
 
+    /// kubelet's configuration file (KubeletConfiguration) as this process reads it, for a
+    /// DaemonSet that mounts the node's file read-only: what a shortened grace is held against
+    /// (soft eviction, node shutdown). Default: the file the running kubelet's `--config`
+    /// names, read through /proc/<kubelet>/root, which takes CAP_SYS_PTRACE (a host install
+    /// has it; the DaemonSet does not). kubelet's flags are read from its cmdline either way.
+    #[arg(long, env = "OBSERVER_KUBELET_CONFIG")]
+    pub kubelet_config: Option<PathBuf>,
+
     /// bpffs directory where the probes' maps and links are pinned, so the kernel keeps
     /// recording while no daemon runs and the next one reads on (one daemon per pin
     /// directory: it is locked). "none": nothing pinned, the probes end with the daemon.

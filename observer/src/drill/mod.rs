@@ -396,7 +396,13 @@ fn drive(
     }
     // A second sample after the run: the run's events lie between the two.
     clock.remeasure();
-    let record = Record::new(&termination, Some(&identity), &hostname(), clock, &[]);
+    let record = Record::new(
+        &termination,
+        Some(&identity),
+        &hostname(),
+        clock,
+        &crate::node::Evidence::none(),
+    );
     let report = report::Report::new(&termination, &record, args, hook_error);
     Ok(Outcome { record, report })
 }

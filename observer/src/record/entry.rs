@@ -110,6 +110,18 @@ pub struct ContractEntry<'a> {
     /// kubelet or the runtime started during the stop ([`crate::verdict::Restarted`]).
     #[serde(borrow, default)]
     pub restarted: Option<Vec<RestartedEntry<'a>>>,
+    /// Which of kubelet's rules gave a shortened grace ([`crate::verdict::ShortenedBy`]).
+    #[serde(borrow, default)]
+    pub shortened_by: Option<ShortenedByEntry<'a>>,
+}
+
+/// A shortened grace's rule as the report reads it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ShortenedByEntry<'a> {
+    #[serde(borrow)]
+    pub rule: Cow<'a, str>,
+    #[serde(borrow)]
+    pub evidence: Cow<'a, str>,
 }
 
 /// A restart during a stop as the report reads it.
@@ -227,6 +239,10 @@ impl Record {
                             after_stop_signal_seconds: r.after_stop_signal_seconds,
                         })
                         .collect()
+                }),
+                shortened_by: self.contract.shortened_by.as_ref().map(|b| ShortenedByEntry {
+                    rule: Cow::Borrowed(b.rule),
+                    evidence: Cow::Borrowed(&b.evidence),
                 }),
             }),
             kubernetes: Some(KubeEntry {

@@ -219,7 +219,13 @@ impl RecordBuilder {
     /// The record as [`Record::new`] writes it, its wall-clock times moved to `at`.
     pub(crate) fn build(self) -> Record {
         let clock = WallClock::measure();
-        let mut r = Record::new(&self.termination, self.identity.as_ref(), "node-1", &clock, &[]);
+        let mut r = Record::new(
+            &self.termination,
+            self.identity.as_ref(),
+            "node-1",
+            &clock,
+            &crate::node::Evidence::none(),
+        );
         if self.prestop.is_some() {
             r.prestop = self.prestop;
         }

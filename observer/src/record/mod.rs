@@ -134,13 +134,14 @@ fn secs(ns: u64) -> f64 {
 impl Record {
     /// The record of a closed termination: `identity` is what the metadata knew of its cgroup
     /// (None: nothing), kernel times are placed on the wall clock with `clock`.
-    /// `restarts`: starts of kubelet and the runtime the daemon saw ([`crate::node::Starts`]).
+    /// `evidence`: what the node's components told ([`crate::node::Starts`]): kubelet's and
+    /// the runtime's starts, kubelet's graces.
     pub fn new(
         t: &Termination,
         identity: Option<&Identity>,
         node: &str,
         clock: &WallClock,
-        restarts: &[crate::node::Start],
+        evidence: &crate::node::Evidence,
     ) -> Self {
         let id = identity.cloned().unwrap_or_default();
         let seen = t.stop_seen();
@@ -155,7 +156,8 @@ impl Record {
             repeated_stops_ns: t.repeated_stops.iter().map(|r| r.at_ns).collect(),
             kill_ns: t.sigkill.as_ref().map(|k| k.at_ns),
             exit_ns: exit_seen.then_some(t.exit.at_ns),
-            restarts,
+            restarts: &evidence.restarts,
+            graces: &evidence.graces,
         });
         let stuck = t.stuck.as_ref().map(|s| {
             let end = match t.outcome {

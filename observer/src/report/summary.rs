@@ -137,9 +137,22 @@ pub fn broken(e: &Entry<'_>) -> Option<String> {
                 (Some("kubelet_floor"), _) => format!(
                     "kill_early: got kubelet's 2 s floor{grace} (hard eviction, force delete or --grace-period of 0-2)"
                 ),
-                (_, Some(u)) => format!(
-                    "kill_early: got {u} s{grace} (soft eviction, node shutdown or --grace-period={u})"
-                ),
+                (_, Some(u)) => match c.and_then(|c| c.shortened_by.as_ref()) {
+                    Some(b) if b.rule == "soft_eviction" => {
+                        format!("kill_early: got {u} s{grace}: a soft eviction: {}", b.evidence)
+                    }
+                    Some(b) if b.rule == "node_shutdown" => format!(
+                        "kill_early: got {u} s{grace}: a graceful node shutdown: {}",
+                        b.evidence
+                    ),
+                    Some(b) => {
+                        format!("kill_early: got {u} s{grace}, cause unknown: {}", b.evidence)
+                    }
+                    // Journals written before the rule was named.
+                    None => format!(
+                        "kill_early: got {u} s{grace} (soft eviction, node shutdown or --grace-period={u})"
+                    ),
+                },
                 _ => format!("kill_early by {}{grace}", secs(off)),
             }
         }
@@ -747,7 +760,7 @@ mod tests {
         assert_eq!(e.verdict.as_str(), "kill_early");
         assert_eq!(
             broken(&e.entry().unwrap()).unwrap(),
-            "kill_early: got 5 s of 30 s (soft eviction, node shutdown or --grace-period=5)"
+            "kill_early: got 5 s of 30 s, cause unknown: no kubelet process seen on this node"
         );
         let floor = Record::example().killed(2.0, 2.01).build();
         assert!(broken(&floor.entry().unwrap()).unwrap().contains("kubelet's 2 s floor"));

@@ -114,6 +114,7 @@ pub struct Metrics {
     pub prestop_overruns: IntCounterVec,
     pub prestop_duration: HistogramVec,
     pub verdicts: IntCounterVec,
+    pub shortened_graces: IntCounterVec,
     pub stop_repeats: IntCounterVec,
     pub stuck_reported: IntCounterVec,
     pub stuck_now: IntGaugeVec,
@@ -234,6 +235,11 @@ impl Metrics {
                 "container_termination_verdicts_total",
                 "Terminations judged against kubelet's stop sequence: verdict kept, kill_late, kill_early, unknown or not_a_stop; cause retried_stop, prestop_outlived_budget, no_stop_signal, kubelet_floor, shortened_grace or empty",
                 &labels_verdict,
+            )),
+            shortened_graces: register(&r, counter(
+                "container_termination_shortened_graces_total",
+                "kill_early terminations with a shortened grace (cause shortened_grace), by the rule of kubelet's configuration on this node that gives that grace: soft_eviction, node_shutdown, or unknown (no rule gives it: the API's grace or a probe's; or kubelet's configuration was not read)",
+                &["rule"],
             )),
             stop_repeats: register(&r, counter(
                 "container_termination_stop_signal_repeats_total",
@@ -508,6 +514,9 @@ impl Metrics {
         self.verdicts
             .with_label_values(&at(Family::Verdicts, &[record.verdict.as_str(), cause]))
             .inc();
+        if let Some(by) = &record.contract.shortened_by {
+            self.shortened_graces.with_label_values(&[by.rule]).inc();
+        }
         if let Some(n) = record.stop_signal_repeats.as_ref().map(Vec::len) {
             self.stop_repeats.with_label_values(&at(Family::StopRepeats, &[])).inc_by(n as u64);
         }

@@ -17,6 +17,13 @@
 //! fs/proc/array.c), moved onto CLOCK_MONOTONIC (what `bpf_ktime_get_ns()` reads) with the
 //! boottime - monotonic offset now: the two differ by the time the node was suspended, which a
 //! restart between a stop signal and its SIGKILL does not span. Resolution: one tick (10 ms).
+//!
+//! Each kubelet found also has its configuration read ([`graces`]): the graces its soft
+//! evictions and graceful node shutdowns give, what a shortened grace is held against.
+
+pub mod graces;
+
+use graces::NodeGraces;
 
 use std::{
     os::fd::AsRawFd,
@@ -122,7 +129,28 @@ fn socket_peer(path: &Path) -> Option<u32> {
     (r == 0 && cred.pid > 0).then_some(cred.pid as u32)
 }
 
-/// The starts of kubelet and the runtime seen since the daemon began, oldest first.
+/// What the node's components tell a verdict: when they started, and the graces kubelet's
+/// configuration gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    /// The starts of kubelet and the runtime seen since the daemon began, oldest first.
+    pub restarts: Vec<Start>,
+    /// The last kubelet's configuration.
+    pub graces: NodeGraces,
+}
+
+impl Evidence {
+    /// Nothing known (the drill, examples): no starts, kubelet's graces unknown.
+    pub fn none() -> Self {
+        Self {
+            restarts: Vec::new(),
+            graces: NodeGraces::Unknown("no kubelet process seen on this node".into()),
+        }
+    }
+}
+
+/// Watches kubelet and the runtime: their starts since the daemon began, oldest first, and the
+/// configuration of the kubelet now running.
 #[derive(Debug)]
 pub struct Starts {
     proc: PathBuf,
@@ -131,7 +159,9 @@ pub struct Starts {
     /// The processes now known, `(pid, start_ticks)`.
     kubelet: Option<(u32, u64)>,
     runtime: Option<(u32, u64)>,
-    seen: Vec<Start>,
+    /// kubelet's configuration file as this process reads it, instead of kubelet's `--config`.
+    kubelet_config: Option<PathBuf>,
+    evidence: Evidence,
     next_poll_ns: u64,
     next_scan_ns: u64,
     next_refresh_ns: u64,
@@ -146,11 +176,18 @@ impl Starts {
             runtime_sockets,
             kubelet: None,
             runtime: None,
-            seen: Vec::new(),
+            kubelet_config: None,
+            evidence: Evidence::none(),
             next_poll_ns: 0,
             next_scan_ns: 0,
             next_refresh_ns: 0,
         }
+    }
+
+    /// kubelet's configuration read from `path` (a mount) instead of through its /proc root.
+    pub fn with_kubelet_config(mut self, path: Option<PathBuf>) -> Self {
+        self.kubelet_config = path;
+        self
     }
 
     /// Nothing watched (the drill, tests): no starts.
@@ -160,7 +197,12 @@ impl Starts {
 
     /// The starts kept, oldest first.
     pub fn seen(&self) -> &[Start] {
-        &self.seen
+        &self.evidence.restarts
+    }
+
+    /// What a verdict is given.
+    pub fn evidence(&self) -> &Evidence {
+        &self.evidence
     }
 
     fn stat(&self, pid: u32) -> Option<(String, u64)> {
@@ -174,11 +216,12 @@ impl Starts {
     fn note(&mut self, component: Component, pid: u32, comm: String, ticks: u64) -> (u32, u64) {
         let start =
             Start { component, comm, pid, started_ns: monotonic_of(ticks), start_ticks: ticks };
-        if !self.seen.iter().any(|s| s.pid == pid && s.start_ticks == ticks) {
-            if self.seen.len() == MAX_STARTS {
-                self.seen.remove(0);
+        let seen = &mut self.evidence.restarts;
+        if !seen.iter().any(|s| s.pid == pid && s.start_ticks == ticks) {
+            if seen.len() == MAX_STARTS {
+                seen.remove(0);
             }
-            self.seen.push(start);
+            seen.push(start);
         }
         (pid, ticks)
     }
@@ -196,6 +239,15 @@ impl Starts {
             .min_by_key(|(_, _, ticks)| *ticks)
     }
 
+    /// kubelet reads its configuration once, at its start: so does this, for each kubelet.
+    fn read_graces(&mut self, pid: u32) {
+        let proc_pid = self.proc.join(pid.to_string());
+        self.evidence.graces = graces::of_kubelet(&proc_pid, self.kubelet_config.as_deref());
+        if let NodeGraces::Unknown(why) = &self.evidence.graces {
+            log::warn!("kubelet {pid}: {why}: shortened graces will not be named");
+        }
+    }
+
     /// Checks the known processes (at most every [`POLL_NS`]) and notes new ones.
     pub fn poll(&mut self, now_ns: u64) {
         if now_ns < self.next_poll_ns {
@@ -209,12 +261,16 @@ impl Starts {
                 self.runtime = Some(self.note(Component::Runtime, pid, comm, ticks));
             }
         }
+        if let (Some((pid, _)), NodeGraces::Starting(_)) = (self.kubelet, &self.evidence.graces) {
+            self.read_graces(pid);
+        }
         if !self.alive(self.kubelet) {
             self.kubelet = None;
             if now_ns >= self.next_scan_ns {
                 self.next_scan_ns = now_ns.saturating_add(RESCAN_NS);
                 if let Some((pid, comm, ticks)) = self.find_kubelet() {
                     self.kubelet = Some(self.note(Component::Kubelet, pid, comm, ticks));
+                    self.read_graces(pid);
                 }
             }
         }
@@ -278,6 +334,12 @@ mod tests {
             starts.seen().iter().filter(|s| s.component == Component::Kubelet).cloned().collect();
         assert_eq!(k.iter().map(|s| s.pid).collect::<Vec<_>>(), [first.id()], "{k:?}");
         assert_eq!(k[0].comm, "kubelet");
+        // Its configuration read: flags only, no grace of its own.
+        assert!(
+            matches!(&starts.evidence().graces, NodeGraces::Read { graces, .. } if graces.is_empty()),
+            "{:?}",
+            starts.evidence().graces
+        );
         // Polled again, nothing new; kubelet restarts: one more start, after the first.
         starts.refresh(2);
         assert_eq!(starts.seen().len(), 2);
