@@ -123,7 +123,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // calls, each under the CRI deadline, then the file sources.
     let hold_ns = (sources.cri_timeout * 4 + Duration::from_secs(1)).as_nanos() as u64;
     let starts = crate::node::Starts::new("/proc", sources.cri_endpoints.clone())
-        .with_kubelet_config(args.kubelet_config.clone());
+        .with_kubelet_config(crate::node::graces::Mounted {
+            config: args.kubelet_config.clone(),
+            config_dir: args.kubelet_config_dir.clone(),
+        });
     let (lookups, mut resolved) = resolver::spawn(sources, LOOKUP_QUEUE);
     let node = args.node.clone().unwrap_or_else(hostname);
     let settings = Settings {

@@ -148,11 +148,12 @@ pub struct Inputs<'a> {
 }
 
 /// For `shortened_grace`: which of kubelet's rules on this node gives the grace used, or
-/// `unknown` with the reason (no rule gives it, more than one does, or kubelet's configuration
-/// could not be read).
+/// `unknown` with the reason (no rule gives it, more than one does), or `unread` (kubelet's
+/// configuration could not be read, and why).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShortenedBy {
-    /// `soft_eviction`, `node_shutdown` or `unknown`.
+    /// `soft_eviction`, `node_shutdown`, `unknown` (kubelet's configuration read: no rule, or
+    /// more than one, gives it) or `unread` (kubelet's configuration could not be read).
     pub rule: &'static str,
     /// The setting that gives it, or why none is named: for the SRE to check.
     pub evidence: String,
@@ -179,7 +180,9 @@ fn graces_used(window: u64, hook: Hook, stop_ns: u64) -> Option<Vec<u64>> {
 fn shortened_by(window: u64, hook: Hook, stop_ns: u64, graces: &NodeGraces) -> ShortenedBy {
     let unknown = |evidence: String| ShortenedBy { rule: "unknown", evidence };
     let from = match graces {
-        NodeGraces::Unknown(why) | NodeGraces::Starting(why) => return unknown(why.clone()),
+        NodeGraces::Unknown(why) | NodeGraces::Starting(why) => {
+            return ShortenedBy { rule: "unread", evidence: why.clone() };
+        }
         NodeGraces::Read { from, .. } => from,
     };
     let Some(used) = graces_used(window, hook, stop_ns) else {
@@ -202,7 +205,7 @@ fn shortened_by(window: u64, hook: Hook, stop_ns: u64, graces: &NodeGraces) -> S
         )),
         1 => ShortenedBy {
             rule: giving[0].rule.as_str(),
-            evidence: format!("kubelet's {settings} (read from {from})"),
+            evidence: format!("{settings} (read from {from})"),
         },
         _ => unknown(format!("more than one of kubelet's rules gives {seconds}: {settings}")),
     }
@@ -388,12 +391,20 @@ pub fn judge(i: &Inputs<'_>) -> Judgement {
             }
         }
         // kubelet or the runtime started while the container was stopping: the stop was
-        // re-issued by the new process whether or not the stop signal came again.
+        // re-issued by the new process whether or not the stop signal came again. A SIGKILL
+        // that a re-issued stop's timer sent comes a window after the restart at the
+        // earliest; one sooner was not that stop's.
         if let (Some(stop), Some(end)) = (i.stop_ns, end) {
+            let earliest = |started: u64| match i.kill_ns {
+                Some(_) => started + min_ns.saturating_sub(KILL_EARLY_TOLERANCE_NS),
+                None => started,
+            };
             let during: Vec<Restarted> = i
                 .restarts
                 .iter()
-                .filter(|s| s.started_ns > stop && s.started_ns < end)
+                .filter(|s| {
+                    s.started_ns > stop && s.started_ns < end && end >= earliest(s.started_ns)
+                })
                 .map(|s| Restarted {
                     component: s.component,
                     comm: s.comm.clone(),
@@ -524,7 +535,7 @@ mod tests {
         let u = by(Inputs { graces: &unread, ..killed_after(inputs(Some(30), Hook::None), 5_020) });
         assert_eq!(
             (u.rule, u.evidence.as_str()),
-            ("unknown", "kubelet's configuration: reading /c: denied")
+            ("unread", "kubelet's configuration: reading /c: denied")
         );
         // The floor is its own cause, with no rule to name.
         let j =
@@ -666,7 +677,7 @@ mod tests {
             Start::at(Component::Kubelet, "kubelet", 77, T0 + 2_500 * MS),
             Start::at(Component::Runtime, "containerd", 9, T0 + 9_000 * MS),
         ];
-        let j = judge(&Inputs { restarts: &restarts, ..i });
+        let j = judge(&Inputs { restarts: &restarts, ..i.clone() });
         assert_eq!((j.verdict, j.contract.cause), (Verdict::KillLate, Some(Cause::RetriedStop)));
         let r = j.contract.restarted.expect("the restart during the stop");
         assert_eq!(r.len(), 1, "{r:?}");
@@ -676,6 +687,14 @@ mod tests {
         );
         assert!((r[0].after_stop_signal_seconds - 2.5).abs() < 1e-9);
         assert!((j.contract.off_by_seconds.unwrap() - 3.6).abs() < 1e-9);
+        // A restart less than a window before the SIGKILL cannot have issued the stop whose
+        // timer sent it: no cause named.
+        let soon = [Start::at(Component::Runtime, "containerd", 9, T0 + 5_000 * MS)];
+        let j = judge(&Inputs { restarts: &soon, ..i.clone() });
+        assert_eq!(
+            (j.verdict, j.contract.cause, j.contract.restarted),
+            (Verdict::KillLate, None, None)
+        );
         // A restart during a stop that was kept changes nothing.
         let kept = killed_after(inputs(Some(4), Hook::None), 4_030);
         let restarts = [Start::at(Component::Runtime, "containerd", 9, T0 + SEC)];

@@ -149,14 +149,22 @@ fn a_stop_timeout_shorter_than_the_grace_period_is_kill_early_with_the_kubelet_r
     );
     let labels = [("namespace", "shop"), ("verdict", "kill_early"), ("cause", "shortened_grace")];
     assert_eq!(d.metric("container_termination_verdicts_total", &labels), 3.0);
+    for rule in ["soft_eviction", "node_shutdown", "unknown"] {
+        let labels = [("rule", rule)];
+        assert_eq!(
+            d.metric("container_termination_shortened_graces_total", &labels),
+            1.0,
+            "{rule}"
+        );
+    }
     let (code, body) = d.http_get("/terminations?verdict=kill_early&namespace=shop").unwrap();
     assert_eq!(code, 200);
     assert_eq!(serde_json::from_str::<Vec<Value>>(&body).unwrap().len(), 3, "{body}");
     let report = d.report(&[]);
     let words = report.split_whitespace().collect::<Vec<_>>().join(" ");
     for said in [
-        "kill_early: got 3 s of 30 s: a soft eviction: kubelet's evictionMaxPodGracePeriod: 3",
-        "kill_early: got 4 s of 30 s: a graceful node shutdown: kubelet's shutdownGracePeriod: 6s",
+        "kill_early: got 3 s of 30 s, as kubelet's soft eviction gives: evictionMaxPodGracePeriod: 3",
+        "kill_early: got 4 s of 30 s, as kubelet's graceful node shutdown gives: shutdownGracePeriod: 6s",
         "kill_early: got 5 s of 30 s, cause unknown: no rule of kubelet's on this node gives 5 s",
     ] {
         assert!(words.contains(said), "{said:?} not in\n{report}");
@@ -200,8 +208,11 @@ impl Kubelet {
     fn new(c: &PrivateContainerd) -> Self {
         let dir = c.dir.join("kubelet-bin");
         std::fs::create_dir_all(&dir).unwrap();
+        // A symlink: the comm is the name exec'd (fs/exec.c `__set_task_comm(me,
+        // kbasename(bprm->filename))`), and no copy is written while other threads fork
+        // (a copy's writer fd inherited by a fork makes its exec fail with ETXTBSY).
         let path = dir.join("kubelet");
-        std::fs::copy(env!("CARGO_BIN_EXE_cri-stop"), &path).unwrap();
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_cri-stop"), &path).unwrap();
         Self { path, socket: c.socket.display().to_string() }
     }
 
@@ -286,7 +297,7 @@ fn a_stop_issued_again_by_a_restarted_kubelet_is_kill_late_with_the_restart_name
     let words = report.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
         words.contains(": kubelet restarted ")
-            && words.contains(" s after the stop signal and stopped the container again"),
+            && words.contains(" s after the stop signal and the stop was issued again"),
         "{report}"
     );
 }

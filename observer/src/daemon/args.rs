@@ -65,6 +65,10 @@ pub struct RunArgs {
     #[arg(long, env = "OBSERVER_KUBELET_CONFIG")]
     pub kubelet_config: Option<PathBuf>,
 
+    /// The same for the directory kubelet's `--config-dir` names (drop-ins, `*.conf`).
+    #[arg(long, env = "OBSERVER_KUBELET_CONFIG_DIR")]
+    pub kubelet_config_dir: Option<PathBuf>,
+
     /// bpffs directory where the probes' maps and links are pinned, so the kernel keeps
     /// recording while no daemon runs and the next one reads on (one daemon per pin
     /// directory: it is locked). "none": nothing pinned, the probes end with the daemon.

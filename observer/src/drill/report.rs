@@ -424,7 +424,7 @@ mod tests {
         let early = Record::example().killed(5.0, 5.01).build();
         assert_eq!(
             contract_line(&early),
-            "kill_early: got 5 s of 30 s, cause unknown: no kubelet process seen on this node \
+            "kill_early: got 5 s of 30 s, cause unknown: kubelet's configuration not read: no process named kubelet seen on this node \
              (kubelet's window: 30 s; SIGKILL came after 5.000 s)"
         );
         let graceful = Record::example().graceful(0.25).build();

@@ -36,6 +36,8 @@ use serde::Serialize;
 pub const POLL_NS: u64 = 1_000_000_000;
 /// How often /proc is scanned for kubelet while none is known.
 pub const RESCAN_NS: u64 = 10_000_000_000;
+/// How often kubelet's configuration is read again while it could not be read.
+pub const REREAD_NS: u64 = 60_000_000_000;
 /// Starts kept: a restart loop adds one a second at most while the poll runs; records look at
 /// the minutes before them.
 const MAX_STARTS: usize = 64;
@@ -112,8 +114,35 @@ fn monotonic_of(ticks: u64) -> u64 {
 }
 
 /// The pid at the other end of the unix socket `path` (0 when it is in another pid namespace).
+/// The connect is non-blocking: a wedged runtime whose backlog is full answers EAGAIN at
+/// once (net/unix/af_unix.c `unix_stream_connect()`), and this thread, the pipeline's, goes on.
 fn socket_peer(path: &Path) -> Option<u32> {
-    let s = std::os::unix::net::UnixStream::connect(path).ok()?;
+    use std::os::{fd::FromRawFd as _, unix::ffi::OsStrExt as _};
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: an all-zero sockaddr_un is valid; the path is copied within its bounds.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return None;
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, b) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *b as libc::c_char;
+    }
+    // SAFETY: plain socket(2); the descriptor is owned by `s` from here on.
+    let fd = unsafe {
+        libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
+    };
+    if fd < 0 {
+        return None;
+    }
+    let s = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let len = (std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
+    // SAFETY: `addr` is a sockaddr_un of at least `len` bytes.
+    let r =
+        unsafe { libc::connect(s.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len) };
+    if r != 0 {
+        return None;
+    }
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: a connected socket, an out buffer of the size passed.
@@ -144,7 +173,10 @@ impl Evidence {
     pub fn none() -> Self {
         Self {
             restarts: Vec::new(),
-            graces: NodeGraces::Unknown("no kubelet process seen on this node".into()),
+            graces: NodeGraces::Unknown(
+                "kubelet's configuration not read: no process named kubelet seen on this node"
+                    .into(),
+            ),
         }
     }
 }
@@ -159,8 +191,11 @@ pub struct Starts {
     /// The processes now known, `(pid, start_ticks)`.
     kubelet: Option<(u32, u64)>,
     runtime: Option<(u32, u64)>,
-    /// kubelet's configuration file as this process reads it, instead of kubelet's `--config`.
-    kubelet_config: Option<PathBuf>,
+    /// kubelet's configuration as mounted for this process, instead of through its root.
+    kubelet_config: graces::Mounted,
+    next_graces_read_ns: u64,
+    /// The last reason logged for an unread configuration.
+    logged: Option<String>,
     evidence: Evidence,
     next_poll_ns: u64,
     next_scan_ns: u64,
@@ -176,7 +211,9 @@ impl Starts {
             runtime_sockets,
             kubelet: None,
             runtime: None,
-            kubelet_config: None,
+            kubelet_config: graces::Mounted::default(),
+            next_graces_read_ns: u64::MAX,
+            logged: None,
             evidence: Evidence::none(),
             next_poll_ns: 0,
             next_scan_ns: 0,
@@ -184,9 +221,9 @@ impl Starts {
         }
     }
 
-    /// kubelet's configuration read from `path` (a mount) instead of through its /proc root.
-    pub fn with_kubelet_config(mut self, path: Option<PathBuf>) -> Self {
-        self.kubelet_config = path;
+    /// kubelet's configuration read from mounts instead of through its /proc root.
+    pub fn with_kubelet_config(mut self, mounted: graces::Mounted) -> Self {
+        self.kubelet_config = mounted;
         self
     }
 
@@ -226,26 +263,54 @@ impl Starts {
         (pid, ticks)
     }
 
+    /// Whether `pid` may be the node's kubelet, beside its name: a process of this /proc's own
+    /// pid namespace (one pid in /proc/<pid>/status's `NSpid`: a pod's processes in their own
+    /// namespaces have two or more) outside every pod's cgroup (kubelet's `kubepods`
+    /// hierarchy, cgroupfs or systemd driver). A pod sharing the host's pid namespace can still
+    /// name a process kubelet: what it could make the daemon read is bounded
+    /// ([`graces::MAX_FILE_BYTES`], regular files only).
+    fn may_be_kubelet(&self, pid: u32) -> bool {
+        let dir = self.proc.join(pid.to_string());
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let one_pid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .is_some_and(|v| v.split_whitespace().count() == 1);
+        let cgroup = std::fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
+        one_pid && !cgroup.lines().any(|l| l.contains("/kubepods"))
+    }
+
     fn find_kubelet(&self) -> Option<(u32, String, u64)> {
         let dir = std::fs::read_dir(&self.proc).ok()?;
         dir.flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
             .filter_map(|pid| {
                 let (comm, ticks) = self.stat(pid)?;
-                (comm == "kubelet").then_some((pid, comm, ticks))
+                (comm == "kubelet" && self.may_be_kubelet(pid)).then_some((pid, comm, ticks))
             })
             // The oldest: a kubelet's own short-lived children keep their parent's comm only
             // until they exec.
             .min_by_key(|(_, _, ticks)| *ticks)
     }
 
-    /// kubelet reads its configuration once, at its start: so does this, for each kubelet.
-    fn read_graces(&mut self, pid: u32) {
+    /// kubelet reads its configuration once, at its start: so does this, for each kubelet,
+    /// and again while it could not (every [`REREAD_NS`]: a mount that was missing, a file
+    /// being rewritten; at the next poll for a kubelet caught starting). A reason is logged
+    /// once.
+    fn read_graces(&mut self, pid: u32, now_ns: u64) {
         let proc_pid = self.proc.join(pid.to_string());
-        self.evidence.graces = graces::of_kubelet(&proc_pid, self.kubelet_config.as_deref());
-        if let NodeGraces::Unknown(why) = &self.evidence.graces {
-            log::warn!("kubelet {pid}: {why}: shortened graces will not be named");
-        }
+        self.evidence.graces = graces::of_kubelet(&proc_pid, &self.kubelet_config);
+        self.next_graces_read_ns = match &self.evidence.graces {
+            NodeGraces::Read { .. } => u64::MAX,
+            NodeGraces::Starting(_) => now_ns,
+            NodeGraces::Unknown(why) => {
+                if self.logged.as_deref() != Some(why.as_str()) {
+                    log::warn!("kubelet {pid}: {why}: shortened graces will not be named");
+                    self.logged = Some(why.clone());
+                }
+                now_ns.saturating_add(REREAD_NS)
+            }
+        };
     }
 
     /// Checks the known processes (at most every [`POLL_NS`]) and notes new ones.
@@ -261,8 +326,8 @@ impl Starts {
                 self.runtime = Some(self.note(Component::Runtime, pid, comm, ticks));
             }
         }
-        if let (Some((pid, _)), NodeGraces::Starting(_)) = (self.kubelet, &self.evidence.graces) {
-            self.read_graces(pid);
+        if let Some((pid, _)) = self.kubelet.filter(|_| now_ns >= self.next_graces_read_ns) {
+            self.read_graces(pid, now_ns);
         }
         if !self.alive(self.kubelet) {
             self.kubelet = None;
@@ -270,7 +335,7 @@ impl Starts {
                 self.next_scan_ns = now_ns.saturating_add(RESCAN_NS);
                 if let Some((pid, comm, ticks)) = self.find_kubelet() {
                     self.kubelet = Some(self.note(Component::Kubelet, pid, comm, ticks));
-                    self.read_graces(pid);
+                    self.read_graces(pid, now_ns);
                 }
             }
         }
@@ -302,6 +367,13 @@ mod tests {
         assert_eq!(parse_stat("garbage"), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn stat_lines_never_panic(line in "[0-9]{0,6} ?\\(?.{0,20}\\)?( [A-Z0-9-]{1,20}){0,25}") {
+            let _ = parse_stat(&line);
+        }
+    }
+
     #[test]
     fn this_process_start_is_before_now_on_the_kernel_clock() {
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
@@ -319,7 +391,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("observer-node-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let kubelet = dir.join("kubelet");
-        std::fs::copy("/bin/sleep", &kubelet).unwrap();
+        // A symlink: the comm is the name exec'd; no copy for a forking thread to hold open.
+        std::os::unix::fs::symlink("/bin/sleep", &kubelet).unwrap();
         let socket = dir.join("cri.sock");
         let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
         let mut starts = Starts::new("/proc", vec![dir.join("absent.sock"), socket.clone()]);

@@ -114,7 +114,7 @@ pub fn broken(e: &Entry<'_>) -> Option<String> {
         "kill_late" => match cause {
             Some("retried_stop") => match c.and_then(|c| c.restarted.as_deref()) {
                 Some([r, ..]) => format!(
-                    "kill_late by {}: {} restarted {} after the stop signal and stopped the container again, its timer started over",
+                    "kill_late by {}: {} restarted {} after the stop signal and the stop was issued again, its timer started over",
                     secs(off),
                     r.comm,
                     secs(r.after_stop_signal_seconds)
@@ -138,11 +138,14 @@ pub fn broken(e: &Entry<'_>) -> Option<String> {
                     "kill_early: got kubelet's 2 s floor{grace} (hard eviction, force delete or --grace-period of 0-2)"
                 ),
                 (_, Some(u)) => match c.and_then(|c| c.shortened_by.as_ref()) {
-                    Some(b) if b.rule == "soft_eviction" => {
-                        format!("kill_early: got {u} s{grace}: a soft eviction: {}", b.evidence)
-                    }
+                    // The seconds match the rule: the pod's conditions say whether it applied
+                    // (a soft eviction leaves DisruptionTarget, TerminationByKubelet).
+                    Some(b) if b.rule == "soft_eviction" => format!(
+                        "kill_early: got {u} s{grace}, as kubelet's soft eviction gives: {}",
+                        b.evidence
+                    ),
                     Some(b) if b.rule == "node_shutdown" => format!(
-                        "kill_early: got {u} s{grace}: a graceful node shutdown: {}",
+                        "kill_early: got {u} s{grace}, as kubelet's graceful node shutdown gives: {}",
                         b.evidence
                     ),
                     Some(b) => {
@@ -760,7 +763,7 @@ mod tests {
         assert_eq!(e.verdict.as_str(), "kill_early");
         assert_eq!(
             broken(&e.entry().unwrap()).unwrap(),
-            "kill_early: got 5 s of 30 s, cause unknown: no kubelet process seen on this node"
+            "kill_early: got 5 s of 30 s, cause unknown: kubelet's configuration not read: no process named kubelet seen on this node"
         );
         let floor = Record::example().killed(2.0, 2.01).build();
         assert!(broken(&floor.entry().unwrap()).unwrap().contains("kubelet's 2 s floor"));

@@ -238,7 +238,7 @@ impl Metrics {
             )),
             shortened_graces: register(&r, counter(
                 "container_termination_shortened_graces_total",
-                "kill_early terminations with a shortened grace (cause shortened_grace), by the rule of kubelet's configuration on this node that gives that grace: soft_eviction, node_shutdown, or unknown (no rule gives it: the API's grace or a probe's; or kubelet's configuration was not read)",
+                "kill_early terminations with a shortened grace (cause shortened_grace), by the rule of kubelet's configuration on this node that gives that grace: soft_eviction, node_shutdown, unknown (no rule of the node's gives it, or more than one: the API's grace or a probe's) or unread (kubelet's configuration could not be read)",
                 &["rule"],
             )),
             stop_repeats: register(&r, counter(

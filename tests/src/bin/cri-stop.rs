@@ -6,6 +6,9 @@
 //! be killed.
 
 fn main() -> anyhow::Result<()> {
+    // Dies with the test thread that started it, even one that panicked before ending it.
+    // SAFETY: prctl(2) with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [socket, container, timeout, ..] = args.as_slice() else {
         anyhow::bail!("usage: cri-stop <socket> <container id> <timeout seconds> [flags...]");
