@@ -430,6 +430,25 @@ mod tests {
         a.iter().map(|s| s.to_string()).collect()
     }
 
+    /// A process whose argv is a kubelet's: `sh -c 'read x' kubelet FLAG` waits on its stdin
+    /// with those arguments in /proc/<pid>/cmdline; its /proc directory beside it. spawn()
+    /// returns once the child's execve released the parent, before the new image's arguments
+    /// are in place: this waits for them.
+    fn kubelet_with(flag: &str) -> (std::process::Child, PathBuf) {
+        let child = std::process::Command::new("sh")
+            .args(["-c", "read x", "kubelet", flag])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let proc_pid = PathBuf::from(format!("/proc/{}", child.id()));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !std::fs::read_to_string(proc_pid.join("cmdline")).unwrap().contains(flag) {
+            assert!(std::time::Instant::now() < deadline, "no {flag} in the cmdline");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        (child, proc_pid)
+    }
+
     const CONFIG: &str = "apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 evictionSoft:
@@ -539,18 +558,7 @@ cgroupDriver: systemd
             files.iter().map(|p| p.strip_prefix(&dir).unwrap().display().to_string()).collect();
         assert_eq!(names, ["10-soft.conf", "20-nested/5-max.conf", "30-max.conf"]);
         // Through a real process whose argv names the directory: the last file wins.
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "read x", "kubelet"])
-            .arg(format!("--config-dir={}", dir.display()))
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let proc_pid = PathBuf::from(format!("/proc/{}", child.id()));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !std::fs::read_to_string(proc_pid.join("cmdline")).unwrap().contains("--config-dir") {
-            assert!(std::time::Instant::now() < deadline, "no --config-dir in the cmdline");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        let (mut child, proc_pid) = kubelet_with(&format!("--config-dir={}", dir.display()));
         let got = of_kubelet(&proc_pid, &Mounted::default());
         drop(child.stdin.take());
         child.wait().unwrap();
@@ -601,22 +609,7 @@ cgroupDriver: systemd
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("config.yaml");
         std::fs::write(&config, CONFIG).unwrap();
-        // A process whose argv is a kubelet's: `sh -c 'read x' kubelet --config=PATH` waits on
-        // its stdin with those arguments in /proc/<pid>/cmdline.
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "read x", "kubelet"])
-            .arg(format!("--config={}", config.display()))
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let proc_pid = PathBuf::from(format!("/proc/{}", child.id()));
-        // spawn() returns once the parent is released by the child's execve, before the new
-        // image's arguments are in place: wait for them.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !std::fs::read_to_string(proc_pid.join("cmdline")).unwrap().contains("--config") {
-            assert!(std::time::Instant::now() < deadline, "no --config in the cmdline");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        let (mut child, proc_pid) = kubelet_with(&format!("--config={}", config.display()));
         let got = of_kubelet(&proc_pid, &Mounted::default());
         // A mounted copy named instead: read from there, the flags still from the cmdline.
         let mounted = dir.join("mounted.yaml");
