@@ -157,8 +157,11 @@ impl Fields {
     }
 }
 
-/// A Go `metav1.Duration` (`30s`, `1m30s`, `0s`).
-fn duration_of(setting: &'static str, value: &str) -> Result<Duration, GracesError> {
+/// A Go `metav1.Duration` (`30s`, `1m30s`, `0s`); unset is Go's zero value.
+fn duration_of(setting: &'static str, value: Option<&str>) -> Result<Duration, GracesError> {
+    let Some(value) = value else {
+        return Ok(Duration::ZERO);
+    };
     crate::duration::parse(value).map_err(|e| GracesError::Duration {
         setting,
         value: value.to_string(),
@@ -231,18 +234,11 @@ fn graces_of(f: &Fields) -> Result<Vec<Grace>, GracesError> {
             }
         }
         _ => {
-            let total = f
-                .shutdown_grace_period
-                .as_deref()
-                .map(|v| duration_of("shutdownGracePeriod", v))
-                .transpose()?
-                .unwrap_or_default();
-            let critical = f
-                .shutdown_grace_period_critical_pods
-                .as_deref()
-                .map(|v| duration_of("shutdownGracePeriodCriticalPods", v))
-                .transpose()?
-                .unwrap_or_default();
+            let total = duration_of("shutdownGracePeriod", f.shutdown_grace_period.as_deref())?;
+            let critical = duration_of(
+                "shutdownGracePeriodCriticalPods",
+                f.shutdown_grace_period_critical_pods.as_deref(),
+            )?;
             // kubelet's `migrateConfig()` (pkg/kubelet/nodeshutdown): regular pods get
             // total - critical, critical pods total - that, each cut to whole seconds; nothing
             // when total is 0 or critical is more than total.
