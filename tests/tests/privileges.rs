@@ -336,7 +336,6 @@ fn the_seccomp_profile_allows_exactly_what_the_daemon_calls() {
     .map(|a| a.to_string())
     .collect();
 
-    let started = Instant::now();
     let first = Traced::start(&scratch.0, "first", &args);
     let ns = unique("seccomp");
     // Through the CRI: names, grace periods and handlers are looked up there.
@@ -369,11 +368,10 @@ fn the_seccomp_profile_allows_exactly_what_the_daemon_calls() {
         let (status, _) = http_get(&first.addr, path).unwrap();
         assert_eq!(status, 200, "GET {path}");
     }
-    // The pins' heartbeat (every 10 s).
-    let heartbeat = Duration::from_secs(11);
-    if let Some(left) = heartbeat.checked_sub(started.elapsed()) {
-        std::thread::sleep(left);
-    }
+    // The pins' heartbeat (every 10 s from when the probes are attached, which under strace
+    // takes seconds of its own): waited for as what it does, the layout directory's mtime
+    // moving, not as a time since this test began.
+    wait_heartbeat(&bpffs.pin_dir(), &|| first.log());
     let mut calls = first.stop();
     assert!(
         journal.with_extension("jsonl.1").exists(),
@@ -424,6 +422,35 @@ fn the_seccomp_profile_allows_exactly_what_the_daemon_calls() {
          every call measured: {calls:?}"
     );
     eprintln!("measured {} system calls: {calls:?}", calls.len());
+}
+
+/// Until a live daemon renews the heartbeat on its layout directory (the one directory under
+/// `pin_dir`): its mtime moves.
+fn wait_heartbeat(pin_dir: &Path, log: &dyn Fn() -> String) {
+    let layout = || -> Option<(PathBuf, std::time::SystemTime)> {
+        let dirs: Vec<PathBuf> = std::fs::read_dir(pin_dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        let [dir] = dirs.as_slice() else { return None };
+        let mtime = std::fs::metadata(dir).ok()?.modified().ok()?;
+        Some((dir.clone(), mtime))
+    };
+    let (dir, before) =
+        layout().unwrap_or_else(|| panic!("no one layout directory in {}", pin_dir.display()));
+    // Two heartbeats' time: the first may have come just before `before` was read.
+    // observer/src/daemon.rs: HEARTBEAT is 10 s.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        match layout() {
+            Some((d, m)) if d == dir && m != before => return,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "no heartbeat on {} in time:\n{}", dir.display(), log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// A runc bundle of the test's own: the static daemon (or busybox) in a root filesystem of
