@@ -31,6 +31,12 @@ pub mod names {
     /// The same prefilter in front of `WATCHED_CGROUPS`, keyed by a cgroup id's low 32 bits
     /// (the kernfs inode number).
     pub const WATCHED_SLOTS: &str = "WATCHED_SLOTS";
+    /// Hash map: [`super::NetKey`] -> [`super::Traffic`], the TCP connections of the pods'
+    /// network namespaces and of host-network containers' listening ports.
+    pub const NETNS: &str = "NETNS";
+    /// Array of one `u64`: the runtime's network namespace cookie (the host's), learnt at a
+    /// main process's exec (0: not yet).
+    pub const HOST_NET: &str = "HOST_NET";
     /// The [`super::Config`] global.
     pub const CONFIG: &str = "CONFIG";
 }
@@ -47,6 +53,7 @@ pub mod programs {
     pub const CGROUP_RMDIR: &str = "cgroup_rmdir";
     pub const OOM_MARK_VICTIM: &str = "oom_mark_victim";
     pub const SCHED_PROCESS_EXEC: &str = "sched_process_exec";
+    pub const INET_SOCK_SET_STATE: &str = "inet_sock_set_state";
 }
 
 /// `TASK_COMM_LEN` in include/linux/sched.h.
@@ -110,6 +117,13 @@ pub mod tp_offsets {
     pub const CGROUP_PATH_LOC: usize = 24;
     /// oom:mark_victim, include/trace/events/oom.h.
     pub const MARK_VICTIM_PID: usize = 8;
+    /// sock:inet_sock_set_state, include/trace/events/sock.h (the same on 6.1, 6.12, 6.18).
+    pub const SOCK_SKADDR: usize = 8;
+    pub const SOCK_OLDSTATE: usize = 16;
+    pub const SOCK_NEWSTATE: usize = 20;
+    /// `ntohs(inet->inet_sport)`: host byte order.
+    pub const SOCK_SPORT: usize = 24;
+    pub const SOCK_PROTOCOL: usize = 30;
 
     /// (category, event, field, offset, size) for each offset above, for `observer check`.
     pub const EXPECTED: &[(&str, &str, &str, usize, usize)] = &[
@@ -122,6 +136,11 @@ pub mod tp_offsets {
         ("cgroup", "cgroup_rmdir", "id", CGROUP_ID, 8),
         ("cgroup", "cgroup_rmdir", "path", CGROUP_PATH_LOC, 4),
         ("oom", "mark_victim", "pid", MARK_VICTIM_PID, 4),
+        ("sock", "inet_sock_set_state", "skaddr", SOCK_SKADDR, 8),
+        ("sock", "inet_sock_set_state", "oldstate", SOCK_OLDSTATE, 4),
+        ("sock", "inet_sock_set_state", "newstate", SOCK_NEWSTATE, 4),
+        ("sock", "inet_sock_set_state", "sport", SOCK_SPORT, 2),
+        ("sock", "inet_sock_set_state", "protocol", SOCK_PROTOCOL, 2),
     ];
 }
 
@@ -262,6 +281,13 @@ pub struct ProcessExitEvent {
     /// The process's [`Process::stop`] and [`Process::kill`] at its exit.
     pub stop: SignalFact,
     pub kill: SignalFact,
+    /// A main process's [`Process::net`], [`Process::traffic_stop`], [`Process::traffic_kill`]
+    /// and its connections as counted at its exit (before do_exit() closes its files:
+    /// `exit_files()` comes after `trace_sched_process_exit()`).
+    pub net: NetOf,
+    pub traffic_stop: Traffic,
+    pub traffic_kill: Traffic,
+    pub traffic_exit: Traffic,
 }
 
 impl ProcessExitEvent {
@@ -407,7 +433,97 @@ pub struct Process {
     /// [`comm_key`] of the program an exec session runs (reported or not): an exec of the same
     /// program again (a probe's script re-exec'ing itself) is not reported.
     pub session_comm: u64,
+    /// A main process's network: where its connections are counted ([`NetOf`]).
+    pub net: NetOf,
+    /// The connections counted for it ([`Traffic`], summed over its ports for a host-network
+    /// container) when its kept stop signal and its first SIGKILL were sent; `since_ns` 0:
+    /// not taken.
+    pub traffic_stop: Traffic,
+    pub traffic_kill: Traffic,
 }
+
+/// Which connections are a main process's ([`Process::net`]): its pod's network namespace,
+/// or, for a container sharing the runtime's (the host's, `hostNetwork: true`), the ports its
+/// processes listen on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetOf {
+    /// `net->net_cookie` of its network namespace (never reused while the node is up; the
+    /// namespace's inode number is). 0: not known.
+    pub cookie: u64,
+    /// A host-network container's listening ports (0: a free slot), learnt at its listen(2)s.
+    pub ports: [u16; HOST_PORTS],
+    /// [`net_flags`] bits.
+    pub flags: u32,
+    pub _pad0: u32,
+}
+
+/// Ports of a host-network container that are counted; a listen on another is counted in
+/// [`Counter::HostPortsFull`].
+pub const HOST_PORTS: usize = 4;
+
+/// [`NetOf::flags`].
+pub mod net_flags {
+    /// The process shares its runtime's network namespace (the host's): its connections are
+    /// those of its listening ports.
+    pub const HOST_NETWORK: u32 = 1;
+    /// Counting for its network namespace began at its stop signal (a container older than
+    /// the probes): what was established before is not known.
+    pub const FROM_STOP: u32 = 2;
+}
+
+/// Key of the `NETNS` map: a pod's network namespace (`port` 0), or one listening port of a
+/// host-network container in the host's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NetKey {
+    pub cookie: u64,
+    pub port: u16,
+    pub _pad: [u16; 3],
+}
+
+/// Value of the `NETNS` map: the TCP state changes of one network namespace (or host port),
+/// counted by the `inet_sock_set_state` probe with atomic adds, and the same numbers copied
+/// at a main process's stop signal, SIGKILL and exit. Counts are cumulative from `since_ns`;
+/// the gauges (`established`, `listening`) are two's-complement `i64`s in `u64`s (a
+/// connection established before counting began leaves as -1).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// `bpf_ktime_get_ns` when counting began (0: a snapshot not taken).
+    pub since_ns: u64,
+    /// Connections in ESTABLISHED now: +1 entering it, -1 leaving it. For a host port, the
+    /// connections accepted on it.
+    pub established: u64,
+    /// Passive opens completed (SYN_RECV -> ESTABLISHED): connections clients made, queued for
+    /// accept(2).
+    pub accepted: u64,
+    pub last_accept_ns: u64,
+    /// Listening sockets now: +1 at LISTEN, -1 leaving it.
+    pub listening: u64,
+    /// Listening sockets closed (LISTEN -> CLOSE), and when the last one was.
+    pub listen_closed: u64,
+    pub last_listen_close_ns: u64,
+    /// A host port's container (cgroup v2 id); 0 for a pod's namespace.
+    pub owner_cgroup: u64,
+}
+
+impl Traffic {
+    pub const ZERO: Self = Self {
+        since_ns: 0,
+        established: 0,
+        accepted: 0,
+        last_accept_ns: 0,
+        listening: 0,
+        listen_closed: 0,
+        last_listen_close_ns: 0,
+        owner_cgroup: 0,
+    };
+}
+
+/// Entries of `NETNS` (preallocated, about 1 MiB): a node's pods' network namespaces and
+/// host-network containers' ports. A full map is counted ([`Counter::NetnsFull`]).
+pub const NETNS_MAX: u32 = 8_192;
 
 /// Exec events reported per exec session: a session's program list (`sh` -> the hook's
 /// command -> a runtime's re-exec) is a handful of programs; one that re-execs itself without
@@ -592,12 +708,18 @@ pub enum Counter {
     /// An exec session exec'd a new program past [`MAX_SESSION_EXECS`]: not emitted (its
     /// program list in the record stops there).
     SessionExecCapped = 17,
+    /// `NETNS` insert failed (map full): that pod's (or host port's) connections are not
+    /// counted.
+    NetnsFull = 18,
+    /// A host-network container listened on more than [`HOST_PORTS`] ports: the rest are not
+    /// counted.
+    HostPortsFull = 19,
 }
 
 impl Counter {
     /// Every counter, in slot order (userspace gives each a meaning; see observer's
     /// `kernel::loader::meaning`).
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 20] = [
         Self::RingbufFullSignalGenerate,
         Self::RingbufFullSignalDeliver,
         Self::RingbufFullProcessExit,
@@ -616,6 +738,8 @@ impl Counter {
         Self::EndedFull,
         Self::SessionExecRepeated,
         Self::SessionExecCapped,
+        Self::NetnsFull,
+        Self::HostPortsFull,
     ];
 }
 
@@ -682,6 +806,15 @@ pub struct KernelOffsets {
     pub cgroup_parent_css: u32,
     /// `cgroup.self`, the offset of the embedded css.
     pub cgroup_self: u32,
+    /// `sock.__sk_common` + `sock_common.skc_net` (possible_net_t, whose one member is the
+    /// `struct net *`).
+    pub sock_net: u32,
+    /// `net.net_cookie` (u64).
+    pub net_cookie: u32,
+    /// `task_struct.nsproxy` (struct nsproxy *).
+    pub task_nsproxy: u32,
+    /// `nsproxy.net_ns` (struct net *).
+    pub nsproxy_net_ns: u32,
 }
 
 /// `SIGNAL_GROUP_EXIT` in include/linux/sched/signal.h (0x4 in 6.1, 6.12 and 6.18).
@@ -770,6 +903,10 @@ impl Config {
             task_start_boottime: 0,
             cgroup_parent_css: 0,
             cgroup_self: 0,
+            sock_net: 0,
+            net_cookie: 0,
+            task_nsproxy: 0,
+            nsproxy_net_ns: 0,
         },
         v2_hierarchy_id: 0,
         cgroup_prefix_len: 0,
@@ -789,13 +926,13 @@ pub const WATCHED_CGROUPS_MAX: u32 = 16_384;
 pub const ENDED_MAX: u32 = 8_192;
 
 /// Bumped by hand when the meaning of a map's contents changes without its size changing.
-const LAYOUT_REVISION: u64 = 5;
+const LAYOUT_REVISION: u64 = 6;
 
 /// What a daemon and the probes it finds pinned must agree on to share the maps: the maps'
 /// value layouts and sizes, the events and the counters (FNV-1a over them). A new daemon of
 /// another layout does not adopt the pins of an old one (see observer's `kernel/pins.rs`).
 pub const LAYOUT: u64 = {
-    let parts: [u64; 21] = [
+    let parts: [u64; 24] = [
         LAYOUT_REVISION,
         size_of::<SignalFact>() as u64,
         size_of::<EventHeader>() as u64,
@@ -817,6 +954,9 @@ pub const LAYOUT: u64 = {
         size_of::<Ended>() as u64,
         ENDED_MAX as u64,
         FOLLOWED_SLOTS as u64,
+        size_of::<NetKey>() as u64,
+        size_of::<Traffic>() as u64,
+        NETNS_MAX as u64,
     ];
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -836,18 +976,22 @@ const _: () = assert!(size_of::<EventHeader>() == 16);
 const _: () = assert!(size_of::<SignalGenerateEvent>() == 16 + 32 + 8 + 24 + 32);
 const _: () = assert!(size_of::<SignalDeliverEvent>() == 16 + 16 + 8 + 16);
 const _: () = assert!(size_of::<SignalFact>() == 56);
-const _: () = assert!(size_of::<ProcessExitEvent>() == 16 + 8 + 8 + 8 + 8 + 8 + 16 + 2 * 56);
+const _: () = assert!(size_of::<NetOf>() == 8 + 2 * HOST_PORTS + 8);
+const _: () = assert!(size_of::<Traffic>() == 64);
+const _: () = assert!(size_of::<NetKey>() == 16);
+const _: () =
+    assert!(size_of::<ProcessExitEvent>() == 16 + 8 + 8 + 8 + 8 + 8 + 16 + 2 * 56 + 24 + 3 * 64);
 const _: () = assert!(size_of::<MainProcessEvent>() == 16 + 8 + 8 + 8 + 32);
 const _: () = assert!(size_of::<CgroupEvent>() == 16 + 16 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<OomVictimEvent>() == 16 + 16);
 const _: () = assert!(size_of::<ExecSessionEvent>() == 16 + 16 + 32);
-const _: () = assert!(size_of::<Process>() == 56 + 2 * 56 + 16);
+const _: () = assert!(size_of::<Process>() == 56 + 2 * 56 + 16 + 24 + 2 * 64);
 const _: () = assert!(size_of::<WatchedCgroup>() == 24 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<EndedKey>() == 16);
 const _: () = assert!(size_of::<Ended>() == size_of::<ProcessExitEvent>() + 16 + CGROUP_PATH_LEN);
-const _: () = assert!(size_of::<KernelOffsets>() == 104);
+const _: () = assert!(size_of::<KernelOffsets>() == 120);
 const _: () =
-    assert!(size_of::<Config>() == 16 + 2 * CGROUP_PREFIX_LEN + 104 + 4 + 4 + CGROUP_PREFIX_LEN);
+    assert!(size_of::<Config>() == 16 + 2 * CGROUP_PREFIX_LEN + 120 + 4 + 4 + CGROUP_PREFIX_LEN);
 
 #[cfg(feature = "user")]
 mod user {
@@ -869,6 +1013,9 @@ mod user {
     unsafe impl aya::Pod for Ended {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for NetKey {}
+    unsafe impl aya::Pod for Traffic {}
+    unsafe impl aya::Pod for NetOf {}
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use observer::{
         metrics::Metrics,
         series::{Limits, IDLE_AFTER},
     },
+    traffic,
 };
 
 const PODS: usize = 100_000;
@@ -88,6 +89,21 @@ fn record() -> Record {
         stuck: None,
         prestop_candidates: Vec::new(),
         incomplete: Vec::new(),
+        // Connections still arriving and cut: every traffic family gets a series too.
+        traffic: Some(traffic::Seen {
+            scope: traffic::Scope::PodNetwork,
+            ports: Vec::new(),
+            counted_from: traffic::CountedFrom::ContainerStart,
+            at_stop: Some(traffic::Counts { since_ns: 1, accepted: 10, ..Default::default() }),
+            at_kill: Some(traffic::Counts { since_ns: 1, established: 2, ..Default::default() }),
+            at_exit: Some(traffic::Counts {
+                since_ns: 1,
+                established: 2,
+                accepted: 14,
+                last_accept_ns: Some(30_900_000_000),
+                ..Default::default()
+            }),
+        }),
     };
     let id = Identity {
         namespace: Some("ci".into()),

@@ -207,6 +207,8 @@ pub struct Termination {
     pub prestop_candidates: Vec<SessionSeen>,
     /// What it may be missing, sorted (empty: nothing known to be missing).
     pub incomplete: Vec<Gap>,
+    /// Its connections as the kernel counted them ([`crate::traffic`]); None: not counted.
+    pub traffic: Option<crate::traffic::Seen>,
 }
 
 impl Termination {
@@ -293,6 +295,8 @@ struct Open {
     stuck_checked: bool,
     oom: bool,
     gaps: Vec<Gap>,
+    /// What the kernel counted of its connections, from its exit.
+    traffic: Option<crate::traffic::Seen>,
 }
 
 /// See the module docs.
@@ -380,6 +384,7 @@ impl Correlator {
                     stuck_checked: false,
                     oom: false,
                     gaps: Vec::new(),
+                    traffic: None,
                 });
                 rec.opened_ns = rec.opened_ns.min(g.ktime_ns);
                 if g.sig == SIGKILL {
@@ -561,6 +566,7 @@ impl Correlator {
                 rec.exit =
                     Some(Exit { at_ns: x.ktime_ns, code: x.exit_code, signal: x.exit_signal });
                 rec.exit_observed = true;
+                rec.traffic = x.kept.traffic.clone();
             }
         }
     }
@@ -750,6 +756,7 @@ fn finish(key: ProcKey, rec: &Open, sessions: &ExecSessions, exit: Exit) -> Term
         outcome,
         stuck: rec.stuck.clone(),
         incomplete,
+        traffic: rec.traffic.clone(),
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod ended;
+pub mod netns;
 pub mod reader;
 
 use std::{
@@ -45,6 +46,8 @@ use crate::{
 pub const EVENT_QUEUE: usize = 65_536;
 /// Container lookups waiting for the metadata task; past this they are counted and skipped.
 pub const LOOKUP_QUEUE: usize = 4_096;
+/// How often the programs' skipped runs are read (a syscall per program).
+const MISSES_EVERY: Duration = Duration::from_secs(1);
 /// How often the pins' heartbeat is renewed (`observer check` reads it).
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 /// How often closed records are drained and counters refreshed.
@@ -91,7 +94,22 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let existing = adopt_existing(&mut probes, &v2, &options.cgroup_prefix, &sources.state_files)?;
     let kept = kept_in_flight(&probes);
     // `_ebpf` keeps this daemon's descriptors until we return; `pins` the lock.
-    let Probes { ebpf: _ebpf, support, ring, counters, logger, pins, handover, ended, .. } = probes;
+    let Probes {
+        ebpf: _ebpf,
+        support,
+        ring,
+        counters,
+        logger,
+        pins,
+        handover,
+        ended,
+        netns,
+        processes,
+        watched,
+        misses,
+        ..
+    } = probes;
+    let mut netns = netns::NetnsSweep::new(netns, processes, watched, monotonic_ns());
     log::info!("sched_process_exit: {}", support.describe_exit());
     reader::spawn_logger(logger)?;
 
@@ -204,6 +222,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let journal = pipeline.sink().journal().clone();
     let mut tick = tokio::time::interval(TICK);
     let mut heartbeat_at = std::time::Instant::now();
+    let mut misses_at = std::time::Instant::now();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let m = &shared.metrics;
     let result = loop {
@@ -245,6 +264,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 for r in recovered {
                     m.recovered.inc();
                     recover(&mut pipeline, r);
+                }
+                netns.tick(now);
+                if misses_at.elapsed() >= MISSES_EVERY {
+                    misses_at = std::time::Instant::now();
+                    m.refresh_probe_misses(&misses.read());
                 }
                 if heartbeat_at.elapsed() >= HEARTBEAT {
                     heartbeat_at = std::time::Instant::now();

@@ -154,6 +154,9 @@ pub struct Kept {
     /// The OOM killer's mark, when the kernel kept one (stamped at the SIGKILL, which the
     /// OOM killer sends just before it marks its victim).
     pub oom: Option<OomVictim>,
+    /// Its connections as the kernel counted them at the stop signal, SIGKILL and exit (a
+    /// main process's exit only: see [`crate::traffic`]).
+    pub traffic: Option<crate::traffic::Seen>,
 }
 
 impl Kept {
@@ -190,7 +193,7 @@ impl Kept {
         });
         let oom = (flags & process_flags::OOM_VICTIM != 0 && kill.at_ns != 0)
             .then_some(OomVictim { ktime_ns: kill.at_ns, pid: key.tgid });
-        Self { stop: generate(stop), stop_delivered, kill: generate(kill), oom }
+        Self { stop: generate(stop), stop_delivered, kill: generate(kill), oom, traffic: None }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -348,7 +351,10 @@ fn process_exit(e: &ProcessExitEvent) -> Event {
         ktime_ns: e.header.ktime_ns,
         key,
         main: e.role == role::MAIN,
-        kept: Box::new(Kept::from_facts(key, &comm, e.cgroup_id, e.flags, &e.stop, &e.kill)),
+        kept: Box::new(Kept {
+            traffic: (e.role == role::MAIN).then(|| crate::traffic::Seen::from_exit(e)).flatten(),
+            ..Kept::from_facts(key, &comm, e.cgroup_id, e.flags, &e.stop, &e.kill)
+        }),
         comm,
         exit_code,
         exit_signal,
@@ -515,6 +521,50 @@ mod tests {
     }
 
     #[test]
+    fn decodes_the_connections_kept_at_stop_kill_and_exit() {
+        use observer_ebpf::{net_flags, NetOf, Traffic};
+        let counts = |since, established: i64, accepted, last| Traffic {
+            since_ns: since,
+            established: established as u64,
+            accepted,
+            last_accept_ns: last,
+            listening: 1,
+            ..Traffic::ZERO
+        };
+        let mut raw: ProcessExitEvent = unsafe { std::mem::zeroed() };
+        raw.header = EventHeader { kind: EventKind::ProcessExit as u32, cpu: 0, ktime_ns: 90 };
+        raw.role = role::MAIN;
+        raw.net = NetOf { cookie: 4096, ports: [0; 4], flags: 0, _pad0: 0 };
+        raw.traffic_stop = counts(1, 3, 10, 5);
+        raw.traffic_exit = counts(1, -1, 12, 80);
+        let Event::ProcessExit(e) = decode(&bytes_of(&raw)).unwrap() else { panic!() };
+        let t = e.kept.traffic.expect("traffic");
+        assert_eq!(t.scope, crate::traffic::Scope::PodNetwork);
+        assert_eq!(t.counted_from, crate::traffic::CountedFrom::ContainerStart);
+        assert_eq!(t.at_stop.map(|c| (c.established, c.accepted)), Some((3, 10)));
+        // A gauge below zero stays negative (what traffic.rs reads as unknown), not 2^64 - 1.
+        assert_eq!(t.at_exit.map(|c| (c.established, c.last_accept_ns)), Some((-1, Some(80))));
+        assert_eq!(t.at_kill, None);
+
+        // A host-network container: its ports, sorted, duplicates and free slots dropped.
+        raw.net.flags = net_flags::HOST_NETWORK | net_flags::FROM_STOP;
+        raw.net.ports = [8443, 0, 80, 8443];
+        let Event::ProcessExit(e) = decode(&bytes_of(&raw)).unwrap() else { panic!() };
+        let t = e.kept.traffic.expect("traffic");
+        assert_eq!((t.scope, t.ports), (crate::traffic::Scope::HostPorts, vec![80, 8443]));
+        assert_eq!(t.counted_from, crate::traffic::CountedFrom::StopSignal);
+        // ... and one never seen listen has nothing counted.
+        raw.net.ports = [0; 4];
+        let Event::ProcessExit(e) = decode(&bytes_of(&raw)).unwrap() else { panic!() };
+        assert_eq!(e.kept.traffic, None);
+        // An exec session's exit carries none.
+        raw.role = role::SESSION;
+        raw.net.flags = 0;
+        let Event::ProcessExit(e) = decode(&bytes_of(&raw)).unwrap() else { panic!() };
+        assert_eq!(e.kept.traffic, None);
+    }
+
+    #[test]
     fn decodes_exit_status_and_cgroup_paths() {
         let raw = ProcessExitEvent {
             header: EventHeader { kind: EventKind::ProcessExit as u32, cpu: 0, ktime_ns: 9 },
@@ -539,9 +589,15 @@ mod tests {
                 sender_comm: comm("runc"),
             },
             kill: SignalFact { at_ns: 0, ..Default::default() },
+            net: Default::default(),
+            traffic_stop: Default::default(),
+            traffic_kill: Default::default(),
+            traffic_exit: Default::default(),
         };
         let Event::ProcessExit(e) = decode(&bytes_of(&raw)).unwrap() else { panic!() };
         assert_eq!((e.exit_code, e.exit_signal), (None, Some(9)));
+        // No network namespace learnt: no traffic.
+        assert_eq!(e.kept.traffic, None);
         assert!(e.main);
         // The stop signal the kernel kept, as the event it was; no SIGKILL kept.
         let stop = e.kept.stop.as_ref().expect("the kept stop signal");

@@ -71,8 +71,11 @@ mod ring {
     };
 
     const HEADER: usize = size_of::<EventHeader>();
-    /// The longest record (`CgroupEvent`), and some.
-    const LONGEST: usize = 320;
+    /// The longest record (`ProcessExitEvent` or `CgroupEvent`), and some.
+    const LONGEST: usize = {
+        let (a, b) = (size_of::<ProcessExitEvent>(), size_of::<CgroupEvent>());
+        (if a > b { a } else { b }) + 64
+    };
 
     fn record_len(kind: EventKind) -> usize {
         match kind {
@@ -159,11 +162,49 @@ mod ring {
             ktime_ns: e.header.ktime_ns,
             key,
             main: e.role == role::MAIN,
-            kept: Box::new(Kept { stop, stop_delivered, kill, oom }),
+            kept: Box::new(Kept { stop, stop_delivered, kill, oom, traffic: traffic_of(e) }),
             comm,
             exit_code,
             exit_signal,
             cgroup_id: e.cgroup_id,
+        })
+    }
+
+    /// A main process's connections as the record's fields say (observer-ebpf's `NetOf` and
+    /// `Traffic`): none without a namespace cookie, or for a host-network one with no port.
+    fn traffic_of(e: &ProcessExitEvent) -> Option<crate::traffic::Seen> {
+        use crate::traffic::{CountedFrom, Counts, Scope, Seen};
+        if e.role != role::MAIN || e.net.cookie == 0 {
+            return None;
+        }
+        let host = e.net.flags & observer_ebpf::net_flags::HOST_NETWORK != 0;
+        let ports: std::collections::BTreeSet<u16> =
+            e.net.ports.iter().copied().filter(|p| *p != 0).collect();
+        if host && ports.is_empty() {
+            return None;
+        }
+        let at = |t: &observer_ebpf::Traffic| {
+            (t.since_ns != 0).then(|| Counts {
+                since_ns: t.since_ns,
+                established: t.established as i64,
+                accepted: t.accepted,
+                last_accept_ns: Some(t.last_accept_ns).filter(|n| *n != 0),
+                listening: t.listening as i64,
+                listen_closed: t.listen_closed,
+                last_listen_close_ns: Some(t.last_listen_close_ns).filter(|n| *n != 0),
+            })
+        };
+        Some(Seen {
+            scope: if host { Scope::HostPorts } else { Scope::PodNetwork },
+            ports: ports.into_iter().collect(),
+            counted_from: if e.net.flags & observer_ebpf::net_flags::FROM_STOP != 0 {
+                CountedFrom::StopSignal
+            } else {
+                CountedFrom::ContainerStart
+            },
+            at_stop: at(&e.traffic_stop),
+            at_kill: at(&e.traffic_kill),
+            at_exit: at(&e.traffic_exit),
         })
     }
 
@@ -875,6 +916,7 @@ mod stream {
                     .map(|g| OomVictim { ktime_ns: g.ktime_ns, pid: k.tgid }),
                 stop: s.stop.clone(),
                 kill: s.kill.clone(),
+                traffic: None,
             };
             let ev = Event::ProcessExit(ProcessExit {
                 ktime_ns: self.t,
@@ -1375,6 +1417,7 @@ mod stream {
                     .map(|g| OomVictim { ktime_ns: g.ktime_ns, pid: g.target_key.tgid }),
                 stop,
                 kill,
+                traffic: None,
             })
             .boxed();
         let exit = (
@@ -2465,9 +2508,23 @@ mod btf {
             ("blocked", sigset_t, 2016),
             ("real_blocked", sigset_t, 2024),
             ("cgroups", void_ptr, 2400),
+            ("nsproxy", void_ptr, 2440),
         ] {
             more.push((m.str(n), ty, byte * 8, 0));
         }
+        // The network side: `sock` embeds `sock_common`, whose `skc_net` is a typedef'd
+        // one-pointer struct (possible_net_t); `net` holds its `ns` and `net_cookie`.
+        let possible = m.composite(false, "", 8, &[("net", void_ptr, 0)]);
+        let possible_net_t = m.typedef("possible_net_t", possible);
+        let sock_common = m.composite(
+            false,
+            "sock_common",
+            136,
+            &[("skc_daddr", uint, 0), ("skc_net", possible_net_t, 48)],
+        );
+        m.composite(false, "sock", 760, &[("__sk_common", sock_common, 0), ("sk_lock", int, 136)]);
+        m.composite(false, "net", 4200, &[("ns", ulong, 152), ("net_cookie", u64_, 4096)]);
+        m.composite(false, "nsproxy", 64, &[("count", atomic_t, 0), ("net_ns", void_ptr, 40)]);
         let name = m.str("task_struct");
         let task =
             m.add(Ty::Composite { union: false, name, size: 9000, flag: true, members: more });
@@ -2626,6 +2683,11 @@ mod btf {
         ("task_struct", "start_boottime"),
         ("cgroup", "self"),
         ("cgroup_subsys_state", "parent"),
+        ("sock", "__sk_common"),
+        ("sock_common", "skc_net"),
+        ("net", "net_cookie"),
+        ("task_struct", "nsproxy"),
+        ("nsproxy", "net_ns"),
         ("task_struct", "sched_reset_on_fork"),
         ("task_struct", "counter"),
         ("k_sigaction", "sa"),
@@ -2666,6 +2728,11 @@ mod btf {
                 Some(o.cgroup_parent_css),
                 get("cgroup", "self").zip(get("cgroup_subsys_state", "parent")).map(|(a, b)| a + b)
             );
+            prop_assert_eq!(
+                Some(o.sock_net),
+                get("sock", "__sk_common").zip(get("sock_common", "skc_net")).map(|(a, b)| a + b)
+            );
+            prop_assert_eq!(Some(o.net_cookie), get("net", "net_cookie"));
         }
         for e in events() {
             if let Ok(n) = btf.tracepoint_args(e) {

@@ -42,4 +42,5 @@ pub mod signals;
 pub mod sinks;
 pub mod status;
 pub mod stuck;
+pub mod traffic;
 pub mod verdict;

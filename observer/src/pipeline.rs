@@ -510,6 +510,7 @@ mod tests {
             stop_delivered: None,
             kill: Some(kill),
             oom: None,
+            traffic: None,
         });
         Event::ProcessExit(x)
     }

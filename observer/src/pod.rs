@@ -376,6 +376,7 @@ mod tests {
             prestop_candidates: Vec::new(),
             stuck: None,
             incomplete: Vec::new(),
+            traffic: None,
         }
     }
 

@@ -28,7 +28,10 @@
 //!   follows, SIGCHLD);
 //! - exec (`/bin/true` spawned: sched_process_exec outside containers' cgroups);
 //! - cgroup churn outside the kubepods prefix (the prefix test) and inside it (the cgroup's
-//!   entry made with its path, its mkdir and rmdir records).
+//!   entry made with its path, its mkdir and rmdir records);
+//! - TCP connections on loopback (connect, accept, close: about 10 state changes each) in the
+//!   host's network namespace (the node's own traffic: one `NETNS` lookup that misses) and in
+//!   the container's (a pod's: the lookup hits and the counts are added to).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -48,6 +51,7 @@ const SIGNALS: u32 = 200_000;
 const FORKS: u32 = 20_000;
 const EXECS: u32 = 10_000;
 const CGROUPS: u32 = 5_000;
+const CONNECTIONS: u32 = 5_000;
 
 /// One storm: runs it to its end.
 type Storm<'a> = Box<dyn Fn() -> Result<()> + 'a>;
@@ -245,6 +249,11 @@ pub fn run(floor_bin: &Path, before: &HashSet<u64>, first: &HashSet<u64>) -> Res
         ("exec (/bin/true)", Box::new(|| execs(EXECS))),
         ("cgroup churn outside kubepods", Box::new(|| churn(&targets.outside, CGROUPS))),
         ("cgroup churn inside kubepods", Box::new(|| churn(&targets.inside, CGROUPS))),
+        ("TCP loopback, host netns", Box::new(|| connections(None, CONNECTIONS))),
+        (
+            "TCP loopback, a pod's netns",
+            Box::new(|| connections(Some(targets.main_pid), CONNECTIONS)),
+        ),
     ];
     let mut rows = Vec::new();
     for (storm, run) in &storms {
@@ -333,16 +342,17 @@ impl Targets {
             .with_context(|| format!("mkdir {}", container.display()))?;
         let host =
             Command::new("busybox").args(["sh", "-c", HANDLER]).spawn().context("busybox")?;
-        // The container's main process: it joins the cgroup, then execs (the kernel's exec
-        // probe takes it as the main process: its parent, this bench, is outside).
-        let main = Command::new("sh")
-            .arg("-c")
+        // The container's main process, in a network namespace of its own (its pod's, with
+        // its loopback up): it joins the cgroup, then execs (the kernel's exec probe takes it
+        // as the main process: its parent, this bench, is outside).
+        let main = Command::new("unshare")
+            .args(["-n", "sh", "-c"])
             .arg(format!(
-                "echo $$ > {}/cgroup.procs && exec busybox sh -c '{HANDLER}'",
+                "busybox ip link set lo up && echo $$ > {}/cgroup.procs && exec busybox sh -c '{HANDLER}'",
                 container.display()
             ))
             .spawn()
-            .context("the container's main process")?;
+            .context("the container's main process (unshare -n)")?;
         let main_pid = main.id();
         let outside = v2.join(format!("observer-bench-{tag}"));
         let inside = pod.join("churn");
@@ -396,6 +406,39 @@ fn execs(n: u32) -> Result<()> {
         Command::new("/bin/true").status()?;
     }
     Ok(())
+}
+
+/// `n` TCP connections to a listener on 127.0.0.1, each accepted and closed by both ends, in
+/// this process's network namespace or (`netns_of`) in that process's, which a thread of its
+/// own joins (setns(2) moves only the calling thread).
+fn connections(netns_of: Option<u32>, n: u32) -> Result<()> {
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<()> {
+            if let Some(pid) = netns_of {
+                let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+                // SAFETY: setns on a descriptor this thread holds, for this thread only.
+                if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) }
+                    != 0
+                {
+                    bail!(
+                        "setns into {pid}'s network namespace: {}",
+                        std::io::Error::last_os_error()
+                    );
+                }
+            }
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            let addr = listener.local_addr()?;
+            for _ in 0..n {
+                let c = std::net::TcpStream::connect(addr)?;
+                let (a, _) = listener.accept()?;
+                drop(c);
+                drop(a);
+            }
+            Ok(())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the connection storm's thread panicked"))?
+    })
 }
 
 /// `n` cgroups made and removed under `parent`.

@@ -43,13 +43,7 @@ pub fn cgroup_rmdir(ctx: TracePointContext) -> i32 {
     }
 }
 
-/// A field of the tracepoint's record at a fixed offset, loaded straight from the context
-/// (`tp_prog_is_valid_access()`, kernel/trace/bpf_trace.c: aligned reads inside the record
-/// are allowed): no helper call. The offset must be a constant, which `tp_offsets` are.
-#[inline(always)]
-unsafe fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
-    unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(offset) as *const T) }
-}
+use super::tp_field as field;
 
 /// The record's path when the event is on the v2 hierarchy and under the prefix. Every
 /// hierarchy's mkdir and rmdir pass here: the record's own fields decide, before any clock

@@ -49,7 +49,7 @@ use observer_ebpf::{
 
 use super::{
     cgroup_id, cgroup_parent, config, count, emit, follow, may_watch, now, read_field, start_ticks,
-    task_cgroup_id, task_dfl_cgroup, MAX_ANCESTORS, PROCESSES, WATCHED_CGROUPS,
+    task_cgroup_id, task_dfl_cgroup, MAX_ANCESTORS, PROCESSES, SCRATCH_PROCESS, WATCHED_CGROUPS,
 };
 
 /// `TRACE_EVENT(sched_process_exec, TP_PROTO(struct task_struct *p, pid_t old_pid,
@@ -105,10 +105,15 @@ unsafe fn exec_in_watched(task: *const u8, cgroup_id: u64) -> Result<(), i64> {
             return Ok(());
         }
         w.main_tgid = tgid;
-        follow(
-            tgid,
-            Process { start_ticks, cgroup_id, role: role::MAIN, exec_ns: ts, ..Default::default() },
-        );
+        let Some(p) = (unsafe { new_process() }) else { return Ok(()) };
+        p.start_ticks = start_ticks;
+        p.cgroup_id = cgroup_id;
+        p.role = role::MAIN;
+        p.exec_ns = ts;
+        // Where its connections are counted (`net.rs`): its pod's namespace, made at the
+        // pod's first container, or the host's ports.
+        unsafe { super::net::learn(task, parent, false, core::ptr::addr_of_mut!(p.net)) };
+        follow(tgid, p);
         emit(EventKind::MainProcess, ts, |header| MainProcessEvent {
             header,
             tgid,
@@ -139,18 +144,16 @@ unsafe fn exec_in_watched(task: *const u8, cgroup_id: u64) -> Result<(), i64> {
             }
             p.session_execs += 1;
         }
-        _ => follow(
-            tgid,
-            Process {
-                start_ticks,
-                cgroup_id,
-                role: role::SESSION,
-                exec_ns: ts,
-                session_execs: 1,
-                session_comm: key,
-                ..Default::default()
-            },
-        ),
+        _ => {
+            let Some(p) = (unsafe { new_process() }) else { return Ok(()) };
+            p.start_ticks = start_ticks;
+            p.cgroup_id = cgroup_id;
+            p.role = role::SESSION;
+            p.exec_ns = ts;
+            p.session_execs = 1;
+            p.session_comm = key;
+            follow(tgid, p);
+        }
     }
     emit(EventKind::ExecSession, ts, |header| ExecSessionEvent {
         header,
@@ -161,6 +164,16 @@ unsafe fn exec_in_watched(task: *const u8, cgroup_id: u64) -> Result<(), i64> {
         parent_comm,
     });
     Ok(())
+}
+
+/// This CPU's room for a new `PROCESSES` entry, zeroed.
+#[inline(always)]
+unsafe fn new_process() -> Option<&'static mut Process> {
+    let p = SCRATCH_PROCESS.get_ptr_mut(0)?;
+    unsafe {
+        core::ptr::write_bytes(p, 0, 1);
+        Some(&mut *p)
+    }
 }
 
 /// True when a watched ancestor of `cgrp` has a main process (or is nested itself). Stops at

@@ -33,7 +33,7 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use observer_ebpf::{
-    role, Counter, EndedKey, EventKind, ProcessExitEvent, SIGNAL_GROUP_EXIT, TASK_COMM_LEN,
+    role, Counter, EndedKey, EventKind, ProcessExitEvent, Traffic, SIGNAL_GROUP_EXIT, TASK_COMM_LEN,
 };
 
 use super::{
@@ -96,10 +96,30 @@ unsafe fn emit_exit(tgid: u32) -> Result<(), i64> {
     let Some(p) = (unsafe { followed(tgid, task) }) else {
         return Ok(());
     };
-    let (start_ticks, role, flags, cgroup, window_start, stop, kill) = unsafe {
+    let (start_ticks, role, flags, cgroup, window_start) = unsafe {
         let p = &*p;
-        (p.start_ticks, p.role, p.flags, p.cgroup_id, p.window_start_ns, p.stop, p.kill)
+        (p.start_ticks, p.role, p.flags, p.cgroup_id, p.window_start_ns)
     };
+    // Built once, in per-CPU room (with the path it is too large for the stack): the ring
+    // gets the exit event, `ENDED` the whole termination. What comes from the entry is copied
+    // before the entry goes; the connections are counted now, before do_exit() closes the
+    // process's files (`net.rs`).
+    let Some(e) = SCRATCH_ENDED.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    let e = unsafe { &mut *e };
+    unsafe {
+        e.exit.stop = (*p).stop;
+        e.exit.kill = (*p).kill;
+        e.exit.net = (*p).net;
+        e.exit.traffic_stop = (*p).traffic_stop;
+        e.exit.traffic_kill = (*p).traffic_kill;
+        if role == role::MAIN {
+            super::net::snapshot(p, core::ptr::addr_of_mut!(e.exit.traffic_exit));
+        } else {
+            e.exit.traffic_exit = Traffic::ZERO;
+        }
+    }
     if !unfollow(tgid, flags) {
         // Another exiting thread of the group got here first.
         return Ok(());
@@ -118,26 +138,18 @@ unsafe fn emit_exit(tgid: u32) -> Result<(), i64> {
     }
     let ts = now();
     let status = unsafe { exit_status(task) }.unwrap_or(-1);
-    // Built once, in per-CPU room (with the path it is too large for the stack): the ring
-    // gets the exit event, `ENDED` the whole termination.
-    let Some(e) = SCRATCH_ENDED.get_ptr_mut(0) else {
-        return Ok(());
-    };
-    let e = unsafe { &mut *e };
-    e.exit = ProcessExitEvent {
-        header: header(EventKind::ProcessExit, ts),
-        tgid,
-        tid: bpf_get_current_pid_tgid() as u32,
-        start_ticks,
-        exit_code: status as u32,
-        role,
-        flags,
-        _pad0: 0,
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
-        comm: bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]),
-        stop,
-        kill,
-    };
+    let x = &mut e.exit;
+    x.header = header(EventKind::ProcessExit, ts);
+    x.tgid = tgid;
+    x.tid = bpf_get_current_pid_tgid() as u32;
+    x.start_ticks = start_ticks;
+    x.exit_code = status as u32;
+    x.role = role;
+    x.flags = flags;
+    x._pad0 = 0;
+    x.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    x.comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
+    let (stop, kill) = (x.stop, x.kill);
     if EVENTS.output::<ProcessExitEvent>(&e.exit, 0).is_err() {
         count(EventKind::ProcessExit.ring_full());
     }

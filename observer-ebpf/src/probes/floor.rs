@@ -51,6 +51,11 @@ pub fn floor_oom(_ctx: TracePointContext) -> i32 {
     0
 }
 
+#[tracepoint]
+pub fn floor_sock(_ctx: TracePointContext) -> i32 {
+    0
+}
+
 // The one-load references: an empty program plus the one array load observer's own filter
 // makes at the hook (its own instance of the prefilter array, keyed the same way), nothing
 // else. In storms that thrash the caches (forks, execs) any data line a program touches is a

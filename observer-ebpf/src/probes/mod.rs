@@ -28,6 +28,7 @@ mod cgroup;
 mod exec;
 mod exit;
 mod floor;
+mod net;
 mod oom;
 mod signal;
 
@@ -85,28 +86,47 @@ fn slot_add(tgid: u32, delta: u64) {
 #[inline(always)]
 fn xadd(slots: &Array<u64>, key: u32, delta: u64) {
     if let Some(p) = slots.get_ptr_mut(slot::index(key)) {
-        // SAFETY: `p` points at an 8-byte array element; XADD is an atomic add to it.
-        unsafe {
-            core::arch::asm!(
-                "lock *(u64 *)({p} + 0) += {v}",
-                p = in(reg) p,
-                v = in(reg) delta,
-            );
-        }
+        // SAFETY: `p` points at an 8-byte array element.
+        unsafe { atomic_add(p, delta) };
     }
+}
+
+/// Adds `delta` (mod 2^64: `u64::MAX` subtracts one) to the `u64` at `p`, a map value's
+/// field, atomically: BPF_XADD, which every kernel has and every CPU's update shares.
+///
+/// # Safety
+/// `p` must point into a map value the verifier knows (a lookup's result), 8-byte aligned.
+#[inline(always)]
+pub unsafe fn atomic_add(p: *mut u64, delta: u64) {
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({p} + 0) += {v}",
+            p = in(reg) p,
+            v = in(reg) delta,
+        );
+    }
+}
+
+/// A field of a classic tracepoint's record at a fixed offset, loaded straight from the
+/// context (`tp_prog_is_valid_access()`, kernel/trace/bpf_trace.c: aligned reads inside the
+/// record are allowed): no helper call. The offset must be a constant, which `tp_offsets` are.
+#[inline(always)]
+pub unsafe fn tp_field<T: Copy>(ctx: &aya_ebpf::programs::TracePointContext, offset: usize) -> T {
+    use aya_ebpf::EbpfContext;
+    unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(offset) as *const T) }
 }
 
 /// Follows `tgid` as `p`: any earlier entry of its tgid (an earlier process's, ended unseen)
 /// is removed first; the new one is counted in its slot before it exists.
 #[inline(always)]
-pub fn follow(tgid: u32, mut p: Process) {
+pub fn follow(tgid: u32, p: &mut Process) {
     if let Some(old) = unsafe { PROCESSES.get(&tgid) } {
         let flags = old.flags;
         unfollow(tgid, flags);
     }
     p.flags |= process_flags::COUNTED;
     slot_add(tgid, slot::delta(tgid));
-    if PROCESSES.insert(&tgid, &p, BPF_NOEXIST).is_err() {
+    if PROCESSES.insert(&tgid, p, BPF_NOEXIST).is_err() {
         slot_add(tgid, slot::delta(tgid).wrapping_neg());
         count(Counter::ProcessesFull);
     }
@@ -126,7 +146,7 @@ pub fn unfollow(tgid: u32, flags: u32) -> bool {
 }
 
 /// `BPF_NOEXIST` (include/uapi/linux/bpf.h).
-const BPF_NOEXIST: u64 = 1;
+pub const BPF_NOEXIST: u64 = 1;
 
 /// cgroup v2 ids of the containers' cgroups (filled here at mkdir, and by userspace's start-up
 /// walk; emptied at rmdir).
@@ -147,6 +167,9 @@ pub static ENDED: HashMap<EndedKey, Ended> = HashMap::with_max_entries(ENDED_MAX
 /// them. A program runs to completion on its CPU, so one slot per CPU is never shared.
 #[map]
 pub static SCRATCH_WATCHED: PerCpuArray<WatchedCgroup> = PerCpuArray::with_max_entries(1, 0);
+/// Room for a new `PROCESSES` entry (larger than the stack should carry).
+#[map]
+pub static SCRATCH_PROCESS: PerCpuArray<Process> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static SCRATCH_ENDED: PerCpuArray<Ended> = PerCpuArray::with_max_entries(1, 0);
 

@@ -147,14 +147,30 @@ unsafe fn try_signal_generate(ctx: &BtfTracePointContext) -> Result<(), i64> {
         delivered: 0,
         sender_comm,
     };
+    // 6. A main process's connections at its stop signal and SIGKILL (`net.rs`); for one
+    //    older than the probes, counting begins here.
+    let main = p.role == role::MAIN;
+    let pp: *mut Process = p;
+    if main && p.net.cookie == 0 {
+        let parent = unsafe { read_field::<*const u8>(task, config!(offsets.task_real_parent)) };
+        if let Ok(parent) = parent {
+            unsafe { super::net::learn(task, parent, true, core::ptr::addr_of_mut!((*pp).net)) };
+        }
+    }
     if sig == SIGKILL {
         if p.kill.at_ns == 0 {
             p.kill = fact;
+            if main {
+                unsafe { super::net::snapshot(pp, core::ptr::addr_of_mut!((*pp).traffic_kill)) };
+            }
         }
     } else if p.stop.at_ns == 0
         || (p.stop.sig != sig && ts.wrapping_sub(p.stop.at_ns) > STOP_SIGNAL_SUPERSEDE_NS)
     {
         p.stop = fact;
+        if main {
+            unsafe { super::net::snapshot(pp, core::ptr::addr_of_mut!((*pp).traffic_stop)) };
+        }
     }
     let (start_ticks, target_cgroup_id) = (p.start_ticks, p.cgroup_id);
     emit(EventKind::SignalGenerate, ts, |header| SignalGenerateEvent {

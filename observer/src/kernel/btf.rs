@@ -509,6 +509,13 @@ impl Btf {
             cgroup_parent_css: self.member_offset("cgroup", "self")?
                 + self.member_offset("cgroup_subsys_state", "parent")?,
             cgroup_self: self.member_offset("cgroup", "self")?,
+            // `possible_net_t` holds the one pointer (include/net/net_namespace.h, with
+            // CONFIG_NET_NS, which every container kernel has).
+            sock_net: self.member_offset("sock", "__sk_common")?
+                + self.member_offset("sock_common", "skc_net")?,
+            net_cookie: self.member_offset("net", "net_cookie")?,
+            task_nsproxy: self.member_offset("task_struct", "nsproxy")?,
+            nsproxy_net_ns: self.member_offset("nsproxy", "net_ns")?,
         })
     }
 }

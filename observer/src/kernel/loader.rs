@@ -152,6 +152,16 @@ pub const PROBES: &[ProbeSpec] = &[
         emits: &[EventKind::MainProcess, EventKind::ExecSession],
         purpose: "containers' main processes as the runtime execs them, and exec sessions entering a container (preStop exec hooks)",
     },
+    ProbeSpec {
+        program: programs::INET_SOCK_SET_STATE,
+        kind: ProgramKind::TracePoint,
+        category: "sock",
+        event: "inet_sock_set_state",
+        requires: FeatureId::ClassicTracepoints,
+        only: None,
+        emits: &[],
+        purpose: "TCP connections of pods' network namespaces and host-network containers' ports: accepted after the stop signal, open at the SIGKILL and the exit",
+    },
 ];
 
 /// The `probe` label of a record kind in `observer_events_total`: the first program that writes
@@ -209,6 +219,9 @@ pub const fn meaning(counter: Counter) -> Meaning {
         Counter::SessionExecRepeated => Meaning::SessionExecRepeated,
         // A program of the session's not reported: its record's program list is short.
         Counter::SessionExecCapped => Meaning::Lost { stage: "exec_session_programs" },
+        // A pod's (or host port's) connections not counted: its records say nothing of them.
+        Counter::NetnsFull => Meaning::Lost { stage: "netns_map_full" },
+        Counter::HostPortsFull => Meaning::Lost { stage: "host_ports_full" },
     }
 }
 
@@ -538,6 +551,13 @@ pub fn take_processes(ebpf: &mut Ebpf) -> Result<BpfHashMap<MapData, u32, Proces
 }
 
 /// The terminations the kernel keeps until a daemon has recorded them (`ENDED`).
+pub fn take_netns(
+    ebpf: &mut Ebpf,
+) -> Result<BpfHashMap<MapData, observer_ebpf::NetKey, observer_ebpf::Traffic>, LoadError> {
+    let map = ebpf.take_map(names::NETNS).ok_or(LoadError::MissingMap(names::NETNS))?;
+    BpfHashMap::try_from(map).map_err(|e| LoadError::Map(names::NETNS, Box::new(e)))
+}
+
 pub fn take_ended(ebpf: &mut Ebpf) -> Result<BpfHashMap<MapData, EndedKey, Ended>, LoadError> {
     let map = ebpf.take_map(names::ENDED).ok_or(LoadError::MissingMap(names::ENDED))?;
     BpfHashMap::try_from(map).map_err(|e| LoadError::Map(names::ENDED, Box::new(e)))
@@ -625,6 +645,11 @@ pub struct Probes {
     pub watched: BpfHashMap<MapData, u64, WatchedCgroup>,
     pub processes: BpfHashMap<MapData, u32, Process>,
     pub ended: BpfHashMap<MapData, EndedKey, Ended>,
+    /// The pods' network namespaces' connection counts (`daemon::netns` keeps it to the pods
+    /// still there).
+    pub netns: BpfHashMap<MapData, observer_ebpf::NetKey, observer_ebpf::Traffic>,
+    /// The programs' skipped runs (`kernel::misses`).
+    pub misses: super::misses::Misses,
     /// The prefilters in front of `PROCESSES` and `WATCHED_CGROUPS`, mapped here
     /// (`observer_ebpf::slot`).
     pub slots: Slots,
@@ -666,6 +691,8 @@ impl Probes {
         let watched = take_watched(&mut ebpf)?;
         let processes = take_processes(&mut ebpf)?;
         let ended = take_ended(&mut ebpf)?;
+        let netns = take_netns(&mut ebpf)?;
+        let misses = super::misses::Misses::of(&ebpf, &support);
         let slots = Slots::take(&mut ebpf, names::FOLLOWED)?;
         let watched_slots = Slots::take(&mut ebpf, names::WATCHED_SLOTS)?;
         let counters = KernelCounters::take(&mut ebpf)?;
@@ -676,6 +703,8 @@ impl Probes {
             watched,
             processes,
             ended,
+            netns,
+            misses,
             slots,
             watched_slots,
             counters,

@@ -3,6 +3,7 @@ pub mod btf;
 pub mod compat;
 pub mod floor;
 pub mod loader;
+pub mod misses;
 pub mod pins;
 pub mod slots;
 pub mod tracefs;

@@ -38,7 +38,7 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub const BPFFS: &str = "/sys/fs/bpf";
 
 /// The maps whose contents outlive a daemon.
-pub const PINNED_MAPS: [&str; 7] = [
+pub const PINNED_MAPS: [&str; 9] = [
     names::EVENTS,
     names::PROCESSES,
     names::WATCHED_CGROUPS,
@@ -46,6 +46,8 @@ pub const PINNED_MAPS: [&str; 7] = [
     names::ENDED,
     names::FOLLOWED,
     names::WATCHED_SLOTS,
+    names::NETNS,
+    names::HOST_NET,
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -69,6 +69,9 @@ pub struct Entry<'a> {
     pub record_id: Option<Cow<'a, str>>,
     #[serde(default)]
     pub stuck: Option<StuckEntry>,
+    /// Older journals have none; null: not counted.
+    #[serde(default)]
+    pub traffic: Option<TrafficEntry>,
     #[serde(default)]
     pub exit_code: Option<u32>,
     #[serde(borrow, default, deserialize_with = "opt_cow")]
@@ -152,6 +155,20 @@ pub struct StuckEntry {
     pub look_at: Option<String>,
     #[serde(default)]
     pub released_at: Option<String>,
+}
+
+/// The connections around the stop as the report reads them ([`crate::traffic::Traffic`]):
+/// its counts only, so a scope a newer daemon writes still reads.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct TrafficEntry {
+    #[serde(default)]
+    pub accepted_after_stop_signal: Option<u64>,
+    #[serde(default)]
+    pub last_accepted_after_stop_signal_seconds: Option<f64>,
+    #[serde(default)]
+    pub still_arriving_at_exit: Option<bool>,
+    #[serde(default)]
+    pub cut_by_sigkill: Option<u64>,
 }
 
 /// The preStop hook as the report reads it ([`super::PreStop`]).
@@ -256,6 +273,12 @@ impl Record {
                 look_at: Some(s.inspection.look_at.clone()),
                 released_at: s.released_at.clone(),
             }),
+            traffic: self.traffic.as_ref().map(|t| TrafficEntry {
+                accepted_after_stop_signal: t.accepted_after_stop_signal,
+                last_accepted_after_stop_signal_seconds: t.last_accepted_after_stop_signal_seconds,
+                still_arriving_at_exit: t.still_arriving_at_exit,
+                cut_by_sigkill: t.cut_by_sigkill,
+            }),
             exit_code: self.exit_code,
             exit_signal: self.exit_signal.as_deref().map(Cow::Borrowed),
             kind: None,
@@ -303,6 +326,8 @@ mod tests {
             Record::example().graceful(0.25),
             Record::example().without_stop_signal(),
             Record::example().oom().unnamed(),
+            Record::example().traffic(3, 29.5, 4),
+            Record::example().graceful(6.0).traffic(0, 0.0, 0),
         ];
         for r in examples.map(|b| b.build()) {
             let line = serde_json::to_vec(&r).unwrap();
@@ -312,6 +337,25 @@ mod tests {
         let mut bad = Record::example().build();
         bad.ts = "yesterday".into();
         assert!(bad.entry().unwrap_err().to_string().contains("yesterday"));
+    }
+
+    #[test]
+    fn traffic_reads_back_and_older_journals_have_none() {
+        let r = Record::example().traffic(3, 29.5, 4).build();
+        let line = serde_json::to_vec(&r).unwrap();
+        let t = Entry::parse(&line).unwrap().traffic.unwrap();
+        assert_eq!(t.accepted_after_stop_signal, Some(3));
+        assert_eq!(t.last_accepted_after_stop_signal_seconds, Some(29.5));
+        assert_eq!(t.still_arriving_at_exit, Some(true));
+        assert_eq!(t.cut_by_sigkill, Some(4));
+        let older = br#"{"ts":"2026-08-01T02:00:00Z","outcome":"killed"}"#;
+        assert_eq!(Entry::parse(older).unwrap().traffic, None);
+        let uncounted = br#"{"ts":"2026-08-01T02:00:00Z","outcome":"killed","traffic":null}"#;
+        assert_eq!(Entry::parse(uncounted).unwrap().traffic, None);
+        // A scope a newer daemon writes, and unknown counts: still read.
+        let newer = br#"{"ts":"2026-08-01T02:00:00Z","outcome":"killed","traffic":{"scope":"vm","cut_by_sigkill":null,"accepted_after_stop_signal":2}}"#;
+        let t = Entry::parse(newer).unwrap().traffic.unwrap();
+        assert_eq!((t.accepted_after_stop_signal, t.cut_by_sigkill), (Some(2), None));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::{
     correlate::{Exit, Kill, Outcome, StopSignal, Termination},
     events::{Disposition, Origin, Sender},
     metadata::Identity,
+    traffic::{CountedFrom, Counts, Scope, Seen},
 };
 
 const SEC: u64 = 1_000_000_000;
@@ -66,6 +67,7 @@ impl Record {
                 stuck: None,
                 prestop_candidates: Vec::new(),
                 incomplete: Vec::new(),
+                traffic: None,
             },
             identity: Some(Identity {
                 namespace: Some("shop".into()),
@@ -212,6 +214,34 @@ impl RecordBuilder {
             overrun,
             pid: Some(4300),
             comm: Some("sh".into()),
+        });
+        self
+    }
+
+    /// Its pod's network, as the kernel counted it from the container's start: `accepted`
+    /// new connections after the stop signal, the last `last_after` seconds after it, and
+    /// `open` connections established at the stop signal, the SIGKILL and the exit (cut when a
+    /// SIGKILL ends it); one listening socket throughout. [`Record::new`] makes the record's
+    /// `traffic` from it with the termination's own times, whichever are set later.
+    pub(crate) fn traffic(mut self, accepted: u64, last_after: f64, open: i64) -> Self {
+        let counts = |accepted_now: u64, last: Option<u64>| Counts {
+            since_ns: 1,
+            established: open,
+            accepted: 100 + accepted_now,
+            last_accept_ns: last,
+            listening: 1,
+            listen_closed: 0,
+            last_listen_close_ns: None,
+        };
+        let before = Some(STOP_NS / 2);
+        let last = if accepted == 0 { before } else { Some(STOP_NS + ns(last_after)) };
+        self.termination.traffic = Some(Seen {
+            scope: Scope::PodNetwork,
+            ports: Vec::new(),
+            counted_from: CountedFrom::ContainerStart,
+            at_stop: Some(counts(0, before)),
+            at_kill: Some(counts(accepted, last)),
+            at_exit: Some(counts(accepted, last)),
         });
         self
     }

@@ -96,6 +96,9 @@ pub struct Record {
     pub kubernetes: KubeStatus,
     /// Reported stuck after its SIGKILL ([`crate::stuck`]); null: it was not.
     pub stuck: Option<Stuck>,
+    /// Its connections around the stop ([`crate::traffic`]): what still arrived after the
+    /// stop signal, what the kill cut; null: not counted (no network namespace learnt).
+    pub traffic: Option<crate::traffic::Traffic>,
     /// What the record may be missing (null: nothing known to be missing): `events_lost`
     /// (events were lost while it was open), `kernel_summary` (its signals come from the
     /// kernel's summary, across a daemon restart or a loss).
@@ -226,6 +229,17 @@ impl Record {
             contract: judgement.contract,
             kubernetes: status::for_exit(t.outcome, &t.exit),
             stuck,
+            traffic: t.traffic.as_ref().map(|seen| {
+                crate::traffic::account(
+                    seen,
+                    crate::traffic::Times {
+                        stop_ns: stop.map(|s| s.at_ns),
+                        kill_ns: t.sigkill.as_ref().map(|k| k.at_ns),
+                        exit_ns: exit_seen.then_some(t.exit.at_ns),
+                        killed: exit_seen && t.sigkill.is_some() && t.exit.signal == Some(9),
+                    },
+                )
+            }),
             incomplete: (!t.incomplete.is_empty()).then(|| t.incomplete.clone()),
             record_id: id_of_record,
         }

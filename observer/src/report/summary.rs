@@ -1,7 +1,8 @@
 //! The report's text: stuck terminations first (SIGKILLed and still there), a summary per
-//! workload, the terminations whose grace period was not kept (kill_late, kill_early), then
-//! the forced kills, newest first, each with its reason in words and what kubectl shows, and
-//! what those exit codes mean. Pure: records in, text out.
+//! workload, the terminations whose grace period was not kept (kill_late, kill_early), the
+//! connections that still came after the stop signal or that the SIGKILL cut, with what to do,
+//! then the forced kills, newest first, each with its reason in words and what kubectl shows,
+//! and what those exit codes mean. Pure: records in, text out.
 
 use std::collections::{HashMap, HashSet};
 
@@ -75,6 +76,15 @@ struct PodLine {
 /// A termination whose grace period was not kept.
 #[derive(Debug, Clone, PartialEq)]
 struct Broken {
+    at: DateTime<Utc>,
+    who: String,
+    what: String,
+}
+
+/// A termination whose pod still got new connections after the stop signal, or whose
+/// connections the SIGKILL cut.
+#[derive(Debug, Clone, PartialEq)]
+struct TrafficLine {
     at: DateTime<Utc>,
     who: String,
     what: String,
@@ -163,6 +173,37 @@ pub fn broken(e: &Entry<'_>) -> Option<String> {
     })
 }
 
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// A termination's connections after its stop signal and at its SIGKILL, in words; None when
+/// none came after the stop signal and none was cut (or they were not counted).
+pub fn traffic(e: &Entry<'_>) -> Option<String> {
+    let t = e.traffic.as_ref()?;
+    let after = t.accepted_after_stop_signal.unwrap_or(0);
+    let cut = t.cut_by_sigkill.unwrap_or(0);
+    let mut parts = Vec::new();
+    if after > 0 {
+        let mut s = format!("{after} new connection{} after the stop signal", plural(after));
+        if let Some(last) = t.last_accepted_after_stop_signal_seconds {
+            s += &format!(" (last at +{})", secs(last));
+        }
+        if t.still_arriving_at_exit == Some(true) {
+            s += ", still arriving at exit";
+        }
+        parts.push(s);
+    }
+    if cut > 0 {
+        parts.push(format!("{cut} connection{} cut by SIGKILL", plural(cut)));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 /// How a kill's pod is named in the list.
 type Label = Box<dyn Fn(&Kill) -> String>;
 
@@ -181,6 +222,13 @@ pub struct Summary {
     /// record).
     kubectl: Vec<Kubectl>,
     pods: Vec<PodLine>,
+    traffic: Vec<TrafficLine>,
+    /// Terminations with a new connection in their last second, and the latest of those
+    /// connections after its stop signal.
+    arriving_at_exit: u64,
+    latest_arriving: Option<f64>,
+    /// Connections the SIGKILLs cut.
+    cut: u64,
     records: u64,
     first: Option<DateTime<Utc>>,
     last: Option<DateTime<Utc>>,
@@ -263,6 +311,18 @@ impl Summary {
         }
         if let Some(what) = broken(e) {
             self.broken.push(Broken { at: e.at, who: who(), what });
+        }
+        if let Some(t) = &e.traffic {
+            if t.still_arriving_at_exit == Some(true) {
+                self.arriving_at_exit += 1;
+                if let Some(l) = t.last_accepted_after_stop_signal_seconds {
+                    self.latest_arriving = Some(self.latest_arriving.map_or(l, |m| m.max(l)));
+                }
+            }
+            self.cut += t.cut_by_sigkill.unwrap_or(0);
+            if let Some(what) = traffic(e) {
+                self.traffic.push(TrafficLine { at: e.at, who: who(), what });
+            }
         }
         if let Some(k) = &e.kubernetes {
             if let (Some(reason), Some(code)) = (k.reason.as_deref(), k.exit_code) {
@@ -437,6 +497,33 @@ impl Summary {
             }
         }
 
+        if !self.traffic.is_empty() {
+            self.traffic.sort_by_key(|t| std::cmp::Reverse(t.at));
+            out += &paint(
+                "1",
+                &format!(
+                    "\nCONNECTIONS AFTER THE STOP SIGNAL ({}, newest first)",
+                    self.traffic.len()
+                ),
+            );
+            out += "\n";
+            let total = self.traffic.len();
+            let shown = if max_kills == 0 { total } else { max_kills.min(total) };
+            for t in &self.traffic[..shown] {
+                out += &wrap(
+                    &format!("{}  {}  {}", t.at.format("%m-%d %H:%M:%S"), t.who, t.what),
+                    WIDTH - TIME_W - 2,
+                    TIME_W + 2,
+                );
+                out += "\n";
+            }
+            if shown < total {
+                out +=
+                    &format!("... {} older not shown (--max-kills 0 lists all)\n", total - shown);
+            }
+            out += &traffic_advice(self.arriving_at_exit, self.latest_arriving, self.cut);
+        }
+
         out += &render_pods(&mut self.pods, max_kills);
 
         self.kills.sort_by_key(|k| std::cmp::Reverse(k.at));
@@ -510,6 +597,47 @@ impl Summary {
         }
         out
     }
+}
+
+/// What the connections after the stop signal and the cut ones say, and what to do.
+fn traffic_advice(arriving: u64, latest: Option<f64>, cut: u64) -> String {
+    let mut out = wrap(
+        &format!(
+            "{arriving} termination{} still received connections in {} last second; {cut} \
+             connection{} cut by SIGKILL.",
+            plural(arriving),
+            if arriving == 1 { "its" } else { "their" },
+            plural(cut)
+        ),
+        WIDTH,
+        0,
+    );
+    out += "\n";
+    let mut advice = Vec::new();
+    if arriving > 0 {
+        let latest = latest.map(|l| format!(" (here up to +{})", secs(l))).unwrap_or_default();
+        advice.push(format!(
+            "Connections in a container's last second: the pod's removal from its Service's \
+             endpoints had not reached every client when it died (the pod leaves the endpoints \
+             at the moment kubelet begins stopping it; every node's proxy, ingress and load \
+             balancer learns it later). Add a preStop sleep longer than the last new connection \
+             after the stop signal{latest}, lengthening a hook you have by that much within \
+             terminationGracePeriodSeconds, or keep accepting after SIGTERM for that long."
+        ));
+    }
+    if cut > 0 {
+        advice.push(
+            "Connections cut by SIGKILL were still open when the grace period ran out (in a \
+             pod's network its outgoing ones count too): on SIGTERM, stop taking new requests on \
+             them, finish those in flight and close them (HTTP keep-alive: Connection: close) \
+             well within terminationGracePeriodSeconds."
+                .to_string(),
+        );
+    }
+    for a in advice {
+        out += &format!("    {}\n", wrap(&a, WIDTH - 4, 4));
+    }
+    out
 }
 
 /// Pods that ended: the slowest first, with what held each up and a broken sidecar order.
@@ -782,6 +910,71 @@ mod tests {
         for l in text.lines() {
             assert!(l.chars().count() <= WIDTH, "{} columns: {l}", l.chars().count());
         }
+    }
+
+    #[test]
+    fn connections_after_the_stop_signal_and_cut_by_sigkill_are_listed_with_what_to_do() {
+        // SIGKILLed with 4 connections open, the last of 3 new ones 0.41 s before its exit.
+        let arriving = killed_no_handler().traffic(3, 29.6, 4);
+        // Drained: the last of 2 new ones at +2 s, its exit at +6 s, nothing open.
+        let drained = graceful().graceful(6.0).traffic(2, 2.0, 0);
+        let quiet = slow().traffic(0, 0.0, 0);
+        let words = |r: &RecordBuilder| traffic(&r.clone().build().entry().unwrap());
+        assert_eq!(
+            words(&arriving).unwrap(),
+            "3 new connections after the stop signal (last at +30 s), still arriving at exit; 4 connections cut by SIGKILL"
+        );
+        assert_eq!(
+            words(&drained).unwrap(),
+            "2 new connections after the stop signal (last at +2.0 s)"
+        );
+        assert_eq!(words(&quiet), None, "nothing came, nothing was cut");
+        assert_eq!(words(&graceful()), None, "not counted");
+
+        let text = summary(&[drained.clone(), quiet, arriving, oom()]).render(0, false);
+        let lines: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("CONNECTIONS AFTER THE STOP SIGNAL (2, newest first)"))
+            .collect();
+        assert!(!lines.is_empty(), "{text}");
+        assert!(
+            lines[1].starts_with("08-01 02:00:03  shop/web-7d4b9c6f8-x2k9p app  3 new connections"),
+            "{text}"
+        );
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("08-01 02:00:01  shop/web-7d4b9c6f8-abcde app  2 new")));
+        let said = lines.join(" ").split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            said.contains(
+                "1 termination still received connections in its last second; 4 connections cut by SIGKILL."
+            ),
+            "{text}"
+        );
+        assert!(said.contains("preStop sleep longer than the last new connection"), "{text}");
+        assert!(said.contains("(here up to +30 s)"), "{text}");
+        assert!(said.contains("Connections cut by SIGKILL were still open"), "{text}");
+        for l in text.lines() {
+            assert!(l.chars().count() <= WIDTH, "{} columns: {l}", l.chars().count());
+        }
+
+        // Drained in time: listed, and nothing to do.
+        let text = summary(&[drained]).render(0, false);
+        assert!(
+            text.contains(
+                "0 terminations still received connections in their last second; 0 connections cut by SIGKILL."
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("preStop sleep") && !text.contains("were still open"), "{text}");
+        // Older journals, or not counted: no section.
+        assert!(!summary(&[graceful(), slow()]).render(0, false).contains("CONNECTIONS AFTER"));
+        // Limited as the kills are.
+        let many = [killed_no_handler().traffic(1, 1.0, 0), slow().traffic(0, 0.0, 2)];
+        let text = summary(&many).render(1, false);
+        assert!(text.contains("CONNECTIONS AFTER THE STOP SIGNAL (2, newest first)"), "{text}");
+        assert!(text.contains("... 1 older not shown (--max-kills 0 lists all)"), "{text}");
+        assert!(text.contains("0 terminations still received connections in their last second; 2 connections cut by SIGKILL."), "{text}");
     }
 
     #[test]

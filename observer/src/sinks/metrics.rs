@@ -37,6 +37,12 @@ pub const TERMINATION_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 31.0, 45.0, 60.0, 90.0, 120.0,
 ];
 
+/// Suited to endpoint propagation (the stop signal -> the last new connection): kube-proxy's
+/// and the EndpointSlice controller's 1 s batching at 1 and 2, a busy control plane or an
+/// external load balancer's deregistration at 5 .. 60.
+pub const CONNECTION_BUCKETS: &[f64] =
+    &[0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0];
+
 const CONTAINER_LABELS: &[&str] = &["namespace", "workload", "container"];
 
 /// The families whose label sets name containers and pods: bounded by [`series`]. The other
@@ -53,12 +59,16 @@ enum Family {
     StopRepeats,
     StuckReported,
     StuckNow,
+    LastConnection,
+    ConnectionsAfterStop,
+    ConnectionsCut,
+    TrafficAtExit,
     PodTermination,
     PodTerminations,
 }
 
 impl Family {
-    const ALL: [Family; 12] = [
+    const ALL: [Family; 16] = [
         Family::Terminations,
         Family::TermToExit,
         Family::TermToKill,
@@ -69,6 +79,10 @@ impl Family {
         Family::StopRepeats,
         Family::StuckReported,
         Family::StuckNow,
+        Family::LastConnection,
+        Family::ConnectionsAfterStop,
+        Family::ConnectionsCut,
+        Family::TrafficAtExit,
         Family::PodTermination,
         Family::PodTerminations,
     ];
@@ -86,6 +100,14 @@ impl Family {
             Family::StopRepeats => "container_termination_stop_signal_repeats_total",
             Family::StuckReported => "container_terminations_stuck_total",
             Family::StuckNow => "container_terminations_stuck",
+            Family::LastConnection => {
+                "container_termination_last_connection_after_stop_signal_seconds"
+            }
+            Family::ConnectionsAfterStop => {
+                "container_termination_connections_after_stop_signal_total"
+            }
+            Family::ConnectionsCut => "container_termination_connections_cut_total",
+            Family::TrafficAtExit => "container_terminations_traffic_at_exit_total",
             Family::PodTermination => "pod_termination_seconds",
             Family::PodTerminations => "pod_terminations_total",
         }
@@ -118,6 +140,13 @@ pub struct Metrics {
     pub stop_repeats: IntCounterVec,
     pub stuck_reported: IntCounterVec,
     pub stuck_now: IntGaugeVec,
+    /// The journal's `traffic` ([`crate::traffic`]): the stop signal -> the last new
+    /// connection, connections after the stop signal, connections the SIGKILL cut, and
+    /// terminations with traffic still arriving at the exit.
+    pub last_connection: HistogramVec,
+    pub connections_after_stop: IntCounterVec,
+    pub connections_cut: IntCounterVec,
+    pub traffic_at_exit: IntCounterVec,
     pub pod_termination: HistogramVec,
     pub pod_terminations: IntCounterVec,
     pub events: IntCounterVec,
@@ -129,6 +158,8 @@ pub struct Metrics {
     pub signals_to_exiting: IntCounter,
     pub unkept: IntCounter,
     pub session_repeats: IntCounter,
+    /// Runs of each program the kernel skipped (`bpf_prog_info.recursion_misses`).
+    pub probe_misses: IntCounterVec,
     pub recovered: IntCounter,
     pub duplicates: IntCounter,
     pub incomplete: IntCounterVec,
@@ -271,6 +302,29 @@ impl Metrics {
                 ),
                 CONTAINER_LABELS,
             ).expect("valid")),
+            last_connection: register(&r, HistogramVec::new(
+                HistogramOpts::new(
+                    "container_termination_last_connection_after_stop_signal_seconds",
+                    "Stop signal to the last new connection clients made before the main process exited (kernel clock), for terminations that had one: how long the pod's endpoint removal took to reach every client",
+                )
+                .buckets(CONNECTION_BUCKETS.to_vec()),
+                CONTAINER_LABELS,
+            ).expect("valid histogram")),
+            connections_after_stop: register(&r, counter(
+                "container_termination_connections_after_stop_signal_total",
+                "New connections clients made after a container's stop signal until its main process exited, counted in the pod's network namespace (every container of the pod counts the pod's) or on a host-network container's listening ports",
+                CONTAINER_LABELS,
+            )),
+            connections_cut: register(&r, counter(
+                "container_termination_connections_cut_total",
+                "Connections still established when a container's main process died of its SIGKILL, reset by the kill (in a pod's network namespace its outgoing connections count too)",
+                CONTAINER_LABELS,
+            )),
+            traffic_at_exit: register(&r, counter(
+                "container_terminations_traffic_at_exit_total",
+                "Terminations with a new connection within 1 s of the main process's exit: traffic still arriving when the container died (the endpoint removal had not reached every client)",
+                CONTAINER_LABELS,
+            )),
             events: register(&r, counter(
                 "observer_events_total",
                 "Records read from the kernel ring buffer, by probe",
@@ -278,7 +332,7 @@ impl Metrics {
             )),
             lost: register(&r, counter(
                 "observer_events_lost_total",
-                "Events lost, by stage: ring_buffer (kernel reserve failed), kernel_read (a probe could not read a kernel struct, so it could not decide), channel (userspace queue full), decode, processes_map_full (the kernel's map of followed processes was full), exit_unseen (a followed process ended while no probe saw it), watched_map_full, correlation_evicted, exec_session_evicted, journal_queue (the journal writer's queue was full), stdout_queue and stdout_write (--records-to-stdout copies dropped at a full queue, or not written), exec_session_programs (an exec session's programs past the kernel's 8 not reported), exec_session_programs_dropped (the same, in userspace)",
+                "Events lost, by stage: ring_buffer (kernel reserve failed), kernel_read (a probe could not read a kernel struct, so it could not decide), channel (userspace queue full), decode, processes_map_full (the kernel's map of followed processes was full), exit_unseen (a followed process ended while no probe saw it), watched_map_full, correlation_evicted, exec_session_evicted, journal_queue (the journal writer's queue was full), stdout_queue and stdout_write (--records-to-stdout copies dropped at a full queue, or not written), exec_session_programs (an exec session's programs past the kernel's 8 not reported), exec_session_programs_dropped (the same, in userspace), netns_map_full (a pod's network namespace or a host-network container's port not counted: its records have no traffic), host_ports_full (a host-network container's listening ports past those the kernel counts)",
                 &["stage"],
             )),
             deduplicated: register(&r, IntCounter::new(
@@ -332,6 +386,14 @@ impl Metrics {
                     "Execs of an exec session into the program it was already running (a probe's script re-exec'ing itself), counted in the kernel and not emitted",
                 )
                 .expect("valid"),
+            ),
+            probe_misses: register(
+                &r,
+                counter(
+                    "observer_probe_missed_runs_total",
+                    "Runs of a probe program the kernel skipped because another BPF program was running on that CPU (bpf_prog_info.recursion_misses, kernel 5.12+: e.g. a TCP state change in softirq nested in a tracepoint program), by program: what those runs would have seen is missing",
+                    &["program"],
+                ),
             ),
             recovered: register(
                 &r,
@@ -468,6 +530,12 @@ impl Metrics {
                 Family::StopRepeats => self.stop_repeats.remove_label_values(&labels),
                 Family::StuckReported => self.stuck_reported.remove_label_values(&labels),
                 Family::StuckNow => self.stuck_now.remove_label_values(&labels),
+                Family::LastConnection => self.last_connection.remove_label_values(&labels),
+                Family::ConnectionsAfterStop => {
+                    self.connections_after_stop.remove_label_values(&labels)
+                }
+                Family::ConnectionsCut => self.connections_cut.remove_label_values(&labels),
+                Family::TrafficAtExit => self.traffic_at_exit.remove_label_values(&labels),
                 Family::PodTermination => self.pod_termination.remove_label_values(&labels),
                 Family::PodTerminations => self.pod_terminations.remove_label_values(&labels),
             };
@@ -535,6 +603,27 @@ impl Metrics {
         for gap in record.incomplete.iter().flatten() {
             self.incomplete.with_label_values(&[gap.as_str()]).inc();
         }
+        // A series is born at the first termination whose count is known (at its value, 0
+        // included), so that increase() sees the first connection after it.
+        if let Some(t) = &record.traffic {
+            if let Some(s) = t.last_accepted_after_stop_signal_seconds {
+                self.last_connection.with_label_values(&at(Family::LastConnection, &[])).observe(s);
+            }
+            if let Some(n) = t.accepted_after_stop_signal {
+                self.connections_after_stop
+                    .with_label_values(&at(Family::ConnectionsAfterStop, &[]))
+                    .inc_by(n);
+            }
+            if let Some(n) = t.cut_by_sigkill {
+                self.connections_cut.with_label_values(&at(Family::ConnectionsCut, &[])).inc_by(n);
+            }
+            if let Some(arriving) = t.still_arriving_at_exit {
+                let c = self.traffic_at_exit.with_label_values(&at(Family::TrafficAtExit, &[]));
+                if arriving {
+                    c.inc();
+                }
+            }
+        }
         // An exec session metadata did not confirm as the hook is no preStop.
         if let Some(p) = record.prestop.as_ref().filter(|p| p.is_hook()) {
             if p.overrun {
@@ -590,6 +679,14 @@ impl Metrics {
         }
         for (stage, n) in lost {
             Self::set_counter(&self.lost.with_label_values(&[stage]), n);
+        }
+    }
+
+    /// Brings `observer_probe_missed_runs_total` up to each program's skipped runs as the
+    /// kernel counts them (`kernel::misses::Misses::read`: absolute, per program name).
+    pub fn refresh_probe_misses(&self, misses: &[(&'static str, u64)]) {
+        for (program, n) in misses {
+            Self::set_counter(&self.probe_misses.with_label_values(&[program]), *n);
         }
     }
 
@@ -780,6 +877,7 @@ mod tests {
                     | Family::TermToKill
                     | Family::PrestopDuration
                     | Family::PodTermination => TERMINATION_BUCKETS.len() + 3,
+                    Family::LastConnection => CONNECTION_BUCKETS.len() + 3,
                     _ => 1,
                 };
                 (series::MAX_SERIES + 16) * per_set + 2
@@ -815,6 +913,51 @@ mod tests {
         m.observe(&crate::record::Record::example().workload("d").build());
         assert_eq!(served(&m, Family::Terminations), (1, 0));
         assert_eq!(m.series_overflow[Family::Terminations as usize].get(), 1, "c's, once");
+    }
+
+    #[test]
+    fn connections_after_the_stop_signal_and_cut_by_sigkill_are_counted_per_container() {
+        let m = Metrics::new();
+        let web = ["shop", "web", "app"];
+        // SIGKILLed at +30 s with 4 connections open, the last of 3 new ones at +29.5 s.
+        m.observe(&Record::example().traffic(3, 29.5, 4).build());
+        // Drained: the last of 2 new ones at +2 s, nothing open at its exit at +6 s.
+        m.observe(&Record::example().graceful(6.0).traffic(2, 2.0, 0).build());
+        // Nothing came after the stop signal: its series are born, at 0.
+        m.observe(&Record::example().workload("api").graceful(1.0).traffic(0, 0.0, 0).build());
+        // Not counted (no network namespace learnt): no series at all.
+        m.observe(&Record::example().workload("batch").build());
+        assert_eq!(served(&m, Family::LastConnection), (1, 0), "only web had a last one");
+        for f in [Family::ConnectionsAfterStop, Family::ConnectionsCut, Family::TrafficAtExit] {
+            assert_eq!(served(&m, f), (2, 0), "web and api: {}", f.name());
+        }
+        assert_eq!(m.connections_after_stop.with_label_values(&web).get(), 5);
+        assert_eq!(m.connections_cut.with_label_values(&web).get(), 4);
+        assert_eq!(m.traffic_at_exit.with_label_values(&web).get(), 1, "the kill's, 0.5 s");
+        let h = m.last_connection.with_label_values(&web);
+        assert_eq!((h.get_sample_count(), h.get_sample_sum()), (2, 31.5));
+        let api = ["shop", "api", "app"];
+        assert_eq!(m.connections_after_stop.with_label_values(&api).get(), 0);
+        assert_eq!(m.traffic_at_exit.with_label_values(&api).get(), 0);
+        // A stuck report is no termination: its connections count with its later record.
+        let mut stuck = Record::example().workload("hung").traffic(1, 29.9, 2).build();
+        stuck.outcome = Outcome::Stuck;
+        m.observe(&stuck);
+        assert_eq!(served(&m, Family::ConnectionsCut), (2, 0));
+    }
+
+    #[test]
+    fn probe_misses_follow_the_kernels_counts_and_only_rise() {
+        let m = Metrics::new();
+        m.refresh_probe_misses(&[("inet_sock_set_state", 3), ("signal_generate", 0)]);
+        let misses = |p: &str| m.probe_misses.with_label_values(&[p]).get();
+        assert_eq!((misses("inet_sock_set_state"), misses("signal_generate")), (3, 0));
+        m.refresh_probe_misses(&[("inet_sock_set_state", 1)]);
+        assert_eq!(misses("inet_sock_set_state"), 3, "a smaller reading leaves it");
+        m.refresh_probe_misses(&[("inet_sock_set_state", 7)]);
+        assert_eq!(misses("inet_sock_set_state"), 7);
+        let scrape = m.render();
+        assert!(scrape.contains("observer_probe_missed_runs_total{program=\"signal_generate\"} 0"));
     }
 
     #[test]
