@@ -37,6 +37,12 @@ pub mod names {
     /// Array of one `u64`: the runtime's network namespace cookie (the host's), learnt at a
     /// main process's exec (0: not yet).
     pub const HOST_NET: &str = "HOST_NET";
+    /// Arrays of [`super::NODE_ADDRS`] addresses (IPv4 as `u32` in network order, IPv6 as two
+    /// `u64` words in memory order; 0: a free slot): the node's own, written by observer from
+    /// its host network namespace's local addresses (loopback excluded: a pod's own
+    /// loopback connections are its traffic).
+    pub const NODE_V4: &str = "NODE_V4";
+    pub const NODE_V6: &str = "NODE_V6";
     /// The [`super::Config`] global.
     pub const CONFIG: &str = "CONFIG";
 }
@@ -119,6 +125,10 @@ pub mod tp_offsets {
     pub const MARK_VICTIM_PID: usize = 8;
     /// sock:inet_sock_set_state, include/trace/events/sock.h (the same on 6.1, 6.12, 6.18).
     pub const SOCK_SKADDR: usize = 8;
+    /// The peer: `inet->inet_daddr` (a v6 socket's v4-mapped peer too) and `sk_v6_daddr`.
+    pub const SOCK_FAMILY: usize = 28;
+    pub const SOCK_DADDR: usize = 36;
+    pub const SOCK_DADDR_V6: usize = 56;
     pub const SOCK_OLDSTATE: usize = 16;
     pub const SOCK_NEWSTATE: usize = 20;
     /// `ntohs(inet->inet_sport)`: host byte order.
@@ -141,6 +151,9 @@ pub mod tp_offsets {
         ("sock", "inet_sock_set_state", "newstate", SOCK_NEWSTATE, 4),
         ("sock", "inet_sock_set_state", "sport", SOCK_SPORT, 2),
         ("sock", "inet_sock_set_state", "protocol", SOCK_PROTOCOL, 2),
+        ("sock", "inet_sock_set_state", "family", SOCK_FAMILY, 2),
+        ("sock", "inet_sock_set_state", "daddr", SOCK_DADDR, 4),
+        ("sock", "inet_sock_set_state", "daddr_v6", SOCK_DADDR_V6, 16),
     ];
 }
 
@@ -458,6 +471,10 @@ pub struct NetOf {
     pub _pad0: u32,
 }
 
+/// Entries of `NODE_V4` and `NODE_V6`: a node's own addresses (its interfaces', a CNI bridge's,
+/// a tunnel's); more are not told from clients (logged by observer).
+pub const NODE_ADDRS: u32 = 32;
+
 /// Ports of a host-network container that are counted; a listen on another is counted in
 /// [`Counter::HostPortsFull`].
 pub const HOST_PORTS: usize = 4;
@@ -496,9 +513,15 @@ pub struct Traffic {
     /// connections accepted on it.
     pub established: u64,
     /// Passive opens completed (SYN_RECV -> ESTABLISHED): connections clients made, queued for
-    /// accept(2).
+    /// accept(2), from anywhere but the node itself.
     pub accepted: u64,
     pub last_accept_ns: u64,
+    /// Passive opens from one of the node's own addresses ([`names::NODE_V4`],
+    /// [`names::NODE_V6`]): kubelet's httpGet and tcpSocket probes (readiness probes go on
+    /// while a pod terminates) and the node's own clients, counted apart so they are never
+    /// taken for traffic the endpoint removal should have stopped.
+    pub node_accepted: u64,
+    pub last_node_accept_ns: u64,
     /// Listening sockets now: +1 at LISTEN, -1 leaving it.
     pub listening: u64,
     /// Listening sockets closed (LISTEN -> CLOSE), and when the last one was.
@@ -514,6 +537,8 @@ impl Traffic {
         established: 0,
         accepted: 0,
         last_accept_ns: 0,
+        node_accepted: 0,
+        last_node_accept_ns: 0,
         listening: 0,
         listen_closed: 0,
         last_listen_close_ns: 0,
@@ -932,7 +957,7 @@ const LAYOUT_REVISION: u64 = 6;
 /// value layouts and sizes, the events and the counters (FNV-1a over them). A new daemon of
 /// another layout does not adopt the pins of an old one (see observer's `kernel/pins.rs`).
 pub const LAYOUT: u64 = {
-    let parts: [u64; 24] = [
+    let parts: [u64; 25] = [
         LAYOUT_REVISION,
         size_of::<SignalFact>() as u64,
         size_of::<EventHeader>() as u64,
@@ -957,6 +982,7 @@ pub const LAYOUT: u64 = {
         size_of::<NetKey>() as u64,
         size_of::<Traffic>() as u64,
         NETNS_MAX as u64,
+        NODE_ADDRS as u64,
     ];
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -977,15 +1003,15 @@ const _: () = assert!(size_of::<SignalGenerateEvent>() == 16 + 32 + 8 + 24 + 32)
 const _: () = assert!(size_of::<SignalDeliverEvent>() == 16 + 16 + 8 + 16);
 const _: () = assert!(size_of::<SignalFact>() == 56);
 const _: () = assert!(size_of::<NetOf>() == 8 + 2 * HOST_PORTS + 8);
-const _: () = assert!(size_of::<Traffic>() == 64);
+const _: () = assert!(size_of::<Traffic>() == 80);
 const _: () = assert!(size_of::<NetKey>() == 16);
 const _: () =
-    assert!(size_of::<ProcessExitEvent>() == 16 + 8 + 8 + 8 + 8 + 8 + 16 + 2 * 56 + 24 + 3 * 64);
+    assert!(size_of::<ProcessExitEvent>() == 16 + 8 + 8 + 8 + 8 + 8 + 16 + 2 * 56 + 24 + 3 * 80);
 const _: () = assert!(size_of::<MainProcessEvent>() == 16 + 8 + 8 + 8 + 32);
 const _: () = assert!(size_of::<CgroupEvent>() == 16 + 16 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<OomVictimEvent>() == 16 + 16);
 const _: () = assert!(size_of::<ExecSessionEvent>() == 16 + 16 + 32);
-const _: () = assert!(size_of::<Process>() == 56 + 2 * 56 + 16 + 24 + 2 * 64);
+const _: () = assert!(size_of::<Process>() == 56 + 2 * 56 + 16 + 24 + 2 * 80);
 const _: () = assert!(size_of::<WatchedCgroup>() == 24 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<EndedKey>() == 16);
 const _: () = assert!(size_of::<Ended>() == size_of::<ProcessExitEvent>() + 16 + CGROUP_PATH_LEN);

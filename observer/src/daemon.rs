@@ -107,9 +107,18 @@ pub async fn run(args: RunArgs) -> Result<()> {
         processes,
         watched,
         misses,
+        node_v4,
+        node_v6,
         ..
     } = probes;
     let mut netns = netns::NetnsSweep::new(netns, processes, watched, monotonic_ns());
+    // The host's namespace, through its init (the DaemonSet has the host's pid namespace).
+    let mut node_addresses = crate::node::addresses::NodeAddressMaps::new(
+        node_v4,
+        node_v6,
+        std::path::Path::new("/proc/1/net"),
+    );
+    node_addresses.tick(monotonic_ns());
     log::info!("sched_process_exit: {}", support.describe_exit());
     reader::spawn_logger(logger)?;
 
@@ -266,6 +275,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     recover(&mut pipeline, r);
                 }
                 netns.tick(now);
+                node_addresses.tick(now);
                 if misses_at.elapsed() >= MISSES_EVERY {
                     misses_at = std::time::Instant::now();
                     m.refresh_probe_misses(&misses.read());

@@ -189,6 +189,7 @@ mod ring {
                 established: t.established as i64,
                 accepted: t.accepted,
                 last_accept_ns: Some(t.last_accept_ns).filter(|n| *n != 0),
+                node_accepted: t.node_accepted,
                 listening: t.listening as i64,
                 listen_closed: t.listen_closed,
                 last_listen_close_ns: Some(t.last_listen_close_ns).filter(|n| *n != 0),

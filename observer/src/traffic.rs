@@ -60,6 +60,8 @@ pub struct Counts {
     pub established: i64,
     pub accepted: u64,
     pub last_accept_ns: Option<u64>,
+    /// Passive opens from the node's own addresses (kubelet's probes), not in `accepted`.
+    pub node_accepted: u64,
     pub listening: i64,
     pub listen_closed: u64,
     pub last_listen_close_ns: Option<u64>,
@@ -72,6 +74,7 @@ impl Counts {
             established: t.established as i64,
             accepted: t.accepted,
             last_accept_ns: (t.last_accept_ns != 0).then_some(t.last_accept_ns),
+            node_accepted: t.node_accepted,
             listening: t.listening as i64,
             listen_closed: t.listen_closed,
             last_listen_close_ns: (t.last_listen_close_ns != 0).then_some(t.last_listen_close_ns),
@@ -130,8 +133,13 @@ pub struct Traffic {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<u16>>,
     pub counted_from: CountedFrom,
-    /// Connections clients made after the stop signal, until the main process exited.
+    /// Connections clients made after the stop signal, until the main process exited (from
+    /// anywhere but the node itself).
     pub accepted_after_stop_signal: Option<u64>,
+    /// Connections from the node's own addresses after the stop signal: kubelet's readiness
+    /// probes (which go on while a pod terminates) and the node's own clients, never taken
+    /// for traffic the endpoint removal should have stopped.
+    pub from_node_after_stop_signal: Option<u64>,
     /// Stop signal -> the last of them: how long this node still saw new traffic (the
     /// endpoint-propagation lag).
     pub last_accepted_after_stop_signal_seconds: Option<f64>,
@@ -188,6 +196,10 @@ pub fn account(seen: &Seen, t: Times) -> Traffic {
         }
         _ => (None, None),
     };
+    let from_node_after = match (stop, exit) {
+        (Some(s), Some(e)) => e.node_accepted.checked_sub(s.node_accepted),
+        _ => None,
+    };
     let still_arriving = match (accepted_after, t.stop_ns, t.exit_ns, exit) {
         (Some(0), ..) => Some(false),
         (Some(_), Some(_), Some(exit_ns), Some(e)) => {
@@ -221,6 +233,7 @@ pub fn account(seen: &Seen, t: Times) -> Traffic {
         ports: (seen.scope == Scope::HostPorts).then(|| seen.ports.clone()),
         counted_from: seen.counted_from,
         accepted_after_stop_signal: accepted_after,
+        from_node_after_stop_signal: from_node_after,
         last_accepted_after_stop_signal_seconds: last_after.map(secs),
         still_arriving_at_exit: still_arriving,
         established_at_stop_signal: stop.and_then(|s| gauge(s.established, exact)),
@@ -246,6 +259,7 @@ mod tests {
             established,
             accepted,
             last_accept_ns: (last_accept != 0).then_some(last_accept),
+            node_accepted: 0,
             listening,
             listen_closed: 0,
             last_listen_close_ns: None,
@@ -269,6 +283,8 @@ mod tests {
         // +2 s, every connection closed by the app before it exited at +4 s.
         let stop = counts(3, 10, 5 * S, 1);
         let mut exit = counts(0, 12, 101 * S + S / 2, 0);
+        // Two readiness probes by kubelet, the last 0.2 s before the exit: not clients.
+        exit.node_accepted = 2;
         exit.listen_closed = 1;
         exit.last_listen_close_ns = Some(102 * S);
         let t = account(
@@ -276,6 +292,7 @@ mod tests {
             Times { stop_ns: Some(100 * S), kill_ns: None, exit_ns: Some(104 * S), killed: false },
         );
         assert_eq!(t.accepted_after_stop_signal, Some(2));
+        assert_eq!(t.from_node_after_stop_signal, Some(2));
         assert_eq!(t.last_accepted_after_stop_signal_seconds, Some(1.5));
         assert_eq!(t.still_arriving_at_exit, Some(false));
         assert_eq!(t.established_at_stop_signal, Some(3));

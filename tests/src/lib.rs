@@ -13,6 +13,8 @@
 //!   `--cgroup-root`) and log layout ([`Pod`], [`Layout`]);
 //! - `nsinit`: PID 1 of a fresh pid namespace ([`NsInit`]) and its workloads;
 //! - `daemon`: the daemon under test ([`Daemon`]), its metrics, ending children;
+//! - `net`: network namespaces of the test's own ([`Netns`]), a pod's and a client's joined by
+//!   a veth pair ([`VethPair`]), connections from inside one, the kernel's monotonic clock;
 //! - `record`: filters and field lists for the journal's records;
 //! - `runc`: runc containers ([`Runc`]) from a [`Spec`] (busybox, or the host's programs
 //!   read-only; mounts, joined namespaces, capabilities), alone or in a pod; [`Pidfd`];
@@ -24,6 +26,7 @@
 mod cgroups;
 mod daemon;
 mod names;
+mod net;
 mod nsinit;
 mod pod;
 mod progs;
@@ -41,9 +44,13 @@ pub use daemon::{
     cleanup_pins, free_port, metric_value, observer_bin, require_root, stop_child, Daemon, Exit,
 };
 pub use names::{hex64, unique, uuid};
+pub use net::{monotonic, Netns, VethPair};
 pub use nsinit::{args, graceful_inits, handler_exits, wait_handler, NsInit};
 pub use pod::{Layout, Pod};
 pub use progs::trigger_program;
 pub use record::{by_id, INTERVALS, TIMESTAMPS};
-pub use runc::{runc_container, runc_in_pod, Pidfd, Runc, Sent, Spec, KUBERNETES_CAPS};
+pub use runc::{
+    runc_container, runc_in_pod, spec_container, spec_in_pod, Pidfd, Runc, Sent, Spec,
+    KUBERNETES_CAPS,
+};
 pub use time::{close_to, epoch_ns, CLOCK_SLACK};

@@ -55,6 +55,8 @@ pub struct Spec {
     rootfs: Rootfs,
     mounts: Vec<Value>,
     namespaces: Vec<(String, String)>,
+    /// Namespace kinds the container makes none of: it shares the runtime's (the host's).
+    shared: Vec<String>,
     caps: Vec<String>,
     env: Vec<String>,
     files: Vec<(String, Vec<u8>)>,
@@ -67,6 +69,7 @@ impl Spec {
             rootfs,
             mounts: Vec::new(),
             namespaces: Vec::new(),
+            shared: Vec::new(),
             caps: Vec::new(),
             env: Vec::new(),
             files: Vec::new(),
@@ -118,6 +121,13 @@ impl Spec {
     /// `kind` ("pid", "network", …), as runc does for a pod's shared namespaces.
     pub fn join_namespace(mut self, kind: &str, path: &str) -> Self {
         self.namespaces.push((kind.into(), path.into()));
+        self
+    }
+
+    /// Makes no namespace of `kind` ("network", …): the container shares the runtime's, the
+    /// host's, as kubelet asks for `hostNetwork: true` (`runc spec` makes a network namespace).
+    pub fn without_namespace(mut self, kind: &str) -> Self {
+        self.shared.push(kind.into());
         self
     }
 
@@ -227,6 +237,8 @@ impl Spec {
             ns.retain(|n| n["type"] != kind.as_str());
             ns.push(json!({ "type": kind, "path": path }));
         }
+        let ns = spec["linux"]["namespaces"].as_array_mut().context("namespaces")?;
+        ns.retain(|n| !self.shared.iter().any(|kind| n["type"] == kind.as_str()));
         for set in ["bounding", "effective", "permitted"] {
             let caps = spec["process"]["capabilities"][set].as_array_mut().context("caps")?;
             for c in &self.caps {
@@ -436,9 +448,14 @@ pub fn runc_in_pod(
     pod_name: &str,
     args: &[&str],
 ) -> (Pod, String, Runc) {
+    spec_in_pod(log_root, ns, pod_name, &Spec::busybox(args))
+}
+
+/// [`runc_in_pod`] of any [`Spec`]: a container named `main` made of `spec`.
+pub fn spec_in_pod(log_root: &Path, ns: &str, pod_name: &str, spec: &Spec) -> (Pod, String, Runc) {
     let mut pod = Pod::new(log_root, ns, pod_name);
     let (cid, _) = pod.container("main");
-    let runc = Runc::run(&cid, &pod.container_cgroup(&cid), args).unwrap();
+    let runc = spec.run(&cid, &pod.container_cgroup(&cid)).unwrap();
     runc.wait_running(Duration::from_secs(15)).unwrap();
     (pod, cid, runc)
 }
@@ -448,4 +465,10 @@ pub fn runc_in_pod(
 /// (`drop(runc); drop(pod)`): the pod's cgroups can only be removed once the container's are.
 pub fn runc_container(d: &Daemon, ns: &str, pod_name: &str, args: &[&str]) -> (Pod, String, Runc) {
     runc_in_pod(&d.log_root, ns, pod_name, args)
+}
+
+/// [`runc_container`] of any [`Spec`] (the host's programs, a joined or the host's network
+/// namespace, files of the test's), named by `d`.
+pub fn spec_container(d: &Daemon, ns: &str, pod_name: &str, spec: &Spec) -> (Pod, String, Runc) {
+    spec_in_pod(&d.log_root, ns, pod_name, spec)
 }

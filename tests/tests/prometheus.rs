@@ -189,8 +189,9 @@ fn dashboard_expressions_evaluate(p: &Prometheus, ns: &str) {
                 if target["instant"] == true { p.query(&expr) } else { p.query_range(&expr, 5) }
                     .unwrap_or_else(|e| panic!("panel {title:?}: {expr}: {e:#}"));
             evaluated += 1;
-            // preStop, metadata-error, stuck and broken-contract series exist only once one was
-            // seen; everything else has data from this test's stops or from the daemon itself.
+            // preStop, metadata-error, stuck, broken-contract and traffic series exist only once
+            // one was seen (traffic: a termination whose network namespace the kernel counted);
+            // everything else has data from this test's stops or from the daemon itself.
             let rare = [
                 "prestop",
                 "metadata_errors",
@@ -198,6 +199,8 @@ fn dashboard_expressions_evaluate(p: &Prometheus, ns: &str) {
                 "kill_late|kill_early",
                 "pod_termination",
                 "shortened",
+                "connection",
+                "traffic_at_exit",
             ];
             if !rare.iter().any(|r| expr.contains(r)) {
                 assert!(

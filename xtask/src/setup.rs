@@ -48,6 +48,8 @@ const PACKAGES: &[&str] = &[
     // tests/tests/privileges.rs: every system call the daemon makes (`strace -f -c`) against
     // its seccomp profile.
     "strace",
+    // tests/tests/traffic.rs: network namespaces joined by a veth pair (`ip link`, `ip addr`).
+    "iproute2",
 ];
 
 /// The Kubernetes and Prometheus Operator schema checkers and everything they import, pinned,

@@ -12,6 +12,7 @@
 //! | SYN_RECV -> ESTABLISHED | a client's connection completed, queued for accept(2) (`tcp_rcv_state_process()`) | softirq: any task |
 //! | SYN_SENT -> ESTABLISHED | an outgoing connect(2) completed | softirq |
 //! | ESTABLISHED -> CLOSE / FIN_WAIT1 / CLOSE_WAIT | reset, closed by us, closed by the peer | either |
+//! | LISTEN -> SYN_RECV | a passive open's child, made as a copy of its listener (`inet_csk_clone_lock()`): not counted | softirq |
 //! | LISTEN -> CLOSE | the listening socket closed; its unaccepted children are reset | the closing task |
 //!
 //! A SIGKILLed server's sockets close in its own exit, after `trace_sched_process_exit()`
@@ -38,6 +39,7 @@ use aya_ebpf::{
 };
 use observer_ebpf::{
     net_flags, tp_offsets, Counter, NetKey, NetOf, Process, Traffic, HOST_PORTS, NETNS_MAX,
+    NODE_ADDRS,
 };
 
 use super::{
@@ -61,6 +63,7 @@ pub static HOST_NET: Array<u64> = Array::with_max_entries(1, 0);
 /// `enum tcp_state`, include/net/tcp_states.h.
 const TCP_ESTABLISHED: i32 = 1;
 const TCP_SYN_RECV: i32 = 3;
+const TCP_CLOSE: i32 = 7;
 const TCP_LISTEN: i32 = 10;
 /// `IPPROTO_TCP`: the tracepoint also fires for SCTP and MPTCP sockets.
 const IPPROTO_TCP: u16 = 6;
@@ -80,8 +83,11 @@ unsafe fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
     }
     let old: i32 = unsafe { tp_field(ctx, tp_offsets::SOCK_OLDSTATE) };
     let new: i32 = unsafe { tp_field(ctx, tp_offsets::SOCK_NEWSTATE) };
-    // Only what changes a count: into or out of ESTABLISHED or LISTEN.
-    if new != TCP_ESTABLISHED && old != TCP_ESTABLISHED && new != TCP_LISTEN && old != TCP_LISTEN {
+    // Only what changes a count: into or out of ESTABLISHED, into LISTEN, LISTEN -> CLOSE. A
+    // passive open's child is made as a copy of its listener and leaves LISTEN for SYN_RECV
+    // (`inet_csk_clone_lock()`: `inet_sk_set_state(newsk, TCP_SYN_RECV)`): no listener closed.
+    let unlisten = old == TCP_LISTEN && new == TCP_CLOSE;
+    if new != TCP_ESTABLISHED && old != TCP_ESTABLISHED && new != TCP_LISTEN && !unlisten {
         return Ok(());
     }
     let sk: *const u8 = unsafe { tp_field(ctx, tp_offsets::SOCK_SKADDR) };
@@ -106,8 +112,13 @@ unsafe fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         if new == TCP_ESTABLISHED {
             atomic_add(core::ptr::addr_of_mut!((*t).established), 1);
             if old == TCP_SYN_RECV {
-                atomic_add(core::ptr::addr_of_mut!((*t).accepted), 1);
-                (*t).last_accept_ns = now();
+                if from_node(ctx) {
+                    atomic_add(core::ptr::addr_of_mut!((*t).node_accepted), 1);
+                    (*t).last_node_accept_ns = now();
+                } else {
+                    atomic_add(core::ptr::addr_of_mut!((*t).accepted), 1);
+                    (*t).last_accept_ns = now();
+                }
             }
         } else if old == TCP_ESTABLISHED {
             atomic_add(core::ptr::addr_of_mut!((*t).established), u64::MAX);
@@ -120,6 +131,46 @@ unsafe fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         }
     }
     Ok(())
+}
+
+/// The node's own addresses (`NODE_V4`, `NODE_V6`), written by observer; 0 ends the list.
+#[map]
+pub static NODE_V4: Array<u32> = Array::with_max_entries(NODE_ADDRS, 0);
+#[map]
+pub static NODE_V6: Array<[u64; 2]> = Array::with_max_entries(NODE_ADDRS, 0);
+
+/// `AF_INET6`, include/linux/socket.h.
+const AF_INET6: u16 = 10;
+
+/// Whether a passive open's peer (the client) is one of the node's own addresses: kubelet's
+/// probes come from the host's side of the pod's network (its bridge, its node address), and
+/// so do the node's own clients. Only passive opens of a pod (or a host port) ask: at most
+/// [`NODE_ADDRS`] loads from an array each list, never for the node's own traffic.
+#[inline(always)]
+unsafe fn from_node(ctx: &TracePointContext) -> bool {
+    let v4: u32 = unsafe { tp_field(ctx, tp_offsets::SOCK_DADDR) };
+    for i in 0..NODE_ADDRS {
+        match NODE_V4.get(i) {
+            Some(&a) if a == 0 => break,
+            Some(&a) if a == v4 => return true,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    let family: u16 = unsafe { tp_field(ctx, tp_offsets::SOCK_FAMILY) };
+    if family != AF_INET6 {
+        return false;
+    }
+    let v6: [u64; 2] = unsafe { tp_field(ctx, tp_offsets::SOCK_DADDR_V6) };
+    for i in 0..NODE_ADDRS {
+        match NODE_V6.get(i) {
+            Some(a) if *a == [0, 0] => break,
+            Some(a) if *a == v6 => return true,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    false
 }
 
 /// A listen(2) in the host's namespace: counted from now on when the listener is in a
@@ -249,6 +300,8 @@ pub unsafe fn snapshot(p: *const Process, out: *mut Traffic) {
         sum.established = sum.established.wrapping_add(t.established);
         sum.accepted = sum.accepted.wrapping_add(t.accepted);
         sum.last_accept_ns = sum.last_accept_ns.max(t.last_accept_ns);
+        sum.node_accepted = sum.node_accepted.wrapping_add(t.node_accepted);
+        sum.last_node_accept_ns = sum.last_node_accept_ns.max(t.last_node_accept_ns);
         sum.listening = sum.listening.wrapping_add(t.listening);
         sum.listen_closed = sum.listen_closed.wrapping_add(t.listen_closed);
         sum.last_listen_close_ns = sum.last_listen_close_ns.max(t.last_listen_close_ns);

@@ -558,6 +558,19 @@ pub fn take_netns(
     BpfHashMap::try_from(map).map_err(|e| LoadError::Map(names::NETNS, Box::new(e)))
 }
 
+/// `NODE_V4` and `NODE_V6` (`node::addresses` writes them).
+#[allow(clippy::type_complexity)]
+pub fn take_node_addresses(
+    ebpf: &mut Ebpf,
+) -> Result<(aya::maps::Array<MapData, u32>, aya::maps::Array<MapData, [u64; 2]>), LoadError> {
+    let v4 = ebpf.take_map(names::NODE_V4).ok_or(LoadError::MissingMap(names::NODE_V4))?;
+    let v6 = ebpf.take_map(names::NODE_V6).ok_or(LoadError::MissingMap(names::NODE_V6))?;
+    Ok((
+        aya::maps::Array::try_from(v4).map_err(|e| LoadError::Map(names::NODE_V4, Box::new(e)))?,
+        aya::maps::Array::try_from(v6).map_err(|e| LoadError::Map(names::NODE_V6, Box::new(e)))?,
+    ))
+}
+
 pub fn take_ended(ebpf: &mut Ebpf) -> Result<BpfHashMap<MapData, EndedKey, Ended>, LoadError> {
     let map = ebpf.take_map(names::ENDED).ok_or(LoadError::MissingMap(names::ENDED))?;
     BpfHashMap::try_from(map).map_err(|e| LoadError::Map(names::ENDED, Box::new(e)))
@@ -648,6 +661,9 @@ pub struct Probes {
     /// The pods' network namespaces' connection counts (`daemon::netns` keeps it to the pods
     /// still there).
     pub netns: BpfHashMap<MapData, observer_ebpf::NetKey, observer_ebpf::Traffic>,
+    /// The node's addresses the traffic probe tells apart (`node::addresses`).
+    pub node_v4: aya::maps::Array<MapData, u32>,
+    pub node_v6: aya::maps::Array<MapData, [u64; 2]>,
     /// The programs' skipped runs (`kernel::misses`).
     pub misses: super::misses::Misses,
     /// The prefilters in front of `PROCESSES` and `WATCHED_CGROUPS`, mapped here
@@ -692,6 +708,7 @@ impl Probes {
         let processes = take_processes(&mut ebpf)?;
         let ended = take_ended(&mut ebpf)?;
         let netns = take_netns(&mut ebpf)?;
+        let (node_v4, node_v6) = take_node_addresses(&mut ebpf)?;
         let misses = super::misses::Misses::of(&ebpf, &support);
         let slots = Slots::take(&mut ebpf, names::FOLLOWED)?;
         let watched_slots = Slots::take(&mut ebpf, names::WATCHED_SLOTS)?;
@@ -704,6 +721,8 @@ impl Probes {
             processes,
             ended,
             netns,
+            node_v4,
+            node_v6,
             misses,
             slots,
             watched_slots,

@@ -38,7 +38,7 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub const BPFFS: &str = "/sys/fs/bpf";
 
 /// The maps whose contents outlive a daemon.
-pub const PINNED_MAPS: [&str; 9] = [
+pub const PINNED_MAPS: [&str; 11] = [
     names::EVENTS,
     names::PROCESSES,
     names::WATCHED_CGROUPS,
@@ -48,6 +48,8 @@ pub const PINNED_MAPS: [&str; 9] = [
     names::WATCHED_SLOTS,
     names::NETNS,
     names::HOST_NET,
+    names::NODE_V4,
+    names::NODE_V6,
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -21,6 +21,7 @@
 //! Each kubelet found also has its configuration read ([`graces`]): the graces its soft
 //! evictions and graceful node shutdowns give, what a shortened grace is held against.
 
+pub mod addresses;
 pub mod graces;
 
 use graces::NodeGraces;

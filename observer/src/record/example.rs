@@ -229,6 +229,7 @@ impl RecordBuilder {
             established: open,
             accepted: 100 + accepted_now,
             last_accept_ns: last,
+            node_accepted: 0,
             listening: 1,
             listen_closed: 0,
             last_listen_close_ns: None,

@@ -87,7 +87,8 @@ struct Broken {
 struct TrafficLine {
     at: DateTime<Utc>,
     who: String,
-    what: String,
+    /// [`traffic`]'s facts, one a line.
+    facts: Vec<String>,
 }
 
 /// Wraps `text` to `width` columns at spaces (runs of spaces inside a line are kept), each
@@ -181,10 +182,11 @@ fn plural(n: u64) -> &'static str {
     }
 }
 
-/// A termination's connections after its stop signal and at its SIGKILL, in words; None when
-/// none came after the stop signal and none was cut (or they were not counted).
-pub fn traffic(e: &Entry<'_>) -> Option<String> {
-    let t = e.traffic.as_ref()?;
+/// A termination's connections after its stop signal and at its SIGKILL, in words, a fact
+/// each; none when none came after the stop signal and none was cut (or they were not
+/// counted).
+pub fn traffic(e: &Entry<'_>) -> Vec<String> {
+    let Some(t) = e.traffic.as_ref() else { return Vec::new() };
     let after = t.accepted_after_stop_signal.unwrap_or(0);
     let cut = t.cut_by_sigkill.unwrap_or(0);
     let mut parts = Vec::new();
@@ -201,7 +203,7 @@ pub fn traffic(e: &Entry<'_>) -> Option<String> {
     if cut > 0 {
         parts.push(format!("{cut} connection{} cut by SIGKILL", plural(cut)));
     }
-    (!parts.is_empty()).then(|| parts.join("; "))
+    parts
 }
 
 /// How a kill's pod is named in the list.
@@ -320,8 +322,9 @@ impl Summary {
                 }
             }
             self.cut += t.cut_by_sigkill.unwrap_or(0);
-            if let Some(what) = traffic(e) {
-                self.traffic.push(TrafficLine { at: e.at, who: who(), what });
+            let facts = traffic(e);
+            if !facts.is_empty() {
+                self.traffic.push(TrafficLine { at: e.at, who: who(), facts });
             }
         }
         if let Some(k) = &e.kubernetes {
@@ -510,12 +513,10 @@ impl Summary {
             let total = self.traffic.len();
             let shown = if max_kills == 0 { total } else { max_kills.min(total) };
             for t in &self.traffic[..shown] {
-                out += &wrap(
-                    &format!("{}  {}  {}", t.at.format("%m-%d %H:%M:%S"), t.who, t.what),
-                    WIDTH - TIME_W - 2,
-                    TIME_W + 2,
-                );
-                out += "\n";
+                out += &format!("{}  {}\n", t.at.format("%m-%d %H:%M:%S"), t.who);
+                for fact in &t.facts {
+                    out += &format!("    {}\n", wrap(fact, WIDTH - 4, 4));
+                }
             }
             if shown < total {
                 out +=
@@ -601,7 +602,8 @@ impl Summary {
 
 /// What the connections after the stop signal and the cut ones say, and what to do.
 fn traffic_advice(arriving: u64, latest: Option<f64>, cut: u64) -> String {
-    let mut out = wrap(
+    let mut out = "\n".to_string();
+    out += &wrap(
         &format!(
             "{arriving} termination{} still received connections in {} last second; {cut} \
              connection{} cut by SIGKILL.",
@@ -627,7 +629,7 @@ fn traffic_advice(arriving: u64, latest: Option<f64>, cut: u64) -> String {
     }
     if cut > 0 {
         advice.push(
-            "Connections cut by SIGKILL were still open when the grace period ran out (in a \
+            "Connections cut by SIGKILL were still open when it came (in a \
              pod's network its outgoing ones count too): on SIGTERM, stop taking new requests on \
              them, finish those in flight and close them (HTTP keep-alive: Connection: close) \
              well within terminationGracePeriodSeconds."
@@ -921,15 +923,15 @@ mod tests {
         let quiet = slow().traffic(0, 0.0, 0);
         let words = |r: &RecordBuilder| traffic(&r.clone().build().entry().unwrap());
         assert_eq!(
-            words(&arriving).unwrap(),
-            "3 new connections after the stop signal (last at +30 s), still arriving at exit; 4 connections cut by SIGKILL"
+            words(&arriving),
+            [
+                "3 new connections after the stop signal (last at +30 s), still arriving at exit",
+                "4 connections cut by SIGKILL"
+            ]
         );
-        assert_eq!(
-            words(&drained).unwrap(),
-            "2 new connections after the stop signal (last at +2.0 s)"
-        );
-        assert_eq!(words(&quiet), None, "nothing came, nothing was cut");
-        assert_eq!(words(&graceful()), None, "not counted");
+        assert_eq!(words(&drained), ["2 new connections after the stop signal (last at +2.0 s)"]);
+        assert!(words(&quiet).is_empty(), "nothing came, nothing was cut");
+        assert!(words(&graceful()).is_empty(), "not counted");
 
         let text = summary(&[drained.clone(), quiet, arriving, oom()]).render(0, false);
         let lines: Vec<&str> = text
@@ -937,13 +939,18 @@ mod tests {
             .skip_while(|l| !l.starts_with("CONNECTIONS AFTER THE STOP SIGNAL (2, newest first)"))
             .collect();
         assert!(!lines.is_empty(), "{text}");
-        assert!(
-            lines[1].starts_with("08-01 02:00:03  shop/web-7d4b9c6f8-x2k9p app  3 new connections"),
+        // Each termination, then its facts a line each: a number beside what it counts.
+        assert_eq!(
+            lines[1..6],
+            [
+                "08-01 02:00:03  shop/web-7d4b9c6f8-x2k9p app",
+                "    3 new connections after the stop signal (last at +30 s), still arriving at exit",
+                "    4 connections cut by SIGKILL",
+                "08-01 02:00:01  shop/web-7d4b9c6f8-abcde app",
+                "    2 new connections after the stop signal (last at +2.0 s)",
+            ],
             "{text}"
         );
-        assert!(lines
-            .iter()
-            .any(|l| l.starts_with("08-01 02:00:01  shop/web-7d4b9c6f8-abcde app  2 new")));
         let said = lines.join(" ").split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(
             said.contains(

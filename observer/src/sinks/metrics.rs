@@ -37,9 +37,9 @@ pub const TERMINATION_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 31.0, 45.0, 60.0, 90.0, 120.0,
 ];
 
-/// Suited to endpoint propagation (the stop signal -> the last new connection): kube-proxy's
-/// and the EndpointSlice controller's 1 s batching at 1 and 2, a busy control plane or an
-/// external load balancer's deregistration at 5 .. 60.
+/// Suited to endpoint propagation (the stop signal -> the last new connection): a healthy
+/// cluster's proxies at 1 and 2 (kube-proxy's 1 s minimum sync period), a busy control plane
+/// or an external load balancer's deregistration at 5 .. 60.
 pub const CONNECTION_BUCKETS: &[f64] =
     &[0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0];
 
