@@ -7,7 +7,7 @@
 //! window; a SIGKILL resets what is still open. The kernel sees all of it: every TCP state
 //! change passes `tcp_set_state()` (net/ipv4/tcp.c), which fires `sock:inet_sock_set_state`.
 //!
-//! The probe (`observer-ebpf/src/probes/tcp.rs`) counts, per pod network namespace (all the
+//! The probe (`observer-ebpf/src/probes/net.rs`) counts, per pod network namespace (all the
 //! pod's containers share it) or per listening port of a host-network container, the
 //! connections entering and leaving ESTABLISHED, the passive opens (SYN_RECV -> ESTABLISHED:
 //! a client's connection, queued for accept(2)) with the time of the last, and the listening

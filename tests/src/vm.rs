@@ -209,9 +209,9 @@ impl Cpio {
     }
 }
 
-/// The guest's root: busybox (its applet links are made by /init), the static observer and
-/// threads_exit, the init and the scenario script, the mount points, and /dev/console (5, 1),
-/// which the kernel opens for init's stdio before anything is mounted.
+/// The guest's root: busybox (its applet links are made by /init), the static observer,
+/// threads_exit and tcp_hold, the init and the scenario script, the mount points, and
+/// /dev/console (5, 1), which the kernel opens for init's stdio before anything is mounted.
 pub fn initramfs(observer: &Path) -> Result<Vec<u8>> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let mut cpio = Cpio::new();
@@ -222,6 +222,7 @@ pub fn initramfs(observer: &Path) -> Result<Vec<u8>> {
     cpio.file("bin/busybox", 0o755, &read(&busybox()?)?);
     cpio.file("bin/observer", 0o755, &read(observer)?);
     cpio.file("bin/threads_exit", 0o755, &read(&static_trigger_program("threads_exit")?)?);
+    cpio.file("bin/tcp_hold", 0o755, &read(&static_trigger_program("tcp_hold")?)?);
     cpio.file("init", 0o755, &read(&script("init.sh"))?);
     cpio.file("scenarios.sh", 0o755, &read(&script("scenarios.sh"))?);
     Ok(cpio.finish())
@@ -495,6 +496,7 @@ pub fn run_native(
         .env("OBS_APPLETS", &applets)
         .env("OBS_BIN", observer)
         .env("OBS_THREADS_EXIT", static_trigger_program("threads_exit")?)
+        .env("OBS_TCP_HOLD", static_trigger_program("tcp_hold")?)
         .env("OBS_V2", cgroup_v2)
         .env("OBS_WORK", work)
         .env("OBS_TAG", tag)

@@ -4,10 +4,12 @@
 //! journal record is checked field by field against what the script did: ids and names,
 //! outcome, stop signal and whether the kernel dropped it, the handler, SIGKILL and who sent
 //! it, exit code or signal, OOM, preStop exec session, and the kernel-clock times, bounded by
-//! the script's clock read right before and right after each kill(2). What the daemon must
-//! not record (a host process, a pid namespace's init outside kubepods, a container's own
-//! child and nested pid namespace's init) leaves no record, and a signal from inside a
-//! container to its main process is only counted.
+//! the script's clock read right before and right after each kill(2). A TCP server's
+//! connections around its stop (`traffic`), on the pod network and on a host port, are
+//! checked count by count: the kernel's figures, read through offsets that differ per
+//! kernel. What the daemon must not record (a host process, a pid namespace's init outside
+//! kubepods, a container's own child and nested pid namespace's init) leaves no record, and a
+//! signal from inside a container to its main process is only counted.
 //!
 //! One `#[test]` per kernel, so a failure names it. A kernel not cached, qemu missing or the
 //! static binary missing fails the test with what to do.
@@ -48,6 +50,8 @@ const RECORDED: &[(&str, &str)] = &[
     ("threadgroup", "cron"),
     ("noinit", "nginx"),
     ("family", "relay"),
+    ("traffic", "gateway"),
+    ("hostnet", "edge"),
 ];
 
 /// The scenarios that must leave no record (README: a main process is the first exec in a
@@ -413,7 +417,7 @@ impl<'a> Checker<'a> {
                 );
                 self.eq(&what("stop_signal_handler"), &r["stop_signal_handler"], json!("default"));
             }
-            "handled" | "prestop" => {
+            "handled" | "prestop" | "traffic" | "hostnet" => {
                 self.eq(&what("stop_signal_ignored"), &r["stop_signal_ignored"], json!(false));
                 self.eq(
                     &what("stop_signal_disposition"),
@@ -539,6 +543,108 @@ impl<'a> Checker<'a> {
             );
         } else {
             self.eq(&what("prestop"), &r["prestop"], Value::Null);
+        }
+
+        // 9. The connections around the stop.
+        if s == "traffic" || s == "hostnet" {
+            self.traffic(s, r, stop_at, exit_at);
+        } else {
+            // Every other main process shares its parent's network namespace (a host-network
+            // container) and never listens: nothing is counted for it.
+            self.eq(&what("traffic"), &r["traffic"], Value::Null);
+        }
+    }
+
+    /// Scenario 9: tcp_hold's connections (tests/progs/tcp_hold.c), HELD open at the stop
+    /// signal, LATE more accepted after it (the server saw the signal first), its listener
+    /// closed, then SIGKILL with every connection open (its clients, outside the container,
+    /// live on). Per connection, `traffic` (observer/src/traffic.rs) counts:
+    /// - on the pod network (`traffic`): a loopback connection inside the pod's namespace has
+    ///   both ends there, so 2 established (the client's SYN_SENT -> ESTABLISHED and the
+    ///   server's SYN_RECV -> ESTABLISHED) but 1 accepted (passive opens only);
+    /// - on a host port (`hostnet`): only the server's end (its local port is the listening
+    ///   one; the client's is an ephemeral port), so 1 established and 1 accepted.
+    ///
+    /// So established at the stop signal = per * HELD; at SIGKILL and at the exit (before the
+    /// exit closes the server's files) per * (HELD + LATE), every one of them cut by the
+    /// SIGKILL; accepted after the stop signal = LATE; one listener at the stop, none at the
+    /// exit. A wrong BTF offset (net.net_cookie, sock_common.skc_net, task_struct.nsproxy,
+    /// nsproxy.net_ns) would count nothing, or someone else's.
+    fn traffic(&mut self, s: &str, r: &Value, stop_at: Option<f64>, exit_at: Option<f64>) {
+        let what = |field: &str| format!("{s}: traffic.{field}");
+        let t = &r["traffic"];
+        if !t.is_object() {
+            self.fail(format!("{s}: traffic: {t} (expected the connections' counts)"));
+            return;
+        }
+        let pod = self.r.fact(s, "net") == Some("pod");
+        let per = if pod { 2 } else { 1 };
+        let held = self.num(s, "held") as u64;
+        let late = self.num(s, "late") as u64;
+        let port = self.num(s, "port") as u64;
+        let alive = json!(self.r.fact(s, "clients_alive"));
+        self.eq(
+            &format!("{s}: clients alive at the SIGKILL"),
+            &alive,
+            json!((held + late).to_string()),
+        );
+        if pod {
+            self.eq(&what("scope"), &t["scope"], json!("pod_network"));
+            self.eq(&what("ports"), &t["ports"], Value::Null);
+        } else {
+            self.eq(&what("scope"), &t["scope"], json!("host_ports"));
+            self.eq(&what("ports"), &t["ports"], json!([port]));
+        }
+        self.eq(&what("counted_from"), &t["counted_from"], json!("container_start"));
+        self.eq(&what("accepted_after_stop_signal"), &t["accepted_after_stop_signal"], json!(late));
+        self.eq(
+            &what("established_at_stop_signal"),
+            &t["established_at_stop_signal"],
+            json!(per * held),
+        );
+        let open = json!(per * (held + late));
+        self.eq(&what("established_at_sigkill"), &t["established_at_sigkill"], open.clone());
+        self.eq(&what("established_at_exit"), &t["established_at_exit"], open.clone());
+        self.eq(&what("cut_by_sigkill"), &t["cut_by_sigkill"], open);
+        self.eq(&what("listening_at_stop_signal"), &t["listening_at_stop_signal"], json!(1));
+        self.eq(&what("listening_at_exit"), &t["listening_at_exit"], json!(0));
+        self.eq(
+            &what("stopped_accepting_before_exit"),
+            &t["stopped_accepting_before_exit"],
+            json!(true),
+        );
+        // The last passive open: after the last client was started, before the server said
+        // it accepted it; the listener's close after that, before the server said it closed.
+        let (term_a, term_b) = (self.num(s, "term_a"), self.num(s, "term_b"));
+        let (connect_a, accept_b) = (self.num(s, "last_connect_a"), self.num(s, "last_accept_b"));
+        let closed_b = self.num(s, "closed_b");
+        let last = t["last_accepted_after_stop_signal_seconds"].as_f64();
+        self.within(
+            &what("last_accepted_after_stop_signal_seconds"),
+            last,
+            connect_a - term_b - INTERVAL_SLACK,
+            accept_b - term_a + INTERVAL_SLACK,
+        );
+        let closed = t["listeners_closed_after_stop_signal_seconds"].as_f64();
+        self.within(
+            &what("listeners_closed_after_stop_signal_seconds"),
+            closed,
+            last.unwrap_or(connect_a - term_b - INTERVAL_SLACK),
+            closed_b - term_a + INTERVAL_SLACK,
+        );
+        // Still arriving: the last passive open within 1 s of the exit (STILL_ARRIVING_NS), on
+        // the record's own kernel times (a boundary case within 10 us is not judged).
+        if let (Some(stop), Some(exit), Some(last)) = (stop_at, exit_at, last) {
+            let gap = exit - (stop + last);
+            if (gap - 1.0).abs() > 1e-5 {
+                self.eq(
+                    &format!("{}, {gap:.6} s before the exit", what("still_arriving_at_exit")),
+                    &t["still_arriving_at_exit"],
+                    json!(gap <= 1.0),
+                );
+            }
+        } else {
+            self.fail(format!("{}: not judged: {t}", what("still_arriving_at_exit")));
         }
     }
 

@@ -1,6 +1,7 @@
 #!/bin/busybox sh
 # PID 1 of the kernel matrix's VMs: tests/src/vm.rs packs it as /init of an initramfs with
-# busybox, the static observer, a static tests/progs/threads_exit and tests/vm/scenarios.sh.
+# busybox, the static observer, static tests/progs/threads_exit and tcp_hold, and
+# tests/vm/scenarios.sh.
 # It mounts what a node has (procfs, sysfs, devtmpfs, tmpfs /tmp and /run, tracefs, bpffs,
 # cgroup2 alone at /sys/fs/cgroup), brings loopback up for the daemon's HTTP server, runs the
 # scenarios, copies their marker lines to the second serial port (ttyS1: the kernel writes
@@ -26,7 +27,7 @@ stty -F /dev/ttyS1 raw -echo
 
 mkdir -p /tmp/work
 OBS_APPLETS=/bin OBS_BIN=/bin/observer OBS_THREADS_EXIT=/bin/threads_exit \
-	OBS_V2=/sys/fs/cgroup OBS_WORK=/tmp/work \
+	OBS_TCP_HOLD=/bin/tcp_hold OBS_V2=/sys/fs/cgroup OBS_WORK=/tmp/work \
 	OBS_TAG="vm-$(uname -r)" OBS_LISTEN=127.0.0.1:9464 OBS_NODE=observer-vm \
 	OBS_OUT=/tmp/markers /bin/sh /scenarios.sh
 echo "init: scenarios.sh exited with $?"

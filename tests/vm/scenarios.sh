@@ -15,6 +15,7 @@
 #   OBS_APPLETS  a directory of busybox applet links (`busybox --install -s DIR`)
 #   OBS_BIN      the observer binary
 #   OBS_THREADS_EXIT  tests/progs/threads_exit.c, built static
+#   OBS_TCP_HOLD  tests/progs/tcp_hold.c, built static
 #   OBS_V2       where the cgroup v2 hierarchy is mounted
 #   OBS_WORK     a directory of its own (journal, kubelet log root, daemon log)
 #   OBS_TAG      makes the ids unique to this run
@@ -30,8 +31,8 @@
 # Everything it starts is ended by PID and everything it creates is removed at its exit.
 
 set -u
-: "${OBS_APPLETS:?}" "${OBS_BIN:?}" "${OBS_THREADS_EXIT:?}" "${OBS_V2:?}" "${OBS_WORK:?}"
-: "${OBS_TAG:?}" "${OBS_LISTEN:?}" "${OBS_NODE:?}"
+: "${OBS_APPLETS:?}" "${OBS_BIN:?}" "${OBS_THREADS_EXIT:?}" "${OBS_TCP_HOLD:?}" "${OBS_V2:?}"
+: "${OBS_WORK:?}" "${OBS_TAG:?}" "${OBS_LISTEN:?}" "${OBS_NODE:?}"
 OBS_V1_MEMORY=${OBS_V1_MEMORY:-/sys/fs/cgroup/memory}
 # The daemon's pins: a directory of this run's own (never the default a real daemon uses).
 # (bpffs refuses names with a dot: kernel/bpf/inode.c bpf_lookup()).
@@ -117,21 +118,44 @@ wait_started() {
 # it would be an exec session into the container: a preStop candidate). Sets UPID (unshare,
 # our child) and PID (the host pid of PID 1).
 spawn() {
-	local scenario=$1 kids n=0
+	local scenario=$1
 	shift
 	CGS=$CGS "$A/unshare" -p -f "$A/sh" -c "$JOIN" sh "$@" </dev/null >/dev/null 2>&1 &
 	UPID=$!
+	adopt "$scenario" "$1"
+}
+
+# spawn_netns SCENARIO PROG ARGS...: spawn's, in a network namespace of its own as a pod's
+# (the runtime makes it for the pod's sandbox; every container of the pod joins it): PID 1
+# execs `unshare -n` before it joins the cgroups (so no exec in the container), brings up
+# loopback, the namespace's only interface and address (127.0.0.1), then joins and execs
+# PROG. PROG's parent, unshare -p -f, stays in the host's namespace: a main process in a
+# namespace other than its parent's is on the pod network (observer-ebpf/src/probes/net.rs
+# learn()); in its parent's, it would be a host-network container.
+NETJOIN='"$A/ip" link set lo up || exit 96; '$JOIN
+spawn_netns() {
+	local scenario=$1
+	shift
+	A=$A CGS=$CGS "$A/unshare" -p -f "$A/unshare" -n "$A/sh" -c "$NETJOIN" sh "$@" \
+		</dev/null >/dev/null 2>&1 &
+	UPID=$!
+	adopt "$scenario" "$1"
+}
+
+# adopt SCENARIO PROG: after spawn's unshare (UPID), until its PID 1 runs PROG; sets PID.
+adopt() {
+	local kids n=0
 	# PID 1 is unshare's only child (/proc/PID/task/TID/children: CONFIG_PROC_CHILDREN).
 	until [ -n "${kids:-}" ]; do
 		kids=$(cat "/proc/$UPID/task/$UPID/children" 2>/dev/null)
 		n=$((n + 1))
-		[ $n -gt 1000 ] && fail "$scenario: unshare (pid $UPID) started no PID 1 in 10 s"
+		[ $n -gt 1000 ] && fail "$1: unshare (pid $UPID) started no PID 1 in 10 s"
 		sleep 0.01
 	done
 	PID=${kids%% *}
 	LIVE="$LIVE $UPID:$PID"
-	wait_started "$scenario" "$PID" "${1##*/}"
-	fact "$scenario" "pid=$PID" "comm=${1##*/}"
+	wait_started "$1" "$PID" "${2##*/}"
+	fact "$1" "pid=$PID" "comm=${2##*/}"
 }
 
 # wait_gone SCENARIO SECONDS: until PID 1 has exited and unshare with it; reaps unshare.
@@ -224,7 +248,8 @@ finish() {
 		done
 		[ -d "$d" ] && log "warning: could not remove $d"
 	done
-	rm -rf "$LOGS" "$JOURNAL" "$DAEMON_LOG" "$OBS_WORK/check.txt" "$OBS_WORK/family"
+	rm -rf "$LOGS" "$JOURNAL" "$DAEMON_LOG" "$OBS_WORK/check.txt" "$OBS_WORK/family" \
+		"$OBS_WORK/tcp"
 	say end "$rc"
 	exec 3>&-
 }
@@ -525,6 +550,91 @@ fact nested "gone=$EPOCHREALTIME" "status=$LINE"
 
 signal family kill KILL
 wait_gone family 10
+
+# 9. Traffic at termination (observer/src/traffic.rs): a TCP server (tests/progs/tcp_hold.c)
+# that holds every connection, SIGTERMed with HELD connections open; it accepts LATE more
+# after it saw the signal (each waited for: the figures are exact), closes its listener,
+# keeps its connections, and SIGKILL cuts them all 0.5 s later. Its clients (tcp_hold
+# connect, forked by this shell: outside the container, as other pods or nodes are) stay
+# until its end. Two containers:
+# - traffic: on the pod network (spawn_netns): the server and its clients (`nsenter -n`, into
+#   the server's namespace) talk over the pod's loopback, so both ends of each connection
+#   are in the pod's namespace and count;
+# - hostnet: a host-network container (the host's namespace, like its clients): only the
+#   connections to its listening port count, their server ends.
+# Facts: net, port, held, late; last_connect_a (right before the last client was started)
+# and last_accept_b (right after the server said it accepted it), closed_b (right after it
+# said its listener was closed), clients_alive (right before the SIGKILL).
+
+# wait_value SCENARIO FILE VALUE: until FILE holds VALUE (one of tcp_hold's state files).
+wait_value() {
+	local n=0
+	until [ "$(cat "$2" 2>/dev/null)" = "$3" ]; do
+		n=$((n + 1))
+		[ $n -gt 1000 ] && fail "$1: $2 holds '$(cat "$2" 2>/dev/null)', not $3, after 10 s"
+		sleep 0.01
+	done
+}
+# tcp_client NET: one client of the server ($PID, $PORT), in its namespace (pod) or in this
+# shell's (host); busybox nsenter forks only to enter a pid namespace: $! is the client.
+tcp_client() {
+	if [ "$1" = pod ]; then
+		"$A/nsenter" -t "$PID" -n "$OBS_TCP_HOLD" connect "$PORT" </dev/null >/dev/null 2>&1 &
+	else
+		"$OBS_TCP_HOLD" connect "$PORT" </dev/null >/dev/null 2>&1 &
+	fi
+	CLIENTS="$CLIENTS $!"
+	CHILDREN="$CHILDREN $!"
+}
+# tcp_scenario SCENARIO POD CONTAINER NET HELD LATE
+tcp_scenario() {
+	local s=$1 net=$4 held=$5 late=$6 st i=0 a= c alive_n=0
+	new_container "$s" "$2" "$3"
+	st=$OBS_WORK/tcp/$s
+	mkdir -p "$st" || fail "mkdir $st"
+	CGS=$CG
+	if [ "$net" = pod ]; then
+		spawn_netns "$s" "$OBS_TCP_HOLD" serve 0 "$late" "$st"
+	else
+		spawn "$s" "$OBS_TCP_HOLD" serve 0 "$late" "$st"
+	fi
+	EXPECT="$EXPECT $CID"
+	wait_file "$s" "$st/port"
+	PORT=$LINE
+	wait_disposition "$PID" SigCgt
+	fact "$s" "net=$net" "port=$PORT" "held=$held" "late=$late"
+	CLIENTS=
+	while [ $i -lt "$held" ]; do
+		i=$((i + 1))
+		tcp_client "$net"
+		wait_value "$s" "$st/accepted" $i
+	done
+	signal "$s" term TERM
+	# The server saw the signal (its handler ran) with HELD accepted.
+	wait_value "$s" "$st/stopped" "$held"
+	while [ $i -lt $((held + late)) ]; do
+		i=$((i + 1))
+		a=$EPOCHREALTIME
+		tcp_client "$net"
+		wait_value "$s" "$st/accepted" $i
+	done
+	fact "$s" "last_connect_a=$a" "last_accept_b=$EPOCHREALTIME"
+	wait_value "$s" "$st/closed" $i
+	fact "$s" "closed_b=$EPOCHREALTIME"
+	sleep 0.5
+	for c in $CLIENTS; do alive "$c" && alive_n=$((alive_n + 1)); done
+	fact "$s" "clients_alive=$alive_n"
+	signal "$s" kill KILL
+	wait_gone "$s" 10
+	for c in $CLIENTS; do
+		kill -KILL "$c" 2>/dev/null
+		wait "$c"
+	done
+	CHILDREN=
+	rm -rf "$st"
+}
+tcp_scenario traffic gateway-7d4b9c6f8-x2k9p envoy pod 2 3
+tcp_scenario hostnet edge-5f6d7c8b9-bcdfg proxy host 1 2
 
 # The early container, stopped last.
 PID=$EARLY_PID
