@@ -182,6 +182,7 @@ fn check_name(id: FeatureId) -> &'static str {
         FeatureId::TpBtf => "tp_btf prototypes",
         FeatureId::ExitGroupDead => "exit: group_dead",
         FeatureId::ClassicTracepoints => "classic tracepoints",
+        FeatureId::TcpState => "tcp state tracepoint",
         FeatureId::CgroupV2 => "cgroup v2",
         FeatureId::BpfCapabilities => "privileges",
     }

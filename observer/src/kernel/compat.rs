@@ -78,6 +78,7 @@ pub enum FeatureId {
     TpBtf,
     ExitGroupDead,
     ClassicTracepoints,
+    TcpState,
     CgroupV2,
     BpfCapabilities,
 }
@@ -91,6 +92,7 @@ impl FeatureId {
             Self::TpBtf => "tp-btf",
             Self::ExitGroupDead => "exit-group-dead",
             Self::ClassicTracepoints => "classic-tracepoints",
+            Self::TcpState => "tcp-state",
             Self::CgroupV2 => "cgroup-v2",
             Self::BpfCapabilities => "bpf-capabilities",
         }
@@ -172,6 +174,14 @@ pub const TABLE: &[Feature] = &[
         need: Need::Required,
         used_for: "container cgroups as runtimes create them; OOM kills told from grace-period kills",
         remedy: "a kernel with CONFIG_CGROUPS and tracepoints enabled (5.5 or newer for 64-bit cgroup ids)",
+    },
+    Feature {
+        id: FeatureId::TcpState,
+        name: "sock/inet_sock_set_state tracepoint and net.net_cookie in BTF",
+        since: KernelVersion::new(5, 7),
+        need: Need::Required,
+        used_for: "every TCP state change and the socket's network namespace by its cookie (never reused, unlike its inode number): the journal's traffic",
+        remedy: "a kernel with CONFIG_NET_NS and tracepoints (5.7 or newer); `observer check` names a record layout other than the one of 6.1, 6.12 and 6.18",
     },
     Feature {
         id: FeatureId::CgroupV2,

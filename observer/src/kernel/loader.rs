@@ -157,7 +157,7 @@ pub const PROBES: &[ProbeSpec] = &[
         kind: ProgramKind::TracePoint,
         category: "sock",
         event: "inet_sock_set_state",
-        requires: FeatureId::ClassicTracepoints,
+        requires: FeatureId::TcpState,
         only: None,
         emits: &[],
         purpose: "TCP connections of pods' network namespaces and host-network containers' ports: accepted after the stop signal, open at the SIGKILL and the exit",
