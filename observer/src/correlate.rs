@@ -327,6 +327,11 @@ impl Correlator {
         self.open.contains_key(&key)
     }
 
+    /// Whether the open record of `key` has a stop signal and a SIGKILL (false when not open).
+    pub fn has_signals(&self, key: ProcKey) -> (bool, bool) {
+        self.open.get(&key).map_or((false, false), |r| (r.stop.is_some(), r.kill.is_some()))
+    }
+
     pub fn open_len(&self) -> usize {
         self.open.len()
     }

@@ -123,13 +123,19 @@ impl<S: Sink> Pipeline<S> {
             },
             // An exit whose signals this daemon never read (it started since, or their events
             // were lost): the kernel kept them in the process's entry, and its exit carries
-            // them. An open record means they were read; the correlator merges a copy anyway.
-            Event::ProcessExit(x)
-                if x.main && !x.kept.is_empty() && !self.correlator.is_open(x.key) =>
-            {
-                self.correlator.stats.kept_used += 1;
-                let key = x.key;
-                self.ingest_kept(x.kept.events(), key);
+            // them. A record already open may lack one: a stop signal the previous daemon read
+            // before it was killed, with the SIGKILL read by this one. What it lacks comes from
+            // the kernel (a copy of what it has merges into the same record).
+            Event::ProcessExit(x) if x.main && !x.kept.is_empty() => {
+                let (stop, kill) = self.correlator.has_signals(x.key);
+                let lacks = !self.correlator.is_open(x.key)
+                    || (x.kept.stop.is_some() && !stop)
+                    || (x.kept.kill.is_some() && !kill);
+                if lacks {
+                    self.correlator.stats.kept_used += 1;
+                    let key = x.key;
+                    self.ingest_kept(x.kept.events(), key);
+                }
             }
             Event::MainProcess(m) => {
                 log::debug!(
@@ -568,6 +574,24 @@ mod tests {
         a.incomplete.clone_from(&b.incomplete);
         assert_eq!(&a, b);
         assert_eq!(q.stats().kept_used, 0);
+    }
+
+    #[test]
+    fn a_stop_signal_read_by_the_daemon_before_is_taken_from_the_exit_when_its_sigkill_was_read() {
+        // The previous daemon read the SIGTERM and was killed; this one read the SIGKILL and
+        // then the exit, which carries the stop signal the kernel kept.
+        let (mut p, _lookups) = pipeline(16);
+        p.ingest(mkdir(CGROUP));
+        p.resolved(named(CGROUP, "container"));
+        p.ingest(term(2010 * MS, 9));
+        p.ingest(exit_with_kept());
+        p.tick(2200 * MS);
+        let r = &p.sink().records[0];
+        assert_eq!(r.outcome.as_str(), "killed");
+        assert_eq!(r.stop_signal.as_deref(), Some("SIGTERM"));
+        assert_eq!(r.term_to_kill_seconds, Some(2.0));
+        assert_eq!(r.incomplete, Some(vec![Gap::KernelSummary]));
+        assert_eq!((p.sink().records.len(), p.stats().kept_used), (1, 1));
     }
 
     #[test]

@@ -11,8 +11,11 @@
 use std::{
     fs::File,
     io,
-    net::{Ipv4Addr, SocketAddr, TcpStream},
-    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream},
+    os::{
+        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        unix::process::CommandExt as _,
+    },
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -100,6 +103,43 @@ impl Netns {
         let _inside = Entered::enter(&self.ns)?;
         TcpStream::connect_timeout(&addr, Duration::from_secs(5))
     }
+
+    /// Like [`Netns::connect`], from the namespace's address `from` (bound before the
+    /// connect(2), which std cannot do): a second address of the client's, such as kubelet's
+    /// on the host's side of a pod's network. IPv4 only.
+    pub fn connect_from(&self, from: Ipv4Addr, to: SocketAddr) -> io::Result<TcpStream> {
+        let SocketAddr::V4(to) = to else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "connect_from: IPv4 only"));
+        };
+        let _inside = Entered::enter(&self.ns)?;
+        let ok = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
+        // SAFETY: a plain socket(2); the fd is owned at once.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd of ours.
+        let s = unsafe { OwnedFd::from_raw_fd(fd) };
+        // A blocking connect(2) gives up after SO_SNDTIMEO, as connect_timeout's 5 s.
+        let tv = libc::timeval { tv_sec: 5, tv_usec: 0 };
+        let sin = |a: SocketAddrV4| libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+            sin_zero: [0; 8],
+        };
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let (local, peer) = (sin(SocketAddrV4::new(from, 0)), sin(to));
+        // SAFETY: our fd; a timeval and sockaddr_ins that outlive the calls, their sizes given.
+        unsafe {
+            let tv_len = std::mem::size_of_val(&tv) as libc::socklen_t;
+            let tv = (&tv as *const libc::timeval).cast();
+            ok(libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDTIMEO, tv, tv_len))?;
+            ok(libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len))?;
+            ok(libc::connect(fd, (&peer as *const libc::sockaddr_in).cast(), len))?;
+        }
+        Ok(TcpStream::from(s))
+    }
 }
 
 impl Drop for Netns {
@@ -164,6 +204,13 @@ impl VethPair {
             ns.ip(&["link", "set", dev, "up"]);
         }
         Self { server, client }
+    }
+
+    /// `ip` as an address of the client's too (a /32 on its end), routed to from the pod's
+    /// side: what [`Netns::connect_from`] connects from.
+    pub fn add_client_address(&self, ip: Ipv4Addr) {
+        self.client.ip(&["addr", "add", &format!("{ip}/32"), "dev", "cli0"]);
+        self.server.ip(&["route", "add", &format!("{ip}/32"), "dev", "srv0"]);
     }
 }
 

@@ -757,3 +757,141 @@ fn cleanup_detaches_every_program_and_removes_every_pin() {
     // Nothing left for Drop's cleanup: it finds no directory.
     d.pin_dir = None;
 }
+
+/// A server that holds every connection it accepts and ignores SIGTERM (a handler that does
+/// nothing): what the SIGKILL cuts is every connection the clients made.
+const HOLDING_SERVER: &str = "import signal, socket\n\
+signal.signal(signal.SIGTERM, lambda *a: None)\n\
+s = socket.socket()\n\
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+s.bind(('0.0.0.0', 8080))\n\
+s.listen(64)\n\
+held = []\n\
+while True: held.append(s.accept()[0])\n";
+
+/// `n` connections from the client's namespace to the pod's server, held open (returned).
+/// The first waits for the server to listen; a refused attempt is no connection the kernel
+/// counts (no passive open completes).
+fn hold(pair: &observer_tests::VethPair, n: usize) -> Vec<std::net::TcpStream> {
+    let to = std::net::SocketAddr::from((observer_tests::VethPair::SERVER, 8080));
+    let deadline = std::time::Instant::now() + WAIT;
+    (0..n)
+        .map(|_| loop {
+            match pair.client.connect(to) {
+                Ok(c) => break c,
+                Err(e) => {
+                    assert!(std::time::Instant::now() < deadline, "connect {to}: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        })
+        .collect()
+}
+
+/// The server in a pod network of the test's own, as a container of `log_root`'s pod.
+fn holding_server(
+    log_root: &Path,
+    ns: &str,
+    pair: &observer_tests::VethPair,
+) -> (Pod, String, observer_tests::Runc) {
+    let spec = observer_tests::Spec::host(&["python3", "-c", HOLDING_SERVER])
+        .join_namespace("network", &pair.server.path());
+    let (pod, cid, runc) = observer_tests::spec_in_pod(log_root, ns, "web-7d4b9c6f8-x2k9p", &spec);
+    wait_handler(runc.pid().unwrap(), libc::SIGTERM).unwrap();
+    (pod, cid, runc)
+}
+
+/// Its stop signal and the connections after it seen while one daemon runs, more connections
+/// and its SIGKILL and exit while none does: the next daemon's record has every figure, from
+/// the kernel's copies at the stop signal, the SIGKILL and the exit (`ENDED`).
+#[test]
+fn traffic_across_a_daemon_killed_mid_stop_is_whole() {
+    let mut d = Daemon::start();
+    let pair = observer_tests::VethPair::spawn();
+    let ns = unique("trafr");
+    let (pod, cid, runc) = holding_server(&d.log_root.clone(), &ns, &pair);
+    let mut held = hold(&pair, 3);
+    // The kernel stamps each passive open as the client's final ACK lands: a moment to settle
+    // before the signal that copies the counts.
+    std::thread::sleep(Duration::from_millis(100));
+    runc.kill("TERM").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    held.extend(hold(&pair, 4));
+    d.stop(Exit::Kill);
+    held.extend(hold(&pair, 2));
+    std::thread::sleep(Duration::from_millis(100));
+    runc.kill("KILL").unwrap();
+    wait_stopped(&runc);
+    d.start_again();
+    let r = &d.wait_records(1, WAIT, by_id(&cid))[0];
+    let t = &r["traffic"];
+    eprintln!("record: {r:#}\nlog:\n{}", d.log());
+    // The SIGTERM read by the daemon that was killed, the SIGKILL by this one: the stop
+    // signal comes from what the kernel kept, and the record says so.
+    assert_eq!(r["outcome"], "killed");
+    assert_eq!(r["stop_signal"], "SIGTERM");
+    assert_eq!(r["incomplete"], serde_json::json!(["kernel_summary"]));
+    assert_eq!(t["scope"], "pod_network");
+    assert_eq!(t["counted_from"], "container_start");
+    assert_eq!(t["established_at_stop_signal"], 3);
+    assert_eq!(t["accepted_after_stop_signal"], 6);
+    assert_eq!(t["established_at_sigkill"], 9);
+    assert_eq!(t["established_at_exit"], 9);
+    assert_eq!(t["cut_by_sigkill"], 9);
+    assert_eq!(t["listening_at_stop_signal"], 1);
+    assert_eq!(t["still_arriving_at_exit"], true);
+    // Every held connection was reset or closed by the kill.
+    for mut c in held {
+        c.set_read_timeout(Some(WAIT)).unwrap();
+        let mut b = [0u8; 1];
+        assert!(matches!(std::io::Read::read(&mut c, &mut b), Ok(0) | Err(_)), "still open");
+    }
+    drop(runc);
+    drop(pod);
+}
+
+/// A container that was serving before the daemon (and its probes) started: its namespace is
+/// learnt at its stop signal, so what came after is counted and what was established before
+/// is unknown (null), never a guess from a count that began late.
+#[test]
+fn traffic_of_a_container_older_than_the_probes_is_counted_from_its_stop_signal() {
+    let dir = std::env::temp_dir().join(unique("observer-it-older-"));
+    let log_root = dir.join("logs");
+    std::fs::create_dir_all(&log_root).unwrap();
+    let pair = observer_tests::VethPair::spawn();
+    let ns = unique("trafo");
+    let (pod, cid, runc) = holding_server(&log_root, &ns, &pair);
+    let mut held = hold(&pair, 3);
+    let d = Daemon::start_with(Some(&log_root), &[]);
+    runc.kill("TERM").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    held.extend(hold(&pair, 4));
+    std::thread::sleep(Duration::from_millis(100));
+    runc.kill("KILL").unwrap();
+    wait_stopped(&runc);
+    let r = &d.wait_records(1, WAIT, by_id(&cid))[0];
+    let t = &r["traffic"];
+    eprintln!("record: {r:#}");
+    assert_eq!(r["outcome"], "killed");
+    assert_eq!(t["scope"], "pod_network");
+    assert_eq!(t["counted_from"], "stop_signal");
+    assert_eq!(t["accepted_after_stop_signal"], 4);
+    assert_eq!(t["from_node_after_stop_signal"], 0);
+    assert!(t["last_accepted_after_stop_signal_seconds"].as_f64().is_some_and(|s| s < 1.0), "{t}");
+    for unknown in [
+        "established_at_stop_signal",
+        "established_at_sigkill",
+        "established_at_exit",
+        "cut_by_sigkill",
+        "listening_at_stop_signal",
+        "listening_at_exit",
+        "stopped_accepting_before_exit",
+    ] {
+        assert!(t[unknown].is_null(), "{unknown}: {t}");
+    }
+    drop(held);
+    drop(runc);
+    drop(pod);
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,7 +1,8 @@
 //! TCP traffic at termination, end to end: real python3 servers as the main processes of runc
 //! containers, in a pod network namespace of the test's own (joined by a veth pair to a client
-//! namespace) or in the host's (`hostNetwork`), real clients made by the test, and the journal's
-//! `traffic` checked figure by figure against what those clients saw.
+//! namespace) or in the host's (`hostNetwork`), real clients made by the test (and kubelet's
+//! probes, from an address the test puts on the host's loopback: one of the node's), and the
+//! journal's `traffic` checked figure by figure against what those clients saw.
 //!
 //! Counts are exact: the clients stop connecting around each signal (the kernel copies its
 //! counts when the signal is generated, inside `runc kill`, and the server says when it saw
@@ -14,10 +15,11 @@
 
 use std::{
     io::{self, Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    process::{Command, Output, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -184,7 +186,16 @@ impl Server {
 
     /// Its clients: in the client namespace, or on the host's loopback.
     fn clients(&self) -> Clients<'_> {
-        Clients { netns: self.net.as_ref().map(|n| &n.client), addr: self.addr }
+        Clients { netns: self.net.as_ref().map(|n| &n.client), addr: self.addr, from: None }
+    }
+
+    /// kubelet on the node at `node` (an address of the host's, [`HostAddress`]): clients in
+    /// the client namespace that connect from `node` too, routed to from the pod's side, as
+    /// kubelet's probes come from the host's side of a pod's network.
+    fn kubelet_at(&self, node: Ipv4Addr) -> Clients<'_> {
+        let net = self.net.as_ref().expect("a pod network of its own");
+        net.add_client_address(node);
+        Clients { from: Some(node), ..self.clients() }
     }
 }
 
@@ -225,26 +236,34 @@ struct Connect {
     returned: f64,
 }
 
-/// The clients: connections to `addr` from a namespace of the test's (or the host's).
+/// The clients: connections to `addr` from a namespace of the test's (or the host's), from
+/// its address `from` if given (in a namespace of the test's only).
 struct Clients<'a> {
     netns: Option<&'a Netns>,
     addr: SocketAddr,
+    from: Option<Ipv4Addr>,
 }
 
 impl Clients<'_> {
     fn connect(&self) -> (Connect, io::Result<TcpStream>) {
         let called = monotonic();
-        let s = match self.netns {
-            Some(n) => n.connect(self.addr),
-            None => TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)),
+        let s = match (self.netns, self.from) {
+            (Some(n), Some(from)) => n.connect_from(from, self.addr),
+            (Some(n), None) => n.connect(self.addr),
+            (None, _) => TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)),
         };
         (Connect { called, returned: monotonic() }, s)
     }
 
     /// A short connection: `ping`, `pong`, and the server's EOF. Err: the connect failed.
     fn ping(&self) -> io::Result<Connect> {
+        self.short("ping")
+    }
+
+    /// A short connection asking `line`.
+    fn short(&self, line: &str) -> io::Result<Connect> {
         let (c, s) = self.connect();
-        finish(s?);
+        finish(s?, line);
         Ok(c)
     }
 
@@ -281,10 +300,10 @@ fn request(s: &mut TcpStream, line: &str) -> String {
     String::from_utf8(got).unwrap()
 }
 
-/// `ping` on `s`: answered, then closed by the server (its side leaves ESTABLISHED when it
-/// closes, before the FIN the client reads).
-fn finish(mut s: TcpStream) {
-    assert_eq!(request(&mut s, "ping"), "pong\n");
+/// `line` (any but `hold`) on `s`: answered, then closed by the server (its side leaves
+/// ESTABLISHED when it closes, before the FIN the client reads).
+fn finish(mut s: TcpStream, line: &str) {
+    assert_eq!(request(&mut s, line), "pong\n");
     let mut rest = Vec::new();
     s.read_to_end(&mut rest).expect("the server's EOF");
     assert!(rest.is_empty(), "{rest:?}");
@@ -448,7 +467,7 @@ fn through_the_drain(
         let closing = marker(pid, "closing").is_some();
         let closed = marker(pid, "closed").is_some();
         if closed && !drained {
-            held.drain(..).for_each(finish);
+            held.drain(..).for_each(|s| finish(s, "ping"));
             drained = true;
         }
         if closing && !closed {
@@ -482,6 +501,9 @@ fn drained(e: &mut Expect, d: &Drained, term: Window) {
     e.traffic("established_at_stop_signal", HELD);
     e.traffic("listening_at_stop_signal", 1);
     e.traffic("accepted_after_stop_signal", d.after.len());
+    // None from the node's addresses: the clients' are the client namespace's, or loopback
+    // (a pod's own, never the node's).
+    e.traffic("from_node_after_stop_signal", 0);
     e.last_accept(&d.after, term);
     // Inside its close(2), and no earlier than 1 s after the stop signal: the server counts
     // its second from its handler, which runs after the kernel's stamp.
@@ -526,6 +548,28 @@ fn a_server_that_drains_on_sigterm_stops_accepting_and_cuts_nothing() {
     e.done();
 }
 
+/// What the record of a pod-network server that kept accepting until its SIGKILL (`kill`,
+/// after the stop signal `term`) says: killed, [`HELD`] connections open at the stop signal,
+/// `cut` at the SIGKILL and at the exit, all of them cut, its listener never closed.
+fn killed_accepting(e: &mut Expect, term: Window, kill: Window, cut: usize) {
+    e.field("outcome", "killed");
+    e.field("exit_signal", "SIGKILL");
+    let t2k = e.r["term_to_kill_seconds"].as_f64().unwrap_or(f64::NAN);
+    let (lo, hi) = (kill.before - term.after - EPS, kill.after - term.before + EPS);
+    e.that((lo..=hi).contains(&t2k), || format!("term_to_kill_seconds {t2k}: {lo}..{hi}"));
+    e.traffic("scope", "pod_network");
+    e.traffic("counted_from", "container_start");
+    e.traffic("established_at_stop_signal", HELD);
+    e.traffic("established_at_sigkill", cut);
+    e.traffic("established_at_exit", cut);
+    e.traffic("cut_by_sigkill", cut);
+    // It never closed its listener.
+    e.traffic("listening_at_stop_signal", 1);
+    e.traffic("listening_at_exit", 1);
+    e.traffic("listeners_closed_after_stop_signal_seconds", Value::Null);
+    e.traffic("stopped_accepting_before_exit", false);
+}
+
 /// A server that ignores SIGTERM and keeps accepting; clients keep connecting and holding
 /// connections; SIGKILL 2 s after the stop signal, as kubelet's after a 2 s grace period.
 #[test]
@@ -558,26 +602,12 @@ fn a_server_killed_while_accepting_had_traffic_arriving_and_its_connections_cut(
     eprintln!("clients: {} connections after the stop signal, {cut} held and cut", after.len());
 
     let mut e = Expect::record(&d, &ns, &srv.cid);
-    e.field("outcome", "killed");
-    e.field("exit_signal", "SIGKILL");
-    let t2k = e.r["term_to_kill_seconds"].as_f64().unwrap_or(f64::NAN);
-    let (lo, hi) = (kill.before - term.after - EPS, kill.after - term.before + EPS);
-    e.that((lo..=hi).contains(&t2k), || format!("term_to_kill_seconds {t2k}: {lo}..{hi}"));
-    e.traffic("scope", "pod_network");
-    e.traffic("counted_from", "container_start");
-    e.traffic("established_at_stop_signal", HELD);
+    killed_accepting(&mut e, term, kill, cut);
     e.traffic("accepted_after_stop_signal", after.len());
+    e.traffic("from_node_after_stop_signal", 0);
     e.last_accept(&after, term);
     // The last connection came ~0.1 s before the SIGKILL, and the exit right after it.
     e.traffic("still_arriving_at_exit", true);
-    e.traffic("established_at_sigkill", cut);
-    e.traffic("established_at_exit", cut);
-    e.traffic("cut_by_sigkill", cut);
-    // It never closed its listener.
-    e.traffic("listening_at_stop_signal", 1);
-    e.traffic("listening_at_exit", 1);
-    e.traffic("listeners_closed_after_stop_signal_seconds", Value::Null);
-    e.traffic("stopped_accepting_before_exit", false);
     e.metrics(after.len() as u64, cut as u64, true);
     e.report(Some(after.len() as u64), true, cut as u64);
     e.done();
@@ -606,6 +636,7 @@ fn a_sigkill_without_stop_signal_cuts_the_open_connections() {
     // No stop signal: nothing is "after" it.
     for none in [
         "accepted_after_stop_signal",
+        "from_node_after_stop_signal",
         "last_accepted_after_stop_signal_seconds",
         "still_arriving_at_exit",
         "established_at_stop_signal",
@@ -681,7 +712,7 @@ fn a_host_network_server_counts_its_own_port_only() {
     let mut other = Vec::new();
     let srv = Server::on_host(&d, &ns, "drain", port);
     let c = srv.clients();
-    let o = Clients { netns: None, addr: unrelated.addr };
+    let o = Clients { netns: None, addr: unrelated.addr, from: None };
     other.extend((0..5).map(|_| o.connect().1.unwrap()));
     let held = c.before_stop(5, HELD);
 
@@ -712,5 +743,174 @@ fn a_host_network_server_counts_its_own_port_only() {
     // Exactly the container's port's clients (`drained`): none of the host's other loopback
     // traffic, which went on throughout.
     drained(&mut e, &seen, term);
+    e.done();
+}
+
+/// An address of the host's own on its `lo`, until dropped (also on a panic): one of the
+/// node's local addresses (a `/32 host LOCAL` entry of `/proc/1/net/fib_trie`), as the node
+/// address kubelet's probes come from. Labelled `lo:observer-it`, so one left by a test killed
+/// outright is told by `ip addr show dev lo label lo:observer-it`.
+struct HostAddress {
+    ip: Ipv4Addr,
+}
+
+impl HostAddress {
+    const LABEL: &'static str = "lo:observer-it";
+
+    /// The first of 10.213.0.5 ..= 10.213.0.254 (past [`VethPair`]'s /30) not on the host yet,
+    /// added to its `lo` (the test's network namespace: the host's, whose /proc/1/net the
+    /// daemon reads). The add is the claim: a concurrent run's address is refused and the
+    /// next one tried.
+    fn claim() -> Self {
+        for last in 5..=254 {
+            let ip = Ipv4Addr::new(10, 213, 0, last);
+            let out = Self::ip("add", ip);
+            if out.status.success() {
+                return Self { ip };
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("already assigned"), "ip addr add {ip}/32 dev lo: {err}");
+        }
+        panic!("10.213.0.5-254 all on the host's lo: `ip addr show dev lo label {}`", Self::LABEL);
+    }
+
+    /// `ip addr <verb> <ip>/32 dev lo label lo:observer-it` in the host's namespace.
+    fn ip(verb: &str, ip: Ipv4Addr) -> Output {
+        Command::new("ip")
+            .args(["addr", verb, &format!("{ip}/32"), "dev", "lo", "label", Self::LABEL])
+            .stdin(Stdio::null())
+            .output()
+            .expect("ip (iproute2) is needed: apt-get install iproute2")
+    }
+}
+
+impl Drop for HostAddress {
+    fn drop(&mut self) {
+        let out = Self::ip("del", self.ip);
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            eprintln!("ip addr del {}/32 dev lo: {err}", self.ip);
+        }
+    }
+}
+
+/// How often kubelet probes (a readiness probe's `periodSeconds` is 1 s at the least: faster
+/// here, so that several come within the last second).
+const PROBE_EVERY: Duration = Duration::from_millis(200);
+/// What kubelet's httpGet probe asks first: its request line (answered `pong` and closed, as
+/// any line: the kernel sees the connection only).
+const HTTP_GET: &str = "GET /healthz HTTP/1.1\r";
+
+/// kubelet's readiness probe through a pod's termination (it goes on until the pod is gone):
+/// an httpGet every [`PROBE_EVERY`], each made holding `gate`, until the gate says `true` (or
+/// [`WAIT`] has passed: a test that failed elsewhere is not held up). The test holds the gate
+/// around a signal, so no probe is under way when the kernel copies its counts. The probes made.
+fn probe_until_stopped(kubelet: &Clients, gate: &Mutex<bool>) -> Vec<Connect> {
+    let (mut made, deadline) = (Vec::new(), Instant::now() + WAIT);
+    while Instant::now() < deadline {
+        {
+            let stop = gate.lock().unwrap();
+            if *stop {
+                break;
+            }
+            made.push(kubelet.short(HTTP_GET).expect("the server accepts kubelet's probes"));
+        }
+        std::thread::sleep(PROBE_EVERY);
+    }
+    made
+}
+
+/// kubelet's readiness probes, from an address of the node's own (the host's side of the pod
+/// network), go on through the whole termination, within its last second too: counted apart
+/// (`from_node_after_stop_signal`), they are no clients: `accepted_after_stop_signal`, its last
+/// one's time, `still_arriving_at_exit` and the metrics are the clients' alone, who stop 1 s
+/// after the stop signal. The server ignores SIGTERM and keeps accepting; SIGKILL 2.5 s after
+/// the stop signal.
+#[test]
+fn kubelets_probes_from_a_node_address_are_no_clients_arriving_at_exit() {
+    // Before the daemon starts: it reads the node's addresses at its start (then every 10 s).
+    let node = HostAddress::claim();
+    let d = Daemon::start();
+    let log = d.log();
+    let told = log.lines().rfind(|l| l.contains("the node's addresses (told apart from clients):"));
+    let listed = told.and_then(|l| l.rsplit_once("):")).map(|(_, a)| a.split(", "));
+    assert!(
+        listed.is_some_and(|mut a| a.any(|a| a.trim() == node.ip.to_string())),
+        "the daemon's log names {} among the node's addresses:\n{log}\n/proc/1/net/fib_trie:\n{}",
+        node.ip,
+        std::fs::read_to_string("/proc/1/net/fib_trie").unwrap_or_default()
+    );
+    let ns = unique("probes");
+    let srv = Server::in_pod(&d, &ns, "ignore");
+    let (c, kubelet) = (srv.clients(), srv.kubelet_at(node.ip));
+    let mut held = c.before_stop(3, HELD);
+
+    let gate = Mutex::new(false);
+    let (term, kill, after, probes) = std::thread::scope(|s| {
+        let probing = s.spawn(|| probe_until_stopped(&kubelet, &gate));
+        // A few probes before the stop signal: not "after" it.
+        std::thread::sleep(PROBE_EVERY * 3);
+        let term = {
+            let _paused = gate.lock().unwrap();
+            send(&srv.runc, "TERM")
+        };
+        wait_marker(srv.pid(), "term");
+        // The clients: every 100 ms for 1 s, then no more (the endpoint removal reached them).
+        let mut after = Vec::new();
+        while monotonic() < term.after + 1.0 {
+            after.push(c.ping().expect("the server keeps accepting"));
+            std::thread::sleep(EVERY);
+        }
+        // kubelet goes on probing until the SIGKILL, which it does not outlive.
+        std::thread::sleep(Duration::from_secs_f64((term.after + 2.5 - monotonic()).max(0.0)));
+        let kill = {
+            let mut stop = gate.lock().unwrap();
+            *stop = true;
+            send(&srv.runc, "KILL")
+        };
+        (term, kill, after, probing.join().unwrap())
+    });
+    srv.pidfd.wait_exit(WAIT).unwrap();
+    assert!(held.iter_mut().all(was_cut), "every held connection was cut");
+    // The gate holds no probe across a signal: each came wholly before or after the stop.
+    let (before, probes): (Vec<Connect>, Vec<Connect>) =
+        probes.into_iter().partition(|p| p.returned < term.before);
+    assert!(probes.iter().all(|p| p.called > term.after), "{probes:?} vs the stop in {term:?}");
+    assert!(probes.last().is_some_and(|p| p.returned < kill.before), "{probes:?} vs {kill:?}");
+    assert!(!before.is_empty() && !after.is_empty(), "{before:?}, {after:?}");
+    eprintln!(
+        "clients: {} connections after the stop signal; kubelet at {}: {} probes before it, {} \
+         after",
+        after.len(),
+        node.ip,
+        before.len(),
+        probes.len()
+    );
+
+    let mut e = Expect::record(&d, &ns, &srv.cid);
+    // Only the held connections open at the SIGKILL: every probe was closed by then.
+    killed_accepting(&mut e, term, kill, HELD);
+    e.traffic("from_node_after_stop_signal", probes.len());
+    e.traffic("accepted_after_stop_signal", after.len());
+    // The clients' last, 1.5 s before the probes' last.
+    e.last_accept(&after, term);
+    // The exit on the test's clock, from the kernel's stop signal -> exit: kubelet's last
+    // probe came within its last second (its kernel stamp no earlier than its connect()
+    // call), the clients' last more than a second before it.
+    let t2e = e.r["term_to_exit_seconds"].as_f64().unwrap_or(f64::NAN);
+    let (exit_lo, exit_hi) = (term.before + t2e - EPS, term.after + t2e + EPS);
+    let (probe, client) = (probes.last().unwrap(), after.last().unwrap());
+    let probe_before_exit = exit_hi - probe.called;
+    e.that(probe_before_exit < 1.0, || {
+        format!("kubelet's last probe {probe_before_exit:.6} s before the exit, expected < 1 s")
+    });
+    let client_before_exit = exit_lo - (client.returned + SOFTIRQ_SLACK);
+    e.that(client_before_exit > 1.0, || {
+        format!("the clients' last {client_before_exit:.6} s before the exit, expected > 1 s")
+    });
+    e.traffic("still_arriving_at_exit", false);
+    // The clients' connections only, in the counters as in the histogram of the last one.
+    e.metrics(after.len() as u64, HELD as u64, false);
+    e.report(Some(after.len() as u64), false, HELD as u64);
     e.done();
 }
