@@ -237,7 +237,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let result = loop {
         tokio::select! {
             ev = rx.recv() => match ev {
-                Some(ev) => read(&mut pipeline, &mut ended, ev),
+                Some(ev) => {
+                    // A container started: a pod's first can bring the node an address (a
+                    // CNI bridge's), read before its probes connect.
+                    if matches!(ev, Event::MainProcess(_)) {
+                        node_addresses.soon();
+                    }
+                    read(&mut pipeline, &mut ended, ev)
+                }
                 None => break Err(anyhow::anyhow!("ring-buffer reader stopped")),
             },
             Some(r) = resolved.recv() => pipeline.resolved(r),

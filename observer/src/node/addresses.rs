@@ -13,7 +13,10 @@
 //! with the host's pid namespace can read (proc_net needs no ptrace access). Loopback
 //! (127.0.0.0/8, ::1) is left out: a pod's own loopback connections (a sidecar to its app) are
 //! its traffic; IPv6 link-local addresses too (a probe goes to the pod's global address).
-//! Read again every [`REFRESH_NS`]; written only when they changed.
+//! Read again every [`REFRESH_NS`], and soon after a container starts (a pod's first brings
+//! its CNI bridge's address); written only when they changed. A connection to a pod through
+//! kube-proxy's masquerade (a NodePort with `externalTrafficPolicy: Cluster`, hairpin traffic)
+//! also comes from a node address and is counted with the node's, not as a client's.
 
 use std::{
     collections::BTreeSet,
@@ -27,6 +30,9 @@ use observer_ebpf::NODE_ADDRS;
 
 /// How often the addresses are read again.
 pub const REFRESH_NS: u64 = 10_000_000_000;
+/// At most this often when asked sooner ([`NodeAddressMaps::soon`]): a burst of container
+/// starts reads the files once.
+pub const SOONEST_NS: u64 = 1_000_000_000;
 /// At most this much of a file is read (a node with a full routing table has a large
 /// `fib_trie`; its local entries are a few lines of it).
 const MAX_READ: u64 = 8 << 20;
@@ -135,11 +141,18 @@ pub struct NodeAddressMaps {
     proc_net: std::path::PathBuf,
     written: Option<NodeAddresses>,
     next_ns: u64,
+    read_ns: u64,
 }
 
 impl NodeAddressMaps {
     pub fn new(v4: Array<MapData, u32>, v6: Array<MapData, [u64; 2]>, proc_net: &Path) -> Self {
-        Self { v4, v6, proc_net: proc_net.to_path_buf(), written: None, next_ns: 0 }
+        Self { v4, v6, proc_net: proc_net.to_path_buf(), written: None, next_ns: 0, read_ns: 0 }
+    }
+
+    /// Read again at the next tick, or [`SOONEST_NS`] after the last read: a container
+    /// started (a pod's first brings its CNI bridge's address to the node).
+    pub fn soon(&mut self) {
+        self.next_ns = self.next_ns.min(self.read_ns + SOONEST_NS);
     }
 
     /// Reads the addresses (at most every [`REFRESH_NS`]) and writes them where they changed.
@@ -148,6 +161,7 @@ impl NodeAddressMaps {
             return;
         }
         self.next_ns = now_ns + REFRESH_NS;
+        self.read_ns = now_ns;
         let now = match NodeAddresses::read(&self.proc_net) {
             Ok(a) => a,
             Err(e) => {

@@ -169,6 +169,12 @@ pub struct TrafficEntry {
     pub still_arriving_at_exit: Option<bool>,
     #[serde(default)]
     pub cut_by_sigkill: Option<u64>,
+    #[serde(default)]
+    pub from_node_after_stop_signal: Option<u64>,
+    #[serde(default)]
+    pub listeners_closed_after_stop_signal_seconds: Option<f64>,
+    #[serde(default)]
+    pub stopped_accepting_before_exit: Option<bool>,
 }
 
 /// The preStop hook as the report reads it ([`super::PreStop`]).
@@ -278,6 +284,10 @@ impl Record {
                 last_accepted_after_stop_signal_seconds: t.last_accepted_after_stop_signal_seconds,
                 still_arriving_at_exit: t.still_arriving_at_exit,
                 cut_by_sigkill: t.cut_by_sigkill,
+                from_node_after_stop_signal: t.from_node_after_stop_signal,
+                listeners_closed_after_stop_signal_seconds: t
+                    .listeners_closed_after_stop_signal_seconds,
+                stopped_accepting_before_exit: t.stopped_accepting_before_exit,
             }),
             exit_code: self.exit_code,
             exit_signal: self.exit_signal.as_deref().map(Cow::Borrowed),

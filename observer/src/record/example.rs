@@ -236,13 +236,20 @@ impl RecordBuilder {
         };
         let before = Some(STOP_NS / 2);
         let last = if accepted == 0 { before } else { Some(STOP_NS + ns(last_after)) };
+        // Nothing open at the exit: it drained, its listener closed 0.5 s after the last.
+        let mut exit = counts(accepted, last);
+        if open == 0 && accepted > 0 {
+            exit.listening = 0;
+            exit.listen_closed = 1;
+            exit.last_listen_close_ns = Some(STOP_NS + ns(last_after + 0.5));
+        }
         self.termination.traffic = Some(Seen {
             scope: Scope::PodNetwork,
             ports: Vec::new(),
             counted_from: CountedFrom::ContainerStart,
             at_stop: Some(counts(0, before)),
             at_kill: Some(counts(accepted, last)),
-            at_exit: Some(counts(accepted, last)),
+            at_exit: Some(exit),
         });
         self
     }

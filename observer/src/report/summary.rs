@@ -199,6 +199,14 @@ pub fn traffic(e: &Entry<'_>) -> Vec<String> {
             s += ", still arriving at exit";
         }
         parts.push(s);
+        match (t.stopped_accepting_before_exit, t.listeners_closed_after_stop_signal_seconds) {
+            (Some(true), Some(at)) => parts.push(format!("stopped accepting at +{}", secs(at))),
+            (Some(false), _) => parts.push("still listening at exit".into()),
+            _ => {}
+        }
+    }
+    if let Some(n) = t.from_node_after_stop_signal.filter(|n| *n > 0) {
+        parts.push(format!("{n} from the node itself (kubelet's probes), not counted as clients"));
     }
     if cut > 0 {
         parts.push(format!("{cut} connection{} cut by SIGKILL", plural(cut)));
@@ -926,10 +934,17 @@ mod tests {
             words(&arriving),
             [
                 "3 new connections after the stop signal (last at +30 s), still arriving at exit",
+                "still listening at exit",
                 "4 connections cut by SIGKILL"
             ]
         );
-        assert_eq!(words(&drained), ["2 new connections after the stop signal (last at +2.0 s)"]);
+        assert_eq!(
+            words(&drained),
+            [
+                "2 new connections after the stop signal (last at +2.0 s)",
+                "stopped accepting at +2.5 s"
+            ]
+        );
         assert!(words(&quiet).is_empty(), "nothing came, nothing was cut");
         assert!(words(&graceful()).is_empty(), "not counted");
 
@@ -941,13 +956,15 @@ mod tests {
         assert!(!lines.is_empty(), "{text}");
         // Each termination, then its facts a line each: a number beside what it counts.
         assert_eq!(
-            lines[1..6],
+            lines[1..8],
             [
                 "08-01 02:00:03  shop/web-7d4b9c6f8-x2k9p app",
                 "    3 new connections after the stop signal (last at +30 s), still arriving at exit",
+                "    still listening at exit",
                 "    4 connections cut by SIGKILL",
                 "08-01 02:00:01  shop/web-7d4b9c6f8-abcde app",
                 "    2 new connections after the stop signal (last at +2.0 s)",
+                "    stopped accepting at +2.5 s",
             ],
             "{text}"
         );
