@@ -37,10 +37,10 @@ pub mod names {
     /// Array of one `u64`: the runtime's network namespace cookie (the host's), learnt at a
     /// main process's exec (0: not yet).
     pub const HOST_NET: &str = "HOST_NET";
-    /// Arrays of [`super::NODE_ADDRS`] addresses (IPv4 as `u32` in network order, IPv6 as two
-    /// `u64` words in memory order; 0: a free slot): the node's own, written by observer from
-    /// its host network namespace's local addresses (loopback excluded: a pod's own
-    /// loopback connections are its traffic).
+    /// Hash sets (value `u8` 1) of up to [`super::NODE_ADDRS`] addresses (IPv4 as `u32` in
+    /// network order, IPv6 as two `u64` words in memory order): the node's own, written by
+    /// observer from its host network namespace's local addresses (loopback excluded: a pod's
+    /// own loopback connections are its traffic).
     pub const NODE_V4: &str = "NODE_V4";
     pub const NODE_V6: &str = "NODE_V6";
     /// The [`super::Config`] global.
@@ -123,17 +123,6 @@ pub mod tp_offsets {
     pub const CGROUP_PATH_LOC: usize = 24;
     /// oom:mark_victim, include/trace/events/oom.h.
     pub const MARK_VICTIM_PID: usize = 8;
-    /// sock:inet_sock_set_state, include/trace/events/sock.h (the same on 6.1, 6.12, 6.18).
-    pub const SOCK_SKADDR: usize = 8;
-    /// The peer: `inet->inet_daddr` (a v6 socket's v4-mapped peer too) and `sk_v6_daddr`.
-    pub const SOCK_FAMILY: usize = 28;
-    pub const SOCK_DADDR: usize = 36;
-    pub const SOCK_DADDR_V6: usize = 56;
-    pub const SOCK_OLDSTATE: usize = 16;
-    pub const SOCK_NEWSTATE: usize = 20;
-    /// `ntohs(inet->inet_sport)`: host byte order.
-    pub const SOCK_SPORT: usize = 24;
-    pub const SOCK_PROTOCOL: usize = 30;
 
     /// (category, event, field, offset, size) for each offset above, for `observer check`.
     pub const EXPECTED: &[(&str, &str, &str, usize, usize)] = &[
@@ -146,14 +135,6 @@ pub mod tp_offsets {
         ("cgroup", "cgroup_rmdir", "id", CGROUP_ID, 8),
         ("cgroup", "cgroup_rmdir", "path", CGROUP_PATH_LOC, 4),
         ("oom", "mark_victim", "pid", MARK_VICTIM_PID, 4),
-        ("sock", "inet_sock_set_state", "skaddr", SOCK_SKADDR, 8),
-        ("sock", "inet_sock_set_state", "oldstate", SOCK_OLDSTATE, 4),
-        ("sock", "inet_sock_set_state", "newstate", SOCK_NEWSTATE, 4),
-        ("sock", "inet_sock_set_state", "sport", SOCK_SPORT, 2),
-        ("sock", "inet_sock_set_state", "protocol", SOCK_PROTOCOL, 2),
-        ("sock", "inet_sock_set_state", "family", SOCK_FAMILY, 2),
-        ("sock", "inet_sock_set_state", "daddr", SOCK_DADDR, 4),
-        ("sock", "inet_sock_set_state", "daddr_v6", SOCK_DADDR_V6, 16),
     ];
 }
 
@@ -472,8 +453,9 @@ pub struct NetOf {
 }
 
 /// Entries of `NODE_V4` and `NODE_V6`: a node's own addresses (its interfaces', a CNI bridge's,
-/// a tunnel's); more are not told from clients (logged by observer).
-pub const NODE_ADDRS: u32 = 32;
+/// a tunnel's, and with kube-proxy's IPVS mode every ClusterIP, bound to `kube-ipvs0`); more
+/// are not told from clients (logged by observer).
+pub const NODE_ADDRS: u32 = 16_384;
 
 /// Ports of a host-network container that are counted; a listen on another is counted in
 /// [`Counter::HostPortsFull`].
@@ -522,6 +504,13 @@ pub struct Traffic {
     /// taken for traffic the endpoint removal should have stopped.
     pub node_accepted: u64,
     pub last_node_accept_ns: u64,
+    /// Passive opens that came in on loopback (`sk_rx_dst_ifindex` 1): from inside the pod
+    /// itself (a sidecar proxying to its app, an exec probe's `curl localhost`), counted apart
+    /// in a pod's namespace; a host port counts them as clients.
+    pub inside_accepted: u64,
+    pub last_inside_accept_ns: u64,
+    /// [`traffic_flags`] bits, set when the entry is made.
+    pub flags: u64,
     /// Listening sockets now: +1 at LISTEN, -1 leaving it.
     pub listening: u64,
     /// Listening sockets closed (LISTEN -> CLOSE), and when the last one was.
@@ -539,11 +528,22 @@ impl Traffic {
         last_accept_ns: 0,
         node_accepted: 0,
         last_node_accept_ns: 0,
+        inside_accepted: 0,
+        last_inside_accept_ns: 0,
+        flags: 0,
         listening: 0,
         listen_closed: 0,
         last_listen_close_ns: 0,
         owner_cgroup: 0,
     };
+}
+
+/// [`Traffic::flags`].
+pub mod traffic_flags {
+    /// The entry was made after its pod's network namespace: the pod's cgroup predates the
+    /// probes (found by the start-up walk), so connections and listeners from before are not
+    /// in the gauges.
+    pub const POD_PREDATES: u64 = 1;
 }
 
 /// Entries of `NETNS` (preallocated, about 1 MiB): a node's pods' network namespaces and
@@ -739,12 +739,15 @@ pub enum Counter {
     /// A host-network container listened on more than [`HOST_PORTS`] ports: the rest are not
     /// counted.
     HostPortsFull = 19,
+    /// A main process's network namespace, or its runtime's, could not be read at its exec:
+    /// its connections are not counted.
+    NetnsUnknown = 20,
 }
 
 impl Counter {
     /// Every counter, in slot order (userspace gives each a meaning; see observer's
     /// `kernel::loader::meaning`).
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 21] = [
         Self::RingbufFullSignalGenerate,
         Self::RingbufFullSignalDeliver,
         Self::RingbufFullProcessExit,
@@ -765,6 +768,7 @@ impl Counter {
         Self::SessionExecCapped,
         Self::NetnsFull,
         Self::HostPortsFull,
+        Self::NetnsUnknown,
     ];
 }
 
@@ -838,6 +842,19 @@ pub struct KernelOffsets {
     pub net_cookie: u32,
     /// `task_struct.nsproxy` (struct nsproxy *).
     pub task_nsproxy: u32,
+    /// `sock.sk_protocol` (u16, 5.6+).
+    pub sock_protocol: u32,
+    /// `sock.sk_rx_dst_ifindex` (int, 5.16+): the interface a passive open's SYN came in on.
+    pub sock_rx_ifindex: u32,
+    /// `sock_common.skc_family` (unsigned short).
+    pub skc_family: u32,
+    /// `inet_sock.inet_sport` (__be16): the local port. Not `skc_num`, which `inet_put_port()`
+    /// zeroes before the state change to CLOSE of a socket whose port was not bound by hand.
+    pub inet_sport: u32,
+    /// `sock_common.skc_daddr` (__be32): the peer's IPv4 address (a v6 socket's mapped one).
+    pub skc_daddr: u32,
+    /// `sock_common.skc_v6_daddr` (struct in6_addr).
+    pub skc_v6_daddr: u32,
     /// `nsproxy.net_ns` (struct net *).
     pub nsproxy_net_ns: u32,
 }
@@ -931,6 +948,12 @@ impl Config {
             sock_net: 0,
             net_cookie: 0,
             task_nsproxy: 0,
+            sock_protocol: 0,
+            sock_rx_ifindex: 0,
+            skc_family: 0,
+            inet_sport: 0,
+            skc_daddr: 0,
+            skc_v6_daddr: 0,
             nsproxy_net_ns: 0,
         },
         v2_hierarchy_id: 0,
@@ -1003,21 +1026,21 @@ const _: () = assert!(size_of::<SignalGenerateEvent>() == 16 + 32 + 8 + 24 + 32)
 const _: () = assert!(size_of::<SignalDeliverEvent>() == 16 + 16 + 8 + 16);
 const _: () = assert!(size_of::<SignalFact>() == 56);
 const _: () = assert!(size_of::<NetOf>() == 8 + 2 * HOST_PORTS + 8);
-const _: () = assert!(size_of::<Traffic>() == 80);
+const _: () = assert!(size_of::<Traffic>() == 104);
 const _: () = assert!(size_of::<NetKey>() == 16);
 const _: () =
-    assert!(size_of::<ProcessExitEvent>() == 16 + 8 + 8 + 8 + 8 + 8 + 16 + 2 * 56 + 24 + 3 * 80);
+    assert!(size_of::<ProcessExitEvent>() == 16 + 8 + 8 + 8 + 8 + 8 + 16 + 2 * 56 + 24 + 3 * 104);
 const _: () = assert!(size_of::<MainProcessEvent>() == 16 + 8 + 8 + 8 + 32);
 const _: () = assert!(size_of::<CgroupEvent>() == 16 + 16 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<OomVictimEvent>() == 16 + 16);
 const _: () = assert!(size_of::<ExecSessionEvent>() == 16 + 16 + 32);
-const _: () = assert!(size_of::<Process>() == 56 + 2 * 56 + 16 + 24 + 2 * 80);
+const _: () = assert!(size_of::<Process>() == 56 + 2 * 56 + 16 + 24 + 2 * 104);
 const _: () = assert!(size_of::<WatchedCgroup>() == 24 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<EndedKey>() == 16);
 const _: () = assert!(size_of::<Ended>() == size_of::<ProcessExitEvent>() + 16 + CGROUP_PATH_LEN);
-const _: () = assert!(size_of::<KernelOffsets>() == 120);
+const _: () = assert!(size_of::<KernelOffsets>() == 144);
 const _: () =
-    assert!(size_of::<Config>() == 16 + 2 * CGROUP_PREFIX_LEN + 120 + 4 + 4 + CGROUP_PREFIX_LEN);
+    assert!(size_of::<Config>() == 16 + 2 * CGROUP_PREFIX_LEN + 144 + 4 + 4 + CGROUP_PREFIX_LEN);
 
 #[cfg(feature = "user")]
 mod user {

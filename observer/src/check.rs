@@ -125,6 +125,7 @@ pub fn run(options: &loader::ProbeOptions, load_programs: bool) -> Report {
         checks.push(tp_btf(&release, btf));
         let support = Support::detect(btf, &options.force_fallback);
         checks.push(optional(FeatureId::ExitGroupDead, &support.exit_group_dead));
+        checks.push(optional(FeatureId::TcpState, &support.tcp_state));
     }
 
     let tracefs = match tracefs::ensure_mounted() {

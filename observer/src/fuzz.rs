@@ -190,6 +190,8 @@ mod ring {
                 accepted: t.accepted,
                 last_accept_ns: Some(t.last_accept_ns).filter(|n| *n != 0),
                 node_accepted: t.node_accepted,
+                inside_accepted: t.inside_accepted,
+                flags: t.flags,
                 listening: t.listening as i64,
                 listen_closed: t.listen_closed,
                 last_listen_close_ns: Some(t.last_listen_close_ns).filter(|n| *n != 0),
@@ -200,6 +202,11 @@ mod ring {
             ports: ports.into_iter().collect(),
             counted_from: if e.net.flags & observer_ebpf::net_flags::FROM_STOP != 0 {
                 CountedFrom::StopSignal
+            } else if (e.traffic_stop.flags | e.traffic_kill.flags | e.traffic_exit.flags)
+                & observer_ebpf::traffic_flags::POD_PREDATES
+                != 0
+            {
+                CountedFrom::PodOlderThanProbes
             } else {
                 CountedFrom::ContainerStart
             },
@@ -2517,14 +2524,34 @@ mod btf {
         // one-pointer struct (possible_net_t); `net` holds its `ns` and `net_cookie`.
         let possible = m.composite(false, "", 8, &[("net", void_ptr, 0)]);
         let possible_net_t = m.typedef("possible_net_t", possible);
+        let u16_ = m.typedef("u16", char_);
+        let in6 = m.add(Ty::Array { elem: char_, len: 16 });
+        let ports = m.composite(false, "", 4, &[("skc_dport", u16_, 0), ("skc_num", u16_, 2)]);
         let sock_common = m.composite(
             false,
             "sock_common",
             136,
-            &[("skc_daddr", uint, 0), ("skc_net", possible_net_t, 48)],
+            &[
+                ("skc_daddr", uint, 0),
+                ("", ports, 12),
+                ("skc_family", u16_, 16),
+                ("skc_net", possible_net_t, 48),
+                ("skc_v6_daddr", in6, 56),
+            ],
         );
-        m.composite(false, "sock", 760, &[("__sk_common", sock_common, 0), ("sk_lock", int, 136)]);
+        m.composite(
+            false,
+            "sock",
+            760,
+            &[
+                ("__sk_common", sock_common, 0),
+                ("sk_lock", int, 136),
+                ("sk_rx_dst_ifindex", int, 224),
+                ("sk_protocol", u16_, 532),
+            ],
+        );
         m.composite(false, "net", 4200, &[("ns", ulong, 152), ("net_cookie", u64_, 4096)]);
+        m.composite(false, "inet_sock", 960, &[("sk", int, 0), ("inet_sport", u16_, 782)]);
         m.composite(false, "nsproxy", 64, &[("count", atomic_t, 0), ("net_ns", void_ptr, 40)]);
         let name = m.str("task_struct");
         let task =
@@ -2686,6 +2713,8 @@ mod btf {
         ("cgroup_subsys_state", "parent"),
         ("sock", "__sk_common"),
         ("sock_common", "skc_net"),
+        ("inet_sock", "inet_sport"),
+        ("sock", "sk_protocol"),
         ("net", "net_cookie"),
         ("task_struct", "nsproxy"),
         ("nsproxy", "net_ns"),
@@ -2729,11 +2758,21 @@ mod btf {
                 Some(o.cgroup_parent_css),
                 get("cgroup", "self").zip(get("cgroup_subsys_state", "parent")).map(|(a, b)| a + b)
             );
-            prop_assert_eq!(
-                Some(o.sock_net),
-                get("sock", "__sk_common").zip(get("sock_common", "skc_net")).map(|(a, b)| a + b)
-            );
-            prop_assert_eq!(Some(o.net_cookie), get("net", "net_cookie"));
+            // The traffic probe's offsets: all of them where every one resolves, else none.
+            match btf.traffic_offsets() {
+                Ok(_) => {
+                    prop_assert_eq!(
+                        Some(o.sock_net),
+                        get("sock", "__sk_common")
+                            .zip(get("sock_common", "skc_net"))
+                            .map(|(a, b)| a + b)
+                    );
+                    prop_assert_eq!(Some(o.net_cookie), get("net", "net_cookie"));
+                }
+                Err(_) => {
+                    prop_assert_eq!(crate::kernel::btf::without_traffic(o), o);
+                }
+            }
         }
         for e in events() {
             if let Ok(n) = btf.tracepoint_args(e) {

@@ -16,7 +16,7 @@
 //! journal's `traffic`. Differences of the kernel's counts on the kernel's clock: nothing here
 //! comes from when userspace read them.
 
-use observer_ebpf::{net_flags, ProcessExitEvent, Traffic as KernelTraffic};
+use observer_ebpf::{net_flags, traffic_flags, ProcessExitEvent, Traffic as KernelTraffic};
 use serde::{Deserialize, Serialize};
 
 /// A connection made within this long before the main process exited counts as traffic still
@@ -50,6 +50,10 @@ pub enum CountedFrom {
     /// The stop signal: the container started before the probes were loaded. What was
     /// established or listening before is not known (null); what came after is counted.
     StopSignal,
+    /// A container's start, in a pod older than the probes (a container restarted since
+    /// they were loaded): the pod's namespace may hold connections and listeners from
+    /// before (null); what came after is counted.
+    PodOlderThanProbes,
 }
 
 /// One copy of the kernel's counts (see `observer_ebpf::Traffic`).
@@ -62,6 +66,10 @@ pub struct Counts {
     pub last_accept_ns: Option<u64>,
     /// Passive opens from the node's own addresses (kubelet's probes), not in `accepted`.
     pub node_accepted: u64,
+    /// Passive opens from inside the pod (they came in on loopback), not in `accepted`.
+    pub inside_accepted: u64,
+    /// `observer_ebpf::traffic_flags` of the namespace's entry.
+    pub flags: u64,
     pub listening: i64,
     pub listen_closed: u64,
     pub last_listen_close_ns: Option<u64>,
@@ -75,6 +83,8 @@ impl Counts {
             accepted: t.accepted,
             last_accept_ns: (t.last_accept_ns != 0).then_some(t.last_accept_ns),
             node_accepted: t.node_accepted,
+            inside_accepted: t.inside_accepted,
+            flags: t.flags,
             listening: t.listening as i64,
             listen_closed: t.listen_closed,
             last_listen_close_ns: (t.last_listen_close_ns != 0).then_some(t.last_listen_close_ns),
@@ -114,6 +124,11 @@ impl Seen {
             ports,
             counted_from: if e.net.flags & net_flags::FROM_STOP != 0 {
                 CountedFrom::StopSignal
+            } else if [&e.traffic_stop, &e.traffic_kill, &e.traffic_exit]
+                .iter()
+                .any(|t| t.flags & traffic_flags::POD_PREDATES != 0)
+            {
+                CountedFrom::PodOlderThanProbes
             } else {
                 CountedFrom::ContainerStart
             },
@@ -140,6 +155,11 @@ pub struct Traffic {
     /// probes (which go on while a pod terminates) and the node's own clients, never taken
     /// for traffic the endpoint removal should have stopped.
     pub from_node_after_stop_signal: Option<u64>,
+    /// Connections from inside the pod after the stop signal (they came in on loopback: a
+    /// sidecar proxying to its app, an exec probe's `curl localhost`), counted apart in a
+    /// pod's network likewise.
+    #[serde(default)]
+    pub from_pod_after_stop_signal: Option<u64>,
     /// Stop signal -> the last of them: how long this node still saw new traffic (the
     /// endpoint-propagation lag).
     pub last_accepted_after_stop_signal_seconds: Option<f64>,
@@ -184,9 +204,12 @@ fn secs(ns: u64) -> f64 {
 /// The journal's `traffic` from what the kernel kept and the termination's times.
 pub fn account(seen: &Seen, t: Times) -> Traffic {
     let exact = seen.counted_from == CountedFrom::ContainerStart;
-    let stop = seen.at_stop.filter(|_| t.stop_ns.is_some());
     let exit = seen.at_exit.filter(|_| t.exit_ns.is_some());
-    let kill = seen.at_kill.filter(|_| t.kill_ns.is_some());
+    // Copies of one count: an entry made again between two (a host port another container
+    // took over, a namespace's entry removed and made again) makes differences meaningless.
+    let same = |c: &Counts| exit.is_none_or(|e| e.since_ns == c.since_ns);
+    let stop = seen.at_stop.filter(|c| t.stop_ns.is_some() && same(c));
+    let kill = seen.at_kill.filter(|c| t.kill_ns.is_some() && same(c));
     let after = |s: &Counts, e: &Counts| e.accepted.checked_sub(s.accepted);
     let (accepted_after, last_after) = match (stop, exit, t.stop_ns) {
         (Some(s), Some(e), Some(stop_ns)) => {
@@ -198,6 +221,10 @@ pub fn account(seen: &Seen, t: Times) -> Traffic {
     };
     let from_node_after = match (stop, exit) {
         (Some(s), Some(e)) => e.node_accepted.checked_sub(s.node_accepted),
+        _ => None,
+    };
+    let from_pod_after = match (stop, exit) {
+        (Some(s), Some(e)) => e.inside_accepted.checked_sub(s.inside_accepted),
         _ => None,
     };
     let still_arriving = match (accepted_after, t.stop_ns, t.exit_ns, exit) {
@@ -228,12 +255,23 @@ pub fn account(seen: &Seen, t: Times) -> Traffic {
         (Some(_), Some(at_exit), Some(_)) => Some(at_exit == 0),
         _ => None,
     };
+    // A connection made after the last listener closed is refused with no state change to
+    // count (`tcp_v4_rcv()` finds no socket and resets it): with no listener left for longer
+    // than the window before the exit, none seen in it says nothing.
+    let deaf_for_window = listening_at_exit.is_none_or(|n| n == 0)
+        && matches!((closed_at, t.stop_ns, t.exit_ns), (Some(c), Some(s), Some(x))
+            if x.saturating_sub(s + c) > STILL_ARRIVING_NS);
+    let still_arriving = match still_arriving {
+        Some(false) if deaf_for_window => None,
+        v => v,
+    };
     Traffic {
         scope: seen.scope,
         ports: (seen.scope == Scope::HostPorts).then(|| seen.ports.clone()),
         counted_from: seen.counted_from,
         accepted_after_stop_signal: accepted_after,
         from_node_after_stop_signal: from_node_after,
+        from_pod_after_stop_signal: from_pod_after,
         last_accepted_after_stop_signal_seconds: last_after.map(secs),
         still_arriving_at_exit: still_arriving,
         established_at_stop_signal: stop.and_then(|s| gauge(s.established, exact)),
@@ -260,6 +298,8 @@ mod tests {
             accepted,
             last_accept_ns: (last_accept != 0).then_some(last_accept),
             node_accepted: 0,
+            inside_accepted: 0,
+            flags: 0,
             listening,
             listen_closed: 0,
             last_listen_close_ns: None,
@@ -294,7 +334,9 @@ mod tests {
         assert_eq!(t.accepted_after_stop_signal, Some(2));
         assert_eq!(t.from_node_after_stop_signal, Some(2));
         assert_eq!(t.last_accepted_after_stop_signal_seconds, Some(1.5));
-        assert_eq!(t.still_arriving_at_exit, Some(false));
+        // Its listener closed 2 s before the exit: connections refused since make no state
+        // change, so none seen in the last second says nothing.
+        assert_eq!(t.still_arriving_at_exit, None);
         assert_eq!(t.established_at_stop_signal, Some(3));
         assert_eq!((t.established_at_exit, t.cut_by_sigkill), (Some(0), Some(0)));
         assert_eq!(t.listeners_closed_after_stop_signal_seconds, Some(2.0));
@@ -322,6 +364,35 @@ mod tests {
         assert_eq!(t.established_at_sigkill, Some(5));
         assert_eq!(t.cut_by_sigkill, Some(5));
         assert_eq!(t.stopped_accepting_before_exit, Some(false));
+    }
+
+    #[test]
+    fn the_pods_own_connections_are_apart_and_copies_of_another_count_say_nothing() {
+        let stop = counts(1, 4, 5 * S, 1);
+        let mut exit = counts(1, 6, 100 * S + S / 2, 1);
+        // A sidecar's 7 connections to its app (in on loopback), the last in the final second.
+        exit.inside_accepted = 7;
+        let times =
+            Times { stop_ns: Some(100 * S), kill_ns: None, exit_ns: Some(101 * S), killed: false };
+        let t = account(&seen(stop, None, exit), times);
+        assert_eq!(
+            (t.accepted_after_stop_signal, t.from_pod_after_stop_signal),
+            (Some(2), Some(7))
+        );
+        assert_eq!(t.still_arriving_at_exit, Some(true), "the clients' last came at +0.5 s");
+        // The entry was made again between the copies (a host port another container took):
+        // no difference of the two is a fact.
+        let mut other = exit;
+        other.since_ns = 2;
+        let t = account(&seen(stop, None, other), times);
+        assert_eq!((t.accepted_after_stop_signal, t.established_at_stop_signal), (None, None));
+        assert_eq!(t.established_at_exit, Some(1));
+        // A pod older than the probes: what came after counts, the gauges are unknown.
+        let mut older = seen(stop, None, exit);
+        older.counted_from = CountedFrom::PodOlderThanProbes;
+        let t = account(&older, times);
+        assert_eq!(t.accepted_after_stop_signal, Some(2));
+        assert_eq!((t.established_at_exit, t.listening_at_exit), (None, None));
     }
 
     #[test]

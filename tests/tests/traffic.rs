@@ -197,6 +197,14 @@ impl Server {
         net.add_client_address(node);
         Clients { from: Some(node), ..self.clients() }
     }
+
+    /// A sidecar of the pod: connects from inside the pod's network namespace to the server
+    /// over loopback (a proxy in front of its app, an exec probe's `curl localhost`).
+    fn sidecar(&self) -> Clients<'_> {
+        let net = self.net.as_ref().expect("a pod network of its own");
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.addr.port()));
+        Clients { netns: Some(&net.server), addr, from: None }
+    }
 }
 
 /// The server's marker `name`, if written (its /tmp, a tmpfs of its own mount namespace).
@@ -516,7 +524,10 @@ fn drained(e: &mut Expect, d: &Drained, term: Window) {
     e.traffic("established_at_exit", 0);
     e.traffic("established_at_sigkill", Value::Null);
     e.traffic("cut_by_sigkill", 0);
-    e.traffic("still_arriving_at_exit", false);
+    // Its listener closed 1.5 s before the exit: a connection after that is refused with no
+    // state change the kernel counts, so whether traffic still arrived is unknown (null).
+    e.traffic("still_arriving_at_exit", Value::Null);
+    e.traffic("from_pod_after_stop_signal", 0);
     e.metrics(d.after.len() as u64, 0, false);
     e.report(Some(d.after.len() as u64), false, 0);
 }
@@ -842,12 +853,14 @@ fn kubelets_probes_from_a_node_address_are_no_clients_arriving_at_exit() {
     );
     let ns = unique("probes");
     let srv = Server::in_pod(&d, &ns, "ignore");
-    let (c, kubelet) = (srv.clients(), srv.kubelet_at(node.ip));
+    let (c, kubelet, sidecar) = (srv.clients(), srv.kubelet_at(node.ip), srv.sidecar());
     let mut held = c.before_stop(3, HELD);
 
     let gate = Mutex::new(false);
-    let (term, kill, after, probes) = std::thread::scope(|s| {
+    let (term, kill, after, probes, inside) = std::thread::scope(|s| {
         let probing = s.spawn(|| probe_until_stopped(&kubelet, &gate));
+        // And a sidecar of the pod's, over loopback, as long (its connections are the pod's own).
+        let proxying = s.spawn(|| probe_until_stopped(&sidecar, &gate));
         // A few probes before the stop signal: not "after" it.
         std::thread::sleep(PROBE_EVERY * 3);
         let term = {
@@ -868,8 +881,10 @@ fn kubelets_probes_from_a_node_address_are_no_clients_arriving_at_exit() {
             *stop = true;
             send(&srv.runc, "KILL")
         };
-        (term, kill, after, probing.join().unwrap())
+        (term, kill, after, probing.join().unwrap(), proxying.join().unwrap())
     });
+    let inside: Vec<Connect> = inside.into_iter().filter(|p| p.called > term.after).collect();
+    assert!(!inside.is_empty(), "the sidecar connected after the stop signal");
     srv.pidfd.wait_exit(WAIT).unwrap();
     assert!(held.iter_mut().all(was_cut), "every held connection was cut");
     // The gate holds no probe across a signal: each came wholly before or after the stop.
@@ -891,6 +906,8 @@ fn kubelets_probes_from_a_node_address_are_no_clients_arriving_at_exit() {
     // Only the held connections open at the SIGKILL: every probe was closed by then.
     killed_accepting(&mut e, term, kill, HELD);
     e.traffic("from_node_after_stop_signal", probes.len());
+    // The sidecar's, in on loopback: the pod's own, neither clients' nor the node's.
+    e.traffic("from_pod_after_stop_signal", inside.len());
     e.traffic("accepted_after_stop_signal", after.len());
     // The clients' last, 1.5 s before the probes' last.
     e.last_accept(&after, term);

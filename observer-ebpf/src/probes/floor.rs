@@ -51,8 +51,8 @@ pub fn floor_oom(_ctx: TracePointContext) -> i32 {
     0
 }
 
-#[tracepoint]
-pub fn floor_sock(_ctx: TracePointContext) -> i32 {
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn floor_sock(_ctx: BtfTracePointContext) -> i32 {
     0
 }
 

@@ -509,14 +509,52 @@ impl Btf {
             cgroup_parent_css: self.member_offset("cgroup", "self")?
                 + self.member_offset("cgroup_subsys_state", "parent")?,
             cgroup_self: self.member_offset("cgroup", "self")?,
+            // The traffic probe's: all of them, or none (zero: it is not loaded, see
+            // `traffic_offsets`).
+            ..self.traffic_offsets().unwrap_or_default()
+        })
+    }
+}
+
+impl Btf {
+    /// The offsets the traffic probe (`probes/net.rs`) and the namespace reads at exec read,
+    /// in a `KernelOffsets` whose other fields are zero; an error names the first missing
+    /// (`sk_rx_dst_ifindex` is 5.16's, `net_cookie` set at a namespace's making 5.12's).
+    pub fn traffic_offsets(&self) -> Result<KernelOffsets, BtfError> {
+        let common = self.member_offset("sock", "__sk_common")?;
+        Ok(KernelOffsets {
             // `possible_net_t` holds the one pointer (include/net/net_namespace.h, with
             // CONFIG_NET_NS, which every container kernel has).
-            sock_net: self.member_offset("sock", "__sk_common")?
-                + self.member_offset("sock_common", "skc_net")?,
+            sock_net: common + self.member_offset("sock_common", "skc_net")?,
             net_cookie: self.member_offset("net", "net_cookie")?,
             task_nsproxy: self.member_offset("task_struct", "nsproxy")?,
             nsproxy_net_ns: self.member_offset("nsproxy", "net_ns")?,
+            sock_protocol: self.member_offset("sock", "sk_protocol")?,
+            sock_rx_ifindex: self.member_offset("sock", "sk_rx_dst_ifindex")?,
+            skc_family: common + self.member_offset("sock_common", "skc_family")?,
+            inet_sport: self.member_offset("inet_sock", "inet_sport")?,
+            skc_daddr: common + self.member_offset("sock_common", "skc_daddr")?,
+            skc_v6_daddr: common + self.member_offset("sock_common", "skc_v6_daddr")?,
+            ..KernelOffsets::default()
         })
+    }
+}
+
+/// The traffic offsets of `o` zeroed: the probe is not loaded, and the exec probe's namespace
+/// reads (which test `net_cookie`) are off.
+pub fn without_traffic(o: KernelOffsets) -> KernelOffsets {
+    KernelOffsets {
+        sock_net: 0,
+        net_cookie: 0,
+        task_nsproxy: 0,
+        nsproxy_net_ns: 0,
+        sock_protocol: 0,
+        sock_rx_ifindex: 0,
+        skc_family: 0,
+        inet_sport: 0,
+        skc_daddr: 0,
+        skc_v6_daddr: 0,
+        ..o
     }
 }
 

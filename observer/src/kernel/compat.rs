@@ -104,7 +104,7 @@ impl FeatureId {
 }
 
 /// Features whose fallback is a choice of programs, which `--force-fallback` can make.
-pub const FORCEABLE: &[FeatureId] = &[FeatureId::ExitGroupDead];
+pub const FORCEABLE: &[FeatureId] = &[FeatureId::ExitGroupDead, FeatureId::TcpState];
 
 /// Parses a `--force-fallback` value: the name of a feature in [`FORCEABLE`].
 pub fn parse_fallback(s: &str) -> Result<FeatureId, String> {
@@ -177,11 +177,13 @@ pub const TABLE: &[Feature] = &[
     },
     Feature {
         id: FeatureId::TcpState,
-        name: "sock/inet_sock_set_state tracepoint and net.net_cookie in BTF",
-        since: KernelVersion::new(5, 7),
-        need: Need::Required,
-        used_for: "every TCP state change and the socket's network namespace by its cookie (never reused, unlike its inode number): the journal's traffic",
-        remedy: "a kernel with CONFIG_NET_NS and tracepoints (5.7 or newer); `observer check` names a record layout other than the one of 6.1, 6.12 and 6.18",
+        name: "tp_btf inet_sock_set_state, with net.net_cookie and sock.sk_rx_dst_ifindex in BTF",
+        since: KernelVersion::new(5, 16),
+        need: Need::Optional {
+            fallback: "no TCP probe: every record's `traffic` is null",
+        },
+        used_for: "every TCP state change, the socket's network namespace by its cookie (set at the namespace's making since 5.12, never reused), the interface a connection came in on: the journal's traffic",
+        remedy: "a 5.16 or newer kernel with CONFIG_NET_NS",
     },
     Feature {
         id: FeatureId::CgroupV2,
@@ -232,13 +234,18 @@ impl fmt::Display for Path {
 pub struct Support {
     /// `sched_process_exit` ([`Path::Native`]) or `sched_process_exit_live`.
     pub exit_group_dead: Path,
+    /// `inet_sock_set_state` loaded ([`Path::Native`]), or no traffic.
+    pub tcp_state: Path,
 }
 
 impl Support {
     /// Decides every optional path from the kernel's BTF; `forced` features take their fallback
     /// even where the kernel has them (to test the fallback, or to step around a kernel bug).
     pub fn detect(btf: &Btf, forced: &[FeatureId]) -> Self {
-        Self { exit_group_dead: exit_group_dead(btf.tracepoint_args("sched_process_exit"), forced) }
+        Self {
+            exit_group_dead: exit_group_dead(btf.tracepoint_args("sched_process_exit"), forced),
+            tcp_state: tcp_state(btf, forced),
+        }
     }
 
     /// One line for the daemon's log: which exit program runs, and why.
@@ -255,6 +262,7 @@ impl Support {
     pub fn native(&self, feature: FeatureId) -> bool {
         match feature {
             FeatureId::ExitGroupDead => self.exit_group_dead.is_native(),
+            FeatureId::TcpState => self.tcp_state.is_native(),
             _ => true,
         }
     }
@@ -280,6 +288,25 @@ fn exit_group_dead(args: Result<u32, BtfError>, forced: &[FeatureId]) -> Path {
             ),
         },
         Err(e) => Path::Fallback { reason: e.to_string() },
+    }
+}
+
+/// `inet_sock_set_state(sk, oldstate, newstate)` and every offset the traffic probe reads.
+fn tcp_state(btf: &Btf, forced: &[FeatureId]) -> Path {
+    if forced.contains(&FeatureId::TcpState) {
+        return Path::Fallback { reason: "forced by --force-fallback".into() };
+    }
+    match (btf.tracepoint_args("inet_sock_set_state"), btf.traffic_offsets()) {
+        (Ok(3), Ok(o)) => Path::Native {
+            evidence: format!(
+                "btf_trace_inet_sock_set_state takes (sk, oldstate, newstate); net.net_cookie@{}",
+                o.net_cookie
+            ),
+        },
+        (Ok(n), Ok(_)) => Path::Fallback {
+            reason: format!("btf_trace_inet_sock_set_state takes {n} arguments, not 3"),
+        },
+        (Err(e), _) | (_, Err(e)) => Path::Fallback { reason: e.to_string() },
     }
 }
 

@@ -56,7 +56,7 @@ pub const FLOORS: &[ProbeSpec] = &[
     reference("floor_cg_mkdir", ProgramKind::TracePoint, "cgroup", "cgroup_mkdir", FLOOR),
     reference("floor_cg_rmdir", ProgramKind::TracePoint, "cgroup", "cgroup_rmdir", FLOOR),
     reference("floor_oom", ProgramKind::TracePoint, "oom", "mark_victim", FLOOR),
-    reference("floor_sock", ProgramKind::TracePoint, "sock", "inet_sock_set_state", FLOOR),
+    reference("floor_sock", ProgramKind::BtfTracePoint, "sock", "inet_sock_set_state", FLOOR),
 ];
 
 /// The one-load references, at the hooks whose filter is one array load.

@@ -154,11 +154,11 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: programs::INET_SOCK_SET_STATE,
-        kind: ProgramKind::TracePoint,
+        kind: ProgramKind::BtfTracePoint,
         category: "sock",
         event: "inet_sock_set_state",
         requires: FeatureId::TcpState,
-        only: None,
+        only: Some((FeatureId::TcpState, true)),
         emits: &[],
         purpose: "TCP connections of pods' network namespaces and host-network containers' ports: accepted after the stop signal, open at the SIGKILL and the exit",
     },
@@ -222,6 +222,7 @@ pub const fn meaning(counter: Counter) -> Meaning {
         // A pod's (or host port's) connections not counted: its records say nothing of them.
         Counter::NetnsFull => Meaning::Lost { stage: "netns_map_full" },
         Counter::HostPortsFull => Meaning::Lost { stage: "host_ports_full" },
+        Counter::NetnsUnknown => Meaning::Lost { stage: "netns_unknown" },
     }
 }
 
@@ -394,8 +395,11 @@ pub struct Loaded {
 /// first start).
 pub fn load(options: &ProbeOptions, pins: Option<&Pins>) -> Result<Loaded, LoadError> {
     let btf = Btf::from_sys_fs()?;
-    let offsets = btf.kernel_offsets()?;
     let support = Support::detect(&btf, &options.force_fallback);
+    let offsets = match support.tcp_state.is_native() {
+        true => btf.kernel_offsets()?,
+        false => super::btf::without_traffic(btf.kernel_offsets()?),
+    };
     let config = options.config(offsets)?;
     bump_memlock_rlimit();
     let mut loader = EbpfLoader::new();
@@ -562,12 +566,12 @@ pub fn take_netns(
 #[allow(clippy::type_complexity)]
 pub fn take_node_addresses(
     ebpf: &mut Ebpf,
-) -> Result<(aya::maps::Array<MapData, u32>, aya::maps::Array<MapData, [u64; 2]>), LoadError> {
+) -> Result<(BpfHashMap<MapData, u32, u8>, BpfHashMap<MapData, [u64; 2], u8>), LoadError> {
     let v4 = ebpf.take_map(names::NODE_V4).ok_or(LoadError::MissingMap(names::NODE_V4))?;
     let v6 = ebpf.take_map(names::NODE_V6).ok_or(LoadError::MissingMap(names::NODE_V6))?;
     Ok((
-        aya::maps::Array::try_from(v4).map_err(|e| LoadError::Map(names::NODE_V4, Box::new(e)))?,
-        aya::maps::Array::try_from(v6).map_err(|e| LoadError::Map(names::NODE_V6, Box::new(e)))?,
+        BpfHashMap::try_from(v4).map_err(|e| LoadError::Map(names::NODE_V4, Box::new(e)))?,
+        BpfHashMap::try_from(v6).map_err(|e| LoadError::Map(names::NODE_V6, Box::new(e)))?,
     ))
 }
 
@@ -662,8 +666,8 @@ pub struct Probes {
     /// still there).
     pub netns: BpfHashMap<MapData, observer_ebpf::NetKey, observer_ebpf::Traffic>,
     /// The node's addresses the traffic probe tells apart (`node::addresses`).
-    pub node_v4: aya::maps::Array<MapData, u32>,
-    pub node_v6: aya::maps::Array<MapData, [u64; 2]>,
+    pub node_v4: BpfHashMap<MapData, u32, u8>,
+    pub node_v6: BpfHashMap<MapData, [u64; 2], u8>,
     /// The programs' skipped runs (`kernel::misses`).
     pub misses: super::misses::Misses,
     /// The prefilters in front of `PROCESSES` and `WATCHED_CGROUPS`, mapped here
@@ -842,6 +846,7 @@ mod tests {
                         } else {
                             super::super::compat::Path::Fallback { reason: String::new() }
                         },
+                        tcp_state: super::super::compat::Path::Native { evidence: String::new() },
                     };
                     assert_eq!(same_hook.iter().filter(|t| t.wanted(&support)).count(), 1);
                 }

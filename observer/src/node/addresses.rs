@@ -25,7 +25,7 @@ use std::{
     path::Path,
 };
 
-use aya::maps::{Array, MapData};
+use aya::maps::{HashMap as BpfHashMap, MapData};
 use observer_ebpf::NODE_ADDRS;
 
 /// How often the addresses are read again.
@@ -136,8 +136,8 @@ impl NodeAddresses {
 
 /// Keeps `NODE_V4` and `NODE_V6` to the node's addresses.
 pub struct NodeAddressMaps {
-    v4: Array<MapData, u32>,
-    v6: Array<MapData, [u64; 2]>,
+    v4: BpfHashMap<MapData, u32, u8>,
+    v6: BpfHashMap<MapData, [u64; 2], u8>,
     proc_net: std::path::PathBuf,
     written: Option<NodeAddresses>,
     next_ns: u64,
@@ -145,7 +145,11 @@ pub struct NodeAddressMaps {
 }
 
 impl NodeAddressMaps {
-    pub fn new(v4: Array<MapData, u32>, v6: Array<MapData, [u64; 2]>, proc_net: &Path) -> Self {
+    pub fn new(
+        v4: BpfHashMap<MapData, u32, u8>,
+        v6: BpfHashMap<MapData, [u64; 2], u8>,
+        proc_net: &Path,
+    ) -> Self {
         Self { v4, v6, proc_net: proc_net.to_path_buf(), written: None, next_ns: 0, read_ns: 0 }
     }
 
@@ -185,11 +189,23 @@ impl NodeAddressMaps {
                 now.dropped
             );
         }
+        // New ones first, then the gone ones: a probe never finds an address of the node
+        // missing while it is still one.
         let mut ok = true;
-        for i in 0..NODE_ADDRS {
-            let v4 = now.v4.get(i as usize).copied().unwrap_or(0);
-            let v6 = now.v6.get(i as usize).copied().unwrap_or([0, 0]);
-            ok &= self.v4.set(i, v4, 0).is_ok() && self.v6.set(i, v6, 0).is_ok();
+        for a in &now.v4 {
+            ok &= self.v4.insert(a, 1, 0).is_ok();
+        }
+        for a in &now.v6 {
+            ok &= self.v6.insert(a, 1, 0).is_ok();
+        }
+        let gone4: Vec<u32> = self.v4.keys().flatten().filter(|k| !now.v4.contains(k)).collect();
+        let gone6: Vec<[u64; 2]> =
+            self.v6.keys().flatten().filter(|k| !now.v6.contains(k)).collect();
+        for k in &gone4 {
+            ok &= self.v4.remove(k).is_ok();
+        }
+        for k in &gone6 {
+            ok &= self.v6.remove(k).is_ok();
         }
         if ok {
             log::info!("the node's addresses (told apart from clients): {}", describe(&now));
@@ -272,9 +288,10 @@ Local:
 
     #[test]
     fn past_the_probes_room_addresses_are_counted_not_written() {
-        let many: BTreeSet<Ipv4Addr> = (1..=40).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
+        let n = NODE_ADDRS + 8;
+        let many: BTreeSet<Ipv4Addr> = (1..=n).map(|i| Ipv4Addr::from(0x0a00_0000 + i)).collect();
         let a = NodeAddresses::of(&many, &BTreeSet::new());
-        assert_eq!((a.v4.len(), a.dropped), (NODE_ADDRS as usize, 40 - NODE_ADDRS as usize));
+        assert_eq!((a.v4.len(), a.dropped), (NODE_ADDRS as usize, 8));
     }
 
     #[test]

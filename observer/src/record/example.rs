@@ -230,6 +230,8 @@ impl RecordBuilder {
             accepted: 100 + accepted_now,
             last_accept_ns: last,
             node_accepted: 0,
+            inside_accepted: 0,
+            flags: 0,
             listening: 1,
             listen_closed: 0,
             last_listen_close_ns: None,
