@@ -835,6 +835,16 @@ pub struct KernelOffsets {
     pub cgroup_parent_css: u32,
     /// `cgroup.self`, the offset of the embedded css.
     pub cgroup_self: u32,
+    /// What the traffic probe reads ([`NetOffsets`]); all zero where it is not loaded.
+    pub net: NetOffsets,
+}
+
+/// The offsets the traffic probe (`probes/net.rs`) and the exec probe's namespace reads use:
+/// resolved together, or all zero (the probe is not loaded, and `net_cookie` 0 turns the
+/// namespace reads off).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetOffsets {
     /// `sock.__sk_common` + `sock_common.skc_net` (possible_net_t, whose one member is the
     /// `struct net *`).
     pub sock_net: u32,
@@ -842,6 +852,8 @@ pub struct KernelOffsets {
     pub net_cookie: u32,
     /// `task_struct.nsproxy` (struct nsproxy *).
     pub task_nsproxy: u32,
+    /// `nsproxy.net_ns` (struct net *).
+    pub nsproxy_net_ns: u32,
     /// `sock.sk_protocol` (u16, 5.6+).
     pub sock_protocol: u32,
     /// `sock.sk_rx_dst_ifindex` (int, 5.16+): the interface a passive open's SYN came in on.
@@ -855,8 +867,21 @@ pub struct KernelOffsets {
     pub skc_daddr: u32,
     /// `sock_common.skc_v6_daddr` (struct in6_addr).
     pub skc_v6_daddr: u32,
-    /// `nsproxy.net_ns` (struct net *).
-    pub nsproxy_net_ns: u32,
+}
+
+impl NetOffsets {
+    pub const ZERO: Self = Self {
+        sock_net: 0,
+        net_cookie: 0,
+        task_nsproxy: 0,
+        nsproxy_net_ns: 0,
+        sock_protocol: 0,
+        sock_rx_ifindex: 0,
+        skc_family: 0,
+        inet_sport: 0,
+        skc_daddr: 0,
+        skc_v6_daddr: 0,
+    };
 }
 
 /// `SIGNAL_GROUP_EXIT` in include/linux/sched/signal.h (0x4 in 6.1, 6.12 and 6.18).
@@ -945,16 +970,7 @@ impl Config {
             task_start_boottime: 0,
             cgroup_parent_css: 0,
             cgroup_self: 0,
-            sock_net: 0,
-            net_cookie: 0,
-            task_nsproxy: 0,
-            sock_protocol: 0,
-            sock_rx_ifindex: 0,
-            skc_family: 0,
-            inet_sport: 0,
-            skc_daddr: 0,
-            skc_v6_daddr: 0,
-            nsproxy_net_ns: 0,
+            net: NetOffsets::ZERO,
         },
         v2_hierarchy_id: 0,
         cgroup_prefix_len: 0,
@@ -1038,6 +1054,7 @@ const _: () = assert!(size_of::<Process>() == 56 + 2 * 56 + 16 + 24 + 2 * 104);
 const _: () = assert!(size_of::<WatchedCgroup>() == 24 + CGROUP_PATH_LEN);
 const _: () = assert!(size_of::<EndedKey>() == 16);
 const _: () = assert!(size_of::<Ended>() == size_of::<ProcessExitEvent>() + 16 + CGROUP_PATH_LEN);
+const _: () = assert!(size_of::<NetOffsets>() == 40);
 const _: () = assert!(size_of::<KernelOffsets>() == 144);
 const _: () =
     assert!(size_of::<Config>() == 16 + 2 * CGROUP_PREFIX_LEN + 144 + 4 + 4 + CGROUP_PREFIX_LEN);
@@ -1061,6 +1078,7 @@ mod user {
     unsafe impl aya::Pod for EndedKey {}
     unsafe impl aya::Pod for Ended {}
     unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for NetOffsets {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for NetKey {}
     unsafe impl aya::Pod for Traffic {}

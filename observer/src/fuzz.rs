@@ -2762,12 +2762,12 @@ mod btf {
             match btf.traffic_offsets() {
                 Ok(_) => {
                     prop_assert_eq!(
-                        Some(o.sock_net),
+                        Some(o.net.sock_net),
                         get("sock", "__sk_common")
                             .zip(get("sock_common", "skc_net"))
                             .map(|(a, b)| a + b)
                     );
-                    prop_assert_eq!(Some(o.net_cookie), get("net", "net_cookie"));
+                    prop_assert_eq!(Some(o.net.net_cookie), get("net", "net_cookie"));
                 }
                 Err(_) => {
                     prop_assert_eq!(crate::kernel::btf::without_traffic(o), o);

@@ -103,19 +103,20 @@ unsafe fn try_inet_sock_set_state(ctx: &BtfTracePointContext) -> Result<(), i64>
         return Ok(());
     }
     let sk: *const u8 = ctx.arg(0);
-    let protocol: u16 = unsafe { arg_field(sk, config!(offsets.sock_protocol)) };
+    let protocol: u16 = unsafe { arg_field(sk, config!(offsets.net.sock_protocol)) };
     if protocol != IPPROTO_TCP {
         return Ok(());
     }
-    let net: *const u8 = unsafe { arg_field(sk, config!(offsets.sock_net)) };
+    let net: *const u8 = unsafe { arg_field(sk, config!(offsets.net.sock_net)) };
     if net.is_null() {
         return Ok(());
     }
-    let cookie: u64 = unsafe { arg_field(net, config!(offsets.net_cookie)) };
+    let cookie: u64 = unsafe { arg_field(net, config!(offsets.net.net_cookie)) };
     let host = HOST_NET.get(0).copied().unwrap_or(0);
     let port = if host != 0 && cookie == host {
         // Past `struct sock` (in its `inet_sock`): a read, not a BTF load.
-        let sport = u16::from_be(unsafe { read_field::<u16>(sk, config!(offsets.inet_sport))? });
+        let sport =
+            u16::from_be(unsafe { read_field::<u16>(sk, config!(offsets.net.inet_sport))? });
         if new == TCP_LISTEN {
             unsafe { host_listen(cookie, sport) };
             return Ok(());
@@ -151,7 +152,7 @@ unsafe fn try_inet_sock_set_state(ctx: &BtfTracePointContext) -> Result<(), i64>
 /// probes), or, in a pod's namespace, the pod's own (it came in on loopback).
 #[inline(always)]
 unsafe fn passive_open(sk: *const u8, t: *mut Traffic, pod: bool) {
-    let ifindex: i32 = unsafe { arg_field(sk, config!(offsets.sock_rx_ifindex)) };
+    let ifindex: i32 = unsafe { arg_field(sk, config!(offsets.net.sock_rx_ifindex)) };
     unsafe {
         if pod && ifindex == LOOPBACK_IFINDEX {
             atomic_add(core::ptr::addr_of_mut!((*t).inside_accepted), 1);
@@ -172,15 +173,15 @@ unsafe fn passive_open(sk: *const u8, t: *mut Traffic, pod: bool) {
 /// (two for an IPv6 peer), never for the node's own traffic.
 #[inline(always)]
 unsafe fn from_node(sk: *const u8) -> bool {
-    let v4: u32 = unsafe { arg_field(sk, config!(offsets.skc_daddr)) };
+    let v4: u32 = unsafe { arg_field(sk, config!(offsets.net.skc_daddr)) };
     if unsafe { NODE_V4.get(&v4) }.is_some() {
         return true;
     }
-    let family: u16 = unsafe { arg_field(sk, config!(offsets.skc_family)) };
+    let family: u16 = unsafe { arg_field(sk, config!(offsets.net.skc_family)) };
     if family != AF_INET6 {
         return false;
     }
-    let off = config!(offsets.skc_v6_daddr);
+    let off = config!(offsets.net.skc_v6_daddr);
     if off == 0 {
         return false;
     }
@@ -257,9 +258,9 @@ unsafe fn netns_cookie(task: *const u8) -> Option<u64> {
         }
         unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const u64) }.ok()
     };
-    let nsproxy = read(task, config!(offsets.task_nsproxy))? as *const u8;
-    let net = read(nsproxy, config!(offsets.nsproxy_net_ns))? as *const u8;
-    read(net, config!(offsets.net_cookie)).filter(|c| *c != 0)
+    let nsproxy = read(task, config!(offsets.net.task_nsproxy))? as *const u8;
+    let net = read(nsproxy, config!(offsets.net.nsproxy_net_ns))? as *const u8;
+    read(net, config!(offsets.net.net_cookie)).filter(|c| *c != 0)
 }
 
 /// The runtime's namespace for main process `task`, whose parent is `parent`: the parent's,
@@ -306,7 +307,7 @@ unsafe fn pod_predates(task: *const u8) -> bool {
 #[inline(never)]
 pub unsafe fn learn(task: *const u8, parent: *const u8, from_stop: bool, out: *mut NetOf) {
     // No traffic probe on this node (its offsets are zero): nothing to learn.
-    if config!(offsets.net_cookie) == 0 {
+    if config!(offsets.net.net_cookie) == 0 {
         return;
     }
     let (Some(cookie), Some(runtime)) =

@@ -19,7 +19,7 @@
 
 use std::{collections::HashSet, ops::Range, path::Path};
 
-use observer_ebpf::KernelOffsets;
+use observer_ebpf::{KernelOffsets, NetOffsets};
 
 /// Where the kernel publishes its own BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -511,18 +511,18 @@ impl Btf {
             cgroup_self: self.member_offset("cgroup", "self")?,
             // The traffic probe's: all of them, or none (zero: it is not loaded, see
             // `traffic_offsets`).
-            ..self.traffic_offsets().unwrap_or_default()
+            net: self.traffic_offsets().unwrap_or(NetOffsets::ZERO),
         })
     }
 }
 
 impl Btf {
     /// The offsets the traffic probe (`probes/net.rs`) and the namespace reads at exec read,
-    /// in a `KernelOffsets` whose other fields are zero; an error names the first missing
+    /// resolved together; an error names the first missing
     /// (`sk_rx_dst_ifindex` is 5.16's, `net_cookie` set at a namespace's making 5.12's).
-    pub fn traffic_offsets(&self) -> Result<KernelOffsets, BtfError> {
+    pub fn traffic_offsets(&self) -> Result<NetOffsets, BtfError> {
         let common = self.member_offset("sock", "__sk_common")?;
-        Ok(KernelOffsets {
+        Ok(NetOffsets {
             // `possible_net_t` holds the one pointer (include/net/net_namespace.h, with
             // CONFIG_NET_NS, which every container kernel has).
             sock_net: common + self.member_offset("sock_common", "skc_net")?,
@@ -535,7 +535,6 @@ impl Btf {
             inet_sport: self.member_offset("inet_sock", "inet_sport")?,
             skc_daddr: common + self.member_offset("sock_common", "skc_daddr")?,
             skc_v6_daddr: common + self.member_offset("sock_common", "skc_v6_daddr")?,
-            ..KernelOffsets::default()
         })
     }
 }
@@ -543,19 +542,7 @@ impl Btf {
 /// The traffic offsets of `o` zeroed: the probe is not loaded, and the exec probe's namespace
 /// reads (which test `net_cookie`) are off.
 pub fn without_traffic(o: KernelOffsets) -> KernelOffsets {
-    KernelOffsets {
-        sock_net: 0,
-        net_cookie: 0,
-        task_nsproxy: 0,
-        nsproxy_net_ns: 0,
-        sock_protocol: 0,
-        sock_rx_ifindex: 0,
-        skc_family: 0,
-        inet_sport: 0,
-        skc_daddr: 0,
-        skc_v6_daddr: 0,
-        ..o
-    }
+    KernelOffsets { net: NetOffsets::ZERO, ..o }
 }
 
 /// The state of one `Btf::find`.
@@ -607,6 +594,12 @@ mod tests {
         assert_eq!(btf.struct_size("k_sigaction").unwrap(), o.k_sigaction_size);
         // struct signal_struct { refcount_t sigcnt; atomic_t live; ... }
         assert_eq!(o.signal_live, 4, "{o:?}");
+        // The traffic probe's, on 6.18: skc_net at 48 in every kernel since 4.x, the peer's
+        // address first in sock_common, the local port past struct sock (in inet_sock).
+        let n = btf.traffic_offsets().expect("a 5.16+ kernel has them all");
+        assert_eq!((o.net, n.sock_net, n.skc_daddr), (n, 48, 0), "{n:?}");
+        assert!(n.inet_sport > btf.struct_size("sock").unwrap(), "{n:?}");
+        assert_eq!(super::without_traffic(o).net, NetOffsets::ZERO);
         assert!(o.task_signal > 0 && o.task_group_leader > 0 && o.signal_flags > 0, "{o:?}");
     }
 
