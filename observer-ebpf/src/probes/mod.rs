@@ -9,6 +9,7 @@
 //! | `cgroup_mkdir` / `cgroup_rmdir` | tracepoint cgroup/* | learn a container's cgroup id -> path before runc removes it |
 //! | `oom_mark_victim` | tracepoint oom/mark_victim | tells an OOM SIGKILL from a grace-period SIGKILL |
 //! | `sched_process_exec` | tp_btf sched_process_exec | a container's main process (the runtime's init exec'ing the entrypoint) and the exec sessions the runtime starts in it later (preStop exec hooks): the new program, in its final cgroup, with its parent |
+//! | `inet_sock_set_state` | tp_btf inet_sock_set_state | every TCP state change passes `tcp_set_state()`, with the socket (its namespace, port, peer, the interface a connection came in on): counts per pod network namespace and host port, no records (`net.rs`) |
 //!
 //! Which processes are followed is decided once, at exec, and kept in `PROCESSES`: every
 //! other probe costs one lookup for a process that is no container's main process or exec
