@@ -305,7 +305,7 @@ impl Metrics {
             last_connection: register(&r, HistogramVec::new(
                 HistogramOpts::new(
                     "container_termination_last_connection_after_stop_signal_seconds",
-                    "Stop signal to the last new connection clients made before the main process exited (kernel clock), for terminations that had one: how long the pod's endpoint removal took to reach every client",
+                    "Stop signal to the last new connection clients made before the main process exited (kernel clock), for terminations that had one: how long new traffic still came after the stop (the endpoint removal began at the pod's deletion, before any preStop hook: its lag is this plus the hook's time)",
                 )
                 .buckets(CONNECTION_BUCKETS.to_vec()),
                 CONTAINER_LABELS,
