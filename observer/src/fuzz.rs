@@ -191,7 +191,6 @@ mod ring {
                 last_accept_ns: Some(t.last_accept_ns).filter(|n| *n != 0),
                 node_accepted: t.node_accepted,
                 inside_accepted: t.inside_accepted,
-                flags: t.flags,
                 listening: t.listening as i64,
                 listen_closed: t.listen_closed,
                 last_listen_close_ns: Some(t.last_listen_close_ns).filter(|n| *n != 0),

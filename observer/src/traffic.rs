@@ -68,8 +68,6 @@ pub struct Counts {
     pub node_accepted: u64,
     /// Passive opens from inside the pod (they came in on loopback), not in `accepted`.
     pub inside_accepted: u64,
-    /// `observer_ebpf::traffic_flags` of the namespace's entry.
-    pub flags: u64,
     pub listening: i64,
     pub listen_closed: u64,
     pub last_listen_close_ns: Option<u64>,
@@ -84,7 +82,6 @@ impl Counts {
             last_accept_ns: (t.last_accept_ns != 0).then_some(t.last_accept_ns),
             node_accepted: t.node_accepted,
             inside_accepted: t.inside_accepted,
-            flags: t.flags,
             listening: t.listening as i64,
             listen_closed: t.listen_closed,
             last_listen_close_ns: (t.last_listen_close_ns != 0).then_some(t.last_listen_close_ns),
@@ -299,7 +296,6 @@ mod tests {
             last_accept_ns: (last_accept != 0).then_some(last_accept),
             node_accepted: 0,
             inside_accepted: 0,
-            flags: 0,
             listening,
             listen_closed: 0,
             last_listen_close_ns: None,

@@ -231,7 +231,6 @@ impl RecordBuilder {
             last_accept_ns: last,
             node_accepted: 0,
             inside_accepted: 0,
-            flags: 0,
             listening: 1,
             listen_closed: 0,
             last_listen_close_ns: None,
